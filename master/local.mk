@@ -1,0 +1,1 @@
+spindle_SOURCES += master/main.c

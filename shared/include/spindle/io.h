@@ -1,0 +1,59 @@
+/*
+ * Fiber I/O: the calls a connection handler is written with.
+ *
+ * Each call must run on a fiber of an IOManager and takes a non-blocking fd.
+ * It tries the system call first and parks the fiber only on EAGAIN; the
+ * caller never sees EAGAIN.  timeout_ms bounds the whole call (-1 = no limit).
+ * Errors come back as -errno: -ETIMEDOUT when the timeout expires, -ECANCELED
+ * when the fd is closed with sp_close() while the fiber waits on it.
+ */
+#ifndef SPINDLE_IO_H
+#define SPINDLE_IO_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+enum sp_io_dir { SP_IO_READ = 1, SP_IO_WRITE = 2 };
+
+/* Reads at most len bytes.  Returns the count (0 at end of stream) or -errno. */
+ssize_t sp_read(int fd, void *buf, size_t len, int64_t timeout_ms);
+
+/* Writes all len bytes.  Returns len or -errno (then an unknown prefix was written). */
+ssize_t sp_write(int fd, const void *buf, size_t len, int64_t timeout_ms);
+
+/* Writes every byte of iov[0..iovcnt).  The array is consumed (modified) on the
+ * way.  Returns the total or -errno. */
+ssize_t sp_writev(int fd, struct iovec *iov, int iovcnt, int64_t timeout_ms);
+
+/* Sends count bytes of in_fd from *offset (advanced) to out_fd.  Returns count,
+ * or -errno (-ESPIPE style errors of sendfile pass through). */
+ssize_t sp_sendfile(int out_fd, int in_fd, off_t *offset, size_t count, int64_t timeout_ms);
+
+/* Accepts a connection; the new fd is non-blocking and close-on-exec.
+ * addr/addrlen may be NULL.  Returns the fd or -errno (-EMFILE, ...). */
+int sp_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t timeout_ms);
+
+/* Connects a non-blocking socket.  Returns 0 or -errno. */
+int sp_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t timeout_ms);
+
+/* Parks the fiber until fd is readable or writable (dir).  Returns 0 or -errno. */
+int sp_wait(int fd, enum sp_io_dir dir, int64_t timeout_ms);
+
+/* Parks the fiber for ms milliseconds.  Returns 0. */
+int sp_sleep(int64_t ms);
+
+/* Lets every other runnable fiber run once, then continues. */
+void sp_yield(void);
+
+/*
+ * Closes fd after waking every fiber parked on it (-ECANCELED) and cancelling
+ * its watch, and forgets its cached state, so that a stale event for the old
+ * fd is never delivered to whoever gets the number next.  Use it instead of
+ * close() for every fd the fiber I/O calls have seen.  Callable off a fiber.
+ * Returns 0 or -errno from close().
+ */
+int sp_close(int fd);
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * IOManager: one epoll instance, a timer heap, a fiber pool and the scheduler
+ * loop that ties them together.
+ *
+ * Single-thread mode (threads = 1, the default): every fd is registered once,
+ * edge-triggered, for EPOLLIN|EPOLLOUT|EPOLLRDHUP; readiness is cached and a
+ * blocking call costs no epoll_ctl.
+ *
+ * Multi-thread mode (threads > 1): that many scheduler threads share the
+ * epoll instance.  Fds are registered with EPOLLONESHOT and re-armed after each
+ * event, so an fd is only ever handled by one thread at a time; a fiber may
+ * resume on another thread than the one it parked on.
+ *
+ * Blocking calls (io.h) park the calling fiber; the IOManager resumes it when
+ * the fd is ready, its timer fires or the fd is closed under it.
+ */
+#ifndef SPINDLE_IOMANAGER_H
+#define SPINDLE_IOMANAGER_H
+
+#include <stdint.h>
+
+#include "spindle/fiber.h"
+
+struct sp_iom;
+
+struct sp_iom_config {
+    unsigned threads; /* scheduler threads sharing the epoll; 0 or 1 = single-thread mode */
+    unsigned budget;  /* successful I/O calls a fiber may make in a row before it yields to
+                         the others; 0 = 16 */
+    struct sp_fiber_pool_config pool;
+};
+
+struct sp_iom_stats {
+    unsigned fibers_live;   /* fibers started and not yet finished */
+    unsigned fibers_pooled; /* finished fibers kept for reuse */
+    unsigned long long fibers_created;
+    unsigned watches; /* fds waiting through sp_iom_watch, holding no fiber */
+    unsigned timers;  /* armed timers */
+};
+
+/*
+ * Called on a fresh fiber once a watched fd turns readable (status 0, also on
+ * hang-up or error), its timeout expires (-ETIMEDOUT) or the fd is closed with
+ * sp_close() (-ECANCELED; the fd number must then not be touched).  Called
+ * exactly once per successful sp_iom_watch().
+ */
+typedef void sp_watch_fn(int fd, int status, void *arg);
+
+/* Creates an IOManager; cfg may be NULL for defaults.  Returns NULL with errno set. */
+struct sp_iom *sp_iom_new(const struct sp_iom_config *cfg);
+
+/* Frees the IOManager, its pool and any fibers it still holds.  Must not be
+ * running.  Fds stay open.  Accepts NULL. */
+void sp_iom_free(struct sp_iom *iom);
+
+/*
+ * Starts fn(arg) on a fiber from the pool; it first runs at the next scheduler
+ * pass.  Callable from fibers, the scheduler, or (multi-thread mode) any of the
+ * IOManager's threads.  Returns 0 or -ENOMEM.
+ */
+int sp_iom_spawn(struct sp_iom *iom, sp_fiber_fn *fn, void *arg);
+
+/*
+ * Runs the scheduler on the calling thread, plus threads - 1 more.  Returns 0
+ * when sp_iom_stop() is called or when nothing is left to do (no live fiber,
+ * no watch, no timer); -errno if a thread or epoll_wait fails.
+ */
+int sp_iom_run(struct sp_iom *iom);
+
+/* Makes sp_iom_run() return soon.  Safe from any thread (not from a signal handler). */
+void sp_iom_stop(struct sp_iom *iom);
+
+/* The IOManager whose scheduler runs on this thread, or NULL. */
+struct sp_iom *sp_iom_current(void);
+
+/*
+ * Waits for fd (non-blocking) to become readable without holding a fiber:
+ * fn(fd, status, arg) runs on a fresh fiber when it does, or after timeout_ms
+ * (-1 = never).  One watch per fd.  Returns 0, -EBUSY if the fd already has a
+ * watch or a waiting fiber, -ENOMEM, or -errno from epoll_ctl.  The caller
+ * keeps ownership of arg.
+ */
+int sp_iom_watch(struct sp_iom *iom, int fd, int64_t timeout_ms, sp_watch_fn *fn, void *arg);
+
+void sp_iom_stats(struct sp_iom *iom, struct sp_iom_stats *out);
+
+#endif

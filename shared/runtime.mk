@@ -1,0 +1,40 @@
+# The runtime: fibers, timers, IOManager, fiber I/O, network helpers.
+
+shared_libspindle_a_SOURCES += \
+	shared/internal.h \
+	shared/include/spindle/fiber.h \
+	shared/include/spindle/timer.h \
+	shared/include/spindle/iomanager.h \
+	shared/include/spindle/io.h \
+	shared/include/spindle/net.h \
+	shared/fiber.c \
+	shared/timer.c \
+	shared/iomanager.c \
+	shared/io.c \
+	shared/net.c
+
+if FIBER_X86_64
+shared_libspindle_a_SOURCES += shared/fiber_x86_64.S
+endif
+if FIBER_AARCH64
+shared_libspindle_a_SOURCES += shared/fiber_aarch64.S
+endif
+
+UNIT_TESTS += \
+	tests/unit/test_fiber \
+	tests/unit/test_timer \
+	tests/unit/test_iomanager \
+	tests/unit/test_io
+check_PROGRAMS += \
+	tests/unit/test_fiber \
+	tests/unit/test_timer \
+	tests/unit/test_iomanager \
+	tests/unit/test_io
+tests_unit_test_fiber_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_fiber_LDADD = $(UNIT_LDADD)
+tests_unit_test_timer_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_timer_LDADD = $(UNIT_LDADD)
+tests_unit_test_iomanager_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_iomanager_LDADD = $(UNIT_LDADD)
+tests_unit_test_io_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_io_LDADD = $(UNIT_LDADD)
