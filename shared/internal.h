@@ -1,0 +1,110 @@
+/*
+ * Private to shared/: the layout of a fiber and the hooks between the fiber
+ * module, the IOManager and fiber I/O.  Never included outside shared/.
+ */
+#ifndef SPINDLE_INTERNAL_H
+#define SPINDLE_INTERNAL_H
+
+#include "config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spindle/fiber.h"
+#include "spindle/iomanager.h"
+#include "spindle/timer.h"
+
+#ifdef SP_FIBER_UCONTEXT
+#include <ucontext.h>
+#endif
+
+#define sp_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SP_ASAN 1
+#endif
+#endif
+
+/* What a fiber asked its scheduler for when it last switched out. */
+enum sp_fiber_state {
+    SP_FIBER_RUNNABLE, /* in the run queue */
+    SP_FIBER_RUNNING,
+    SP_FIBER_PARKING, /* switched out to wait; the scheduler commits the wait */
+    SP_FIBER_PARKED,  /* waiting for an fd, a timer or both */
+    SP_FIBER_YIELDING /* switched out to let others run; goes to the queue's tail */
+};
+
+struct sp_fiber {
+    /* Context switch.  sp is the saved stack pointer while switched out;
+     * resumer_sp the one of whoever resumed us. */
+    void *sp;
+    void *resumer_sp;
+    struct sp_fiber *resumer; /* the fiber that resumed us, NULL for a thread stack */
+#ifdef SP_FIBER_UCONTEXT
+    ucontext_t uc, resumer_uc;
+#endif
+#ifdef SP_ASAN
+    void *fake_stack;
+    const void *resumer_stack;
+    size_t resumer_stack_size;
+#endif
+    unsigned valgrind_id;
+
+    sp_fiber_fn *fn;
+    void *arg;
+    void *data;
+    struct sp_fiber_pool *pool;
+    char *stack_lo; /* usable stack: [stack_lo, stack_lo + stack_size) */
+    size_t stack_size;
+    void *map;
+    size_t map_len;
+    struct sp_fiber *next_free;
+    unsigned char finished;
+    unsigned char running;
+
+    /* Scheduler fields, owned by the IOManager (iomanager.c). */
+    unsigned char state;      /* enum sp_fiber_state */
+    unsigned char wait_dir;   /* SP_IO_READ or SP_IO_WRITE; 0 = timer only */
+    unsigned char wait_retry; /* parked right after EAGAIN: the cached readiness is stale */
+    int wait_fd;
+    uint32_t wait_gen;
+    int wait_result;
+    uint64_t wait_deadline; /* 0 = none */
+    unsigned budget;
+    struct sp_timer timer;
+    struct sp_fiber *run_next;
+    struct sp_fiber *live_prev, *live_next;
+    struct sp_iom *iom;
+    /* Set when the fiber runs a watch callback (sp_iom_watch). */
+    sp_watch_fn *watch_fn;
+    void *watch_arg;
+    int watch_fd;
+    int watch_status;
+};
+
+/* Re-targets a fiber fresh from sp_fiber_new() before its first resume. */
+void sp__fiber_set_entry(struct sp_fiber *f, sp_fiber_fn *fn, void *arg);
+
+/* io.c -> iomanager.c: park the running fiber on fd (dir) and/or until
+ * deadline (ns, 0 = none).  retry means the caller just saw EAGAIN.  Returns
+ * the wake-up result: 0, -ETIMEDOUT, -ECANCELED, or -EPERM off a fiber. */
+int sp__iom_park(int fd, unsigned dir, uint64_t deadline, int retry);
+
+/* Counts one successful I/O call against the fiber's budget; yields when spent. */
+void sp__iom_io_done(void);
+
+/* Closes fd through the IOManager of this thread (see sp_close). */
+int sp__iom_close(int fd);
+
+/* Converts a relative timeout in ms (-1 = none) to an absolute deadline (0 = none). */
+static inline uint64_t sp__deadline(int64_t timeout_ms)
+{
+    if (timeout_ms < 0)
+        return 0;
+    return sp_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+}
+
+#endif

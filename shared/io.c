@@ -1,1 +1,194 @@
-/* placeholder */
+/*
+ * Fiber I/O.  Every call tries the system call first and parks only on
+ * EAGAIN, so a ready fd costs exactly one system call.
+ *
+ * The raw system calls sit in small functions that turn errno into a return
+ * value on the spot.  A fiber may resume on another thread (multi-thread
+ * IOManager) and errno is thread-local: its address must never be reused
+ * across a park, and a call boundary the compiler cannot see through is what
+ * guarantees that.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include "spindle/io.h"
+
+#define NOINLINE __attribute__((noinline))
+
+static NOINLINE ssize_t sys_read(int fd, void *buf, size_t len)
+{
+    ssize_t n = read(fd, buf, len);
+    return n < 0 ? -errno : n;
+}
+
+static NOINLINE ssize_t sys_write(int fd, const void *buf, size_t len)
+{
+    ssize_t n = write(fd, buf, len);
+    return n < 0 ? -errno : n;
+}
+
+static NOINLINE ssize_t sys_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    ssize_t n = writev(fd, iov, iovcnt);
+    return n < 0 ? -errno : n;
+}
+
+static NOINLINE ssize_t sys_sendfile(int out_fd, int in_fd, off_t *off, size_t count)
+{
+    ssize_t n = sendfile(out_fd, in_fd, off, count);
+    return n < 0 ? -errno : n;
+}
+
+static NOINLINE int sys_accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    int c = accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    return c < 0 ? -errno : c;
+}
+
+static NOINLINE int sys_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    return connect(fd, addr, len) == 0 ? 0 : -errno;
+}
+
+static NOINLINE int sys_so_error(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        return -errno;
+    return -err;
+}
+
+ssize_t sp_read(int fd, void *buf, size_t len, int64_t timeout_ms)
+{
+    uint64_t deadline = sp__deadline(timeout_ms);
+    for (;;) {
+        ssize_t n = sys_read(fd, buf, len);
+        if (n >= 0) {
+            sp__iom_io_done();
+            return n;
+        }
+        if (n == -EINTR)
+            continue;
+        if (n != -EAGAIN)
+            return n;
+        int rc = sp__iom_park(fd, SP_IO_READ, deadline, 1);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+ssize_t sp_write(int fd, const void *buf, size_t len, int64_t timeout_ms)
+{
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    return sp_writev(fd, &iov, 1, timeout_ms);
+}
+
+ssize_t sp_writev(int fd, struct iovec *iov, int iovcnt, int64_t timeout_ms)
+{
+    uint64_t deadline = sp__deadline(timeout_ms);
+    size_t total = 0;
+
+    while (iovcnt > 0 && iov->iov_len == 0)
+        iov++, iovcnt--;
+    while (iovcnt > 0) {
+        ssize_t n = iovcnt == 1 ? sys_write(fd, iov->iov_base, iov->iov_len)
+                                : sys_writev(fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
+        if (n < 0) {
+            if (n == -EINTR)
+                continue;
+            if (n != -EAGAIN)
+                return n;
+            int rc = sp__iom_park(fd, SP_IO_WRITE, deadline, 1);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        total += (size_t)n;
+        size_t left = (size_t)n;
+        while (iovcnt > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov->iov_len = 0;
+            iov++, iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+    }
+    sp__iom_io_done();
+    return (ssize_t)total;
+}
+
+ssize_t sp_sendfile(int out_fd, int in_fd, off_t *offset, size_t count, int64_t timeout_ms)
+{
+    uint64_t deadline = sp__deadline(timeout_ms);
+    size_t left = count;
+
+    while (left > 0) {
+        ssize_t n = sys_sendfile(out_fd, in_fd, offset, left);
+        if (n > 0) {
+            left -= (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            return -EIO; /* the file shrank under us */
+        if (n == -EINTR)
+            continue;
+        if (n != -EAGAIN)
+            return n;
+        int rc = sp__iom_park(out_fd, SP_IO_WRITE, deadline, 1);
+        if (rc < 0)
+            return rc;
+    }
+    sp__iom_io_done();
+    return (ssize_t)count;
+}
+
+int sp_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t timeout_ms)
+{
+    uint64_t deadline = sp__deadline(timeout_ms);
+    for (;;) {
+        int c = sys_accept(fd, addr, addrlen);
+        if (c >= 0)
+            return c;
+        if (c == -EINTR || c == -ECONNABORTED)
+            continue;
+        if (c != -EAGAIN)
+            return c;
+        int rc = sp__iom_park(fd, SP_IO_READ, deadline, 1);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int sp_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t timeout_ms)
+{
+    int rc = sys_connect(fd, addr, addrlen);
+    if (rc == 0 || (rc != -EINPROGRESS && rc != -EINTR))
+        return rc;
+    rc = sp__iom_park(fd, SP_IO_WRITE, sp__deadline(timeout_ms), 1);
+    if (rc < 0)
+        return rc;
+    return sys_so_error(fd);
+}
+
+int sp_wait(int fd, enum sp_io_dir dir, int64_t timeout_ms)
+{
+    return sp__iom_park(fd, (unsigned)dir, sp__deadline(timeout_ms), 0);
+}
+
+int sp_sleep(int64_t ms)
+{
+    int rc = sp__iom_park(-1, 0, sp__deadline(ms < 0 ? 0 : ms), 0);
+    return rc == -ETIMEDOUT ? 0 : rc;
+}
+
+int sp_close(int fd)
+{
+    return sp__iom_close(fd);
+}

@@ -1,1 +1,681 @@
-/* placeholder */
+/*
+ * The IOManager: epoll, timers, fiber pool and run queue.  This is the only
+ * file that calls epoll_*.
+ *
+ * Per-fd state lives in a flat table indexed by fd (chunks that never move,
+ * because timer nodes are embedded in them).  Each entry has a generation
+ * number that is bumped on every sp_close(); the generation travels in the
+ * epoll event's data next to the fd, so an event queued for an fd that has
+ * been closed (and perhaps reused) since is recognised and dropped.
+ *
+ * A fiber never arms its own wake-up: it records what it waits for and
+ * switches to the scheduler, which commits the wait (registers the fd, arms
+ * the timer) once the fiber's stack is no longer in use.  In multi-thread mode
+ * that ordering is what keeps another thread from resuming a fiber that has
+ * not finished switching out.  All shared state is then guarded by one mutex,
+ * which is never held while a fiber runs or while a thread sleeps in
+ * epoll_wait.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "spindle/io.h"
+
+#define FD_CHUNK_BITS  12
+#define FD_CHUNK       (1u << FD_CHUNK_BITS)
+#define FD_CHUNKS      1024 /* fds up to 4 Mi */
+#define MAX_EVENTS     256
+#define WAKE_DATA      UINT64_MAX
+#define DEFAULT_BUDGET 16
+
+struct fdctx {
+    int fd;
+    uint32_t gen;
+    unsigned char registered;   /* EPOLL_CTL_ADD done */
+    unsigned char ready;        /* cached readiness (single-thread mode): SP_IO_READ|SP_IO_WRITE */
+    unsigned char armed;        /* multi-thread mode: events armed by the last ONESHOT MOD */
+    struct sp_fiber *waiter[2]; /* parked reader, writer */
+    sp_watch_fn *watch_fn;
+    void *watch_arg;
+    struct sp_timer watch_timer;
+};
+
+struct sp_iom {
+    int epfd;
+    int wakefd;
+    int mt;
+    unsigned nthreads;
+    unsigned budget;
+    pthread_mutex_t lock;
+    struct sp_fiber_pool *pool;
+    struct sp_timer_heap timers;
+    struct sp_fiber *runq_head, *runq_tail;
+    struct sp_fiber *live; /* every fiber started and not finished */
+    unsigned nlive, nwatches;
+    atomic_int stopping;
+    int error;
+    struct fdctx *chunks[FD_CHUNKS];
+};
+
+static __thread struct sp_iom *tls_iom;
+
+/*
+ * Fibers may migrate between threads, and a compiler may keep the address of
+ * a thread-local variable in a register across a call: read it through a
+ * function it cannot see through.
+ */
+static __attribute__((noinline)) struct sp_iom *current_iom(void)
+{
+    struct sp_iom *iom = tls_iom;
+    __asm__ volatile("" ::: "memory");
+    return iom;
+}
+
+struct sp_iom *sp_iom_current(void)
+{
+    return current_iom();
+}
+
+static inline void lock(struct sp_iom *iom)
+{
+    if (iom->mt)
+        pthread_mutex_lock(&iom->lock);
+}
+
+static inline void unlock(struct sp_iom *iom)
+{
+    if (iom->mt)
+        pthread_mutex_unlock(&iom->lock);
+}
+
+static void watch_timer_fired(struct sp_timer *t);
+
+/* Returns the entry for fd, creating its chunk when create is set; NULL if out of range or memory.
+ */
+static struct fdctx *fdctx_get(struct sp_iom *iom, int fd, int create)
+{
+    if (fd < 0 || (unsigned)fd >= FD_CHUNK * FD_CHUNKS)
+        return NULL;
+    struct fdctx *chunk = iom->chunks[(unsigned)fd >> FD_CHUNK_BITS];
+    if (!chunk) {
+        if (!create)
+            return NULL;
+        chunk = calloc(FD_CHUNK, sizeof(*chunk));
+        if (!chunk)
+            return NULL;
+        for (unsigned i = 0; i < FD_CHUNK; i++) {
+            chunk[i].fd = (int)(((unsigned)fd & ~(FD_CHUNK - 1)) + i);
+            sp_timer_init(&chunk[i].watch_timer, watch_timer_fired);
+        }
+        iom->chunks[(unsigned)fd >> FD_CHUNK_BITS] = chunk;
+    }
+    return &chunk[(unsigned)fd & (FD_CHUNK - 1)];
+}
+
+/* ---- run queue and fiber life ---------------------------------------- */
+
+static void runq_push(struct sp_iom *iom, struct sp_fiber *f)
+{
+    f->state = SP_FIBER_RUNNABLE;
+    f->run_next = NULL;
+    if (iom->runq_tail)
+        iom->runq_tail->run_next = f;
+    else
+        iom->runq_head = f;
+    iom->runq_tail = f;
+}
+
+static struct sp_fiber *runq_pop(struct sp_iom *iom)
+{
+    struct sp_fiber *f = iom->runq_head;
+    if (f) {
+        iom->runq_head = f->run_next;
+        if (!iom->runq_head)
+            iom->runq_tail = NULL;
+    }
+    return f;
+}
+
+static void fiber_timer_fired(struct sp_timer *t);
+
+/* Takes a fiber from the pool and queues it.  Called with the lock held. */
+static struct sp_fiber *spawn_locked(struct sp_iom *iom, sp_fiber_fn *fn, void *arg)
+{
+    struct sp_fiber *f = sp_fiber_new(iom->pool, fn, arg);
+    if (!f)
+        return NULL;
+    f->iom = iom;
+    f->wait_fd = -1;
+    f->watch_fn = NULL;
+    sp_timer_init(&f->timer, fiber_timer_fired);
+    f->live_prev = NULL;
+    f->live_next = iom->live;
+    if (iom->live)
+        iom->live->live_prev = f;
+    iom->live = f;
+    iom->nlive++;
+    runq_push(iom, f);
+    return f;
+}
+
+static void fiber_retire(struct sp_iom *iom, struct sp_fiber *f)
+{
+    if (f->live_prev)
+        f->live_prev->live_next = f->live_next;
+    else
+        iom->live = f->live_next;
+    if (f->live_next)
+        f->live_next->live_prev = f->live_prev;
+    iom->nlive--;
+    sp_timer_cancel(&iom->timers, &f->timer);
+    sp_fiber_release(f);
+}
+
+int sp_iom_spawn(struct sp_iom *iom, sp_fiber_fn *fn, void *arg)
+{
+    lock(iom);
+    struct sp_fiber *f = spawn_locked(iom, fn, arg);
+    unlock(iom);
+    return f ? 0 : -ENOMEM;
+}
+
+static void watch_entry(void *arg)
+{
+    struct sp_fiber *f = arg;
+    f->watch_fn(f->watch_fd, f->watch_status, f->watch_arg);
+}
+
+/* ---- epoll registration ----------------------------------------------- */
+
+static uint32_t wanted_events(struct fdctx *ctx)
+{
+    uint32_t ev = 0;
+    if (ctx->waiter[0] || ctx->watch_fn)
+        ev |= EPOLLIN | EPOLLRDHUP;
+    if (ctx->waiter[1])
+        ev |= EPOLLOUT;
+    return ev;
+}
+
+/*
+ * Single-thread mode: register once, edge-triggered, for everything.
+ * Multi-thread mode: (re-)arm a one-shot, level-triggered registration for
+ * what the waiters want; the kernel checks readiness at arm time, so data that
+ * arrived before the fiber parked is not missed.
+ */
+static int arm(struct sp_iom *iom, int fd, struct fdctx *ctx)
+{
+    struct epoll_event ev;
+    ev.data.u64 = (uint32_t)fd | ((uint64_t)ctx->gen << 32);
+    if (!iom->mt) {
+        if (ctx->registered)
+            return 0;
+        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+        if (epoll_ctl(iom->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+            return -errno;
+        ctx->registered = 1;
+        return 0;
+    }
+    uint32_t want = wanted_events(ctx);
+    if (!want || (ctx->armed & want) == want)
+        return 0;
+    ev.events = want | EPOLLONESHOT;
+    int op = ctx->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(iom->epfd, op, fd, &ev) != 0)
+        return -errno;
+    ctx->registered = 1;
+    ctx->armed = (unsigned char)want;
+    return 0;
+}
+
+/* ---- wake-ups ------------------------------------------------------------ */
+
+static void wake(struct sp_iom *iom, struct sp_fiber *f, int result)
+{
+    if (f->wait_fd >= 0) {
+        struct fdctx *ctx = fdctx_get(iom, f->wait_fd, 0);
+        if (ctx && ctx->waiter[f->wait_dir - 1] == f)
+            ctx->waiter[f->wait_dir - 1] = NULL;
+        f->wait_fd = -1;
+    }
+    sp_timer_cancel(&iom->timers, &f->timer);
+    f->wait_result = result;
+    runq_push(iom, f);
+}
+
+static void fiber_timer_fired(struct sp_timer *t)
+{
+    struct sp_fiber *f = sp_container_of(t, struct sp_fiber, timer);
+    wake(f->iom, f, f->wait_fd >= 0 ? -ETIMEDOUT : 0);
+}
+
+/* Ends a watch: its callback runs on a fresh fiber with status. */
+static void watch_fire(struct sp_iom *iom, int fd, struct fdctx *ctx, int status)
+{
+    sp_watch_fn *fn = ctx->watch_fn;
+    void *arg = ctx->watch_arg;
+    ctx->watch_fn = NULL;
+    ctx->watch_arg = NULL;
+    sp_timer_cancel(&iom->timers, &ctx->watch_timer);
+    iom->nwatches--;
+
+    struct sp_fiber *f = spawn_locked(iom, watch_entry, NULL);
+    if (!f) {
+        /* No stack to run the callback on: retry shortly rather than lose it. */
+        ctx->watch_fn = fn;
+        ctx->watch_arg = arg;
+        iom->nwatches++;
+        sp_timer_add(&iom->timers, &ctx->watch_timer, sp_now_ns() + 10 * 1000000ull);
+        return;
+    }
+    sp__fiber_set_entry(f, watch_entry, f);
+    f->watch_fn = fn;
+    f->watch_arg = arg;
+    f->watch_fd = fd;
+    f->watch_status = status;
+}
+
+static void watch_timer_fired(struct sp_timer *t)
+{
+    struct fdctx *ctx = sp_container_of(t, struct fdctx, watch_timer);
+    if (ctx->watch_fn)
+        watch_fire(current_iom(), ctx->fd, ctx, -ETIMEDOUT);
+}
+
+int sp_iom_watch(struct sp_iom *iom, int fd, int64_t timeout_ms, sp_watch_fn *fn, void *arg)
+{
+    int rc = 0;
+    lock(iom);
+    struct fdctx *ctx = fdctx_get(iom, fd, 1);
+    if (!ctx) {
+        rc = fd < 0 ? -EBADF : -ENOMEM;
+        goto out;
+    }
+    if (ctx->watch_fn || ctx->waiter[0]) {
+        rc = -EBUSY;
+        goto out;
+    }
+    ctx->watch_fn = fn;
+    ctx->watch_arg = arg;
+    iom->nwatches++;
+    if (timeout_ms >= 0 &&
+        sp_timer_add(&iom->timers, &ctx->watch_timer, sp__deadline(timeout_ms)) != 0) {
+        rc = -ENOMEM;
+        goto undo;
+    }
+    if (!iom->mt && (ctx->ready & SP_IO_READ)) {
+        /* Bytes arrived while nobody was waiting: edge-triggered mode will not tell again. */
+        ctx->ready &= ~SP_IO_READ;
+        watch_fire(iom, fd, ctx, 0);
+        goto out;
+    }
+    rc = arm(iom, fd, ctx);
+    if (rc == 0)
+        goto out;
+undo:
+    sp_timer_cancel(&iom->timers, &ctx->watch_timer);
+    ctx->watch_fn = NULL;
+    ctx->watch_arg = NULL;
+    iom->nwatches--;
+out:
+    unlock(iom);
+    return rc;
+}
+
+/* ---- parking (called by fiber I/O) ------------------------------------ */
+
+int sp__iom_park(int fd, unsigned dir, uint64_t deadline, int retry)
+{
+    struct sp_fiber *f = sp_fiber_current();
+    if (!f || !f->iom)
+        return -EPERM;
+    f->wait_fd = fd;
+    f->wait_dir = (unsigned char)dir;
+    f->wait_deadline = deadline;
+    f->wait_retry = (unsigned char)retry;
+    f->wait_result = 0;
+    f->state = SP_FIBER_PARKING;
+    sp_fiber_yield();
+    return f->wait_result;
+}
+
+/* Commits the wait a fiber asked for; runs on the scheduler with the lock held. */
+static void commit_park(struct sp_iom *iom, struct sp_fiber *f)
+{
+    int fd = f->wait_fd;
+    if (fd >= 0) {
+        unsigned d = f->wait_dir;
+        struct fdctx *ctx = fdctx_get(iom, fd, 1);
+        if (!ctx) {
+            f->wait_fd = -1;
+            f->wait_result = -ENOMEM;
+            runq_push(iom, f);
+            return;
+        }
+        if (ctx->waiter[d - 1] || (d == SP_IO_READ && ctx->watch_fn)) {
+            f->wait_fd = -1;
+            f->wait_result = -EBUSY;
+            runq_push(iom, f);
+            return;
+        }
+        if (!iom->mt) {
+            if (f->wait_retry)
+                ctx->ready &= ~d;
+            else if (ctx->ready & d) {
+                ctx->ready &= ~d;
+                f->wait_fd = -1;
+                runq_push(iom, f);
+                return;
+            }
+        }
+        f->wait_gen = ctx->gen;
+        ctx->waiter[d - 1] = f;
+        int rc = arm(iom, fd, ctx);
+        if (rc < 0) {
+            ctx->waiter[d - 1] = NULL;
+            f->wait_fd = -1;
+            f->wait_result = rc;
+            runq_push(iom, f);
+            return;
+        }
+    }
+    if (f->wait_deadline && sp_timer_add(&iom->timers, &f->timer, f->wait_deadline) != 0) {
+        wake(iom, f, -ENOMEM);
+        return;
+    }
+    f->state = SP_FIBER_PARKED;
+}
+
+void sp__iom_io_done(void)
+{
+    struct sp_fiber *f = sp_fiber_current();
+    if (f && f->iom && --f->budget == 0)
+        sp_yield();
+}
+
+void sp_yield(void)
+{
+    struct sp_fiber *f = sp_fiber_current();
+    if (!f || !f->iom)
+        return;
+    f->state = SP_FIBER_YIELDING;
+    sp_fiber_yield();
+}
+
+int sp__iom_close(int fd)
+{
+    struct sp_iom *iom = current_iom();
+    if (!iom)
+        return close(fd) == 0 ? 0 : -errno;
+    lock(iom);
+    struct fdctx *ctx = fdctx_get(iom, fd, 0);
+    if (ctx) {
+        for (unsigned d = 0; d < 2; d++)
+            if (ctx->waiter[d])
+                wake(iom, ctx->waiter[d], -ECANCELED);
+        if (ctx->watch_fn)
+            watch_fire(iom, fd, ctx, -ECANCELED);
+        /* The listening sockets are shared with other processes: closing our
+         * fd alone would leave the registration alive. */
+        if (ctx->registered)
+            epoll_ctl(iom->epfd, EPOLL_CTL_DEL, fd, NULL);
+        ctx->registered = 0;
+        ctx->ready = 0;
+        ctx->armed = 0;
+        ctx->gen++;
+    }
+    int rc = close(fd) == 0 ? 0 : -errno;
+    unlock(iom);
+    return rc;
+}
+
+/* ---- the scheduler loop --------------------------------------------- */
+
+static void handle_event(struct sp_iom *iom, struct epoll_event *ev)
+{
+    int fd = (int)(uint32_t)ev->data.u64;
+    uint32_t gen = (uint32_t)(ev->data.u64 >> 32);
+    struct fdctx *ctx = fdctx_get(iom, fd, 0);
+
+    /* Stale event: the fd was closed after this event was queued, and the
+     * number may already belong to a new connection.  Drop it. */
+    if (!ctx || ctx->gen != gen || !ctx->registered)
+        return;
+
+    uint32_t e = ev->events;
+    int readable = (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+    int writable = (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
+    if (iom->mt)
+        ctx->armed = 0;
+    if (readable) {
+        if (ctx->waiter[0])
+            wake(iom, ctx->waiter[0], 0);
+        else if (ctx->watch_fn)
+            watch_fire(iom, fd, ctx, 0);
+        else
+            ctx->ready |= SP_IO_READ;
+    }
+    if (writable) {
+        if (ctx->waiter[1])
+            wake(iom, ctx->waiter[1], 0);
+        else
+            ctx->ready |= SP_IO_WRITE;
+    }
+    /* One-shot: whoever still waits needs the fd armed again. */
+    if (iom->mt && wanted_events(ctx))
+        arm(iom, fd, ctx);
+}
+
+/* What a fiber that just switched out asked for.  Lock held. */
+static void after_switch(struct sp_iom *iom, struct sp_fiber *f)
+{
+    if (sp_fiber_finished(f)) {
+        fiber_retire(iom, f);
+        return;
+    }
+    switch (f->state) {
+    case SP_FIBER_PARKING:
+        commit_park(iom, f);
+        break;
+    case SP_FIBER_YIELDING:
+        runq_push(iom, f);
+        break;
+    default:
+        /* A bare sp_fiber_yield() from user code: treat as a yield. */
+        runq_push(iom, f);
+        break;
+    }
+}
+
+static void wake_all_threads(struct sp_iom *iom)
+{
+    uint64_t one = 1;
+    ssize_t n = write(iom->wakefd, &one, sizeof(one));
+    (void)n;
+}
+
+static int loop(struct sp_iom *iom)
+{
+    struct epoll_event events[MAX_EVENTS];
+    int rc = 0;
+
+    tls_iom = iom;
+    lock(iom);
+    for (;;) {
+        /* Run what is runnable now; fibers that yield wait for the next pass. */
+        struct sp_fiber *last = iom->runq_tail;
+        struct sp_fiber *f;
+        while (last && (f = runq_pop(iom)) != NULL) {
+            int was_last = f == last;
+            unlock(iom);
+            f->state = SP_FIBER_RUNNING;
+            f->budget = iom->budget;
+            sp_fiber_resume(f);
+            lock(iom);
+            after_switch(iom, f);
+            if (was_last)
+                break;
+        }
+
+        if (atomic_load(&iom->stopping))
+            break;
+        if (!iom->nlive && !iom->nwatches && !iom->timers.len) {
+            atomic_store(&iom->stopping, 1);
+            wake_all_threads(iom);
+            break;
+        }
+
+        uint64_t now = sp_now_ns();
+        int timeout = iom->runq_head ? 0 : sp_timer_timeout_ms(&iom->timers, now);
+        unlock(iom);
+        int n = epoll_wait(iom->epfd, events, MAX_EVENTS, timeout);
+        lock(iom);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            iom->error = rc;
+            atomic_store(&iom->stopping, 1);
+            wake_all_threads(iom);
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            if (events[i].data.u64 == WAKE_DATA) {
+                if (!atomic_load(&iom->stopping)) {
+                    uint64_t v;
+                    ssize_t r = read(iom->wakefd, &v, sizeof(v));
+                    (void)r;
+                }
+                continue;
+            }
+            handle_event(iom, &events[i]);
+        }
+        sp_timer_run(&iom->timers, sp_now_ns());
+    }
+    unlock(iom);
+    tls_iom = NULL;
+    return rc;
+}
+
+static void *thread_main(void *arg)
+{
+    loop(arg);
+    return NULL;
+}
+
+int sp_iom_run(struct sp_iom *iom)
+{
+    pthread_t threads[64];
+    unsigned started = 0;
+    int rc = 0;
+
+    atomic_store(&iom->stopping, 0);
+    for (unsigned i = 1; i < iom->nthreads && i < 64; i++) {
+        int err = pthread_create(&threads[started], NULL, thread_main, iom);
+        if (err) {
+            rc = -err;
+            atomic_store(&iom->stopping, 1);
+            wake_all_threads(iom);
+            break;
+        }
+        started++;
+    }
+    int lrc = rc ? 0 : loop(iom);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(threads[i], NULL);
+    /* Leave the wake-up fd quiet for the next run. */
+    uint64_t v;
+    ssize_t r = read(iom->wakefd, &v, sizeof(v));
+    (void)r;
+    if (!rc)
+        rc = lrc ? lrc : iom->error;
+    iom->error = 0;
+    return rc;
+}
+
+void sp_iom_stop(struct sp_iom *iom)
+{
+    atomic_store(&iom->stopping, 1);
+    wake_all_threads(iom);
+}
+
+/* ---- creation and teardown ------------------------------------------- */
+
+struct sp_iom *sp_iom_new(const struct sp_iom_config *cfg)
+{
+    struct sp_iom *iom = calloc(1, sizeof(*iom));
+    if (!iom)
+        return NULL;
+    iom->epfd = -1;
+    iom->wakefd = -1;
+    iom->nthreads = cfg && cfg->threads > 1 ? cfg->threads : 1;
+    if (iom->nthreads > 64)
+        iom->nthreads = 64;
+    iom->mt = iom->nthreads > 1;
+    iom->budget = cfg && cfg->budget ? cfg->budget : DEFAULT_BUDGET;
+    pthread_mutex_init(&iom->lock, NULL);
+    sp_timer_heap_init(&iom->timers);
+
+    iom->pool = sp_fiber_pool_new(cfg ? &cfg->pool : NULL);
+    if (!iom->pool)
+        goto fail;
+    iom->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (iom->epfd < 0)
+        goto fail;
+    iom->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (iom->wakefd < 0)
+        goto fail;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_DATA};
+    if (epoll_ctl(iom->epfd, EPOLL_CTL_ADD, iom->wakefd, &ev) != 0)
+        goto fail;
+    return iom;
+
+fail : {
+    int err = errno;
+    sp_iom_free(iom);
+    errno = err;
+    return NULL;
+}
+}
+
+void sp_iom_free(struct sp_iom *iom)
+{
+    if (!iom)
+        return;
+    while (iom->live) {
+        struct sp_fiber *f = iom->live;
+        fiber_retire(iom, f);
+    }
+    if (iom->pool)
+        sp_fiber_pool_free(iom->pool);
+    for (unsigned i = 0; i < FD_CHUNKS; i++)
+        free(iom->chunks[i]);
+    sp_timer_heap_close(&iom->timers);
+    if (iom->epfd >= 0)
+        close(iom->epfd);
+    if (iom->wakefd >= 0)
+        close(iom->wakefd);
+    pthread_mutex_destroy(&iom->lock);
+    free(iom);
+}
+
+void sp_iom_stats(struct sp_iom *iom, struct sp_iom_stats *out)
+{
+    struct sp_fiber_pool_stats ps;
+    lock(iom);
+    sp_fiber_pool_stats(iom->pool, &ps);
+    out->fibers_live = iom->nlive;
+    out->fibers_pooled = ps.free;
+    out->fibers_created = ps.created;
+    out->watches = iom->nwatches;
+    out->timers = iom->timers.len;
+    unlock(iom);
+}

@@ -27,9 +27,9 @@ struct sp_fiber_pool_config {
 };
 
 struct sp_fiber_pool_stats {
-    unsigned live;   /* fibers handed out and not yet released */
-    unsigned free;   /* fibers waiting in the pool */
-    unsigned mapped; /* stacks currently mapped (live + free) */
+    unsigned live;              /* fibers handed out and not yet released */
+    unsigned free;              /* fibers waiting in the pool */
+    unsigned mapped;            /* stacks currently mapped (live + free) */
     unsigned long long created; /* stacks ever mapped */
     unsigned long long reused;  /* fibers handed out from the free list */
 };

@@ -1,0 +1,30 @@
+/*
+ * Socket helpers shared by the master (which opens every listener) and the
+ * workers (which accept on them).
+ */
+#ifndef SPINDLE_NET_H
+#define SPINDLE_NET_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+/*
+ * Opens a non-blocking, close-on-exec TCP listener bound to addr with
+ * SO_REUSEADDR and, when reuseport is set, SO_REUSEPORT.  IPv6 listeners are
+ * IPV6_V6ONLY.  Returns the fd or -errno.
+ */
+int sp_net_listen(const struct sockaddr *addr, socklen_t len, int backlog, int reuseport);
+
+/* Sets or clears O_NONBLOCK.  Returns 0 or -errno. */
+int sp_net_set_nonblock(int fd, int on);
+
+/* Sets TCP_NODELAY.  Returns 0 or -errno. */
+int sp_net_set_nodelay(int fd);
+
+/* Formats addr as "1.2.3.4:80" or "[::1]:80" into buf.  Returns buf. */
+char *sp_net_format(const struct sockaddr *addr, char *buf, size_t len);
+
+/* Size of the sockaddr for its family. */
+socklen_t sp_net_addrlen(const struct sockaddr *addr);
+
+#endif

@@ -1,0 +1,156 @@
+/*
+ * Configuration: spindle's INI file, loaded into one read-only struct sp_config.
+ *
+ * Loading has no side effects: it reads the file and resolves names, but opens
+ * no socket and creates no file, so the master can check a new configuration
+ * completely before it acts on any of it (reload as a transaction).  Every
+ * error is reported as one line "FILE:LINE: message" (or "FILE: message" when
+ * no line is to blame) and nothing is half loaded.
+ *
+ * The format and every key are documented in spindle.conf.example.  Relative
+ * paths (root, pid_file, control_socket, error_log, access_log) are resolved
+ * against the directory of the configuration file and stored absolute.
+ */
+#ifndef SPINDLE_CONFIG_H
+#define SPINDLE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define SP_CONFIG_MAX_WORKERS  256
+#define SP_CONFIG_MAX_THREADS  64
+#define SP_CONFIG_MAX_SLOTS    256
+#define SP_CONFIG_MAX_SERVICES 256
+#define SP_CONFIG_MAX_LISTENS  1024 /* in the whole file */
+#define SP_CONFIG_MAX_RETURNS  1024 /* per [http] section */
+#define SP_CONFIG_MAX_LINE     4096 /* bytes in one line, without its newline */
+#define SP_CONFIG_MAX_FILE     (1024 * 1024)
+#define SP_CONFIG_ERR_SIZE     512 /* enough for any message the loader writes */
+
+enum sp_service_kind { SP_SERVICE_HTTP = 1, SP_SERVICE_ECHO = 2 };
+
+/* "return PATH = STATUS CONTENT-TYPE BODY": a fixed response for one exact path. */
+struct sp_http_return {
+    const char *path;         /* starts with '/' */
+    unsigned status;          /* 200..599 */
+    const char *content_type; /* e.g. "text/plain" */
+    const char *body;         /* the rest of the line, may be "" (NUL-terminated too) */
+    size_t body_len;
+    unsigned line;
+};
+
+struct sp_http_conf {
+    const char *root;        /* absolute, no trailing '/'; NULL: serve no files */
+    const char *index;       /* file name served for a directory, default "index.html" */
+    const char *status_path; /* JSON status page; NULL: disabled */
+    struct sp_http_return *returns;
+    unsigned nreturns;
+    int64_t keepalive_timeout_ms; /* 0: close after each response */
+    int64_t header_timeout_ms;    /* > 0 */
+    int64_t body_timeout_ms;      /* > 0 */
+    size_t max_header_size;       /* request line + headers, bytes */
+    size_t max_body_size;         /* 0: no request body accepted */
+    const char *access_log;       /* absolute path; NULL: off */
+};
+
+struct sp_echo_conf {
+    int64_t idle_timeout_ms; /* 0: never time out */
+};
+
+struct sp_service_conf {
+    enum sp_service_kind kind;
+    const char *name; /* "main" in [http main]; unique per kind */
+    unsigned line;    /* of the section header */
+    union {
+        struct sp_http_conf http; /* kind == SP_SERVICE_HTTP */
+        struct sp_echo_conf echo; /* kind == SP_SERVICE_ECHO */
+    };
+};
+
+/* One listen address.  No two in a configuration are equal, and none is
+ * shadowed by a wildcard address of the same family and port. */
+struct sp_listen_conf {
+    struct sockaddr_storage addr; /* AF_INET or AF_INET6, numeric */
+    socklen_t addrlen;
+    unsigned service; /* index into sp_config.services */
+    unsigned line;
+    char text[64]; /* normalised for logs: "127.0.0.1:8080", "[::1]:8080", "*:80" */
+};
+
+struct sp_config {
+    const char *path; /* the file name as given, used in messages */
+    const char *dir;  /* absolute directory relative paths were resolved against */
+
+    /* [master] */
+    unsigned workers;            /* 1..256; "auto" resolved to online CPUs */
+    unsigned threads;            /* scheduler threads per worker, 1..64 */
+    unsigned slots;              /* reuseport copies per address, workers..256 */
+    size_t stack_size;           /* fiber stack, bytes, a multiple of 4096 */
+    int64_t shutdown_timeout_ms; /* drain deadline before the master forces it */
+    const char *pid_file;        /* absolute */
+    const char *control_socket;  /* absolute, fits in sockaddr_un.sun_path */
+    const char *error_log;       /* absolute path; NULL: stderr */
+
+    struct sp_service_conf *services; /* in file order */
+    unsigned nservices;               /* >= 1 */
+    struct sp_listen_conf *listens;   /* in file order */
+    unsigned nlistens;                /* >= 1, every service has at least one */
+
+    struct sp__config_mem *mem; /* private: owns every string above */
+};
+
+/*
+ * Reads and checks the configuration file at path.  Returns a new config, or
+ * NULL with a one-line message in err (always NUL-terminated when errlen > 0;
+ * SP_CONFIG_ERR_SIZE bytes hold any message): "FILE:LINE: message" for an
+ * error in the text, "FILE: cannot open: <strerror>" when it cannot be read.
+ * The caller owns the result and releases it with sp_config_free().
+ */
+struct sp_config *sp_config_load(const char *path, char *err, size_t errlen);
+
+/*
+ * As sp_config_load() but parses text (NUL-terminated).  name stands for the
+ * file: it prefixes messages and its directory anchors relative paths (the
+ * current directory when name has none; NULL means "<string>").
+ */
+struct sp_config *sp_config_from_string(const char *text, const char *name, char *err,
+                                        size_t errlen);
+
+/* Releases cfg and everything it points to.  Accepts NULL. */
+void sp_config_free(struct sp_config *cfg);
+
+/*
+ * Returns the listen entry of cfg equal to addr (same family, address and
+ * port), or NULL.  Borrows both; the result lives as
+ * long as cfg.
+ */
+const struct sp_listen_conf *sp_config_find_listen(const struct sp_config *cfg,
+                                                   const struct sockaddr *addr);
+
+/* "http" or "echo" (or "?"), for messages. */
+const char *sp_config_kind_name(enum sp_service_kind kind);
+
+/*
+ * Value parsers, shared by the loader and its tests.  Each takes the whole
+ * string (no surrounding spaces) and returns 0, -EINVAL for a malformed value
+ * or -ERANGE for one that overflows.
+ *
+ * sp_parse_size: bytes; a decimal number with an optional suffix k, m or g
+ *   (either case, powers of 1024): "512", "8k", "1m".
+ * sp_parse_duration: milliseconds; one or more decimal numbers each with a
+ *   unit ms, s, m or h ("500ms", "75s", "1m30s"); a bare number is seconds.
+ * sp_parse_listen: "A.B.C.D:PORT", "localhost:PORT" (127.0.0.1), "*:PORT"
+ *   (every IPv4 address), "[IPV6]:PORT" ("[::]" for every IPv6 address);
+ *   PORT is 1..65535.  Host names other than localhost are not resolved.
+ *   Fills *ss (zeroed first) and *len.
+ */
+int sp_parse_size(const char *s, size_t *out);
+int sp_parse_duration(const char *s, int64_t *ms);
+int sp_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+
+/* Writes addr as sp_listen_conf.text does into buf (size >= 64 is enough).
+ * Returns buf. */
+char *sp_config_format_addr(const struct sockaddr *addr, char *buf, size_t size);
+
+#endif
