@@ -96,6 +96,9 @@ int sp__iom_park(int fd, unsigned dir, uint64_t deadline, int retry);
 /* Counts one successful I/O call against the fiber's budget; yields when spent. */
 void sp__iom_io_done(void);
 
+/* Forgets cached readiness of fd for dir (a non-parking read saw EAGAIN). */
+void sp__iom_clear_ready(int fd, unsigned dir);
+
 /* Closes fd through the IOManager of this thread (see sp_close). */
 int sp__iom_close(int fd);
 

@@ -82,6 +82,17 @@ ssize_t sp_read(int fd, void *buf, size_t len, int64_t timeout_ms)
     }
 }
 
+ssize_t sp_try_read(int fd, void *buf, size_t len)
+{
+    ssize_t n;
+    do
+        n = sys_read(fd, buf, len);
+    while (n == -EINTR);
+    if (n == -EAGAIN)
+        sp__iom_clear_ready(fd, SP_IO_READ);
+    return n;
+}
+
 ssize_t sp_write(int fd, const void *buf, size_t len, int64_t timeout_ms)
 {
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};

@@ -410,6 +410,38 @@ void sp_yield(void)
     sp_fiber_yield();
 }
 
+void sp__iom_clear_ready(int fd, unsigned dir)
+{
+    struct sp_iom *iom = current_iom();
+    if (!iom)
+        return;
+    lock(iom);
+    struct fdctx *ctx = fdctx_get(iom, fd, 0);
+    if (ctx)
+        ctx->ready &= (unsigned char)~dir;
+    unlock(iom);
+}
+
+unsigned sp_iom_expire_watches(struct sp_iom *iom, int64_t timeout_ms)
+{
+    uint64_t deadline = sp__deadline(timeout_ms < 0 ? 0 : timeout_ms);
+    unsigned n = 0;
+    lock(iom);
+    for (unsigned c = 0; c < FD_CHUNKS; c++) {
+        struct fdctx *chunk = iom->chunks[c];
+        for (unsigned i = 0; chunk && i < FD_CHUNK; i++) {
+            struct fdctx *ctx = &chunk[i];
+            if (!ctx->watch_fn)
+                continue;
+            if (!sp_timer_armed(&ctx->watch_timer) || ctx->watch_timer.deadline > deadline)
+                sp_timer_add(&iom->timers, &ctx->watch_timer, deadline);
+            n++;
+        }
+    }
+    unlock(iom);
+    return n;
+}
+
 int sp__iom_close(int fd)
 {
     struct sp_iom *iom = current_iom();

@@ -11,7 +11,9 @@ shared_libspindle_a_SOURCES += \
 	shared/timer.c \
 	shared/iomanager.c \
 	shared/io.c \
-	shared/net.c
+	shared/net.c \
+	shared/log.c \
+	shared/include/spindle/log.h
 
 if FIBER_X86_64
 shared_libspindle_a_SOURCES += shared/fiber_x86_64.S

@@ -20,6 +20,14 @@ enum sp_io_dir { SP_IO_READ = 1, SP_IO_WRITE = 2 };
 /* Reads at most len bytes.  Returns the count (0 at end of stream) or -errno. */
 ssize_t sp_read(int fd, void *buf, size_t len, int64_t timeout_ms);
 
+/*
+ * One read attempt that never parks: returns the count, 0 at end of stream,
+ * -EAGAIN when nothing is there (the one call that shows EAGAIN), or -errno.
+ * Made for handing an idle connection to sp_iom_watch() without a spurious
+ * wake-up.  Callable off a fiber.
+ */
+ssize_t sp_try_read(int fd, void *buf, size_t len);
+
 /* Writes all len bytes.  Returns len or -errno (then an unknown prefix was written). */
 ssize_t sp_write(int fd, const void *buf, size_t len, int64_t timeout_ms);
 

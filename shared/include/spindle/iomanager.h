@@ -82,6 +82,13 @@ struct sp_iom *sp_iom_current(void);
  */
 int sp_iom_watch(struct sp_iom *iom, int fd, int64_t timeout_ms, sp_watch_fn *fn, void *arg);
 
+/*
+ * Brings every current watch's deadline forward to at most timeout_ms from
+ * now (a draining server closing its idle connections).  Returns how many
+ * watches were affected.
+ */
+unsigned sp_iom_expire_watches(struct sp_iom *iom, int64_t timeout_ms);
+
 void sp_iom_stats(struct sp_iom *iom, struct sp_iom_stats *out);
 
 #endif
