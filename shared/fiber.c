@@ -56,6 +56,9 @@ void sp__fiber_trampoline(void);
 static __thread struct sp_fiber *tls_current;
 
 static void fiber_main(struct sp_fiber *f) __attribute__((noreturn));
+#ifdef SP_FIBER_UCONTEXT
+static void fiber_main_uc(unsigned hi, unsigned lo);
+#endif
 
 /* ---- sanitizer and valgrind hooks ------------------------------------ */
 
@@ -95,7 +98,7 @@ static void fiber_prepare(struct sp_fiber *f)
     f->uc.uc_stack.ss_size = f->stack_size;
     f->uc.uc_link = NULL;
     uintptr_t p = (uintptr_t)f;
-    makecontext(&f->uc, (void (*)(void))fiber_main, 2, (unsigned)(p >> 32), (unsigned)p);
+    makecontext(&f->uc, (void (*)(void))fiber_main_uc, 2, (unsigned)(p >> 32), (unsigned)p);
 #else
     uintptr_t top = ((uintptr_t)f->stack_lo + f->stack_size) & ~(uintptr_t)15;
     uint64_t *sp = (uint64_t *)top;
