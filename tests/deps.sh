@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs the Debian packages spindle needs (only the missing ones).
+#   tests/deps.sh          build, run and test
+#   tests/deps.sh --bench  also the benchmark baselines and load generators
+#   tests/deps.sh --all    also fuzzing (clang) and valgrind
+set -e
+pkgs="build-essential autoconf automake libtool pkg-config libjemalloc-dev libcmocka-dev
+      libinih-dev python3 curl procps iproute2"
+case "${1:-}" in
+--bench) pkgs="$pkgs libevent-dev wrk nginx-light gnuplot-nox" ;;
+--all) pkgs="$pkgs libevent-dev wrk nginx-light gnuplot-nox clang libclang-rt-14-dev valgrind clang-format git" ;;
+esac
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "missing packages:$missing (run as root, or install them)" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

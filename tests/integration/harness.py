@@ -1,0 +1,297 @@
+"""Integration test harness: starts the real spindle binary on 127.0.0.1, talks
+to it with raw sockets, and always stops it by pid (process group), even when a
+test fails.  Tests print TAP, so every case is counted on its own.
+
+Environment: SPINDLE_BIN (the binary; default ./spindle), SPINDLE_SRCDIR.
+"""
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+BIN = os.environ.get("SPINDLE_BIN") or os.path.abspath("spindle")
+SRCDIR = os.environ.get("SPINDLE_SRCDIR") or os.path.abspath(".")
+
+
+# ---- TAP -------------------------------------------------------------------
+
+class Tap:
+    """Minimal TAP producer.  Each case is a function; an exception fails it."""
+
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+        self.cases = []
+
+    def case(self, fn):
+        self.cases.append(fn)
+        return fn
+
+    def run(self):
+        print("1..%d" % len(self.cases), flush=True)
+        for fn in self.cases:
+            self.n += 1
+            name = fn.__name__
+            t0 = time.monotonic()
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - any failure is a failed case
+                self.failed += 1
+                print("not ok %d - %s" % (self.n, name), flush=True)
+                for line in traceback.format_exc().splitlines():
+                    print("# " + line, flush=True)
+            else:
+                print("ok %d - %s (%.2fs)" % (self.n, name, time.monotonic() - t0), flush=True)
+        stop_all()
+        sys.exit(1 if self.failed else 0)
+
+
+def check(cond, msg="check failed"):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def eq(got, want, what="value"):
+    if got != want:
+        raise AssertionError("%s: got %r, want %r" % (what, got, want))
+
+
+# ---- ports and processes -------------------------------------------------
+
+def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, host="127.0.0.1", timeout=5.0, family=socket.AF_INET):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+def children_of(pid):
+    """Pids whose parent is pid, read from /proc."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(d))
+    return sorted(out)
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+        return stat[stat.rindex(")") + 2:].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return -1
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+_running = []
+
+
+def stop_all():
+    for s in list(_running):
+        s.stop()
+
+
+atexit.register(stop_all)
+
+
+def _on_signal(signum, frame):
+    stop_all()
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _on_signal)
+
+
+class Spindle:
+    """One spindle master started on a generated configuration.
+
+    conf is the text of the service sections (and optionally extra [master]
+    keys via master=...); pid_file, control_socket and error_log are placed in
+    a private temporary directory.
+    """
+
+    def __init__(self, services, master="", workers=1, threads=1, shutdown_timeout="3s"):
+        self.dir = tempfile.mkdtemp(prefix="spindle-test-")
+        self.conf = os.path.join(self.dir, "spindle.conf")
+        self.pid_file = os.path.join(self.dir, "spindle.pid")
+        self.sock = os.path.join(self.dir, "spindle.sock")
+        self.log = os.path.join(self.dir, "error.log")
+        self.out = os.path.join(self.dir, "stdout.log")
+        self.write_conf(services, master, workers, threads, shutdown_timeout)
+        self.proc = None
+
+    def master_section(self, master, workers, threads, shutdown_timeout):
+        return ("[master]\nworkers = %s\nthreads = %s\npid_file = %s\ncontrol_socket = %s\n"
+                "error_log = %s\nshutdown_timeout = %s\n%s\n"
+                % (workers, threads, self.pid_file, self.sock, self.log, shutdown_timeout,
+                   master))
+
+    def write_conf(self, services, master="", workers=1, threads=1, shutdown_timeout="3s"):
+        text = self.master_section(master, workers, threads, shutdown_timeout) + services
+        tmp = self.conf + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, self.conf)
+
+    def start(self, ports=(), timeout=5.0, args=()):
+        outf = open(self.out, "ab")
+        self.proc = subprocess.Popen([BIN, "-c", self.conf] + list(args), stdout=outf,
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     cwd=self.dir)
+        outf.close()
+        _running.append(self)
+        for p in ports:
+            if not wait_port(p, timeout=timeout):
+                raise AssertionError("spindle did not listen on %d; log:\n%s" % (p, self.logs()))
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def workers(self):
+        return children_of(self.pid)
+
+    def wait_workers(self, n, timeout=5.0, exclude=()):
+        """Waits until the master has exactly n workers, none of them in exclude."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            w = self.workers()
+            if len(w) == n and not set(w) & set(exclude):
+                return w
+            time.sleep(0.02)
+        raise AssertionError("expected %d workers, have %r" % (n, self.workers()))
+
+    def ctl(self, cmd, timeout=15):
+        r = subprocess.run([BIN, "-c", self.conf, "-s", cmd], capture_output=True, text=True,
+                           timeout=timeout, cwd=self.dir)
+        return r.returncode, r.stdout + r.stderr
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def wait_exit(self, timeout=10.0):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def logs(self):
+        text = ""
+        for p in (self.log, self.out):
+            try:
+                with open(p, errors="replace") as f:
+                    text += f.read()[-6000:]
+            except OSError:
+                pass
+        return text
+
+    def stop(self):
+        if self in _running:
+            _running.remove(self)
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            if self.wait_exit(5) is None:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(5)
+        # Workers left behind by a broken master are killed through the group.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if not os.environ.get("SPINDLE_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- HTTP over raw sockets ------------------------------------------------
+
+def connect(port, host="127.0.0.1", timeout=5.0):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect((host, port))
+    return s
+
+
+def recv_response(s, head_only=False):
+    """Reads one HTTP response from s.  Returns (status, headers dict with
+    lower-case names, body bytes).  head_only: the request was HEAD."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before response head (%r)" % buf[:200])
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if head_only or status in (204, 304) or 100 <= status < 200:
+        return status, headers, b""
+    n = int(headers.get("content-length", "0"))
+    while len(rest) < n:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed inside body")
+        rest += chunk
+    return status, headers, rest[:n]
+
+
+def http_get(port, path="/", host="127.0.0.1", headers=None, method="GET"):
+    with connect(port, host) as s:
+        h = {"Host": "localhost", "Connection": "close"}
+        h.update(headers or {})
+        req = "%s %s HTTP/1.1\r\n" % (method, path)
+        req += "".join("%s: %s\r\n" % kv for kv in h.items()) + "\r\n"
+        s.sendall(req.encode("latin-1"))
+        return recv_response(s, head_only=(method == "HEAD"))
