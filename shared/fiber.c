@@ -30,7 +30,6 @@
 
 #define DEFAULT_STACK_SIZE (64 * 1024)
 #define DEFAULT_MAX_FREE   256
-#define DEFAULT_WARM_FREE  64
 
 struct sp_fiber_pool {
     size_t stack_size; /* usable bytes, page multiple */
@@ -231,7 +230,7 @@ struct sp_fiber_pool *sp_fiber_pool_new(const struct sp_fiber_pool_config *cfg)
         size = 4 * pool->page;
     pool->stack_size = (size + pool->page - 1) & ~(pool->page - 1);
     pool->max_free = cfg && cfg->max_free ? cfg->max_free : DEFAULT_MAX_FREE;
-    pool->warm_free = cfg && cfg->warm_free ? cfg->warm_free : DEFAULT_WARM_FREE;
+    pool->warm_free = cfg && cfg->warm_free ? cfg->warm_free : pool->max_free;
     if (pool->warm_free > pool->max_free)
         pool->warm_free = pool->max_free;
 #ifdef SP_DEBUG
