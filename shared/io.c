@@ -85,11 +85,13 @@ ssize_t sp_read(int fd, void *buf, size_t len, int64_t timeout_ms)
 ssize_t sp_try_read(int fd, void *buf, size_t len)
 {
     ssize_t n;
+    /* Forget the cached readiness first: an event that arrives from here on
+     * marks the fd ready again, so a caller that saw a short read may hand the
+     * fd to sp_iom_watch() at once without losing a wake-up. */
+    sp__iom_clear_ready(fd, SP_IO_READ);
     do
         n = sys_read(fd, buf, len);
     while (n == -EINTR);
-    if (n == -EAGAIN)
-        sp__iom_clear_ready(fd, SP_IO_READ);
     return n;
 }
 

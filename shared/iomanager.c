@@ -413,13 +413,12 @@ void sp_yield(void)
 void sp__iom_clear_ready(int fd, unsigned dir)
 {
     struct sp_iom *iom = current_iom();
-    if (!iom)
+    /* Multi-thread mode keeps no readiness cache (one-shot arming checks the fd). */
+    if (!iom || iom->mt)
         return;
-    lock(iom);
     struct fdctx *ctx = fdctx_get(iom, fd, 0);
     if (ctx)
         ctx->ready &= (unsigned char)~dir;
-    unlock(iom);
 }
 
 unsigned sp_iom_expire_watches(struct sp_iom *iom, int64_t timeout_ms)

@@ -23,8 +23,10 @@ ssize_t sp_read(int fd, void *buf, size_t len, int64_t timeout_ms);
 /*
  * One read attempt that never parks: returns the count, 0 at end of stream,
  * -EAGAIN when nothing is there (the one call that shows EAGAIN), or -errno.
- * Made for handing an idle connection to sp_iom_watch() without a spurious
- * wake-up.  Callable off a fiber.
+ * Made for handing an idle connection to sp_iom_watch(): after -EAGAIN, or
+ * after a short read (fewer bytes than len), the caller may watch the fd at
+ * once; bytes that arrive in between still wake the watch.  Callable off a
+ * fiber.
  */
 ssize_t sp_try_read(int fd, void *buf, size_t len);
 
