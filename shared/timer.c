@@ -139,12 +139,21 @@ int sp_timer_timeout_ms(const struct sp_timer_heap *h, uint64_t now)
 
 unsigned sp_timer_run(struct sp_timer_heap *h, uint64_t now)
 {
-    /* Timers armed by the callbacks themselves wait for the next pass, so a
-     * callback that re-arms for "now" cannot keep this loop going forever. */
+    /* Timers armed by the callbacks themselves wait for the next run, so a
+     * callback that re-arms for "now" cannot keep this loop going forever.
+     * One of them may reach the head while older timers are still due: it is
+     * moved to now + 1, behind them, instead of ending the run early. */
     uint64_t limit = h->next_seq;
     unsigned n = 0;
-    while (h->len && h->nodes[0]->deadline <= now && h->nodes[0]->seq < limit) {
+    while (h->len && h->nodes[0]->deadline <= now) {
         struct sp_timer *t = h->nodes[0];
+        if (t->seq >= limit) {
+            if (now == UINT64_MAX)
+                break;
+            t->deadline = now + 1;
+            sift_down(h, 0);
+            continue;
+        }
         remove_at(h, 0);
         t->cb(t);
         n++;
