@@ -1,0 +1,115 @@
+/*
+ * Control channel: the messages between the master and each worker.
+ *
+ * They travel over a SOCK_SEQPACKET socketpair, one message per packet, so
+ * the kernel keeps their boundaries and a packet is either whole or absent.
+ * A packet is an 8-byte header, then the payload:
+ *
+ *   u16 magic (SP_MSG_MAGIC)   u16 type   u32 payload length   payload...
+ *
+ * every integer little-endian.  Each type has one exact payload layout (see
+ * the structs below; integers in the order of their fields, without padding).
+ * The codec is pure: sp_msg_encode() and sp_msg_decode() touch no fd and
+ * allocate nothing, and the decoder reads nothing outside the bytes it is
+ * given, whatever they are.
+ * sp_msg_send() and sp_msg_recv() are thin wrappers over send()/recv().
+ */
+#ifndef SPINDLE_CHANNEL_H
+#define SPINDLE_CHANNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SP_MSG_MAGIC      0x5331 /* "S1": spindle, protocol version 1 */
+#define SP_MSG_HEADER     8      /* bytes */
+#define SP_MSG_MAX        512    /* bytes in the largest packet, header included */
+#define SP_MSG_REASON_MAX 200    /* bytes of text in SP_MSG_EXITING */
+
+enum sp_msg_type {
+    /* master -> worker, no payload */
+    SP_MSG_DRAIN = 1,      /* stop accepting, finish in-flight work, then exit */
+    SP_MSG_STOP = 2,       /* exit now */
+    SP_MSG_REOPEN = 3,     /* reopen log files */
+    SP_MSG_STATUS_REQ = 4, /* answer with SP_MSG_STATUS */
+
+    /* worker -> master */
+    SP_MSG_READY = 16,    /* struct sp_msg_ready: listening and serving */
+    SP_MSG_STATUS = 17,   /* struct sp_msg_status */
+    SP_MSG_DRAINING = 18, /* no payload: accepting no more connections */
+    SP_MSG_EXITING = 19,  /* struct sp_msg_exiting: about to exit */
+};
+
+/* Payload of SP_MSG_READY: 12 bytes. */
+struct sp_msg_ready {
+    uint32_t pid;
+    uint32_t generation; /* the configuration generation the worker runs */
+    uint32_t slot;       /* the worker's index in its generation */
+};
+
+/* Payload of SP_MSG_STATUS: 60 bytes. */
+struct sp_msg_status {
+    uint32_t pid;
+    uint32_t generation;
+    uint32_t slot;
+    uint64_t connections; /* open now */
+    uint64_t requests;    /* served since start */
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint32_t fibers_live;
+    uint32_t fibers_pooled;
+    uint64_t uptime_ms;
+};
+
+/* Payload of SP_MSG_EXITING: i32 code, u16 reason length, then the reason's
+ * bytes (no NUL among them, none after them): 6 + strlen(reason) bytes. */
+struct sp_msg_exiting {
+    int32_t code;                       /* 0 for a normal exit, else a failure code */
+    char reason[SP_MSG_REASON_MAX + 1]; /* NUL-terminated, may be "" */
+};
+
+struct sp_msg {
+    uint16_t type; /* enum sp_msg_type */
+    union {
+        struct sp_msg_ready ready;     /* SP_MSG_READY */
+        struct sp_msg_status status;   /* SP_MSG_STATUS */
+        struct sp_msg_exiting exiting; /* SP_MSG_EXITING */
+    };
+};
+
+/*
+ * Writes m as one packet into buf.  Returns the packet's length (at most
+ * SP_MSG_MAX), -EINVAL for an unknown type or a reason that is not
+ * NUL-terminated within SP_MSG_REASON_MAX + 1 bytes, -ENOBUFS when size is
+ * too small.  Borrows m.
+ */
+ssize_t sp_msg_encode(const struct sp_msg *m, void *buf, size_t size);
+
+/*
+ * Decodes the packet of len bytes at buf into *m.  Returns 0, or -1 when the
+ * packet is not exactly one valid message: a short header, a wrong magic, an
+ * unknown type, a length field other than the type's payload size or than
+ * the bytes present, a reason too long or holding a NUL.  Reads only
+ * buf[0..len); *m is unspecified after a failure.
+ */
+int sp_msg_decode(const void *buf, size_t len, struct sp_msg *m);
+
+/* "DRAIN", "STATUS", ... or "UNKNOWN", for logs. */
+const char *sp_msg_type_name(unsigned type);
+
+/*
+ * Sends m on fd (MSG_NOSIGNAL: a closed peer is -EPIPE, not SIGPIPE).
+ * Returns 0 or -errno; -EAGAIN when fd is non-blocking and the queue is full.
+ */
+int sp_msg_send(int fd, const struct sp_msg *m);
+
+/*
+ * Receives one packet from fd and decodes it into *m.  Returns the packet
+ * length (> 0), 0 when the peer has closed the channel (an empty packet reads
+ * the same; no spindle process sends one), -EBADMSG for a packet that is not
+ * a valid message, or -errno (-EAGAIN when fd is non-blocking and nothing is
+ * queued).  An invalid packet is consumed: the next call reads the next one.
+ */
+ssize_t sp_msg_recv(int fd, struct sp_msg *m);
+
+#endif
