@@ -117,6 +117,11 @@ struct sp_config *sp_config_load(const char *path, char *err, size_t errlen);
 struct sp_config *sp_config_from_string(const char *text, const char *name, char *err,
                                         size_t errlen);
 
+/* As sp_config_from_string() for len bytes of text, which may hold NUL bytes
+ * (refused as an error).  Borrows text. */
+struct sp_config *sp_config_from_buffer(const char *text, size_t len, const char *name, char *err,
+                                        size_t errlen);
+
 /* Releases cfg and everything it points to.  Accepts NULL. */
 void sp_config_free(struct sp_config *cfg);
 
@@ -127,6 +132,16 @@ void sp_config_free(struct sp_config *cfg);
  */
 const struct sp_listen_conf *sp_config_find_listen(const struct sp_config *cfg,
                                                    const struct sockaddr *addr);
+
+/*
+ * Returns the listen entry of cfg that would take connections meant for addr:
+ * one equal to it, or, on the same family and port, the wildcard address when
+ * addr is specific or a specific address when addr is the wildcard.  NULL if
+ * none.  The loader refuses a configuration in which any entry has such a
+ * conflict with another.
+ */
+const struct sp_listen_conf *sp_config_find_conflict(const struct sp_config *cfg,
+                                                     const struct sockaddr *addr);
 
 /* "http" or "echo" (or "?"), for messages. */
 const char *sp_config_kind_name(enum sp_service_kind kind);
@@ -148,6 +163,23 @@ const char *sp_config_kind_name(enum sp_service_kind kind);
 int sp_parse_size(const char *s, size_t *out);
 int sp_parse_duration(const char *s, int64_t *ms);
 int sp_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+
+/*
+ * Parses the value of a return line, "PATH = STATUS CONTENT-TYPE [BODY]" (the
+ * text after "return "), in place: NULs are written into s and r's strings
+ * point into it; r->line is left alone.  The body is the rest of the text
+ * after the content type and its spaces, taken literally.  Returns 0, or
+ * -EINVAL with *why set to a static description of the fault.
+ */
+int sp_parse_return(char *s, struct sp_http_return *r, const char **why);
+
+/*
+ * Joins base (absolute) and path and removes ".", ".." and repeated or
+ * trailing slashes, without looking at the file system: the result need not
+ * exist.  An absolute path ignores base.  Returns 0, or -ENAMETOOLONG when
+ * the result does not fit in size bytes.
+ */
+int sp_config_join_path(char *out, size_t size, const char *base, const char *path);
 
 /* Writes addr as sp_listen_conf.text does into buf (size >= 64 is enough).
  * Returns buf. */

@@ -1,0 +1,406 @@
+/*
+ * Value syntax of the configuration file (sizes, durations, listen addresses,
+ * return lines, paths), lookups on a loaded configuration, and reading the
+ * file.  The parsers are pure: no allocation, no file system access and no
+ * name resolution beyond the literal "localhost".
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "spindle/config.h"
+
+/* Reads a run of decimal digits at *p into *out.  Returns 0, -EINVAL when there
+ * is no digit, -ERANGE past max. */
+static int parse_digits(const char **p, uint64_t max, uint64_t *out)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+
+    if (*s < '0' || *s > '9')
+        return -EINVAL;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (max - d) / 10)
+            return -ERANGE;
+        v = v * 10 + d;
+    }
+    *p = s;
+    *out = v;
+    return 0;
+}
+
+int sp_parse_size(const char *s, size_t *out)
+{
+    uint64_t v, mult = 1;
+    int rc = parse_digits(&s, UINT64_MAX, &v);
+
+    if (rc < 0)
+        return rc;
+    switch (*s) {
+    case '\0':
+        break;
+    case 'k':
+    case 'K':
+        mult = 1024;
+        s++;
+        break;
+    case 'm':
+    case 'M':
+        mult = 1024 * 1024;
+        s++;
+        break;
+    case 'g':
+    case 'G':
+        mult = 1024 * 1024 * 1024;
+        s++;
+        break;
+    default:
+        return -EINVAL;
+    }
+    if (*s != '\0')
+        return -EINVAL;
+    if (v > SIZE_MAX / mult)
+        return -ERANGE;
+    *out = (size_t)(v * mult);
+    return 0;
+}
+
+int sp_parse_duration(const char *s, int64_t *ms)
+{
+    uint64_t total = 0, v, unit;
+    bool first = true;
+    int rc;
+
+    do {
+        rc = parse_digits(&s, INT64_MAX, &v);
+        if (rc < 0)
+            return rc;
+        if (s[0] == 'm' && s[1] == 's') {
+            unit = 1;
+            s += 2;
+        } else if (s[0] == 's') {
+            unit = 1000;
+            s++;
+        } else if (s[0] == 'm') {
+            unit = 60 * 1000;
+            s++;
+        } else if (s[0] == 'h') {
+            unit = 3600 * 1000;
+            s++;
+        } else if (s[0] == '\0' && first) {
+            unit = 1000; /* a bare number is seconds */
+        } else {
+            return -EINVAL;
+        }
+        if (v > (uint64_t)INT64_MAX / unit || v * unit > (uint64_t)INT64_MAX - total)
+            return -ERANGE;
+        total += v * unit;
+        first = false;
+    } while (*s != '\0');
+    *ms = (int64_t)total;
+    return 0;
+}
+
+int sp_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[INET6_ADDRSTRLEN];
+    const char *colon, *h = s;
+    size_t hlen;
+    uint64_t port;
+    bool v6 = false;
+
+    memset(ss, 0, sizeof(*ss));
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (end == NULL || end[1] != ':')
+            return -EINVAL;
+        h = s + 1;
+        hlen = (size_t)(end - h);
+        colon = end + 1;
+        v6 = true;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return -EINVAL;
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen == 0 || hlen >= sizeof(host))
+        return -EINVAL;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+
+    s = colon + 1;
+    if (parse_digits(&s, 65535, &port) < 0 || *s != '\0' || port == 0)
+        return -EINVAL;
+
+    if (v6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+        if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+            return -EINVAL;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        *len = sizeof(*sin6);
+    } else {
+        struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+        if (strcmp(host, "*") == 0)
+            sin->sin_addr.s_addr = htonl(INADDR_ANY);
+        else if (strcmp(host, "localhost") == 0)
+            sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+            return -EINVAL;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)port);
+        *len = sizeof(*sin);
+    }
+    return 0;
+}
+
+char *sp_config_format_addr(const struct sockaddr *addr, char *buf, size_t size)
+{
+    char host[INET6_ADDRSTRLEN];
+
+    if (addr->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
+        if (sin->sin_addr.s_addr == htonl(INADDR_ANY))
+            snprintf(host, sizeof(host), "*");
+        else
+            inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+        snprintf(buf, size, "%s:%u", host, ntohs(sin->sin_port));
+    } else if (addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)addr;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+        snprintf(buf, size, "[%s]:%u", host, ntohs(sin6->sin6_port));
+    } else {
+        snprintf(buf, size, "(family %d)", addr->sa_family);
+    }
+    return buf;
+}
+
+/* A request path: starts with '/', visible ASCII only. */
+static bool valid_url_path(const char *s, size_t n)
+{
+    if (n == 0 || s[0] != '/')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+            return false;
+    }
+    return true;
+}
+
+int sp_parse_return(char *s, struct sp_http_return *r, const char **why)
+{
+    char *p = s, *path, *ctype, *slash;
+    size_t plen, clen;
+    unsigned status = 0;
+
+    *why = "expected 'return PATH = STATUS CONTENT-TYPE [BODY]'";
+    p += strspn(p, " \t");
+    path = p;
+    plen = strcspn(p, " \t=");
+    p += plen;
+    p += strspn(p, " \t");
+    if (*p != '=')
+        return -EINVAL;
+    path[plen] = '\0';
+    p++;
+    p += strspn(p, " \t");
+    for (int i = 0; i < 3; i++, p++) {
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        status = status * 10 + (unsigned)(*p - '0');
+    }
+    if (*p != ' ' && *p != '\t')
+        return -EINVAL;
+    p += strspn(p, " \t");
+    ctype = p;
+    clen = strcspn(p, " \t");
+    p += clen;
+    p += strspn(p, " \t");
+    ctype[clen] = '\0';
+
+    if (!valid_url_path(path, plen)) {
+        *why = "the path must start with '/' and hold no spaces or control characters";
+        return -EINVAL;
+    }
+    if (status < 200 || status > 599) {
+        *why = "the status must be 200..599";
+        return -EINVAL;
+    }
+    slash = memchr(ctype, '/', clen);
+    if (slash == NULL || slash == ctype || !valid_url_path(slash, (size_t)(ctype + clen - slash)) ||
+        slash[1] == '\0') {
+        *why = "the content type must be TYPE/SUBTYPE";
+        return -EINVAL;
+    }
+    r->path = path;
+    r->status = status;
+    r->content_type = ctype;
+    r->body = p;
+    r->body_len = strlen(p);
+    return 0;
+}
+
+int sp_config_join_path(char *out, size_t size, const char *base, const char *path)
+{
+    size_t o = 0;
+
+    if (size < 2)
+        return -ENAMETOOLONG;
+    for (int pass = path[0] == '/'; pass < 2; pass++) {
+        const char *p = pass == 0 ? base : path;
+        while (*p != '\0') {
+            size_t n;
+
+            p += strspn(p, "/");
+            n = strcspn(p, "/");
+            if (n == 0)
+                break;
+            if (n == 2 && p[0] == '.' && p[1] == '.') {
+                while (o > 0 && out[o - 1] != '/')
+                    o--;
+                if (o > 0)
+                    o--; /* and the slash before the dropped name */
+            } else if (!(n == 1 && p[0] == '.')) {
+                if (o + 1 + n >= size)
+                    return -ENAMETOOLONG;
+                out[o++] = '/';
+                memcpy(out + o, p, n);
+                o += n;
+            }
+            p += n;
+        }
+    }
+    if (o == 0)
+        out[o++] = '/';
+    out[o] = '\0';
+    return 0;
+}
+
+/* Equal as bind() sees them: family, address and port. */
+static bool addr_equal(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family)
+        return false;
+    if (a->sa_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
+        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
+        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
+        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    }
+    return false;
+}
+
+const struct sp_listen_conf *sp_config_find_listen(const struct sp_config *cfg,
+                                                   const struct sockaddr *addr)
+{
+    for (unsigned i = 0; i < cfg->nlistens; i++) {
+        if (addr_equal((const struct sockaddr *)&cfg->listens[i].addr, addr))
+            return &cfg->listens[i];
+    }
+    return NULL;
+}
+
+static uint16_t addr_port(const struct sockaddr *a)
+{
+    if (a->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_port;
+    return ((const struct sockaddr_in6 *)a)->sin6_port;
+}
+
+static bool addr_is_any(const struct sockaddr *a)
+{
+    if (a->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY);
+    return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)a)->sin6_addr);
+}
+
+const struct sp_listen_conf *sp_config_find_conflict(const struct sp_config *cfg,
+                                                     const struct sockaddr *addr)
+{
+    const struct sp_listen_conf *eq = sp_config_find_listen(cfg, addr);
+
+    if (eq != NULL || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+        return eq;
+    for (unsigned i = 0; i < cfg->nlistens; i++) {
+        const struct sockaddr *o = (const struct sockaddr *)&cfg->listens[i].addr;
+        if (o->sa_family == addr->sa_family && addr_port(o) == addr_port(addr) &&
+            addr_is_any(o) != addr_is_any(addr))
+            return &cfg->listens[i];
+    }
+    return NULL;
+}
+
+const char *sp_config_kind_name(enum sp_service_kind kind)
+{
+    switch (kind) {
+    case SP_SERVICE_HTTP:
+        return "http";
+    case SP_SERVICE_ECHO:
+        return "echo";
+    }
+    return "?";
+}
+
+/* Reads the whole file first: inih then parses from memory, and a file
+ * changed while it is read cannot mix two versions into one result. */
+struct sp_config *sp_config_load(const char *path, char *err, size_t errlen)
+{
+    struct sp_config *cfg = NULL;
+    size_t len = 0, cap = 64 * 1024;
+    char *buf = NULL;
+    const char *what = "cannot open";
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        goto sys_fail;
+    what = "cannot read";
+    buf = malloc(cap);
+    if (buf == NULL)
+        goto sys_fail;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            goto sys_fail;
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > SP_CONFIG_MAX_FILE) {
+            if (errlen > 0)
+                snprintf(err, errlen, "%s: too large (max %d bytes)", path, SP_CONFIG_MAX_FILE);
+            goto out;
+        }
+        if (len == cap) {
+            char *bigger = realloc(buf, cap * 2);
+            if (bigger == NULL)
+                goto sys_fail;
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    cfg = sp_config_from_buffer(buf, len, path, err, errlen);
+    goto out;
+
+sys_fail:
+    if (errlen > 0)
+        snprintf(err, errlen, "%s: %s: %s", path, what, strerror(errno));
+out:
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    return cfg;
+}

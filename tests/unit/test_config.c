@@ -1,0 +1,757 @@
+/* Configuration loader: a full file read back field by field, every class of
+ * error with its exact "file:line: message", and the value parsers. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "spindle/config.h"
+
+static char err[SP_CONFIG_ERR_SIZE];
+
+static struct sp_config *load_ok(const char *text, const char *name)
+{
+    struct sp_config *cfg = sp_config_from_string(text, name, err, sizeof(err));
+    if (cfg == NULL)
+        fail_msg("unexpected error: %s", err);
+    assert_string_equal(err, "");
+    return cfg;
+}
+
+static void expect_error(const char *text, const char *want)
+{
+    struct sp_config *cfg = sp_config_from_string(text, "conf/bad.conf", err, sizeof(err));
+    if (cfg != NULL || strcmp(err, want) != 0)
+        fail_msg("for config:\n%s\nwant: %s\ngot:  %s", text, want, cfg ? "(loaded)" : err);
+}
+
+static const char full[] = "; spindle test configuration\n"                     /* 1 */
+                           "[master]\n"                                         /* 2 */
+                           "workers = 3            ; three processes\n"         /* 3 */
+                           "threads = 2\n"                                      /* 4 */
+                           "slots = 8\n"                                        /* 5 */
+                           "stack_size = 99k\n"                                 /* 6 */
+                           "pid_file = run/spindle.pid\n"                       /* 7 */
+                           "control_socket = /tmp/spindle.sock\n"               /* 8 */
+                           "error_log = logs/error.log\n"                       /* 9 */
+                           "shutdown_timeout = 1m30s\n"                         /* 10 */
+                           "\n"                                                 /* 11 */
+                           "[http main]\n"                                      /* 12 */
+                           "listen = 127.0.0.1:8080\n"                          /* 13 */
+                           "listen = [::1]:8080\n"                              /* 14 */
+                           "root = www\n"                                       /* 15 */
+                           "index = home.html\n"                                /* 16 */
+                           "status = /_status\n"                                /* 17 */
+                           "return /plaintext = 200 text/plain Hello, World!\n" /* 18 */
+                           "return /json = 200 application/json {\"message\":\"Hello, World!\"}\n"
+                           "keepalive_timeout = 0\n"                    /* 20 */
+                           "header_timeout = 500ms\n"                   /* 21 */
+                           "body_timeout = 2m\n"                        /* 22 */
+                           "max_header_size = 16k\n"                    /* 23 */
+                           "max_body_size = 0\n"                        /* 24 */
+                           "access_log = /var/log/spindle/access.log\n" /* 25 */
+                           "\n"                                         /* 26 */
+                           "# a second http service\n"                  /* 27 */
+                           "[http other]\n"                             /* 28 */
+                           "listen = *:8081\n"                          /* 29 */
+                           "\n"                                         /* 30 */
+                           "[echo main]\n"                              /* 31 */
+                           "listen = localhost:7000\n"                  /* 32 */
+                           "idle_timeout = 1h\n";                       /* 33 */
+
+static void test_full(void **state)
+{
+    struct sp_config *cfg = load_ok(full, "/etc/spindle/spindle.conf");
+    const struct sp_service_conf *s;
+    const struct sockaddr_in *sin;
+    const struct sockaddr_in6 *sin6;
+    (void)state;
+
+    assert_string_equal(cfg->path, "/etc/spindle/spindle.conf");
+    assert_string_equal(cfg->dir, "/etc/spindle");
+    assert_int_equal(cfg->workers, 3);
+    assert_int_equal(cfg->threads, 2);
+    assert_int_equal(cfg->slots, 8);
+    assert_int_equal(cfg->stack_size, 100 * 1024); /* rounded up to 4k */
+    assert_string_equal(cfg->pid_file, "/etc/spindle/run/spindle.pid");
+    assert_string_equal(cfg->control_socket, "/tmp/spindle.sock");
+    assert_string_equal(cfg->error_log, "/etc/spindle/logs/error.log");
+    assert_int_equal(cfg->shutdown_timeout_ms, 90000);
+
+    assert_int_equal(cfg->nservices, 3);
+    s = &cfg->services[0];
+    assert_int_equal(s->kind, SP_SERVICE_HTTP);
+    assert_string_equal(s->name, "main");
+    assert_int_equal(s->line, 12);
+    assert_string_equal(s->http.root, "/etc/spindle/www");
+    assert_string_equal(s->http.index, "home.html");
+    assert_string_equal(s->http.status_path, "/_status");
+    assert_int_equal(s->http.nreturns, 2);
+    assert_string_equal(s->http.returns[0].path, "/plaintext");
+    assert_int_equal(s->http.returns[0].status, 200);
+    assert_string_equal(s->http.returns[0].content_type, "text/plain");
+    assert_string_equal(s->http.returns[0].body, "Hello, World!");
+    assert_int_equal(s->http.returns[0].body_len, 13);
+    assert_int_equal(s->http.returns[0].line, 18);
+    assert_string_equal(s->http.returns[1].path, "/json");
+    assert_string_equal(s->http.returns[1].content_type, "application/json");
+    assert_string_equal(s->http.returns[1].body, "{\"message\":\"Hello, World!\"}");
+    assert_int_equal(s->http.returns[1].line, 19);
+    assert_int_equal(s->http.keepalive_timeout_ms, 0);
+    assert_int_equal(s->http.header_timeout_ms, 500);
+    assert_int_equal(s->http.body_timeout_ms, 120000);
+    assert_int_equal(s->http.max_header_size, 16384);
+    assert_int_equal(s->http.max_body_size, 0);
+    assert_string_equal(s->http.access_log, "/var/log/spindle/access.log");
+
+    s = &cfg->services[1];
+    assert_int_equal(s->kind, SP_SERVICE_HTTP);
+    assert_string_equal(s->name, "other");
+    assert_null(s->http.root);
+    assert_null(s->http.status_path);
+    assert_null(s->http.access_log);
+    assert_int_equal(s->http.nreturns, 0);
+    assert_string_equal(s->http.index, "index.html");
+    assert_int_equal(s->http.keepalive_timeout_ms, 75000);
+
+    s = &cfg->services[2];
+    assert_int_equal(s->kind, SP_SERVICE_ECHO);
+    assert_string_equal(s->name, "main");
+    assert_int_equal(s->line, 31);
+    assert_int_equal(s->echo.idle_timeout_ms, 3600000);
+
+    assert_int_equal(cfg->nlistens, 4);
+    sin = (const struct sockaddr_in *)&cfg->listens[0].addr;
+    assert_int_equal(sin->sin_family, AF_INET);
+    assert_int_equal(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+    assert_int_equal(ntohs(sin->sin_port), 8080);
+    assert_int_equal(cfg->listens[0].addrlen, sizeof(struct sockaddr_in));
+    assert_int_equal(cfg->listens[0].service, 0);
+    assert_int_equal(cfg->listens[0].line, 13);
+    assert_string_equal(cfg->listens[0].text, "127.0.0.1:8080");
+
+    sin6 = (const struct sockaddr_in6 *)&cfg->listens[1].addr;
+    assert_int_equal(sin6->sin6_family, AF_INET6);
+    assert_true(IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
+    assert_int_equal(ntohs(sin6->sin6_port), 8080);
+    assert_int_equal(cfg->listens[1].addrlen, sizeof(struct sockaddr_in6));
+    assert_int_equal(cfg->listens[1].service, 0);
+    assert_string_equal(cfg->listens[1].text, "[::1]:8080");
+
+    sin = (const struct sockaddr_in *)&cfg->listens[2].addr;
+    assert_int_equal(ntohl(sin->sin_addr.s_addr), INADDR_ANY);
+    assert_int_equal(cfg->listens[2].service, 1);
+    assert_int_equal(cfg->listens[2].line, 29);
+    assert_string_equal(cfg->listens[2].text, "*:8081");
+
+    assert_int_equal(cfg->listens[3].service, 2);
+    assert_string_equal(cfg->listens[3].text, "127.0.0.1:7000");
+
+    /* Lookups by address, as the master does on reload. */
+    struct sockaddr_in probe = {.sin_family = AF_INET, .sin_port = htons(7000)};
+    probe.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_ptr_equal(sp_config_find_listen(cfg, (struct sockaddr *)&probe), &cfg->listens[3]);
+    probe.sin_port = htons(7001);
+    assert_null(sp_config_find_listen(cfg, (struct sockaddr *)&probe));
+    probe.sin_port = htons(8081); /* 127.0.0.1:8081 is shadowed by *:8081 */
+    assert_null(sp_config_find_listen(cfg, (struct sockaddr *)&probe));
+    assert_ptr_equal(sp_config_find_conflict(cfg, (struct sockaddr *)&probe), &cfg->listens[2]);
+    probe.sin_addr.s_addr = htonl(INADDR_ANY); /* *:8080 would shadow 127.0.0.1:8080 */
+    probe.sin_port = htons(8080);
+    assert_ptr_equal(sp_config_find_conflict(cfg, (struct sockaddr *)&probe), &cfg->listens[0]);
+
+    sp_config_free(cfg);
+}
+
+/* A config with only what is required: every default. */
+static void test_defaults(void **state)
+{
+    struct sp_config *cfg = load_ok("[echo e]\nlisten = 127.0.0.1:7000\n", "/srv/x.conf");
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    (void)state;
+
+    assert_int_equal(cfg->workers, cpus);
+    assert_int_equal(cfg->slots, cpus);
+    assert_int_equal(cfg->threads, 1);
+    assert_int_equal(cfg->stack_size, 64 * 1024);
+    assert_int_equal(cfg->shutdown_timeout_ms, 10000);
+    assert_string_equal(cfg->pid_file, "/srv/spindle.pid");
+    assert_string_equal(cfg->control_socket, "/srv/spindle.sock");
+    assert_null(cfg->error_log);
+    assert_int_equal(cfg->services[0].echo.idle_timeout_ms, 300000);
+    sp_config_free(cfg);
+
+    cfg = load_ok("[http h]\nlisten = 127.0.0.1:80\n", "/srv/x.conf");
+    const struct sp_http_conf *h = &cfg->services[0].http;
+    assert_null(h->root);
+    assert_string_equal(h->index, "index.html");
+    assert_null(h->status_path);
+    assert_int_equal(h->nreturns, 0);
+    assert_int_equal(h->keepalive_timeout_ms, 75000);
+    assert_int_equal(h->header_timeout_ms, 10000);
+    assert_int_equal(h->body_timeout_ms, 30000);
+    assert_int_equal(h->max_header_size, 8192);
+    assert_int_equal(h->max_body_size, 1024 * 1024);
+    assert_null(h->access_log);
+    sp_config_free(cfg);
+}
+
+static void test_workers_auto(void **state)
+{
+    struct sp_config *cfg;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    (void)state;
+
+    cfg = load_ok("[master]\nworkers = auto\nslots = auto\n[echo e]\nlisten = 127.0.0.1:7000\n",
+                  "/x.conf");
+    assert_int_equal(cfg->workers, cpus);
+    assert_int_equal(cfg->slots, cpus);
+    sp_config_free(cfg);
+
+    /* slots = auto is never below workers. */
+    cfg = load_ok("[master]\nworkers = 256\n[echo e]\nlisten = 127.0.0.1:7000\n", "/x.conf");
+    assert_int_equal(cfg->workers, 256);
+    assert_int_equal(cfg->slots, 256);
+    sp_config_free(cfg);
+}
+
+static void test_errors(void **state)
+{
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        /* sections */
+        {"[master]\n\n[htp main]\n", "conf/bad.conf:3: unknown section [htp main]"},
+        {"[http]\nlisten = 127.0.0.1:80\n",
+         "conf/bad.conf:1: section [http] needs a name, e.g. [http main]"},
+        {"[master]\n[master]\n", "conf/bad.conf:2: duplicate section [master] (first at line 1)"},
+        {"[master x]\n", "conf/bad.conf:1: section [master] takes no name"},
+        {"[echo a]\nlisten = 127.0.0.1:1\n[echo a]\nlisten = 127.0.0.1:2\n",
+         "conf/bad.conf:3: duplicate section [echo a] (first at line 1)"},
+        {"[echo a b]\n",
+         "conf/bad.conf:1: invalid name in [echo a b]: use letters, digits, '_', '-' and '.'"},
+        {"[echo a/b]\n",
+         "conf/bad.conf:1: invalid name in [echo a/b]: use letters, digits, '_', '-' and '.'"},
+        {"[master\n", "conf/bad.conf:1: syntax error: missing ']' in section header"},
+        {"[master] x\n", "conf/bad.conf:1: syntax error: unexpected text after ']'"},
+        {"[http main]\nroot = /srv\n\n[echo e]\nlisten = 127.0.0.1:7\n",
+         "conf/bad.conf:1: [http main] has no listen address"},
+        {"[echo e]\n", "conf/bad.conf:1: [echo e] has no listen address"},
+        {"", "conf/bad.conf: no service defined: add an [http NAME] or [echo NAME] section"},
+        {"[master]\nworkers = 1\n",
+         "conf/bad.conf: no service defined: add an [http NAME] or [echo NAME] section"},
+        /* keys */
+        {"workers = 2\n", "conf/bad.conf:1: key 'workers' outside of any section"},
+        {"[master]\nworkers = 2\n\n\n[http main]\nlisten = 127.0.0.1:80\nlistn = 1\n",
+         "conf/bad.conf:7: unknown key 'listn' in [http main]"},
+        {"[master]\nroot = /x\n", "conf/bad.conf:2: unknown key 'root' in [master]"},
+        {"[echo e]\nlisten = 127.0.0.1:7\nroot = /x\n",
+         "conf/bad.conf:3: unknown key 'root' in [echo e]"},
+        {"[echo e]\nlisten = 127.0.0.1:7\nreturn /x = 200 text/plain x\n",
+         "conf/bad.conf:3: unknown key 'return /x' in [echo e]"},
+        {"[master]\nthreads = 1\nthreads = 2\n",
+         "conf/bad.conf:3: duplicate key 'threads' in [master]"},
+        {"[master]\nthreads =\n", "conf/bad.conf:2: missing value for threads"},
+        {"[master]\nthreads = ; none\n", "conf/bad.conf:2: missing value for threads"},
+        {"[master]\njust words\n",
+         "conf/bad.conf:2: syntax error: expected [section] or key = value"},
+        {"[master]\n= 3\n", "conf/bad.conf:2: syntax error: expected [section] or key = value"},
+        /* values */
+        {"[master]\nworkers = many\n",
+         "conf/bad.conf:2: invalid workers 'many': expected auto or 1..256"},
+        {"[master]\nworkers = 0\n",
+         "conf/bad.conf:2: invalid workers '0': expected auto or 1..256"},
+        {"[master]\nworkers = 257\n",
+         "conf/bad.conf:2: invalid workers '257': expected auto or 1..256"},
+        {"[master]\nworkers = -1\n",
+         "conf/bad.conf:2: invalid workers '-1': expected auto or 1..256"},
+        {"[master]\nthreads = 65\n", "conf/bad.conf:2: invalid threads '65': expected 1..64"},
+        {"[master]\nslots = lots\n",
+         "conf/bad.conf:2: invalid slots 'lots': expected auto or 1..256"},
+        {"[master]\nworkers = 4\nslots = 2\n[echo e]\nlisten = 127.0.0.1:7\n",
+         "conf/bad.conf:3: slots (2) must be at least workers (4)"},
+        {"[master]\nstack_size = 64q\n",
+         "conf/bad.conf:2: invalid stack_size '64q': expected a size such as 512, 8k or 1m"},
+        {"[master]\nstack_size = 4k\n", "conf/bad.conf:2: stack_size '4k' out of range (16k..16m)"},
+        {"[master]\nshutdown_timeout = 10 s\n",
+         "conf/bad.conf:2: invalid shutdown_timeout '10 s': expected a duration such as 500ms, "
+         "10s, 5m or 1h"},
+        {"[master]\nshutdown_timeout = 25h\n",
+         "conf/bad.conf:2: shutdown_timeout '25h' out of range (0..24h)"},
+        {"[http h]\nlisten = 127.0.0.1:80\nheader_timeout = 0\n",
+         "conf/bad.conf:3: header_timeout '0' out of range (1ms..24h)"},
+        {"[http h]\nlisten = 127.0.0.1:80\nmax_header_size = 2m\n",
+         "conf/bad.conf:3: max_header_size '2m' out of range (1k..1m)"},
+        {"[http h]\nlisten = 127.0.0.1:80\nmax_body_size = 99999999999999999999999\n",
+         "conf/bad.conf:3: max_body_size '99999999999999999999999' out of range (0..1g)"},
+        {"[http h]\nlisten = 127.0.0.1:80\nindex = a/b.html\n",
+         "conf/bad.conf:3: invalid index 'a/b.html': expected a file name"},
+        {"[http h]\nlisten = 127.0.0.1:80\nstatus = _status\n",
+         "conf/bad.conf:3: invalid status '_status': expected a path starting with '/'"},
+        /* listen */
+        {"[echo e]\nlisten = 127.0.0.1\n",
+         "conf/bad.conf:2: invalid listen '127.0.0.1': expected HOST:PORT, [IPV6]:PORT or *:PORT"},
+        {"[echo e]\nlisten = :7000\n",
+         "conf/bad.conf:2: invalid listen ':7000': expected HOST:PORT, [IPV6]:PORT or *:PORT"},
+        {"[echo e]\nlisten = 127.0.0.1:0\n", "conf/bad.conf:2: invalid listen '127.0.0.1:0': "
+                                             "expected HOST:PORT, [IPV6]:PORT or *:PORT"},
+        {"[echo e]\nlisten = 127.0.0.1:65536\n",
+         "conf/bad.conf:2: invalid listen '127.0.0.1:65536': expected HOST:PORT, [IPV6]:PORT or "
+         "*:PORT"},
+        {"[echo e]\nlisten = example.com:80\n",
+         "conf/bad.conf:2: invalid listen 'example.com:80': expected HOST:PORT, [IPV6]:PORT or "
+         "*:PORT"},
+        {"[echo e]\nlisten = 256.0.0.1:80\n",
+         "conf/bad.conf:2: invalid listen '256.0.0.1:80': expected HOST:PORT, [IPV6]:PORT or "
+         "*:PORT"},
+        {"[echo e]\nlisten = ::1:80\n",
+         "conf/bad.conf:2: invalid listen '::1:80': expected HOST:PORT, [IPV6]:PORT or *:PORT"},
+        {"[echo e]\nlisten = [::1:80\n",
+         "conf/bad.conf:2: invalid listen '[::1:80': expected HOST:PORT, [IPV6]:PORT or *:PORT"},
+        {"[echo e]\nlisten = [127.0.0.1]:80\n",
+         "conf/bad.conf:2: invalid listen '[127.0.0.1]:80': expected HOST:PORT, [IPV6]:PORT or "
+         "*:PORT"},
+        {"[echo e]\nlisten = 127.0.0.1:7000\nlisten = 127.0.0.1:7000\n",
+         "conf/bad.conf:3: duplicate listen 127.0.0.1:7000 (also at line 2)"},
+        {"[echo e]\nlisten = [::1]:7000\nlisten = [0:0::1]:7000\n",
+         "conf/bad.conf:3: duplicate listen [::1]:7000 (also at line 2)"},
+        /* returns */
+        {"[http h]\nlisten = 127.0.0.1:80\nreturn = 200 text/plain x\n",
+         "conf/bad.conf:3: invalid return: the path must start with '/' and hold no spaces or "
+         "control characters"},
+        {"[http h]\nlisten = 127.0.0.1:80\nreturn=200 text/plain x\n",
+         "conf/bad.conf:3: return needs a path: return PATH = STATUS CONTENT-TYPE [BODY]"},
+        {"[http h]\nlisten = 127.0.0.1:80\nreturn x = 200 text/plain x\n",
+         "conf/bad.conf:3: invalid return: the path must start with '/' and hold no spaces or "
+         "control characters"},
+        {"[http h]\nlisten = 127.0.0.1:80\nreturn /x = 99 text/plain x\n",
+         "conf/bad.conf:3: invalid return: expected 'return PATH = STATUS CONTENT-TYPE [BODY]'"},
+        {"[http h]\nlisten = 127.0.0.1:80\nreturn /x = 600 text/plain x\n",
+         "conf/bad.conf:3: invalid return: the status must be 200..599"},
+        {"[http h]\nlisten = 127.0.0.1:80\nreturn /x = 200\n",
+         "conf/bad.conf:3: invalid return: expected 'return PATH = STATUS CONTENT-TYPE [BODY]'"},
+        {"[http h]\nlisten = 127.0.0.1:80\nreturn /x = 200 plain hello\n",
+         "conf/bad.conf:3: invalid return: the content type must be TYPE/SUBTYPE"},
+        {"[http h]\nlisten = 127.0.0.1:80\nreturn /x = 200 text/ hello\n",
+         "conf/bad.conf:3: invalid return: the content type must be TYPE/SUBTYPE"},
+        {"[http h]\nlisten = 127.0.0.1:80\nreturn /x = 200 text/plain a\nreturn /x = 201 "
+         "text/plain b\n",
+         "conf/bad.conf:4: duplicate return path '/x' (also at line 3)"},
+        {"[http h]\nlisten = 127.0.0.1:80\nstatus = /s\nreturn /s = 200 text/plain a\n",
+         "conf/bad.conf:4: return path '/s' is also the status path"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_error(cases[i].text, cases[i].want);
+}
+
+/* The same address may not appear twice anywhere in the file, and a wildcard
+ * may not shadow a specific address of the same family and port. */
+static void test_duplicate_across_sections(void **state)
+{
+    (void)state;
+    expect_error("[http a]\n"
+                 "listen = 127.0.0.1:8080\n"
+                 "[echo b]\n"
+                 "listen = 127.0.0.1:7000\n"
+                 "[http c]\n"
+                 "listen = [::1]:8080\n"
+                 "listen = localhost:8080\n",
+                 "conf/bad.conf:7: duplicate listen 127.0.0.1:8080 (also at line 2)");
+    expect_error("[http a]\nlisten = 127.0.0.1:8080\n[echo b]\nlisten = *:8080\n",
+                 "conf/bad.conf:4: listen *:8080 overlaps 127.0.0.1:8080 (line 2)");
+    expect_error("[http a]\nlisten = [::]:8080\n[echo b]\nlisten = [::1]:8080\n",
+                 "conf/bad.conf:4: listen [::1]:8080 overlaps [::]:8080 (line 2)");
+
+    /* Same port on the other family, or another port, is fine. */
+    struct sp_config *cfg = load_ok("[http a]\nlisten = *:8080\nlisten = [::]:8080\n"
+                                    "[echo b]\nlisten = 127.0.0.1:8081\n",
+                                    "/x.conf");
+    assert_int_equal(cfg->nlistens, 3);
+    assert_string_equal(cfg->listens[1].text, "[::]:8080");
+    sp_config_free(cfg);
+}
+
+static void test_ipv6(void **state)
+{
+    struct sp_config *cfg =
+        load_ok("[echo e]\nlisten = [::]:7000\nlisten = [fe80::1:2]:7001\n", "/x.conf");
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&cfg->listens[0].addr;
+    const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)&cfg->listens[1].addr;
+    struct in6_addr want;
+    (void)state;
+
+    assert_int_equal(a->sin6_family, AF_INET6);
+    assert_true(IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr));
+    assert_int_equal(ntohs(a->sin6_port), 7000);
+    assert_int_equal(inet_pton(AF_INET6, "fe80::1:2", &want), 1);
+    assert_memory_equal(&b->sin6_addr, &want, sizeof(want));
+    assert_int_equal(ntohs(b->sin6_port), 7001);
+    assert_string_equal(cfg->listens[1].text, "[fe80::1:2]:7001");
+    sp_config_free(cfg);
+}
+
+static void test_paths(void **state)
+{
+    struct sp_config *cfg;
+    char cwd[PATH_MAX], want[PATH_MAX + 32];
+    (void)state;
+
+    cfg = load_ok("[master]\npid_file = ../run/./x.pid\nerror_log = stderr\n"
+                  "[http h]\nlisten = 127.0.0.1:80\nroot = ./www/../site//\naccess_log = off\n",
+                  "/etc/spindle/conf.d/a.conf");
+    assert_string_equal(cfg->dir, "/etc/spindle/conf.d");
+    assert_string_equal(cfg->pid_file, "/etc/spindle/run/x.pid");
+    assert_null(cfg->error_log);
+    assert_string_equal(cfg->services[0].http.root, "/etc/spindle/conf.d/site");
+    assert_null(cfg->services[0].http.access_log);
+    sp_config_free(cfg);
+
+    /* A relative file name is anchored at the current directory. */
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    cfg = load_ok("[http h]\nlisten = 127.0.0.1:80\nroot = www\n", "conf/spindle.conf");
+    snprintf(want, sizeof(want), "%s/conf/www", strcmp(cwd, "/") == 0 ? "" : cwd);
+    assert_string_equal(cfg->services[0].http.root, want);
+    sp_config_free(cfg);
+    cfg = load_ok("[http h]\nlisten = 127.0.0.1:80\nroot = /\n", "spindle.conf");
+    assert_string_equal(cfg->dir, cwd);
+    assert_string_equal(cfg->services[0].http.root, "/");
+    sp_config_free(cfg);
+
+    /* The control socket must fit in a sockaddr_un. */
+    char text[512];
+    snprintf(text, sizeof(text), "[master]\ncontrol_socket = /%0120d\n[echo e]\nlisten = *:7\n", 0);
+    cfg = sp_config_from_string(text, "/x.conf", err, sizeof(err));
+    assert_null(cfg);
+    assert_non_null(strstr(err, "/x.conf:2: control_socket '/000"));
+    assert_non_null(strstr(err, "too long for a unix socket (max 107 bytes)"));
+
+    static const struct {
+        const char *base, *path, *want;
+    } joins[] = {
+        {"/a/b", "c", "/a/b/c"},           {"/a/b", "/c", "/c"}, {"/a/b", "../../..", "/"},
+        {"/a/b/", "./c/./d/", "/a/b/c/d"}, {"/", ".", "/"},      {"/a//b", "c/../d", "/a/b/d"},
+        {"/a", "..x/y", "/a/..x/y"},
+    };
+    for (size_t i = 0; i < sizeof(joins) / sizeof(joins[0]); i++) {
+        char out[64];
+        assert_int_equal(sp_config_join_path(out, sizeof(out), joins[i].base, joins[i].path), 0);
+        assert_string_equal(out, joins[i].want);
+    }
+    char small[9]; /* "/abc/def" and its NUL */
+    assert_int_equal(sp_config_join_path(small, sizeof(small), "/abc", "defg"), -ENAMETOOLONG);
+    assert_int_equal(sp_config_join_path(small, sizeof(small), "/abc", "def"), 0);
+    assert_string_equal(small, "/abc/def");
+}
+
+/* ';' after a space starts a comment, except on return lines, whose body is
+ * the rest of the line; '#' comments only at the start of a line. */
+static void test_inline_comments(void **state)
+{
+    struct sp_config *cfg =
+        load_ok("[http h]   ; the section\n"
+                "listen = 127.0.0.1:80 ; here\n"
+                "index = a;b.html\n"
+                "return /a = 200 application/json {\"k\": \"v ; w\", \"x\": 1} ; not a comment\n"
+                "return /b:c = 200 text/plain;charset=utf-8 key=value; a=b\n"
+                "return /c = 204 text/plain\n"
+                "return /d = 200 text/plain    spaced   \r\n"
+                "; return /e = 200 text/plain commented out\n"
+                "# return /f = 200 text/plain commented out\n",
+                "/x.conf");
+    const struct sp_http_conf *h = &cfg->services[0].http;
+    (void)state;
+
+    assert_string_equal(cfg->listens[0].text, "127.0.0.1:80");
+    assert_string_equal(h->index, "a;b.html");
+    assert_int_equal(h->nreturns, 4);
+    assert_string_equal(h->returns[0].body, "{\"k\": \"v ; w\", \"x\": 1} ; not a comment");
+    assert_string_equal(h->returns[1].path, "/b:c");
+    assert_string_equal(h->returns[1].content_type, "text/plain;charset=utf-8");
+    assert_string_equal(h->returns[1].body, "key=value; a=b");
+    assert_int_equal(h->returns[2].status, 204);
+    assert_string_equal(h->returns[2].body, "");
+    assert_int_equal(h->returns[2].body_len, 0);
+    assert_string_equal(h->returns[3].body, "spaced");
+    sp_config_free(cfg);
+}
+
+/* Indentation, CRLF, a BOM and long lines do what a reader expects. */
+static void test_layout(void **state)
+{
+    char *text = malloc(SP_CONFIG_MAX_LINE + 256);
+    struct sp_config *cfg;
+    (void)state;
+
+    cfg = load_ok("\xEF\xBB\xBF[master]\r\n"
+                  "    workers = 2\r\n"
+                  "\tthreads = 3\r\n"
+                  "[echo e]\r\n"
+                  "  listen = 127.0.0.1:7000\r\n",
+                  "/x.conf");
+    assert_int_equal(cfg->workers, 2);
+    assert_int_equal(cfg->threads, 3);
+    sp_config_free(cfg);
+
+    /* A body far beyond libinih's 200-byte line buffer. */
+    int n = snprintf(text, 256, "[http h]\nlisten = 127.0.0.1:80\nreturn /big = 200 text/plain ");
+    memset(text + n, 'b', 3000);
+    strcpy(text + n + 3000, "\nroot = /srv\n");
+    cfg = load_ok(text, "/x.conf");
+    assert_int_equal(cfg->services[0].http.returns[0].body_len, 3000);
+    assert_string_equal(cfg->services[0].http.root, "/srv");
+    sp_config_free(cfg);
+
+    /* A root path longer than 200 bytes. */
+    n = snprintf(text, 256, "[http h]\nlisten = 127.0.0.1:80\nroot = /");
+    memset(text + n, 'r', 300);
+    strcpy(text + n + 300, "\n");
+    cfg = load_ok(text, "/x.conf");
+    assert_int_equal(strlen(cfg->services[0].http.root), 301);
+    sp_config_free(cfg);
+
+    n = snprintf(text, 256, "[echo e]\nlisten = 127.0.0.1:7\n; ");
+    memset(text + n, 'c', SP_CONFIG_MAX_LINE);
+    strcpy(text + n + SP_CONFIG_MAX_LINE, "\n");
+    expect_error(text, "conf/bad.conf:3: line too long (max 4096 bytes)");
+
+    assert_null(sp_config_from_buffer("[echo e]\nlisten = 127.0.0.1:7\n\0\n", 32, "n.conf", err,
+                                      sizeof(err)));
+    assert_string_equal(err, "n.conf:3: NUL byte in line");
+    free(text);
+}
+
+static void test_load_file(void **state)
+{
+    char dir[] = "/tmp/spindle-test-config-XXXXXX", path[128], root[256];
+    struct sp_config *cfg;
+    FILE *f;
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/missing.conf", dir);
+    assert_null(sp_config_load(path, err, sizeof(err)));
+    snprintf(root, sizeof(root), "%s: cannot open: No such file or directory", path);
+    assert_string_equal(err, root);
+
+    snprintf(path, sizeof(path), "%s/spindle.conf", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[http h]\nlisten = 127.0.0.1:8080\nroot = www\n\n[echo e]\nlisten = 127.0.0.1:8080\n",
+          f);
+    fclose(f);
+    assert_null(sp_config_load(path, err, sizeof(err)));
+    snprintf(root, sizeof(root), "%s:6: duplicate listen 127.0.0.1:8080 (also at line 2)", path);
+    assert_string_equal(err, root);
+
+    f = fopen(path, "w");
+    fputs("[http h]\nlisten = 127.0.0.1:8080\nroot = www\n", f);
+    fclose(f);
+    cfg = sp_config_load(path, err, sizeof(err));
+    assert_non_null(cfg);
+    snprintf(root, sizeof(root), "%s/www", dir);
+    assert_string_equal(cfg->services[0].http.root, root);
+    sp_config_free(cfg);
+
+    /* Loading created nothing beside the file: no pid file, no socket. */
+    snprintf(root, sizeof(root), "%s/spindle.pid", dir);
+    assert_int_equal(access(root, F_OK), -1);
+    snprintf(root, sizeof(root), "%s/spindle.sock", dir);
+    assert_int_equal(access(root, F_OK), -1);
+
+    assert_null(sp_config_load(dir, err, sizeof(err)));
+    snprintf(root, sizeof(root), "%s: cannot read: Is a directory", dir);
+    assert_string_equal(err, root);
+
+    unlink(path);
+    rmdir(dir);
+}
+
+/* The example shipped at the top of the tree loads and says what its
+ * comments say. */
+static void test_example(void **state)
+{
+    const char *src = getenv("SPINDLE_SRCDIR");
+    char path[PATH_MAX], want[PATH_MAX + 8];
+    struct sp_config *cfg;
+    (void)state;
+
+    if (src == NULL)
+        skip();
+    snprintf(path, sizeof(path), "%s/spindle.conf.example", src);
+    cfg = sp_config_load(path, err, sizeof(err));
+    if (cfg == NULL)
+        fail_msg("%s", err);
+    assert_int_equal(cfg->workers, 2);
+    assert_null(cfg->error_log);
+    assert_int_equal(cfg->nservices, 2);
+    assert_int_equal(cfg->services[0].kind, SP_SERVICE_HTTP);
+    snprintf(want, sizeof(want), "%s/www", cfg->dir);
+    assert_string_equal(cfg->services[0].http.root, want);
+    assert_string_equal(cfg->services[0].http.status_path, "/_status");
+    assert_int_equal(cfg->services[0].http.nreturns, 2);
+    assert_string_equal(cfg->services[0].http.returns[1].body, "{\"message\":\"Hello, World!\"}");
+    assert_int_equal(cfg->services[1].kind, SP_SERVICE_ECHO);
+    assert_int_equal(cfg->nlistens, 2);
+    assert_string_equal(cfg->listens[0].text, "127.0.0.1:8080");
+    assert_string_equal(cfg->listens[1].text, "127.0.0.1:7000");
+    sp_config_free(cfg);
+}
+
+static void test_parse_size(void **state)
+{
+    static const struct {
+        const char *s;
+        int rc;
+        size_t want;
+    } cases[] = {
+        {"0", 0, 0},
+        {"512", 0, 512},
+        {"8k", 0, 8192},
+        {"8K", 0, 8192},
+        {"1m", 0, 1048576},
+        {"3M", 0, 3145728},
+        {"2g", 0, UINT64_C(2147483648)},
+        {"", -EINVAL, 0},
+        {"k", -EINVAL, 0},
+        {"-1", -EINVAL, 0},
+        {"+1", -EINVAL, 0},
+        {"1kb", -EINVAL, 0},
+        {"1 k", -EINVAL, 0},
+        {"1.5k", -EINVAL, 0},
+        {" 1", -EINVAL, 0},
+        {"1t", -EINVAL, 0},
+        {"18446744073709551615", 0, SIZE_MAX},
+        {"18446744073709551616", -ERANGE, 0},
+        {"17179869184g", -ERANGE, 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t v = 12345;
+        int rc = sp_parse_size(cases[i].s, &v);
+        if (rc != cases[i].rc || (rc == 0 && v != cases[i].want))
+            fail_msg("sp_parse_size(\"%s\") = %d, %zu", cases[i].s, rc, v);
+    }
+}
+
+static void test_parse_duration(void **state)
+{
+    static const struct {
+        const char *s;
+        int rc;
+        int64_t want;
+    } cases[] = {
+        {"0", 0, 0},
+        {"10", 0, 10000},
+        {"10s", 0, 10000},
+        {"500ms", 0, 500},
+        {"5m", 0, 300000},
+        {"2h", 0, 7200000},
+        {"1m30s", 0, 90000},
+        {"1h1m1s1ms", 0, 3661001},
+        {"0ms", 0, 0},
+        {"", -EINVAL, 0},
+        {"s", -EINVAL, 0},
+        {"1d", -EINVAL, 0},
+        {"1S", -EINVAL, 0},
+        {"1m30", -EINVAL, 0},
+        {"1.5s", -EINVAL, 0},
+        {"-1s", -EINVAL, 0},
+        {"10 s", -EINVAL, 0},
+        {"9223372036854775807ms", 0, INT64_MAX},
+        {"9223372036854775808ms", -ERANGE, 0},
+        {"9223372036854776s", -ERANGE, 0},
+        {"9223372036854775807ms1ms", -ERANGE, 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int64_t v = 12345;
+        int rc = sp_parse_duration(cases[i].s, &v);
+        if (rc != cases[i].rc || (rc == 0 && v != cases[i].want))
+            fail_msg("sp_parse_duration(\"%s\") = %d, %lld", cases[i].s, rc, (long long)v);
+    }
+}
+
+static void test_parse_listen(void **state)
+{
+    static const struct {
+        const char *s, *text;
+    } cases[] = {
+        {"127.0.0.1:80", "127.0.0.1:80"},
+        {"localhost:8080", "127.0.0.1:8080"},
+        {"*:1", "*:1"},
+        {"0.0.0.0:65535", "*:65535"},
+        {"[::1]:80", "[::1]:80"},
+        {"[::]:80", "[::]:80"},
+        {"[::ffff:1.2.3.4]:9", "[::ffff:1.2.3.4]:9"},
+        {"80", NULL},
+        {":80", NULL},
+        {"*:", NULL},
+        {"*:x", NULL},
+        {"*:80x", NULL},
+        {"[]:80", NULL},
+        {"[::1]80", NULL},
+        {"1.2.3:80", NULL},
+        {"localhost6:80", NULL},
+        {"*:-1", NULL},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = 0;
+        char text[64];
+        int rc = sp_parse_listen(cases[i].s, &ss, &len);
+        if (cases[i].text == NULL) {
+            if (rc != -EINVAL)
+                fail_msg("sp_parse_listen(\"%s\") accepted", cases[i].s);
+            continue;
+        }
+        if (rc != 0)
+            fail_msg("sp_parse_listen(\"%s\") = %d", cases[i].s, rc);
+        sp_config_format_addr((struct sockaddr *)&ss, text, sizeof(text));
+        assert_string_equal(text, cases[i].text);
+        assert_int_equal(len, ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                      : sizeof(struct sockaddr_in6));
+    }
+}
+
+static void test_free_null(void **state)
+{
+    (void)state;
+    sp_config_free(NULL);
+    assert_string_equal(sp_config_kind_name(SP_SERVICE_ECHO), "echo");
+    assert_string_equal(sp_config_kind_name(SP_SERVICE_HTTP), "http");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_workers_auto),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_duplicate_across_sections),
+        cmocka_unit_test(test_ipv6),
+        cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_inline_comments),
+        cmocka_unit_test(test_layout),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_example),
+        cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_parse_listen),
+        cmocka_unit_test(test_free_null),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
