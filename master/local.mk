@@ -1,1 +1,10 @@
-spindle_SOURCES += master/main.c
+# master/local.mk: the master process (command line, listeners, worker table,
+# signals, reload transaction, control socket).
+spindle_SOURCES += \
+	master/master.h \
+	master/main.c \
+	master/master.c \
+	master/reload.c \
+	master/listeners.c \
+	master/control.c \
+	master/pidfile.c

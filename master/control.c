@@ -1,0 +1,445 @@
+/*
+ * The control socket: a unix stream socket on which `spindle -s CMD` talks
+ * to the running master.
+ *
+ * The client sends one line, the command ("reload", "stop", "quit",
+ * "reopen" or "status").  The master answers with "ok" or "error" on the
+ * first line, then text, and closes the connection.  "reload" answers only
+ * once the transaction is over, so the client learns whether it worked.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "master.h"
+#include "spindle/io.h"
+#include "spindle/iomanager.h"
+#include "spindle/log.h"
+#include "spindle/timer.h"
+
+#define MS                   (UINT64_C(1000000))
+#define CONTROL_IO_MS        5000
+#define CONTROL_CLIENT_WAIT  60 /* seconds the client waits for an answer */
+#define CONTROL_STATUS_BYTES 65536
+
+static struct master *ctl_master;
+
+static int fill_addr(struct sockaddr_un *sun, const char *path)
+{
+    memset(sun, 0, sizeof(*sun));
+    sun->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sun->sun_path))
+        return -ENAMETOOLONG;
+    memcpy(sun->sun_path, path, strlen(path) + 1);
+    return 0;
+}
+
+/* ---- server --------------------------------------------------------------- */
+
+int control_listen(struct master *m, const char *path, char *err, size_t errlen)
+{
+    struct sockaddr_un sun;
+    struct stat st;
+    int fd;
+
+    if (fill_addr(&sun, path) < 0) {
+        snprintf(err, errlen, "control_socket %s: path too long", path);
+        return -ENAMETOOLONG;
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        goto sys_fail;
+    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+        close(fd);
+        snprintf(err, errlen, "already running: a master answers on control socket %s", path);
+        return -EADDRINUSE;
+    }
+    if (errno == ECONNREFUSED) {
+        /* A socket file nobody listens on: left by a master that died. */
+        if (unlink(path) != 0 && errno != ENOENT) {
+            snprintf(err, errlen, "cannot remove stale control socket %s: %s", path,
+                     strerror(errno));
+            close(fd);
+            return -EEXIST;
+        }
+    }
+    close(fd);
+
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        goto sys_fail;
+    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 || chmod(path, 0600) != 0 ||
+        listen(fd, 64) != 0 || stat(path, &st) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        goto sys_fail;
+    }
+    m->ctl_fd = fd;
+    m->ctl_dev = st.st_dev;
+    m->ctl_ino = st.st_ino;
+    return fd;
+
+sys_fail:
+    snprintf(err, errlen, "cannot open control socket %s: %s", path, strerror(errno));
+    return -errno;
+}
+
+void control_close(struct master *m)
+{
+    struct stat st;
+    if (m->ctl_fd < 0)
+        return;
+    if (m->iom)
+        sp_close(m->ctl_fd);
+    else
+        close(m->ctl_fd);
+    m->ctl_fd = -1;
+    /* Another master may have replaced the file: remove only ours. */
+    if (stat(m->control_socket, &st) == 0 && st.st_dev == m->ctl_dev && st.st_ino == m->ctl_ino)
+        unlink(m->control_socket);
+}
+
+static size_t append(char *buf, size_t len, size_t used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static size_t append(char *buf, size_t len, size_t used, const char *fmt, ...)
+{
+    va_list ap;
+    if (used >= len)
+        return used;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + used, len - used, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return used;
+    return used + (size_t)n >= len ? len - 1 : used + (size_t)n;
+}
+
+static const char *state_name(enum master_worker_state s)
+{
+    switch (s) {
+    case MASTER_WORKER_STARTING:
+        return "starting";
+    case MASTER_WORKER_READY:
+        return "ready";
+    case MASTER_WORKER_DRAINING:
+        return "draining";
+    case MASTER_WORKER_STOPPING:
+        return "stopping";
+    }
+    return "?";
+}
+
+static struct master_worker *find_pid(struct master *m, pid_t pid)
+{
+    for (struct master_worker *w = m->workers; w; w = w->next)
+        if (w->pid == pid)
+            return w;
+    return NULL;
+}
+
+void control_status(struct master *m, char *buf, size_t len)
+{
+    struct {
+        pid_t pid;
+        unsigned seq;
+    } asked[SP_CONFIG_MAX_WORKERS * 4];
+    unsigned nasked = 0;
+    uint64_t now = sp_now_ns();
+    size_t used = 0;
+
+    /* Ask every live worker, then wait (bounded) for the answers.  Workers
+     * may go away meanwhile, so they are looked up again by pid. */
+    for (struct master_worker *w = m->workers; w; w = w->next) {
+        if (w->reaped || w->pid <= 0 || nasked == sizeof(asked) / sizeof(asked[0]))
+            continue;
+        if (master_send(w, SP_MSG_STATUS_REQ) == 0) {
+            asked[nasked].pid = w->pid;
+            asked[nasked++].seq = w->status_seq;
+        }
+    }
+    uint64_t deadline = now + MASTER_STATUS_TIMEOUT_MS * MS;
+    while (sp_now_ns() < deadline) {
+        unsigned waiting = 0;
+        for (unsigned i = 0; i < nasked; i++) {
+            struct master_worker *w = find_pid(m, asked[i].pid);
+            if (w && !w->reaped && w->status_seq == asked[i].seq)
+                waiting++;
+        }
+        if (!waiting)
+            break;
+        sp_sleep(5);
+    }
+
+    now = sp_now_ns();
+    unsigned nworkers = 0;
+    for (struct master_worker *w = m->workers; w; w = w->next)
+        nworkers++;
+    used = append(buf, len, used,
+                  "master pid=%d generation=%u uptime=%.1fs workers=%u configured_workers=%u "
+                  "config=%s%s\n",
+                  (int)getpid(), m->cur ? m->cur->id : 0, (double)(now - m->started_ns) / 1e9,
+                  nworkers, m->cur ? m->cur->cfg->workers : 0, m->conf_path,
+                  m->stopping ? " stopping" : (m->reloading ? " reloading" : ""));
+    for (struct master_listener *l = m->listeners; l; l = l->next)
+        used = append(buf, len, used, "listen %s slots=%u\n", l->text, l->nfds);
+    for (struct master_worker *w = m->workers; w; w = w->next) {
+        if (w->pid <= 0)
+            continue;
+        used = append(buf, len, used, "worker pid=%d generation=%u slot=%u state=%s", (int)w->pid,
+                      w->gen->id, w->index, state_name(w->state));
+        bool answered = false;
+        for (unsigned i = 0; i < nasked; i++)
+            if (asked[i].pid == w->pid && asked[i].seq != w->status_seq)
+                answered = true;
+        if (answered)
+            used = append(
+                buf, len, used,
+                " connections=%llu requests=%llu bytes_in=%llu bytes_out=%llu "
+                "uptime=%.1fs\n",
+                (unsigned long long)w->status.connections, (unsigned long long)w->status.requests,
+                (unsigned long long)w->status.bytes_in, (unsigned long long)w->status.bytes_out,
+                (double)w->status.uptime_ms / 1e3);
+        else
+            used = append(buf, len, used, " connections=? requests=? (no answer)\n");
+    }
+    if (m->reload_ran)
+        used = append(buf, len, used, "last_reload: %s %.1fs ago: %s\n",
+                      m->reload_ok ? "ok" : "failed", (double)(now - m->reload_ns) / 1e9,
+                      m->reload_result);
+    else
+        used = append(buf, len, used, "last_reload: none\n");
+}
+
+static void reply(int fd, bool ok, const char *text)
+{
+    char head[8];
+    int n = snprintf(head, sizeof(head), "%s\n", ok ? "ok" : "error");
+    struct iovec iov[3] = {
+        {.iov_base = head, .iov_len = (size_t)n},
+        {.iov_base = (void *)text, .iov_len = strlen(text)},
+        {.iov_base = "\n", .iov_len = text[0] && text[strlen(text) - 1] != '\n' ? 1 : 0},
+    };
+    sp_writev(fd, iov, 3, CONTROL_IO_MS);
+}
+
+static void client_fiber(void *arg)
+{
+    struct master *m = ctl_master;
+    int fd = (int)(intptr_t)arg;
+    char line[128];
+    size_t len = 0;
+
+    while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
+        ssize_t n = sp_read(fd, line + len, sizeof(line) - 1 - len, CONTROL_IO_MS);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    line[len] = '\0';
+    line[strcspn(line, "\r\n")] = '\0';
+
+    if (strcmp(line, "reload") == 0) {
+        char msg[1024];
+        sp_log_info("control: reload requested");
+        int rc = master_reload(m, msg, sizeof(msg));
+        reply(fd, rc == 0, msg);
+    } else if (strcmp(line, "stop") == 0 || strcmp(line, "quit") == 0) {
+        bool graceful = line[0] == 'q';
+        char msg[64];
+        snprintf(msg, sizeof(msg), "%s (master pid %d)",
+                 graceful ? "shutting down gracefully" : "stopping", (int)getpid());
+        reply(fd, true, msg);
+        sp_log_info("control: %s requested", line);
+        master_shutdown(m, graceful);
+    } else if (strcmp(line, "reopen") == 0) {
+        sp_log_info("control: reopen requested");
+        master_reopen(m);
+        reply(fd, true, "logs reopened");
+    } else if (strcmp(line, "status") == 0) {
+        char *buf = malloc(CONTROL_STATUS_BYTES);
+        if (buf) {
+            control_status(m, buf, CONTROL_STATUS_BYTES);
+            reply(fd, true, buf);
+            free(buf);
+        } else {
+            reply(fd, false, "out of memory");
+        }
+    } else {
+        char msg[192];
+        snprintf(msg, sizeof(msg), "unknown command '%.100s'", line);
+        reply(fd, false, msg);
+    }
+    sp_close(fd);
+}
+
+static void acceptor_fiber(void *arg)
+{
+    struct master *m = arg;
+    for (;;) {
+        int fd = sp_accept(m->ctl_fd, NULL, NULL, -1);
+        if (fd == -ECANCELED || fd == -EBADF)
+            return;
+        if (fd < 0) {
+            sp_log_error("accept4(%d) on the control socket failed: %s", m->ctl_fd, strerror(-fd));
+            sp_sleep(100);
+            continue;
+        }
+        if (sp_iom_spawn(m->iom, client_fiber, (void *)(intptr_t)fd) != 0)
+            sp_close(fd);
+    }
+}
+
+int control_start(struct master *m)
+{
+    ctl_master = m;
+    if (m->ctl_fd < 0)
+        return 0;
+    return sp_iom_spawn(m->iom, acceptor_fiber, m);
+}
+
+/* ---- client (-s) ---------------------------------------------------------- */
+
+/*
+ * Finds control_socket in a file the loader refused, so that `-s reload`
+ * still reaches the master, which then reports what is wrong with it.
+ * Looks for the key in [master] only; falls back to the default name.
+ */
+static void scan_socket_path(const char *conf_path, char *out, size_t outlen)
+{
+    char dir[PATH_MAX], line[4096], value[PATH_MAX] = "spindle.sock";
+    bool in_master = false;
+
+    snprintf(dir, sizeof(dir), "%s", conf_path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir)
+        *slash = '\0';
+    else if (slash)
+        dir[1] = '\0';
+    else if (!getcwd(dir, sizeof(dir)))
+        snprintf(dir, sizeof(dir), "/");
+
+    FILE *f = fopen(conf_path, "re");
+    while (f && fgets(line, sizeof(line), f)) {
+        char *s = line + strspn(line, " \t");
+        s[strcspn(s, "\r\n")] = '\0';
+        if (s[0] == '[') {
+            in_master = strncmp(s, "[master]", 8) == 0;
+            continue;
+        }
+        if (!in_master || strncmp(s, "control_socket", 14) != 0)
+            continue;
+        char *v = s + 14 + strspn(s + 14, " \t");
+        if (*v != '=')
+            continue;
+        v += 1 + strspn(v + 1, " \t");
+        char *c = strstr(v, " ;");
+        if (!c)
+            c = strstr(v, " #");
+        if (c)
+            *c = '\0';
+        size_t n = strlen(v);
+        while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            v[--n] = '\0';
+        if (n > 0)
+            snprintf(value, sizeof(value), "%s", v);
+    }
+    if (f)
+        fclose(f);
+    if (sp_config_join_path(out, outlen, dir, value) < 0)
+        snprintf(out, outlen, "%s", value);
+}
+
+int control_client(const char *conf_path, const char *cmd)
+{
+    char path[PATH_MAX], err[SP_CONFIG_ERR_SIZE];
+    struct sockaddr_un sun;
+
+    struct sp_config *cfg = sp_config_load(conf_path, err, sizeof(err));
+    if (cfg) {
+        snprintf(path, sizeof(path), "%s", cfg->control_socket);
+        sp_config_free(cfg);
+    } else {
+        scan_socket_path(conf_path, path, sizeof(path));
+    }
+    if (fill_addr(&sun, path) < 0) {
+        fprintf(stderr, "spindle: control socket path too long: %s\n", path);
+        return 1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        fprintf(stderr, "spindle: socket(AF_UNIX) failed: %s\n", strerror(errno));
+        return 1;
+    }
+    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+        fprintf(stderr, "spindle: cannot reach the master on %s: %s (is it running?)\n", path,
+                strerror(errno));
+        close(fd);
+        return 1;
+    }
+    struct timeval tv = {.tv_sec = CONTROL_CLIENT_WAIT};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+
+    char req[64];
+    int n = snprintf(req, sizeof(req), "%s\n", cmd);
+    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+        fprintf(stderr, "spindle: sending to %s failed: %s\n", path, strerror(errno));
+        close(fd);
+        return 1;
+    }
+
+    size_t cap = CONTROL_STATUS_BYTES + 64, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        close(fd);
+        return 1;
+    }
+    for (;;) {
+        ssize_t r = recv(fd, buf + len, cap - 1 - len, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            fprintf(stderr, "spindle: no answer from the master on %s: %s\n", path,
+                    errno == EAGAIN ? "timed out" : strerror(errno));
+            free(buf);
+            close(fd);
+            return 1;
+        }
+        if (r == 0 || len + (size_t)r >= cap - 1) {
+            len += (size_t)r;
+            break;
+        }
+        len += (size_t)r;
+    }
+    close(fd);
+    buf[len] = '\0';
+
+    int rc;
+    char *body = strchr(buf, '\n');
+    body = body ? body + 1 : buf + len;
+    if (strncmp(buf, "ok\n", 3) == 0) {
+        fputs(body, stdout);
+        rc = 0;
+    } else if (strncmp(buf, "error\n", 6) == 0) {
+        fprintf(stderr, "spindle: %s", body);
+        rc = 1;
+    } else {
+        fprintf(stderr, "spindle: unexpected answer from the master: %.200s\n",
+                len ? buf : "(nothing; did it exit?)");
+        rc = 1;
+    }
+    free(buf);
+    return rc;
+}

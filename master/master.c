@@ -1,0 +1,785 @@
+/*
+ * The master's life: start-up, the worker table, signals, reaping, respawn
+ * with back-off, drain deadlines and shutdown.  See master.h for the model.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "master.h"
+#include "spindle/io.h"
+#include "spindle/iomanager.h"
+#include "spindle/log.h"
+#include "spindle/timer.h"
+#include "../worker/worker.h"
+
+#define MS (UINT64_C(1000000))
+
+/* Fibers get only a pointer-sized argument; the one master is here. */
+static struct master *the_master;
+
+static const int master_signals[] = {SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGCHLD};
+
+const char *master_wstatus(int wstatus, char *buf, size_t len)
+{
+    if (WIFEXITED(wstatus))
+        snprintf(buf, len, "exit status %d", WEXITSTATUS(wstatus));
+    else if (WIFSIGNALED(wstatus))
+        snprintf(buf, len, "signal %d (%s)%s", WTERMSIG(wstatus), strsignal(WTERMSIG(wstatus)),
+                 WCOREDUMP(wstatus) ? ", core dumped" : "");
+    else
+        snprintf(buf, len, "wait status 0x%x", (unsigned)wstatus);
+    return buf;
+}
+
+/* ---- the worker table ------------------------------------------------- */
+
+static void link_worker(struct master *m, struct master_worker *w)
+{
+    w->prev = NULL;
+    w->next = m->workers;
+    if (m->workers)
+        m->workers->prev = w;
+    m->workers = w;
+}
+
+static void unlink_worker(struct master *m, struct master_worker *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        m->workers = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+}
+
+int master_send(struct master_worker *w, enum sp_msg_type type)
+{
+    struct sp_msg msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.type = (uint16_t)type;
+    if (w->channel_fd < 0)
+        return -EPIPE;
+    return sp_msg_send(w->channel_fd, &msg);
+}
+
+void master_retire(struct master *m, struct master_worker *w, bool graceful)
+{
+    (void)m;
+    uint64_t now = sp_now_ns();
+    if (w->reaped || w->pid <= 0)
+        return;
+    if (graceful) {
+        if (w->state >= MASTER_WORKER_DRAINING)
+            return;
+        w->state = MASTER_WORKER_DRAINING;
+        w->kill_at_ns =
+            now + (uint64_t)w->gen->cfg->shutdown_timeout_ms * MS + MASTER_DRAIN_GRACE_MS * MS;
+    } else {
+        if (w->state == MASTER_WORKER_STOPPING)
+            return;
+        w->state = MASTER_WORKER_STOPPING;
+        uint64_t at = now + MASTER_STOP_GRACE_MS * MS;
+        if (!w->kill_at_ns || at < w->kill_at_ns)
+            w->kill_at_ns = at;
+    }
+    int rc = master_send(w, graceful ? SP_MSG_DRAIN : SP_MSG_STOP);
+    if (rc < 0 && rc != -EPIPE)
+        sp_log_warn("send(%s) to worker %u (pid %d) failed: %s; it will be killed at the deadline",
+                    graceful ? "DRAIN" : "STOP", w->index, (int)w->pid, strerror(-rc));
+}
+
+/* ---- forking ------------------------------------------------------------ */
+
+/* Closes every fd except those in keep[0..n): the child must not hold the
+ * master's epoll, signalfd, control socket, other workers' channels or
+ * slots it does not serve (a held slot would keep a queue alive that no one
+ * accepts from). */
+static void close_other_fds(const int *keep, unsigned n)
+{
+    int fds[4096];
+    unsigned nfds = 0;
+    DIR *d = opendir("/proc/self/fd");
+
+    if (d) {
+        int dfd = dirfd(d);
+        struct dirent *e;
+        bool more = false;
+        while ((e = readdir(d)) != NULL) {
+            if (e->d_name[0] < '0' || e->d_name[0] > '9')
+                continue;
+            int fd = atoi(e->d_name);
+            if (fd == dfd)
+                continue;
+            if (nfds == sizeof(fds) / sizeof(fds[0])) {
+                more = true;
+                break;
+            }
+            fds[nfds++] = fd;
+        }
+        closedir(d);
+        if (!more) {
+            for (unsigned i = 0; i < nfds; i++) {
+                bool kept = false;
+                for (unsigned k = 0; k < n && !kept; k++)
+                    kept = keep[k] == fds[i];
+                if (!kept)
+                    close(fds[i]);
+            }
+            return;
+        }
+    }
+    /* No /proc, or too many fds to list: try every number. */
+    struct rlimit rl;
+    int max =
+        getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1048576 ? (int)rl.rlim_cur : 65536;
+    for (int fd = 0; fd < max; fd++) {
+        bool kept = false;
+        for (unsigned k = 0; k < n && !kept; k++)
+            kept = keep[k] == fd;
+        if (!kept)
+            close(fd);
+    }
+}
+
+/* The child side of a fork: runs on the main stack, never returns. */
+static void child_main(struct master *m, struct master_worker *w)
+{
+    static struct worker_listener ls[SP_CONFIG_MAX_LISTENS];
+    static int keep[SP_CONFIG_MAX_LISTENS + 5];
+    const struct sp_config *cfg = w->gen->cfg;
+    sigset_t none;
+    char who[32];
+
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (int sig = 1; sig < NSIG; sig++)
+        signal(sig, SIG_DFL);
+
+    unsigned n = listeners_for_worker(m, cfg, w->index, ls, SP_CONFIG_MAX_LISTENS);
+    unsigned nkeep = 0;
+    keep[nkeep++] = STDIN_FILENO;
+    keep[nkeep++] = STDOUT_FILENO;
+    keep[nkeep++] = STDERR_FILENO;
+    keep[nkeep++] = sp_log_fd();
+    keep[nkeep++] = w->child_fd;
+    for (unsigned i = 0; i < n; i++)
+        keep[nkeep++] = ls[i].fd;
+    close_other_fds(keep, nkeep);
+
+    snprintf(who, sizeof(who), "worker %u", w->index);
+    sp_log_set_who(who);
+    struct worker_args args = {
+        .cfg = cfg,
+        .generation = w->gen->id,
+        .index = w->index,
+        .channel_fd = w->child_fd,
+        .listeners = ls,
+        .nlisteners = n,
+    };
+    _exit(worker_main(&args));
+}
+
+/* Serves the fork requests queued by fibers; runs on the main stack while
+ * the scheduler is stopped. */
+static void serve_forks(struct master *m)
+{
+    struct master_worker *q = NULL;
+    while (m->fork_queue) { /* reverse: fork in the order asked */
+        struct master_worker *w = m->fork_queue;
+        m->fork_queue = w->fork_next;
+        w->fork_next = q;
+        q = w;
+    }
+    for (struct master_worker *w = q; w; w = w->fork_next) {
+        pid_t pid = fork();
+        if (pid == 0)
+            child_main(m, w);
+        if (pid < 0)
+            w->fork_err = -errno;
+        else
+            w->pid = pid;
+        close(w->child_fd);
+        w->child_fd = -1;
+        w->fork_done = true;
+    }
+}
+
+static void channel_fiber(void *arg);
+
+struct master_worker *master_fork_worker(struct master *m, struct master_gen *gen, unsigned index)
+{
+    int sv[2];
+    struct master_worker *w = calloc(1, sizeof(*w));
+    if (!w) {
+        sp_log_error("cannot start worker %u: out of memory", index);
+        return NULL;
+    }
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
+        sp_log_error("socketpair(AF_UNIX, SOCK_SEQPACKET) for worker %u failed: %s", index,
+                     strerror(errno));
+        free(w);
+        return NULL;
+    }
+    w->gen = gen;
+    w->index = index;
+    w->channel_fd = sv[0];
+    w->child_fd = sv[1];
+    w->state = MASTER_WORKER_STARTING;
+    w->exit_code = -1;
+    gen->live++;
+    link_worker(m, w);
+
+    w->fork_next = m->fork_queue;
+    m->fork_queue = w;
+    sp_iom_stop(m->iom);
+    while (!w->fork_done)
+        sp_yield();
+
+    if (w->fork_err) {
+        sp_log_error("fork() for worker %u failed: %s", index, strerror(-w->fork_err));
+        unlink_worker(m, w);
+        gen->live--;
+        sp_close(w->channel_fd);
+        free(w);
+        return NULL;
+    }
+    w->started_ns = sp_now_ns();
+    if (sp_iom_spawn(m->iom, channel_fiber, w) != 0) {
+        /* Without a reader the worker could not be told anything: end it. */
+        sp_log_error("worker %u (pid %d): out of memory for its channel; killing it", index,
+                     (int)w->pid);
+        kill(w->pid, SIGKILL);
+        w->killed = true;
+        w->state = MASTER_WORKER_STOPPING;
+        sp_close(w->channel_fd);
+        w->channel_fd = -1;
+        w->channel_done = true;
+        return NULL;
+    }
+    sp_log_info("started worker %u (pid %d, generation %u)", index, (int)w->pid, gen->id);
+    return w;
+}
+
+/* ---- worker exit and respawn ------------------------------------------- */
+
+static bool index_alive(struct master *m, struct master_gen *gen, unsigned index)
+{
+    for (struct master_worker *w = m->workers; w; w = w->next)
+        if (w->gen == gen && w->index == index && !w->reaped && w->state <= MASTER_WORKER_READY)
+            return true;
+    return false;
+}
+
+static void respawn_fiber(void *arg)
+{
+    struct master *m = the_master;
+    unsigned index = (unsigned)(uintptr_t)arg;
+    struct master_index *ix = &m->index[index];
+    unsigned gen_id = ix->respawn_gen;
+
+    if (ix->respawn_ms)
+        sp_sleep((int64_t)ix->respawn_ms);
+    if (m->stopping || !m->cur || m->cur->id != gen_id || index >= m->cur->cfg->workers ||
+        index_alive(m, m->cur, index))
+        return;
+    ix->last_start_ns = sp_now_ns();
+    master_fork_worker(m, m->cur, index);
+}
+
+/* The worker has been reaped and its channel has ended: log how it went,
+ * respawn it if it should be running, and forget it. */
+static void worker_gone(struct master *m, struct master_worker *w)
+{
+    struct master_gen *gen = w->gen;
+    char st[96], reason[SP_MSG_REASON_MAX + 16] = "";
+    uint64_t now = sp_now_ns();
+
+    unlink_worker(m, w);
+    gen->live--;
+    master_wstatus(w->wstatus, st, sizeof(st));
+    if (w->exit_reason[0])
+        snprintf(reason, sizeof(reason), " (%s)", w->exit_reason);
+
+    bool expected = w->state >= MASTER_WORKER_DRAINING || m->stopping || gen != m->cur;
+    if (w->state == MASTER_WORKER_STARTING && gen->busy && !gen->failed[0])
+        snprintf(gen->failed, sizeof(gen->failed),
+                 "worker %u (pid %d) exited before it was ready: %s%s", w->index, (int)w->pid, st,
+                 reason);
+    if (expected) {
+        bool clean = WIFEXITED(w->wstatus) && WEXITSTATUS(w->wstatus) == 0;
+        sp_log(clean || w->killed ? SP_LOG_INFO : SP_LOG_WARN,
+               "worker %u (pid %d, generation %u) exited: %s%s", w->index, (int)w->pid, gen->id, st,
+               reason);
+    } else {
+        struct master_index *ix = &m->index[w->index];
+        if (now - w->started_ns >= MASTER_RESPAWN_STABLE_MS * MS)
+            ix->delay_ms = 0;
+        uint64_t delay = ix->delay_ms;
+        ix->delay_ms =
+            delay == 0 ? MASTER_RESPAWN_MIN_MS
+                       : (delay * 2 > MASTER_RESPAWN_MAX_MS ? MASTER_RESPAWN_MAX_MS : delay * 2);
+        ix->respawn_gen = gen->id;
+        ix->respawn_ms = delay;
+        sp_log_error("worker %u (pid %d, generation %u) died: %s%s; respawning in %llu ms",
+                     w->index, (int)w->pid, gen->id, st, reason, (unsigned long long)delay);
+        if (sp_iom_spawn(m->iom, respawn_fiber, (void *)(uintptr_t)w->index) != 0)
+            sp_log_error("cannot respawn worker %u: out of memory", w->index);
+    }
+    free(w);
+    master_gen_prune(m);
+}
+
+static void handle_msg(struct master_worker *w, const struct sp_msg *msg)
+{
+    switch (msg->type) {
+    case SP_MSG_READY:
+        if (w->state == MASTER_WORKER_STARTING)
+            w->state = MASTER_WORKER_READY;
+        break;
+    case SP_MSG_STATUS:
+        w->status = msg->status;
+        w->status_seq++;
+        break;
+    case SP_MSG_DRAINING:
+        break;
+    case SP_MSG_EXITING:
+        w->exit_code = msg->exiting.code;
+        snprintf(w->exit_reason, sizeof(w->exit_reason), "%s", msg->exiting.reason);
+        if (msg->exiting.code != 0 && w->state == MASTER_WORKER_STARTING && w->gen->busy &&
+            !w->gen->failed[0])
+            snprintf(w->gen->failed, sizeof(w->gen->failed),
+                     "worker %u (pid %d) failed to start: %s", w->index, (int)w->pid,
+                     msg->exiting.reason);
+        break;
+    default:
+        sp_log_warn("worker %u (pid %d) sent an unexpected %s message", w->index, (int)w->pid,
+                    sp_msg_type_name(msg->type));
+        break;
+    }
+}
+
+/* Reads one worker's channel until the worker closes it (it exited). */
+static void channel_fiber(void *arg)
+{
+    struct master *m = the_master;
+    struct master_worker *w = arg;
+    unsigned char buf[SP_MSG_MAX];
+    struct sp_msg msg;
+
+    for (;;) {
+        ssize_t n = sp_read(w->channel_fd, buf, sizeof(buf), -1);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            if (n != -ECONNRESET && n != -ECANCELED)
+                sp_log_error("read(%d) from worker %u (pid %d) failed: %s", w->channel_fd, w->index,
+                             (int)w->pid, strerror((int)-n));
+            break;
+        }
+        if (sp_msg_decode(buf, (size_t)n, &msg) != 0) {
+            sp_log_error("worker %u (pid %d) sent a malformed message (%zd bytes)", w->index,
+                         (int)w->pid, n);
+            continue;
+        }
+        handle_msg(w, &msg);
+    }
+    sp_close(w->channel_fd);
+    w->channel_fd = -1;
+    w->channel_done = true;
+    if (w->reaped)
+        worker_gone(m, w);
+}
+
+static void reap(struct master *m)
+{
+    for (;;) {
+        int st;
+        pid_t pid = waitpid(-1, &st, WNOHANG);
+        if (pid <= 0) {
+            if (pid < 0 && errno == EINTR)
+                continue;
+            return;
+        }
+        struct master_worker *w = m->workers;
+        while (w && w->pid != pid)
+            w = w->next;
+        if (!w)
+            continue;
+        w->reaped = true;
+        w->wstatus = st;
+        if (w->channel_done)
+            worker_gone(m, w);
+    }
+}
+
+/* ---- signals, deadlines, shutdown ------------------------------------ */
+
+static void reload_fiber(void *arg)
+{
+    struct master *m = arg;
+    char msg[512];
+    while (m->reloading && !m->stopping)
+        sp_sleep(10);
+    m->hup_pending = false;
+    master_reload(m, msg, sizeof(msg));
+}
+
+void master_reopen(struct master *m)
+{
+    int rc = sp_log_reopen();
+    if (rc < 0)
+        sp_log_error("reopening the error log failed: %s", strerror(-rc));
+    else
+        sp_log_info("error log reopened");
+    for (struct master_worker *w = m->workers; w; w = w->next)
+        if (!w->reaped)
+            master_send(w, SP_MSG_REOPEN);
+}
+
+static void signal_fiber(void *arg)
+{
+    struct master *m = arg;
+    struct signalfd_siginfo si;
+
+    for (;;) {
+        ssize_t n = sp_read(m->sigfd, &si, sizeof(si), -1);
+        if (n == -ECANCELED)
+            return;
+        if (n != (ssize_t)sizeof(si)) {
+            sp_log_error("read(%d) from the signalfd failed: %s", m->sigfd,
+                         n < 0 ? strerror((int)-n) : "short read");
+            sp_sleep(100);
+            continue;
+        }
+        switch (si.ssi_signo) {
+        case SIGCHLD:
+            reap(m);
+            break;
+        case SIGHUP:
+            if (m->stopping) {
+                sp_log_info("SIGHUP ignored: shutting down");
+            } else if (!m->hup_pending) {
+                m->hup_pending = true;
+                sp_log_info("SIGHUP: reloading %s", m->conf_path);
+                if (sp_iom_spawn(m->iom, reload_fiber, m) != 0) {
+                    m->hup_pending = false;
+                    sp_log_error("cannot reload: out of memory");
+                }
+            }
+            break;
+        case SIGQUIT:
+            sp_log_info("SIGQUIT: graceful shutdown");
+            master_shutdown(m, true);
+            break;
+        case SIGTERM:
+        case SIGINT:
+            sp_log_info("%s: fast shutdown", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            master_shutdown(m, false);
+            break;
+        case SIGUSR1:
+            master_reopen(m);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* SIGKILLs the workers whose drain or stop deadline has passed. */
+static void deadline_fiber(void *arg)
+{
+    struct master *m = arg;
+    while (!m->done) {
+        uint64_t now = sp_now_ns();
+        bool pending = false;
+        for (struct master_worker *w = m->workers; w; w = w->next) {
+            if (!w->kill_at_ns || w->reaped || w->killed || w->pid <= 0)
+                continue;
+            if (now >= w->kill_at_ns) {
+                sp_log_warn("worker %u (pid %d, generation %u) still running at its %s deadline; "
+                            "killing it",
+                            w->index, (int)w->pid, w->gen->id,
+                            w->state == MASTER_WORKER_DRAINING ? "drain" : "stop");
+                kill(w->pid, SIGKILL);
+                w->killed = true;
+            } else {
+                pending = true;
+            }
+        }
+        /* Every deadline lies at least a second after it is set, so the
+         * long sleep never oversleeps one. */
+        sp_sleep(pending ? 50 : 1000);
+    }
+}
+
+static void shutdown_fiber(void *arg)
+{
+    struct master *m = arg;
+    while (m->reloading)
+        sp_sleep(10);
+    for (struct master_worker *w = m->workers; w; w = w->next)
+        master_retire(m, w, m->graceful);
+    while (m->workers)
+        sp_sleep(10);
+    sp_log_info("all workers gone; exiting");
+    m->done = true;
+    sp_iom_stop(m->iom);
+}
+
+void master_shutdown(struct master *m, bool graceful)
+{
+    if (m->stopping) {
+        if (!graceful && m->graceful) {
+            m->graceful = false;
+            for (struct master_worker *w = m->workers; w; w = w->next)
+                master_retire(m, w, false);
+        }
+        return;
+    }
+    m->stopping = true;
+    m->graceful = graceful;
+    if (sp_iom_spawn(m->iom, shutdown_fiber, m) != 0) {
+        sp_log_error("cannot shut down in order: out of memory; killing the workers");
+        for (struct master_worker *w = m->workers; w; w = w->next)
+            if (w->pid > 0 && !w->reaped)
+                kill(w->pid, SIGKILL);
+        m->done = true;
+        sp_iom_stop(m->iom);
+    }
+}
+
+/* ---- start-up ----------------------------------------------------------- */
+
+/* Says "start-up failed" where the operator will see it: the log, and
+ * standard error (or the waiting parent with -d) when the log is a file. */
+static void report_fatal(struct master *m, const char *msg)
+{
+    sp_log_error("%s", msg);
+    if (m->ready_fd >= 0) {
+        ssize_t n = write(m->ready_fd, msg, strlen(msg));
+        (void)n;
+        close(m->ready_fd);
+        m->ready_fd = -1;
+    } else if (sp_log_fd() != STDERR_FILENO) {
+        fprintf(stderr, "spindle: %s\n", msg);
+    }
+}
+
+static void startup_fiber(void *arg)
+{
+    struct master *m = arg;
+    struct master_gen *gen = m->gens;
+    char err[MASTER_REASON_MAX + 64];
+
+    gen->busy = true;
+    int rc = master_start_generation(m, gen, err, sizeof(err));
+    gen->busy = false;
+    if (rc != 0) {
+        char msg[sizeof(err) + 32];
+        snprintf(msg, sizeof(msg), "start-up failed: %s", err);
+        report_fatal(m, msg);
+        m->exit_code = 1;
+        master_shutdown(m, false);
+        master_gen_prune(m);
+        return;
+    }
+    m->cur = gen;
+    uint64_t now = sp_now_ns();
+    for (unsigned i = 0; i < SP_CONFIG_MAX_WORKERS; i++) {
+        m->index[i].delay_ms = 0;
+        m->index[i].last_start_ns = now;
+    }
+    sp_log_info("spindle %s running: %u workers, generation %u", PACKAGE_VERSION, gen->cfg->workers,
+                gen->id);
+    if (m->ready_fd >= 0) {
+        close(m->ready_fd); /* end of stream without a message: success */
+        m->ready_fd = -1;
+    }
+}
+
+/* Detaches from the terminal: fork, setsid, fork again.  The original
+ * process waits on a pipe for the daemon's start-up outcome and exits with
+ * it.  Returns in the daemon only. */
+static void daemonize(struct master *m)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        fprintf(stderr, "spindle: pipe() failed: %s\n", strerror(errno));
+        exit(1);
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "spindle: fork() failed: %s\n", strerror(errno));
+        exit(1);
+    }
+    if (pid > 0) {
+        char buf[1024];
+        size_t len = 0;
+        ssize_t n;
+        close(p[1]);
+        while (len < sizeof(buf) - 1 && (n = read(p[0], buf + len, sizeof(buf) - 1 - len)) != 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                break;
+            len += (size_t)n;
+        }
+        buf[len] = '\0';
+        waitpid(pid, NULL, 0);
+        if (len > 0) {
+            fprintf(stderr, "spindle: %s\n", buf);
+            _exit(1);
+        }
+        _exit(0);
+    }
+    close(p[0]);
+    if (setsid() < 0)
+        _exit(1);
+    pid = fork();
+    if (pid < 0)
+        _exit(1);
+    if (pid > 0)
+        _exit(0);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        if (sp_log_fd() != STDERR_FILENO)
+            dup2(null, STDERR_FILENO);
+        close(null);
+    }
+    m->ready_fd = p[1];
+}
+
+static int setup_signals(struct master *m)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof(master_signals) / sizeof(master_signals[0]); i++)
+        sigaddset(&set, master_signals[i]);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        return -errno;
+    signal(SIGPIPE, SIG_IGN);
+    m->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    return m->sigfd < 0 ? -errno : 0;
+}
+
+int master_run(struct master *m)
+{
+    char err[PATH_MAX + SP_CONFIG_ERR_SIZE];
+    struct listeners_txn *txn = NULL;
+    int rc;
+
+    the_master = m;
+    m->sigfd = -1;
+    m->ctl_fd = -1;
+    m->ready_fd = -1;
+    m->started_ns = sp_now_ns();
+
+    struct sp_config *cfg = sp_config_load(m->conf_path, err, sizeof(err));
+    if (!cfg) {
+        fprintf(stderr, "spindle: %s\n", err);
+        return 1;
+    }
+    snprintf(m->pid_file, sizeof(m->pid_file), "%s", cfg->pid_file);
+    snprintf(m->control_socket, sizeof(m->control_socket), "%s", cfg->control_socket);
+    rc = sp_log_open(cfg->error_log, "master");
+    if (rc < 0) {
+        fprintf(stderr, "spindle: cannot open error_log %s: %s\n", cfg->error_log, strerror(-rc));
+        sp_config_free(cfg);
+        return 1;
+    }
+    struct master_gen *gen = master_gen_new(m, cfg, 1);
+    txn = calloc(1, sizeof(*txn));
+    if (!gen || !txn) {
+        report_fatal(m, "out of memory");
+        sp_config_free(gen ? NULL : cfg);
+        goto out;
+    }
+    m->exit_code = 1;
+    if (control_listen(m, m->control_socket, err, sizeof(err)) < 0) {
+        report_fatal(m, err);
+        goto out;
+    }
+    if (listeners_prepare(m, cfg, txn, err, sizeof(err)) < 0) {
+        report_fatal(m, err);
+        goto out;
+    }
+    free(txn);
+    txn = NULL;
+    if (m->daemon)
+        daemonize(m);
+
+    rc = pidfile_write(m->pid_file);
+    if (rc < 0) {
+        snprintf(err, sizeof(err), "cannot write pid_file %s: %s", m->pid_file, strerror(-rc));
+        report_fatal(m, err);
+        goto out;
+    }
+    m->pid_written = true;
+    rc = setup_signals(m);
+    if (rc < 0) {
+        snprintf(err, sizeof(err), "signalfd() failed: %s", strerror(-rc));
+        report_fatal(m, err);
+        goto out;
+    }
+    struct sp_iom_config icfg = {.threads = 1, .pool = {.stack_size = 128 * 1024}};
+    m->iom = sp_iom_new(&icfg);
+    if (!m->iom || sp_iom_spawn(m->iom, signal_fiber, m) != 0 ||
+        sp_iom_spawn(m->iom, deadline_fiber, m) != 0 || control_start(m) != 0 ||
+        sp_iom_spawn(m->iom, startup_fiber, m) != 0) {
+        report_fatal(m, "cannot start the scheduler: out of memory");
+        goto out;
+    }
+    m->exit_code = 0;
+
+    while (!m->done) {
+        rc = sp_iom_run(m->iom);
+        if (rc < 0) {
+            sp_log_error("scheduler failed: %s; killing the workers", strerror(-rc));
+            for (struct master_worker *w = m->workers; w; w = w->next)
+                if (w->pid > 0 && !w->reaped)
+                    kill(w->pid, SIGKILL);
+            m->exit_code = 1;
+            break;
+        }
+        serve_forks(m);
+    }
+
+out:
+    free(txn);
+    control_close(m);
+    if (m->pid_written)
+        pidfile_remove(m->pid_file);
+    listeners_close_all(m);
+    /* Workers still in the table hold pointers into the iom and the
+     * generations; only an exit after a scheduler failure leaves any. */
+    if (!m->workers) {
+        while (m->gens) {
+            struct master_gen *g = m->gens;
+            m->gens = g->next;
+            sp_config_free(g->cfg);
+            free(g);
+        }
+        sp_iom_free(m->iom);
+    }
+    if (m->sigfd >= 0)
+        close(m->sigfd);
+    if (m->ready_fd >= 0)
+        close(m->ready_fd);
+    return m->exit_code;
+}

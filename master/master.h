@@ -1,0 +1,259 @@
+/*
+ * The master process: it owns every listening socket, forks the workers,
+ * talks to each over a SOCK_SEQPACKET channel, reaps and respawns them,
+ * reloads the configuration as a transaction and answers the control socket.
+ *
+ * Everything runs on one single-thread IOManager: a fiber reads the
+ * signalfd, one fiber per worker reads its channel, one accepts control
+ * clients and one fiber serves each client.  Fibers only ever yield inside
+ * the runtime's blocking calls, so the structures below need no lock: code
+ * between two blocking calls runs alone.
+ *
+ * fork() is never called on a fiber stack: a fiber that needs a worker
+ * queues the request (master_fork_worker), stops the scheduler and yields;
+ * master_run() forks on the main stack between two scheduler runs, so the
+ * child starts clean (no fiber running, no IOManager current) and runs
+ * worker_main() on an ordinary stack.
+ */
+#ifndef SPINDLE_MASTER_H
+#define SPINDLE_MASTER_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "spindle/channel.h"
+#include "spindle/config.h"
+
+/* Bounds of the master's own waits. */
+#define MASTER_READY_TIMEOUT_MS  5000  /* a new worker must say READY within this */
+#define MASTER_STOP_GRACE_MS     1000  /* after STOP, before SIGKILL */
+#define MASTER_DRAIN_GRACE_MS    1000  /* after shutdown_timeout, before SIGKILL */
+#define MASTER_STATUS_TIMEOUT_MS 1000  /* for the workers' STATUS answers */
+#define MASTER_RESPAWN_MIN_MS    100   /* first delay of a crashing index */
+#define MASTER_RESPAWN_MAX_MS    10000 /* the delay doubles up to this */
+#define MASTER_RESPAWN_STABLE_MS 60000 /* a worker alive this long resets its index's delay */
+#define MASTER_REASON_MAX        256
+
+struct sp_iom;
+
+enum master_worker_state {
+    MASTER_WORKER_STARTING, /* forked, READY not seen yet */
+    MASTER_WORKER_READY,
+    MASTER_WORKER_DRAINING, /* DRAIN sent */
+    MASTER_WORKER_STOPPING, /* STOP sent, or killed */
+};
+
+/* One configuration and the workers started with it. */
+struct master_gen {
+    unsigned id;
+    struct sp_config *cfg;          /* owned */
+    unsigned live;                  /* workers of this generation not yet gone */
+    bool busy;                      /* a transaction is starting it: not to be freed */
+    char failed[MASTER_REASON_MAX]; /* why a worker failed before READY; "" if none did */
+    struct master_gen *next;
+};
+
+struct master_worker {
+    pid_t pid; /* 0 until forked */
+    struct master_gen *gen;
+    unsigned index; /* within its generation */
+    int channel_fd; /* the master's end; -1 once closed */
+    int child_fd;   /* the worker's end, until the fork */
+    enum master_worker_state state;
+    uint64_t started_ns;
+    uint64_t kill_at_ns; /* SIGKILL deadline while draining or stopping; 0: none */
+    bool killed;
+    bool reaped;       /* waitpid() returned its status */
+    bool channel_done; /* its channel reached end of stream */
+    int wstatus;       /* from waitpid() */
+    int exit_code;     /* from its EXITING message; -1 if none came */
+    char exit_reason[SP_MSG_REASON_MAX + 1];
+    struct sp_msg_status status; /* the last STATUS answer */
+    unsigned status_seq;         /* bumped by every STATUS answer */
+    struct master_worker *next, *prev;
+
+    /* fork requests */
+    bool fork_done;
+    int fork_err;
+    struct master_worker *fork_next;
+};
+
+/* Respawn bookkeeping of one worker index of the current generation. */
+struct master_index {
+    uint64_t delay_ms;      /* the next respawn waits this long; 0: at once */
+    uint64_t last_start_ns; /* of the worker now (or last) in this index */
+    unsigned respawn_gen;   /* generation the pending respawn is for */
+    uint64_t respawn_ms;    /* and its delay */
+};
+
+/* One configured address and its reuseport sockets ("slots"). */
+struct master_listener {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char text[64];
+    int fds[SP_CONFIG_MAX_SLOTS];
+    unsigned nfds;
+    struct master_listener *next;
+};
+
+/* What a reload transaction opened, to undo it on failure. */
+struct listeners_txn {
+    struct master_listener *added; /* new addresses: whole listeners */
+    struct {
+        struct master_listener *l;
+        unsigned old_nfds;
+    } grown[SP_CONFIG_MAX_LISTENS];
+    unsigned ngrown;
+};
+
+struct master {
+    char conf_path[PATH_MAX]; /* absolute */
+    bool daemon;
+    int ready_fd; /* -d: tells the waiting parent how the start went; -1 otherwise */
+    struct sp_iom *iom;
+    struct master_gen *gens; /* newest first; the current one is cur */
+    struct master_gen *cur;
+    struct master_worker *workers; /* every worker not yet gone */
+    struct master_listener *listeners;
+    struct master_index index[SP_CONFIG_MAX_WORKERS];
+    int sigfd;
+    int ctl_fd;
+    dev_t ctl_dev;
+    ino_t ctl_ino;
+    char pid_file[PATH_MAX];       /* as configured at start; reloads keep it */
+    char control_socket[PATH_MAX]; /* likewise */
+    bool pid_written;
+    uint64_t started_ns;
+
+    bool reloading;
+    bool hup_pending;
+    bool stopping;
+    bool graceful;
+    bool done;
+    int exit_code;
+
+    struct master_worker *fork_queue;
+
+    bool reload_ran;
+    bool reload_ok;
+    uint64_t reload_ns;
+    char reload_result[768];
+};
+
+/* ---- master.c ------------------------------------------------------- */
+
+/* Starts the master on m->conf_path and runs it until it is told to stop.
+ * Returns the process exit status. */
+int master_run(struct master *m);
+
+/*
+ * Forks worker index of generation gen (on a fiber; yields while the main
+ * stack forks).  Returns the new worker, linked into m->workers in state
+ * STARTING, or NULL with the reason logged.
+ */
+struct master_worker *master_fork_worker(struct master *m, struct master_gen *gen, unsigned index);
+
+/* Sends a message without payload.  Returns 0 or -errno. */
+int master_send(struct master_worker *w, enum sp_msg_type type);
+
+/* Sends DRAIN (graceful) or STOP and arms the SIGKILL deadline. */
+void master_retire(struct master *m, struct master_worker *w, bool graceful);
+
+/* Reopens the master's log and sends REOPEN to every worker (SIGUSR1). */
+void master_reopen(struct master *m);
+
+/* Starts the graceful (SIGQUIT) or fast (SIGTERM) shutdown. */
+void master_shutdown(struct master *m, bool graceful);
+
+/* Describes a waitpid() status: "exit status 2", "signal 9 (Killed)". */
+const char *master_wstatus(int wstatus, char *buf, size_t len);
+
+/* ---- reload.c ------------------------------------------------------- */
+
+/*
+ * Starts every worker of gen and waits for each to say READY.  Returns 0,
+ * or -1 with the reason in err after killing the workers it started.
+ */
+int master_start_generation(struct master *m, struct master_gen *gen, char *err, size_t errlen);
+
+struct master_gen *master_gen_new(struct master *m, struct sp_config *cfg, unsigned id);
+
+/* Frees every generation that is not current and has no worker left, then
+ * closes the addresses no remaining generation uses. */
+void master_gen_prune(struct master *m);
+
+/*
+ * Reloads the configuration as a transaction (see reload.c).  Waits for a
+ * reload already under way.  Returns 0 on success, -1 on failure; msg gets
+ * a one-line description either way.
+ */
+int master_reload(struct master *m, char *msg, size_t len);
+
+/* ---- listeners.c ---------------------------------------------------- */
+
+/*
+ * Makes sure every address of cfg has at least cfg->slots sockets open,
+ * recording what it opened in txn.  Returns 0, or -errno with the reason
+ * in err after closing what it opened.
+ */
+int listeners_prepare(struct master *m, const struct sp_config *cfg, struct listeners_txn *txn,
+                      char *err, size_t errlen);
+
+/* Undoes listeners_prepare(): closes the sockets it opened. */
+void listeners_rollback(struct master *m, struct listeners_txn *txn);
+
+struct master_listener *listeners_find(struct master *m, const struct sockaddr *addr);
+
+/* Closes and frees every listener no generation's configuration lists. */
+void listeners_prune(struct master *m);
+
+/* Closes every listener (the master is exiting). */
+void listeners_close_all(struct master *m);
+
+/*
+ * Fills out[] with the sockets worker index of a generation of nworkers
+ * serves under cfg: slot s of each address with s mod nworkers == index.
+ * Returns the count.  out must hold SP_CONFIG_MAX_LISTENS * SP_CONFIG_MAX_SLOTS
+ * entries at most; max bounds it.
+ */
+struct worker_listener;
+unsigned listeners_for_worker(struct master *m, const struct sp_config *cfg, unsigned index,
+                              struct worker_listener *out, unsigned max);
+
+/* ---- control.c ------------------------------------------------------ */
+
+/*
+ * Opens the control socket at path after checking that no master answers
+ * on it (a stale file is removed).  Returns the listening fd, -EADDRINUSE
+ * when a master is running, or -errno.
+ */
+int control_listen(struct master *m, const char *path, char *err, size_t errlen);
+
+/* Starts the acceptor fiber on m->ctl_fd.  Returns 0 or -errno. */
+int control_start(struct master *m);
+
+/* Closes the control socket and removes its file if it is still ours. */
+void control_close(struct master *m);
+
+/*
+ * The -s client: sends cmd to the master named by the configuration at
+ * conf_path and prints its answer.  Returns the process exit status.
+ */
+int control_client(const char *conf_path, const char *cmd);
+
+/* Writes the status report into buf (at most len bytes, NUL-terminated). */
+void control_status(struct master *m, char *buf, size_t len);
+
+/* ---- pidfile.c ------------------------------------------------------ */
+
+/* Writes our pid into path atomically (temporary file and rename).
+ * Returns 0 or -errno. */
+int pidfile_write(const char *path);
+
+/* Removes path if it holds our pid. */
+void pidfile_remove(const char *path);
+
+#endif

@@ -1,0 +1,240 @@
+/*
+ * Generations and the reload transaction.
+ *
+ * A reload either moves every worker to the new configuration or changes
+ * nothing that serves traffic:
+ *
+ *   1. load and check the new file (no side effects);
+ *   2. open the sockets of new addresses and extra slots;
+ *   3. fork the new generation and wait until each of its workers says READY;
+ *   4. only then tell the old generation to drain.
+ *
+ * A failure in 1-3 kills the new workers, closes what step 2 opened and
+ * leaves the old generation serving; the caller gets the reason.  The old
+ * workers never see anything of a failed reload.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "master.h"
+#include "spindle/io.h"
+#include "spindle/log.h"
+#include "spindle/timer.h"
+
+#define MS (UINT64_C(1000000))
+
+struct master_gen *master_gen_new(struct master *m, struct sp_config *cfg, unsigned id)
+{
+    struct master_gen *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->id = id;
+    g->cfg = cfg;
+    g->next = m->gens;
+    m->gens = g;
+    return g;
+}
+
+void master_gen_prune(struct master *m)
+{
+    for (struct master_gen **p = &m->gens; *p;) {
+        struct master_gen *g = *p;
+        if (g != m->cur && !g->busy && g->live == 0) {
+            *p = g->next;
+            sp_config_free(g->cfg);
+            free(g);
+        } else {
+            p = &g->next;
+        }
+    }
+    listeners_prune(m);
+}
+
+int master_start_generation(struct master *m, struct master_gen *gen, char *err, size_t errlen)
+{
+    unsigned n = gen->cfg->workers;
+    uint64_t deadline;
+
+    gen->failed[0] = '\0';
+    for (unsigned i = 0; i < n; i++) {
+        if (m->stopping) {
+            snprintf(err, errlen, "shutting down");
+            goto fail;
+        }
+        if (!master_fork_worker(m, gen, i)) {
+            snprintf(err, errlen, "cannot start worker %u (see the error log)", i);
+            goto fail;
+        }
+    }
+    deadline = sp_now_ns() + MASTER_READY_TIMEOUT_MS * MS;
+    for (;;) {
+        if (gen->failed[0]) {
+            snprintf(err, errlen, "%s", gen->failed);
+            goto fail;
+        }
+        if (m->stopping) {
+            snprintf(err, errlen, "shutting down");
+            goto fail;
+        }
+        unsigned ready = 0;
+        struct master_worker *late = NULL;
+        for (struct master_worker *w = m->workers; w; w = w->next) {
+            if (w->gen != gen)
+                continue;
+            if (w->state == MASTER_WORKER_READY)
+                ready++;
+            else
+                late = w;
+        }
+        if (ready == n)
+            return 0;
+        if (sp_now_ns() >= deadline) {
+            if (late)
+                snprintf(err, errlen, "worker %u (pid %d) not ready after %d ms", late->index,
+                         (int)late->pid, MASTER_READY_TIMEOUT_MS);
+            else
+                snprintf(err, errlen, "workers not ready after %d ms", MASTER_READY_TIMEOUT_MS);
+            goto fail;
+        }
+        sp_sleep(5);
+    }
+
+fail:
+    for (struct master_worker *w = m->workers; w; w = w->next) {
+        if (w->gen != gen || w->reaped || w->pid <= 0)
+            continue;
+        w->state = MASTER_WORKER_STOPPING;
+        w->killed = true;
+        kill(w->pid, SIGKILL);
+    }
+    return -1;
+}
+
+/* Keys that only take effect at start: a reload keeps the running value. */
+static void warn_fixed(const char *key, const char *running, const char *wanted)
+{
+    if (strcmp(running, wanted ? wanted : "") != 0)
+        sp_log_warn("reload: %s changed to %s; a reload keeps %s (restart to apply)", key,
+                    wanted ? wanted : "(default)", running);
+}
+
+static int same_path(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+static int transaction(struct master *m, char *msg, size_t len)
+{
+    char err[SP_CONFIG_ERR_SIZE + MASTER_REASON_MAX];
+    struct master_gen *old = m->cur;
+    struct listeners_txn *txn = NULL;
+    bool log_switched = false;
+    uint64_t t0 = sp_now_ns();
+
+    struct sp_config *cfg = sp_config_load(m->conf_path, err, sizeof(err));
+    if (!cfg) {
+        snprintf(msg, len, "configuration rejected: %s", err);
+        return -1;
+    }
+    warn_fixed("pid_file", m->pid_file, cfg->pid_file);
+    warn_fixed("control_socket", m->control_socket, cfg->control_socket);
+    if (!same_path(old->cfg->error_log, cfg->error_log)) {
+        int rc = sp_log_open(cfg->error_log, NULL);
+        if (rc < 0) {
+            snprintf(msg, len, "cannot open error_log %s: %s", cfg->error_log, strerror(-rc));
+            sp_config_free(cfg);
+            return -1;
+        }
+        log_switched = true;
+        sp_log_info("reload: error log is now %s",
+                    cfg->error_log ? cfg->error_log : "standard error");
+    }
+    txn = calloc(1, sizeof(*txn));
+    if (!txn) {
+        snprintf(msg, len, "out of memory");
+        goto fail_cfg;
+    }
+    if (listeners_prepare(m, cfg, txn, err, sizeof(err)) < 0) {
+        snprintf(msg, len, "%s", err);
+        goto fail_cfg;
+    }
+    struct master_gen *gen = master_gen_new(m, cfg, old->id + 1);
+    if (!gen) {
+        snprintf(msg, len, "out of memory");
+        listeners_rollback(m, txn);
+        goto fail_cfg;
+    }
+    gen->busy = true;
+    sp_log_info("reload: starting generation %u (%u workers)", gen->id, cfg->workers);
+    if (master_start_generation(m, gen, err, sizeof(err)) != 0) {
+        snprintf(msg, len, "new workers failed: %s", err);
+        gen->busy = false;
+        listeners_rollback(m, txn);
+        free(txn);
+        if (log_switched)
+            sp_log_open(old->cfg->error_log, NULL);
+        master_gen_prune(m);
+        return -1;
+    }
+
+    /* Commit: the new generation serves; the old ones drain. */
+    gen->busy = false;
+    m->cur = gen;
+    uint64_t now = sp_now_ns();
+    for (unsigned i = 0; i < SP_CONFIG_MAX_WORKERS; i++) {
+        m->index[i].delay_ms = 0;
+        m->index[i].last_start_ns = now;
+    }
+    unsigned drained = 0;
+    for (struct master_worker *w = m->workers; w; w = w->next) {
+        if (w->gen != gen && w->state <= MASTER_WORKER_READY && !w->reaped) {
+            master_retire(m, w, true);
+            drained++;
+        }
+    }
+    free(txn);
+    master_gen_prune(m);
+    snprintf(msg, len,
+             "reloaded: generation %u, %u workers ready in %llu ms, %u old workers draining",
+             gen->id, cfg->workers, (unsigned long long)((now - t0) / MS), drained);
+    return 0;
+
+fail_cfg:
+    free(txn);
+    if (log_switched)
+        sp_log_open(old->cfg->error_log, NULL);
+    sp_config_free(cfg);
+    return -1;
+}
+
+int master_reload(struct master *m, char *msg, size_t len)
+{
+    while ((m->reloading || !m->cur) && !m->stopping)
+        sp_sleep(10);
+    if (m->stopping) {
+        snprintf(msg, len, "not reloaded: shutting down");
+        return -1;
+    }
+    m->reloading = true;
+    int rc = transaction(m, msg, len);
+    m->reloading = false;
+    if (rc == 0) {
+        sp_log_info("reload: %s", msg);
+    } else {
+        sp_log_error("reload failed: %s; still running generation %u", msg, m->cur->id);
+        size_t used = strlen(msg);
+        snprintf(msg + used, len - used, "; still running generation %u", m->cur->id);
+    }
+    m->reload_ran = true;
+    m->reload_ok = rc == 0;
+    m->reload_ns = sp_now_ns();
+    snprintf(m->reload_result, sizeof(m->reload_result), "%s", msg);
+    return rc;
+}
