@@ -1,0 +1,73 @@
+/*
+ * The echo service: writes back every byte it reads, in order, until the
+ * peer closes.  Each pass reads as much as is there (up to the buffer) and
+ * writes it back with one call, so pipelined messages cost one read and one
+ * write per batch.  Between batches the connection waits through
+ * sp_iom_watch() and holds no fiber; idle_timeout closes silent peers.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "spindle/io.h"
+#include "worker.h"
+
+#define ECHO_BUF 16384
+
+static void echo_close(struct service *svc, int fd)
+{
+    sp_close(fd);
+    worker_conn_closed(svc->worker);
+}
+
+static void echo_serve(struct service *svc, int fd);
+
+static void echo_ready(int fd, int status, void *arg)
+{
+    struct service *svc = arg;
+    if (status == -ECANCELED) {
+        worker_conn_closed(svc->worker);
+        return;
+    }
+    if (status < 0) { /* idle_timeout, or a draining worker's grace ran out */
+        echo_close(svc, fd);
+        return;
+    }
+    echo_serve(svc, fd);
+}
+
+/* Runs on a fiber: echoes until the socket runs dry, then parks the
+ * connection fiber-less. */
+static void echo_serve(struct service *svc, int fd)
+{
+    struct worker_counters *c = worker_counters(svc->worker);
+    int64_t idle = svc->conf->echo.idle_timeout_ms ? svc->conf->echo.idle_timeout_ms : -1;
+    char buf[ECHO_BUF];
+
+    for (;;) {
+        ssize_t n = sp_try_read(fd, buf, sizeof(buf));
+        if (n == -EAGAIN) {
+            if (sp_iom_watch(worker_iom(svc->worker), fd, idle, echo_ready, svc) == 0)
+                return;
+            break;
+        }
+        if (n <= 0)
+            break;
+        atomic_fetch_add(&c->bytes_in, (unsigned long long)n);
+        /* A peer that stops reading gets idle_timeout to drain its window. */
+        if (sp_write(fd, buf, (size_t)n, idle) < 0)
+            break;
+        atomic_fetch_add(&c->bytes_out, (unsigned long long)n);
+        atomic_fetch_add(&c->requests, 1);
+    }
+    echo_close(svc, fd);
+}
+
+static void echo_handle(struct service *svc, int fd)
+{
+    echo_serve(svc, fd);
+}
+
+const struct service_ops echo_service_ops = {
+    .kind = "echo",
+    .handle = echo_handle,
+};

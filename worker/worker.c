@@ -1,0 +1,395 @@
+/*
+ * The worker process: acceptors, control channel, drain and exit.
+ *
+ * Every listener copy gets an acceptor fiber that accepts until EAGAIN and
+ * starts one fiber per connection.  The channel fiber reads the master's
+ * messages.  A drain closes our listener copies (the master keeps its own, so
+ * no queued connection is lost), asks each service to close its idle
+ * connections, and ends the process when the last connection is gone or
+ * shutdown_timeout has passed.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "spindle/channel.h"
+#include "spindle/io.h"
+#include "spindle/log.h"
+#include "spindle/net.h"
+#include "spindle/timer.h"
+
+#define ACCEPT_BACKOFF_MIN_MS 10
+#define ACCEPT_BACKOFF_MAX_MS 1000
+/* How long a draining worker still waits for the next request on an idle
+ * connection.  Closing at once would race with a client that is sending it. */
+#define DRAIN_IDLE_GRACE_MS 1000
+
+struct acceptor {
+    struct worker *w;
+    int fd;
+    struct service *svc;
+};
+
+struct worker {
+    const struct sp_config *cfg;
+    struct sp_iom *iom;
+    unsigned generation, index;
+    int channel_fd;
+    uint64_t started_ns;
+    struct worker_counters counters;
+    atomic_int draining;
+    atomic_int exiting;
+    struct service *services;
+    unsigned nservices;
+    struct acceptor *acceptors;
+    unsigned nacceptors;
+    char exit_reason[SP_MSG_REASON_MAX + 1];
+};
+
+struct sp_iom *worker_iom(struct worker *w)
+{
+    return w->iom;
+}
+
+struct worker_counters *worker_counters(struct worker *w)
+{
+    return &w->counters;
+}
+
+const struct sp_config *worker_config(struct worker *w)
+{
+    return w->cfg;
+}
+
+unsigned worker_generation(struct worker *w)
+{
+    return w->generation;
+}
+
+unsigned worker_index(struct worker *w)
+{
+    return w->index;
+}
+
+uint64_t worker_started_ns(struct worker *w)
+{
+    return w->started_ns;
+}
+
+int worker_draining(struct worker *w)
+{
+    return atomic_load(&w->draining);
+}
+
+static void maybe_finish(struct worker *w)
+{
+    if (atomic_load(&w->draining) && atomic_load(&w->counters.connections) == 0 &&
+        !atomic_exchange(&w->exiting, 1)) {
+        snprintf(w->exit_reason, sizeof(w->exit_reason), "drained");
+        sp_iom_stop(w->iom);
+    }
+}
+
+void worker_conn_closed(struct worker *w)
+{
+    atomic_fetch_sub(&w->counters.connections, 1);
+    maybe_finish(w);
+}
+
+/* ---- acceptors --------------------------------------------------------- */
+
+/* One worker per process: connection fibers find it here. */
+static struct worker *the_worker;
+
+/* A new connection travels packed in the fiber's argument, service index in
+ * the high half and fd in the low half: no allocation per accept. */
+static void connection_fiber(void *arg)
+{
+    uintptr_t v = (uintptr_t)arg;
+    struct service *svc = &the_worker->services[v >> 32];
+    svc->ops->handle(svc, (int)(uint32_t)v);
+}
+
+static void acceptor_fiber(void *arg)
+{
+    struct acceptor *a = arg;
+    struct worker *w = a->w;
+    uintptr_t svc_bits = (uintptr_t)(a->svc - w->services) << 32;
+    int backoff = ACCEPT_BACKOFF_MIN_MS;
+    uint64_t last_warn = 0;
+
+    while (!atomic_load(&w->draining)) {
+        int fd = sp_accept(a->fd, NULL, NULL, -1);
+        if (fd >= 0) {
+            backoff = ACCEPT_BACKOFF_MIN_MS;
+            sp_net_set_nodelay(fd);
+            atomic_fetch_add(&w->counters.connections, 1);
+            atomic_fetch_add(&w->counters.accepted, 1);
+            if (sp_iom_spawn(w->iom, connection_fiber, (void *)(svc_bits | (uint32_t)fd)) != 0) {
+                sp_close(fd);
+                worker_conn_closed(w);
+            }
+            continue;
+        }
+        if (fd == -ECANCELED || fd == -EBADF)
+            break; /* our copy of the listener was closed: draining */
+        if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+            /* Out of descriptors or memory: the connection stays queued in the
+             * kernel.  Back off instead of spinning on a listener that stays ready. */
+            uint64_t now = sp_now_ns();
+            if (now - last_warn > 1000000000ull) {
+                sp_log_warn("accept4(%d) failed: %s; retrying in %d ms", a->fd, strerror(-fd),
+                            backoff);
+                last_warn = now;
+            }
+            sp_sleep(backoff);
+            backoff = backoff * 2 > ACCEPT_BACKOFF_MAX_MS ? ACCEPT_BACKOFF_MAX_MS : backoff * 2;
+            continue;
+        }
+        sp_log_error("accept4(%d) failed: %s", a->fd, strerror(-fd));
+        sp_sleep(ACCEPT_BACKOFF_MIN_MS);
+    }
+}
+
+/* ---- drain, stop, channel ------------------------------------------------ */
+
+static void drain_deadline_fiber(void *arg)
+{
+    struct worker *w = arg;
+    sp_sleep(w->cfg->shutdown_timeout_ms);
+    if (!atomic_exchange(&w->exiting, 1)) {
+        snprintf(w->exit_reason, sizeof(w->exit_reason),
+                 "shutdown_timeout with %lu connections open",
+                 (unsigned long)atomic_load(&w->counters.connections));
+        sp_log_warn("drain deadline reached with %lu connections open; exiting",
+                    (unsigned long)atomic_load(&w->counters.connections));
+        sp_iom_stop(w->iom);
+    }
+}
+
+static void worker_drain(struct worker *w, const char *why)
+{
+    if (atomic_exchange(&w->draining, 1))
+        return;
+    sp_log_info("draining (%s), %lu connections open", why,
+                (unsigned long)atomic_load(&w->counters.connections));
+    /* Closing our copies wakes the acceptors with -ECANCELED.  The master
+     * still holds every listener, so nothing queued in the kernel is lost. */
+    for (unsigned i = 0; i < w->nacceptors; i++) {
+        if (w->acceptors[i].fd >= 0) {
+            sp_close(w->acceptors[i].fd);
+            w->acceptors[i].fd = -1;
+        }
+    }
+    sp_iom_expire_watches(w->iom, DRAIN_IDLE_GRACE_MS);
+    for (unsigned i = 0; i < w->nservices; i++)
+        if (w->services[i].ops->drain)
+            w->services[i].ops->drain(&w->services[i]);
+    sp_iom_spawn(w->iom, drain_deadline_fiber, w);
+    maybe_finish(w);
+}
+
+static void worker_reopen(struct worker *w)
+{
+    int rc = sp_log_reopen();
+    if (rc < 0)
+        sp_log_error("reopening the error log failed: %s", strerror(-rc));
+    for (unsigned i = 0; i < w->nservices; i++)
+        if (w->services[i].ops->reopen)
+            w->services[i].ops->reopen(&w->services[i]);
+}
+
+static int send_msg(struct worker *w, const struct sp_msg *m)
+{
+    unsigned char buf[SP_MSG_MAX];
+    if (w->channel_fd < 0)
+        return 0;
+    ssize_t len = sp_msg_encode(m, buf, sizeof(buf));
+    if (len < 0)
+        return (int)len;
+    ssize_t n = sp_write(w->channel_fd, buf, (size_t)len, 1000);
+    return n < 0 ? (int)n : 0;
+}
+
+/* Tells the master why we exit.  Written directly: the scheduler has stopped. */
+static void send_exiting(struct worker *w, int code, const char *reason)
+{
+    unsigned char buf[SP_MSG_MAX];
+    struct sp_msg m;
+    if (w->channel_fd < 0)
+        return;
+    memset(&m, 0, sizeof(m));
+    m.type = SP_MSG_EXITING;
+    m.exiting.code = code;
+    size_t n = strnlen(reason, SP_MSG_REASON_MAX);
+    memcpy(m.exiting.reason, reason, n);
+    m.exiting.reason[n] = '\0';
+    ssize_t len = sp_msg_encode(&m, buf, sizeof(buf));
+    if (len > 0 && write(w->channel_fd, buf, (size_t)len) < 0) {
+        /* The master may be gone; nobody is left to tell. */
+    }
+}
+
+static void fill_status(struct worker *w, struct sp_msg *m)
+{
+    struct sp_iom_stats st;
+    sp_iom_stats(w->iom, &st);
+    memset(m, 0, sizeof(*m));
+    m->type = SP_MSG_STATUS;
+    m->status.pid = (uint32_t)getpid();
+    m->status.generation = w->generation;
+    m->status.slot = w->index;
+    m->status.connections = atomic_load(&w->counters.connections);
+    m->status.requests = atomic_load(&w->counters.requests);
+    m->status.bytes_in = atomic_load(&w->counters.bytes_in);
+    m->status.bytes_out = atomic_load(&w->counters.bytes_out);
+    m->status.fibers_live = st.fibers_live;
+    m->status.fibers_pooled = st.fibers_pooled;
+    m->status.uptime_ms = (sp_now_ns() - w->started_ns) / 1000000;
+}
+
+static void channel_fiber(void *arg)
+{
+    struct worker *w = arg;
+    unsigned char buf[SP_MSG_MAX];
+    struct sp_msg m;
+
+    for (;;) {
+        ssize_t n = sp_read(w->channel_fd, buf, sizeof(buf), -1);
+        if (n == -ECANCELED)
+            return;
+        if (n <= 0) {
+            /* The master is gone: nobody will tell us to stop any more. */
+            sp_log_warn("control channel closed (%s); draining",
+                        n == 0 ? "master exited" : strerror((int)-n));
+            worker_drain(w, "master gone");
+            return;
+        }
+        if (sp_msg_decode(buf, (size_t)n, &m) != 0) {
+            sp_log_error("bad control message (%zd bytes) ignored", n);
+            continue;
+        }
+        switch (m.type) {
+        case SP_MSG_DRAIN:
+            worker_drain(w, "master asked");
+            break;
+        case SP_MSG_STOP:
+            if (!atomic_exchange(&w->exiting, 1)) {
+                snprintf(w->exit_reason, sizeof(w->exit_reason), "stopped");
+                sp_iom_stop(w->iom);
+            }
+            return;
+        case SP_MSG_REOPEN:
+            worker_reopen(w);
+            break;
+        case SP_MSG_STATUS_REQ:
+            fill_status(w, &m);
+            send_msg(w, &m);
+            break;
+        default:
+            sp_log_error("unexpected control message type %u ignored", (unsigned)m.type);
+            break;
+        }
+    }
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+static const struct service_ops *ops_for(enum sp_service_kind kind)
+{
+    return kind == SP_SERVICE_HTTP ? &http_service_ops : &echo_service_ops;
+}
+
+int worker_main(const struct worker_args *args)
+{
+    static struct worker worker;
+    struct worker *w = &worker;
+    const struct sp_config *cfg = args->cfg;
+    char err[160];
+    struct sp_msg m;
+    int rc;
+
+    signal(SIGPIPE, SIG_IGN);
+    w->cfg = cfg;
+    w->generation = args->generation;
+    w->index = args->index;
+    w->channel_fd = args->channel_fd;
+    if (w->channel_fd >= 0)
+        sp_net_set_nonblock(w->channel_fd, 1);
+    w->started_ns = sp_now_ns();
+    the_worker = w;
+
+    struct sp_iom_config icfg = {
+        .threads = cfg->threads,
+        .pool = {.stack_size = cfg->stack_size},
+    };
+    w->iom = sp_iom_new(&icfg);
+    if (!w->iom) {
+        snprintf(w->exit_reason, sizeof(w->exit_reason), "cannot create the IOManager: %s",
+                 strerror(errno));
+        goto fail;
+    }
+
+    w->nservices = cfg->nservices;
+    w->services = calloc(cfg->nservices, sizeof(*w->services));
+    w->acceptors = calloc(args->nlisteners ? args->nlisteners : 1, sizeof(*w->acceptors));
+    if (!w->services || !w->acceptors) {
+        snprintf(w->exit_reason, sizeof(w->exit_reason), "out of memory");
+        goto fail;
+    }
+    for (unsigned i = 0; i < cfg->nservices; i++) {
+        struct service *svc = &w->services[i];
+        svc->conf = &cfg->services[i];
+        svc->ops = ops_for(svc->conf->kind);
+        svc->worker = w;
+        if (svc->ops->init && svc->ops->init(svc, err, sizeof(err)) != 0) {
+            snprintf(w->exit_reason, sizeof(w->exit_reason), "[%s %s]: %s", svc->ops->kind,
+                     svc->conf->name, err);
+            goto fail;
+        }
+    }
+    for (unsigned i = 0; i < args->nlisteners; i++) {
+        struct acceptor *a = &w->acceptors[w->nacceptors++];
+        a->w = w;
+        a->fd = args->listeners[i].fd;
+        a->svc = &w->services[args->listeners[i].service];
+        if (sp_iom_spawn(w->iom, acceptor_fiber, a) != 0) {
+            snprintf(w->exit_reason, sizeof(w->exit_reason), "out of memory");
+            goto fail;
+        }
+    }
+    if (w->channel_fd >= 0 && sp_iom_spawn(w->iom, channel_fiber, w) != 0) {
+        snprintf(w->exit_reason, sizeof(w->exit_reason), "out of memory");
+        goto fail;
+    }
+
+    memset(&m, 0, sizeof(m));
+    m.type = SP_MSG_READY;
+    m.ready.pid = (uint32_t)getpid();
+    m.ready.generation = w->generation;
+    m.ready.slot = w->index;
+    if (w->channel_fd >= 0 && send_msg(w, &m) != 0) {
+        snprintf(w->exit_reason, sizeof(w->exit_reason), "cannot reach the master");
+        goto fail;
+    }
+
+    rc = sp_iom_run(w->iom);
+    if (rc < 0)
+        sp_log_error("scheduler failed: %s", strerror(-rc));
+
+    for (unsigned i = 0; i < w->nservices; i++)
+        if (w->services[i].ops->fini)
+            w->services[i].ops->fini(&w->services[i]);
+    send_exiting(w, rc < 0 ? 1 : 0, w->exit_reason[0] ? w->exit_reason : "stopped");
+    return rc < 0 ? 1 : 0;
+
+fail:
+    sp_log_error("worker failed to start: %s", w->exit_reason);
+    send_exiting(w, 2, w->exit_reason);
+    return 2;
+}

@@ -1,0 +1,96 @@
+/*
+ * One worker process: its IOManager, the acceptors on the listener copies it
+ * was given, the control channel to the master, and the services (http, echo)
+ * that handle connections.
+ *
+ * A service sees a connection as a fiber that owns a non-blocking fd; it tells
+ * the worker when the connection ends (worker_conn_closed) so that a draining
+ * worker knows when it may exit.
+ */
+#ifndef SPINDLE_WORKER_H
+#define SPINDLE_WORKER_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "spindle/config.h"
+#include "spindle/iomanager.h"
+
+struct worker;
+struct service;
+
+/* What the master hands a new worker. */
+struct worker_listener {
+    int fd;           /* non-blocking SO_REUSEPORT listener copy */
+    unsigned service; /* index into cfg->services */
+};
+
+struct worker_args {
+    const struct sp_config *cfg; /* borrowed for the worker's life */
+    unsigned generation;
+    unsigned index; /* worker number within its generation, 0..workers-1 */
+    int channel_fd; /* SOCK_SEQPACKET to the master; -1 runs without a master */
+    const struct worker_listener *listeners;
+    unsigned nlisteners;
+};
+
+/*
+ * Runs a worker until it is told to stop, or has drained.  Returns the process
+ * exit status (0 after a clean stop or drain).
+ */
+int worker_main(const struct worker_args *args);
+
+/* ---- what services use ---------------------------------------------- */
+
+struct worker_counters {
+    atomic_ulong connections; /* open now */
+    atomic_ullong accepted;
+    atomic_ullong requests;
+    atomic_ullong bytes_in;
+    atomic_ullong bytes_out;
+};
+
+struct service_ops {
+    const char *kind;
+    /* After fork, before the worker reports ready.  Returns 0, or -1 with a
+     * message in err (the worker then fails to start and says why). */
+    int (*init)(struct service *svc, char *err, size_t errlen);
+    /* Runs on a fresh fiber for each accepted connection; owns fd and must
+     * sp_close() it and call worker_conn_closed() exactly once. */
+    void (*handle)(struct service *svc, int fd);
+    /* Drain started: close idle connections now; busy ones end after their
+     * current request. */
+    void (*drain)(struct service *svc);
+    /* SIGUSR1 reached us: reopen log files. */
+    void (*reopen)(struct service *svc);
+    /* The worker is about to exit: flush what is buffered. */
+    void (*fini)(struct service *svc);
+};
+
+struct service {
+    const struct sp_service_conf *conf;
+    const struct service_ops *ops;
+    struct worker *worker;
+    void *state; /* the service's own */
+};
+
+extern const struct service_ops http_service_ops;
+extern const struct service_ops echo_service_ops;
+
+struct sp_iom *worker_iom(struct worker *w);
+struct worker_counters *worker_counters(struct worker *w);
+const struct sp_config *worker_config(struct worker *w);
+unsigned worker_generation(struct worker *w);
+unsigned worker_index(struct worker *w);
+uint64_t worker_started_ns(struct worker *w);
+
+/* True once the worker drains: finish the request at hand with
+ * "Connection: close" and accept nothing new. */
+int worker_draining(struct worker *w);
+
+/* A connection handed to service->handle() has ended. */
+void worker_conn_closed(struct worker *w);
+
+#endif
