@@ -1,0 +1,648 @@
+/*
+ * The HTTP/1.x service: the connection loop, request bodies and routing.
+ *
+ * A connection runs on a fiber only while it has work.  Each pass reads once,
+ * answers every complete request in the input (pipelining) into one output
+ * buffer and writes it once.  When the input holds no partial request and a
+ * non-blocking read finds nothing, the fd goes to sp_iom_watch() and the
+ * fiber ends: an idle keep-alive connection holds no fiber, no buffer and no
+ * allocation of ours, only the IOManager's per-fd entry.
+ *
+ * Timeouts: a request head must be complete header_timeout after its first
+ * byte and a body body_timeout after its head (408, then close).  An idle
+ * connection is closed silently after keepalive_timeout; a new connection
+ * that has sent nothing waits as long (header_timeout when keep-alive is
+ * off).
+ *
+ * Errors caused by the input (400, 408, 413, 414, 431, 501 for a transfer
+ * coding, 505) are answered with "Connection: close" and end the connection
+ * after a short lingering read, so that the answer is not destroyed by a
+ * reset while the client is still sending.  404, 405 and 501 for an unknown
+ * method keep the connection.
+ *
+ * Methods: return paths answer GET, HEAD and POST; the status page and
+ * static files GET and HEAD; other known methods get 405 with Allow, unknown
+ * method tokens 501.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "http.h"
+#include "spindle/io.h"
+#include "spindle/log.h"
+#include "spindle/timer.h"
+
+/* How long a connection that ends after an error still reads (and drops)
+ * what the client sends, so that the client sees the answer. */
+#define HTTP_LINGER_MS      2000
+#define HTTP_LINGER_READ_MS 500
+/* The wait for the next request on a draining worker. */
+#define HTTP_DRAIN_IDLE_MS 1000
+/* Paths up to this length are cleaned on the stack. */
+#define HTTP_PATH_STACK 2048
+
+enum conn_end {
+    END_KEEP = 0, /* go on with the next batch */
+    END_CLOSE,    /* answered with Connection: close */
+    END_LINGER,   /* answered an error: linger, then close */
+    END_DROP,     /* peer gone or write failed: close now */
+};
+
+static const char allow_get_head[] = "Allow: GET, HEAD\r\n";
+static const char allow_return[] = "Allow: GET, HEAD, POST\r\n";
+
+/* ---- routes ------------------------------------------------------------------ */
+
+static size_t path_hash(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
+    return (size_t)(h ^ (h >> 29));
+}
+
+static const struct http_route *route_find(const struct http_svc *hs, const char *p, size_t n)
+{
+    if (!hs->routes)
+        return NULL;
+    for (size_t i = path_hash(p, n) & hs->routes_mask;; i = (i + 1) & hs->routes_mask) {
+        const struct http_route *r = &hs->routes[i];
+        if (!r->path)
+            return NULL;
+        if (r->path_len == n && memcmp(r->path, p, n) == 0)
+            return r;
+    }
+}
+
+static int route_add(struct http_svc *hs, const char *path, enum http_route_kind kind,
+                     const struct http_prebuilt *pb)
+{
+    size_t n = strlen(path);
+    if (route_find(hs, path, n))
+        return 0; /* the first line for a path wins */
+    for (size_t i = path_hash(path, n) & hs->routes_mask;; i = (i + 1) & hs->routes_mask) {
+        struct http_route *r = &hs->routes[i];
+        if (!r->path) {
+            r->path = path;
+            r->path_len = n;
+            r->kind = kind;
+            r->pb = pb;
+            return 1;
+        }
+    }
+}
+
+/* Whether a raw path needs decoding or normalising before lookup. */
+static bool path_needs_clean(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '%')
+            return true;
+        if (p[i] == '/' && i + 1 < n && (p[i + 1] == '/' || p[i + 1] == '.'))
+            return true;
+    }
+    return n == 0;
+}
+
+/* ---- dispatch ------------------------------------------------------------------ */
+
+static int dispatch_path(struct http_conn *c, struct http_txn *t, const char *path, size_t len)
+{
+    struct http_svc *hs = c->hs;
+    enum sp_http_method m = t->req->method;
+    bool get_head = m == SP_HTTP_GET || m == SP_HTTP_HEAD;
+    const struct http_route *r = route_find(hs, path, len);
+
+    if (r && r->kind == HTTP_ROUTE_RETURN) {
+        if (!get_head && m != SP_HTTP_POST)
+            return http_error(&c->out, t, 405, allow_return);
+        return http_prebuilt_send(&c->out, t, r->pb);
+    }
+    if (r && r->kind == HTTP_ROUTE_STATUS) {
+        if (!get_head)
+            return http_error(&c->out, t, 405, allow_get_head);
+        return http_status_page(c, t);
+    }
+    if (!hs->st)
+        return http_error(&c->out, t, 404, NULL);
+    if (!get_head)
+        return http_error(&c->out, t, 405, allow_get_head);
+    return http_static_serve(c, t, path, len);
+}
+
+/* Answers one parsed request whose body has been consumed.  Returns 0 or a
+ * write error. */
+static int dispatch(struct http_conn *c, struct http_txn *t)
+{
+    const struct sp_http_request *req = t->req;
+    char stack_path[HTTP_PATH_STACK];
+    const char *path = req->path;
+    size_t len = req->path_len;
+
+    if (req->method == SP_HTTP_OTHER)
+        return http_error(&c->out, t, 501, NULL);
+    if (req->form == SP_HTTP_FORM_AUTHORITY || req->form == SP_HTTP_FORM_ASTERISK)
+        return http_error(&c->out, t, 405, allow_get_head);
+    if (!path_needs_clean(path, len))
+        return dispatch_path(c, t, path, len);
+
+    size_t cap = len ? len : 1;
+    char *buf = cap <= sizeof(stack_path) ? stack_path : malloc(cap);
+    if (!buf)
+        return http_error(&c->out, t, 500, NULL);
+    ssize_t n = sp_http_path_clean(path, len, buf, cap);
+    int rc;
+    if (n < 0) {
+        /* A bad escape, an encoded NUL, or ".." above the root: never looked up. */
+        t->close = true;
+        rc = http_error(&c->out, t, 400, NULL);
+    } else {
+        rc = dispatch_path(c, t, buf, (size_t)n);
+    }
+    if (buf != stack_path)
+        free(buf);
+    return rc;
+}
+
+/* ---- input buffer ----------------------------------------------------------- */
+
+static int64_t ms_left(uint64_t deadline_ns)
+{
+    uint64_t now = sp_now_ns();
+    if (now >= deadline_ns)
+        return 0;
+    return (int64_t)((deadline_ns - now + 999999) / 1000000);
+}
+
+/* Room the input needs to hold a head of max_header_size and a body read. */
+static size_t in_cap_needed(const struct http_svc *hs)
+{
+    return hs->conf->max_header_size + HTTP_BODY_ROOM;
+}
+
+/* Moves the input to a heap buffer big enough for any head.  Returns 0, or
+ * -ENOMEM (the caller answers 431/500 or drops). */
+static int in_grow(struct http_conn *c)
+{
+    size_t need = in_cap_needed(c->hs);
+    if (c->cap >= need)
+        return -ENOSPC;
+    char *b = malloc(need);
+    if (!b)
+        return -ENOMEM;
+    memcpy(b, c->in, c->len);
+    free(c->heap_in);
+    c->heap_in = b;
+    c->in = b;
+    c->cap = need;
+    return 0;
+}
+
+/* ---- bodies ----------------------------------------------------------------- */
+
+static int send_continue(struct http_conn *c)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (http_out_text(&c->out, cont, sizeof(cont) - 1) != 0)
+        return c->out.error;
+    return http_out_flush(&c->out);
+}
+
+/*
+ * Reads and drops the body of req, whose head ends at body_at; the body's
+ * first bytes may be in c->in[body_at..len).  On return c->in[body_at..len)
+ * holds what follows the body (the next pipelined request).  Returns 0, an
+ * error status to answer before closing (400, 408, 413, 431), or -1 when the
+ * peer is gone.  *bytes_in counts what was read.
+ */
+static int body_discard(struct http_conn *c, const struct sp_http_request *req, size_t body_at,
+                        uint64_t *bytes_in)
+{
+    const struct sp_http_conf *conf = c->hs->conf;
+    size_t avail = c->len - body_at;
+    uint64_t deadline = 0;
+    bool expect = (req->flags & SP_HTTP_F_EXPECT_CONTINUE) != 0;
+
+    if (req->flags & SP_HTTP_F_TE_CHUNKED) {
+        struct sp_http_chunked d;
+        sp_http_chunked_init(&d, conf->max_body_size);
+        size_t n = avail;
+        ssize_t r = sp_http_chunked_decode(&d, c->in + body_at, &n);
+        c->len = body_at;
+        while (r == SP_HTTP_INCOMPLETE) {
+            if (expect) {
+                expect = false;
+                if (send_continue(c) != 0)
+                    return -1;
+            }
+            if (!deadline)
+                deadline = sp_now_ns() + (uint64_t)conf->body_timeout_ms * 1000000ull;
+            int64_t left = ms_left(deadline);
+            ssize_t got = left ? sp_read(c->fd, c->in + c->len, c->cap - c->len, left) : -ETIMEDOUT;
+            if (got == -ETIMEDOUT)
+                return 408;
+            if (got <= 0)
+                return -1;
+            *bytes_in += (uint64_t)got;
+            n = (size_t)got;
+            r = sp_http_chunked_decode(&d, c->in + c->len, &n);
+        }
+        if (r == SP_HTTP_INVALID)
+            return sp_http_error_status(d.error);
+        /* Complete: the r bytes after the body sit right after the n data bytes. */
+        memmove(c->in + c->len, c->in + c->len + n, (size_t)r);
+        c->len += (size_t)r;
+        return 0;
+    }
+
+    uint64_t need = req->content_length;
+    if (avail >= need) {
+        memmove(c->in + body_at, c->in + body_at + need, avail - need);
+        c->len -= need;
+        return 0;
+    }
+    need -= avail;
+    c->len = body_at;
+    if (expect && send_continue(c) != 0)
+        return -1;
+    deadline = sp_now_ns() + (uint64_t)conf->body_timeout_ms * 1000000ull;
+    while (need > 0) {
+        int64_t left = ms_left(deadline);
+        ssize_t got = left ? sp_read(c->fd, c->in + c->len, c->cap - c->len, left) : -ETIMEDOUT;
+        if (got == -ETIMEDOUT)
+            return 408;
+        if (got <= 0)
+            return -1;
+        *bytes_in += (uint64_t)got;
+        if ((uint64_t)got <= need) {
+            need -= (uint64_t)got;
+        } else {
+            size_t extra = (size_t)got - (size_t)need;
+            memmove(c->in + c->len, c->in + c->len + need, extra);
+            c->len += extra;
+            need = 0;
+        }
+    }
+    return 0;
+}
+
+/* ---- one batch ---------------------------------------------------------------- */
+
+static void txn_init(struct http_txn *t, struct http_conn *c, const struct sp_http_request *req)
+{
+    t->req = req;
+    t->date = c->date;
+    t->head = req->method == SP_HTTP_HEAD;
+    t->close = !sp_http_keep_alive(req) || c->hs->conf->keepalive_timeout_ms == 0 ||
+               worker_draining(c->hs->svc->worker);
+    t->ka_header = !t->close && req->minor_version == 0;
+    t->status = 0;
+    t->body_len = 0;
+}
+
+/* Answers an error that ends the connection. */
+static enum conn_end fail_request(struct http_conn *c, struct http_txn *t, unsigned status)
+{
+    t->close = true;
+    t->ka_header = false;
+    t->head = false;
+    http_error(&c->out, t, status, NULL);
+    if (c->hs->log)
+        http_log_request(c->hs->log, c, t);
+    return END_LINGER;
+}
+
+/*
+ * Answers every complete request in c->in[0..len) and moves a partial one to
+ * the front.  *served counts the answers.
+ */
+static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *bytes_in)
+{
+    struct http_svc *hs = c->hs;
+    struct sp_http_header hdrs[HTTP_MAX_HDRS];
+    struct sp_http_request req;
+    struct http_txn t;
+    size_t off = 0;
+
+    while (off < c->len) {
+        ssize_t r = sp_http_parse_request(c->in + off, c->len - off, &hs->limits, &req, hdrs,
+                                          HTTP_MAX_HDRS);
+        if (r == SP_HTTP_INCOMPLETE)
+            break;
+        txn_init(&t, c, &req);
+        (*served)++;
+        if (r == SP_HTTP_INVALID)
+            return fail_request(c, &t, (unsigned)sp_http_error_status(req.error));
+
+        size_t body_at = off + (size_t)r;
+        bool has_body = (req.flags & SP_HTTP_F_TE_CHUNKED) || req.content_length > 0;
+        if (has_body) {
+            if ((req.flags & SP_HTTP_F_CL_PRESENT) && req.content_length > hs->conf->max_body_size)
+                return fail_request(c, &t, 413);
+            bool complete =
+                !(req.flags & SP_HTTP_F_TE_CHUNKED) && c->len - body_at >= req.content_length;
+            if (!complete && c->cap - c->len < HTTP_BODY_ROOM) {
+                /* Make room to read the body into: move this request to the front
+                 * (growing the buffer if even that is not enough) and parse it again. */
+                memmove(c->in, c->in + off, c->len - off);
+                c->len -= off;
+                off = 0;
+                if (c->cap - c->len < HTTP_BODY_ROOM && in_grow(c) != 0)
+                    return fail_request(c, &t, 500);
+                (*served)--;
+                continue;
+            }
+            int st = body_discard(c, &req, body_at, bytes_in);
+            if (st < 0)
+                return END_DROP;
+            if (st > 0)
+                return fail_request(c, &t, (unsigned)st);
+        }
+
+        int rc = dispatch(c, &t);
+        if (hs->log && t.status)
+            http_log_request(hs->log, c, &t);
+        if (rc != 0)
+            return END_DROP;
+        if (t.close)
+            return END_CLOSE;
+        off = body_at;
+    }
+    if (off > 0) {
+        memmove(c->in, c->in + off, c->len - off);
+        c->len -= off;
+    }
+    return END_KEEP;
+}
+
+/* ---- connection life ------------------------------------------------------------ */
+
+static void conn_ready(int fd, int status, void *arg);
+
+static void conn_closed(struct http_svc *hs, int fd)
+{
+    sp_close(fd);
+    worker_conn_closed(hs->svc->worker);
+}
+
+/* Half-closes, then reads and drops input until the peer closes or the
+ * linger time is over, so that a client still sending sees our answer
+ * instead of a reset. */
+static void conn_linger(struct http_conn *c)
+{
+    uint64_t deadline = sp_now_ns() + HTTP_LINGER_MS * 1000000ull;
+    shutdown(c->fd, SHUT_WR);
+    for (;;) {
+        int64_t left = ms_left(deadline);
+        if (left <= 0)
+            break;
+        ssize_t n =
+            sp_read(c->fd, c->in, c->cap, left < HTTP_LINGER_READ_MS ? left : HTTP_LINGER_READ_MS);
+        if (n <= 0)
+            break;
+    }
+}
+
+static void conn_run(struct http_conn *c, bool fresh)
+{
+    struct http_svc *hs = c->hs;
+    struct worker *w = hs->svc->worker;
+    struct worker_counters *wc = worker_counters(w);
+    const uint64_t header_ns = (uint64_t)hs->conf->header_timeout_ms * 1000000ull;
+    uint64_t head_deadline = 0;
+    bool dry = false; /* the last sp_try_read was short: the socket is empty */
+    enum conn_end end;
+
+    for (;;) {
+        ssize_t n;
+        if (c->len == 0) {
+            /* After a short sp_try_read the fd may be watched at once (io.h):
+             * bytes arriving since still wake the watch.  That saves a read
+             * that would only say EAGAIN. */
+            n = dry ? -EAGAIN : sp_try_read(c->fd, c->in, c->cap);
+            dry = n > 0 && (size_t)n < c->cap;
+            if (n == -EAGAIN) {
+                int64_t idle = hs->conf->keepalive_timeout_ms;
+                if (fresh && idle == 0)
+                    idle = hs->conf->header_timeout_ms;
+                if (worker_draining(w) && idle > HTTP_DRAIN_IDLE_MS)
+                    idle = HTTP_DRAIN_IDLE_MS;
+                free(c->heap_in);
+                c->heap_in = NULL;
+                if (sp_iom_watch(worker_iom(w), c->fd, idle, conn_ready, hs) == 0)
+                    return;
+                end = END_DROP;
+                break;
+            }
+        } else {
+            if (c->cap - c->len < HTTP_BODY_ROOM && c->cap < in_cap_needed(hs) && in_grow(c) != 0) {
+                end = END_DROP;
+                break;
+            }
+            int64_t left = ms_left(head_deadline);
+            n = left ? sp_read(c->fd, c->in + c->len, c->cap - c->len, left) : -ETIMEDOUT;
+            dry = false;
+            if (n == -ETIMEDOUT) {
+                struct sp_http_request none = {.method = SP_HTTP_METHOD_NONE, .minor_version = 1};
+                struct http_txn t;
+                http_date_now(c->date);
+                txn_init(&t, c, &none);
+                end = fail_request(c, &t, 408);
+                http_out_flush(&c->out);
+                atomic_fetch_add(&wc->requests, 1);
+                break;
+            }
+        }
+        if (n <= 0) {
+            end = END_DROP;
+            break;
+        }
+        uint64_t bytes_in = (uint64_t)n;
+        unsigned served = 0;
+        c->len += (size_t)n;
+        if (head_deadline == 0)
+            head_deadline = sp_now_ns() + header_ns;
+        http_date_now(c->date);
+        end = process(c, &served, &bytes_in);
+        if (http_out_flush(&c->out) != 0)
+            end = END_DROP;
+        atomic_fetch_add(&wc->bytes_in, bytes_in);
+        if (served) {
+            atomic_fetch_add(&wc->requests, served);
+            atomic_fetch_add(&wc->bytes_out, c->out.sent);
+            c->out.sent = 0;
+            fresh = false;
+            head_deadline = c->len ? sp_now_ns() + header_ns : 0;
+        }
+        if (end != END_KEEP)
+            break;
+    }
+
+    atomic_fetch_add(&wc->bytes_out, c->out.sent);
+    http_out_discard(&c->out);
+    if (end == END_CLOSE) {
+        /* Bytes still coming after a request we answered with close would
+         * make our close a reset that may destroy the answer. */
+        ssize_t more = c->len ? 1 : sp_try_read(c->fd, c->in, c->cap);
+        if (more > 0)
+            end = END_LINGER;
+    }
+    if (end == END_LINGER && c->out.error == 0)
+        conn_linger(c);
+    free(c->heap_in);
+    c->heap_in = NULL;
+    conn_closed(hs, c->fd);
+}
+
+/* Runs a connection's active stretch with its buffers on this fiber's stack,
+ * or on the heap when the configured stack is too small for them. */
+static void conn_start(struct http_svc *hs, int fd, bool fresh)
+{
+    struct http_conn c = {.hs = hs, .fd = fd};
+    if (hs->bufs_on_stack) {
+        char in[HTTP_IN_SIZE], out[HTTP_OUT_SIZE];
+        c.in = in;
+        c.cap = sizeof(in);
+        http_out_init(&c.out, fd, out, sizeof(out));
+        conn_run(&c, fresh);
+        return;
+    }
+    char *in = malloc(HTTP_IN_SIZE), *out = malloc(HTTP_OUT_SIZE);
+    if (!in || !out) {
+        free(in);
+        free(out);
+        sp_log_error("http: no memory for connection buffers; closing fd %d", fd);
+        conn_closed(hs, fd);
+        return;
+    }
+    c.in = in;
+    c.cap = HTTP_IN_SIZE;
+    http_out_init(&c.out, fd, out, HTTP_OUT_SIZE);
+    conn_run(&c, fresh);
+    free(in);
+    free(out);
+}
+
+/* The watch of an idle connection ended. */
+static void conn_ready(int fd, int status, void *arg)
+{
+    struct http_svc *hs = arg;
+    if (status == -ECANCELED) {
+        /* Someone closed the fd under the watch; it is gone already. */
+        worker_conn_closed(hs->svc->worker);
+        return;
+    }
+    if (status < 0) {
+        /* keepalive_timeout, or a draining worker's grace: close silently. */
+        conn_closed(hs, fd);
+        return;
+    }
+    conn_start(hs, fd, false);
+}
+
+/* ---- service ops ----------------------------------------------------------------- */
+
+static void log_flusher(void *arg)
+{
+    struct http_svc *hs = arg;
+    for (;;) {
+        sp_sleep(1000);
+        http_log_flush(hs->log);
+    }
+}
+
+static void http_fini(struct service *svc);
+
+static int http_init(struct service *svc, char *err, size_t errlen)
+{
+    const struct sp_http_conf *conf = &svc->conf->http;
+    const struct sp_config *cfg = worker_config(svc->worker);
+    struct http_svc *hs = calloc(1, sizeof(*hs));
+    if (!hs)
+        goto nomem;
+    svc->state = hs;
+    hs->svc = svc;
+    hs->conf = conf;
+    hs->mt = cfg->threads > 1;
+    hs->bufs_on_stack = cfg->stack_size >= 64 * 1024;
+    hs->limits.max_head = conf->max_header_size;
+    /* Below the head limit, so that a long target is 414 rather than 431. */
+    hs->limits.max_target = conf->max_header_size - 32;
+
+    size_t nroutes = conf->nreturns + 1, slots = 8;
+    while (slots < nroutes * 2)
+        slots *= 2;
+    hs->routes = calloc(slots, sizeof(*hs->routes));
+    hs->prebuilt = calloc(conf->nreturns ? conf->nreturns : 1, sizeof(*hs->prebuilt));
+    if (!hs->routes || !hs->prebuilt)
+        goto nomem;
+    hs->routes_mask = slots - 1;
+    for (unsigned i = 0; i < conf->nreturns; i++) {
+        if (http_prebuilt_init(&hs->prebuilt[i], &conf->returns[i]) != 0)
+            goto nomem;
+        route_add(hs, conf->returns[i].path, HTTP_ROUTE_RETURN, &hs->prebuilt[i]);
+    }
+    if (conf->status_path)
+        route_add(hs, conf->status_path, HTTP_ROUTE_STATUS, NULL);
+
+    if (conf->root && !(hs->st = http_static_new(conf, hs->mt, err, errlen)))
+        goto fail;
+    if (conf->access_log) {
+        if (!(hs->log = http_log_open(conf->access_log, hs->mt, err, errlen)))
+            goto fail;
+        if (sp_iom_spawn(worker_iom(svc->worker), log_flusher, hs) != 0)
+            goto nomem;
+    }
+    return 0;
+
+nomem:
+    snprintf(err, errlen, "out of memory");
+fail:
+    http_fini(svc);
+    return -1;
+}
+
+static void http_handle(struct service *svc, int fd)
+{
+    conn_start(svc->state, fd, true);
+}
+
+static void http_drain(struct service *svc)
+{
+    struct http_svc *hs = svc->state;
+    if (hs->log)
+        http_log_flush(hs->log);
+}
+
+static void http_reopen(struct service *svc)
+{
+    struct http_svc *hs = svc->state;
+    if (hs->log) {
+        int rc = http_log_reopen(hs->log);
+        if (rc < 0)
+            sp_log_error("reopening access log %s failed: %s", hs->conf->access_log, strerror(-rc));
+    }
+}
+
+static void http_fini(struct service *svc)
+{
+    struct http_svc *hs = svc->state;
+    if (!hs)
+        return;
+    http_log_close(hs->log);
+    hs->log = NULL;
+    /* Other state stays: fibers of this worker may still hold pointers into
+     * it until the process exits. */
+}
+
+const struct service_ops http_service_ops = {
+    .kind = "http",
+    .init = http_init,
+    .handle = http_handle,
+    .drain = http_drain,
+    .reopen = http_reopen,
+    .fini = http_fini,
+};

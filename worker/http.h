@@ -1,0 +1,229 @@
+/*
+ * The HTTP service, private to worker/http*.c.
+ *
+ * A connection has no state of its own while it is idle: the fd sits in an
+ * sp_iom_watch() and the watch's argument is the service.  When bytes arrive
+ * a fresh fiber runs http_conn (on its stack: the input and output buffers,
+ * the parsed request) for as long as there is work, answers every complete
+ * request in the input with one write, and hands the fd back to the watch.
+ *
+ * Module map:
+ *   http.c            service ops, the connection loop, bodies, routing
+ *   http_response.c   output buffer, Date cache, response heads, errors,
+ *                     prebuilt "return" responses
+ *   http_static.c     files under root: lookup, cache, conditionals, ranges
+ *   http_mime.c       content type by file extension
+ *   http_status.c     the JSON status page
+ *   http_access_log.c the buffered access log
+ */
+#ifndef SPINDLE_WORKER_HTTP_H
+#define SPINDLE_WORKER_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "spindle/http_parser.h"
+#include "worker.h"
+
+#define HTTP_IN_SIZE   16384 /* input buffer on the fiber stack */
+#define HTTP_OUT_SIZE  16384 /* output buffer on the fiber stack */
+#define HTTP_OUT_IOV   32    /* pieces one flush writes with a single writev */
+#define HTTP_MAX_HDRS  64    /* header lines in one request (more: 431) */
+#define HTTP_DATE_LEN  29    /* "Sun, 06 Nov 1994 08:49:37 GMT" */
+#define HTTP_BODY_ROOM 4096  /* free input space wanted when a body is read */
+/* How long a peer may leave a response unread before the connection is
+ * dropped (nginx's send_timeout). */
+#define HTTP_SEND_TIMEOUT_MS 60000
+
+struct http_file;   /* a cached file, http_static.c */
+struct http_static; /* the file server of one service, http_static.c */
+struct http_log;    /* the access log, http_access_log.c */
+
+/* A fixed response built at init: the head without its blank line, with a
+ * placeholder where each response gets the current Date. */
+struct http_prebuilt {
+    const char *path; /* borrowed from the configuration */
+    size_t path_len;
+    unsigned status;
+    char *head; /* owned */
+    size_t head_len;
+    size_t date_off;
+    const char *body; /* borrowed from the configuration */
+    size_t body_len;
+};
+
+enum http_route_kind { HTTP_ROUTE_RETURN = 1, HTTP_ROUTE_STATUS = 2 };
+
+struct http_route {
+    const char *path; /* NULL: empty slot */
+    size_t path_len;
+    enum http_route_kind kind;
+    const struct http_prebuilt *pb; /* HTTP_ROUTE_RETURN */
+};
+
+struct http_svc {
+    struct service *svc;
+    const struct sp_http_conf *conf;
+    struct sp_http_limits limits;
+    struct http_prebuilt *prebuilt;
+    struct http_route *routes; /* open addressing, routes_mask + 1 slots */
+    size_t routes_mask;
+    struct http_static *st; /* NULL: no root */
+    struct http_log *log;   /* NULL: access_log off */
+    bool bufs_on_stack;     /* the fiber stack is deep enough for both buffers */
+    bool mt;                /* several scheduler threads share the service */
+};
+
+/*
+ * Output of one batch: text copied into buf, plus pieces that live elsewhere
+ * (a cached file, a configured body), written together by one writev.
+ */
+struct http_out {
+    int fd;
+    char *buf;
+    size_t cap, len;
+    size_t mark; /* buf[mark..len) is text not yet in iov[] */
+    struct iovec iov[HTTP_OUT_IOV];
+    int niov;
+    struct http_file *refs[HTTP_OUT_IOV]; /* cached files iov[] points into */
+    int nrefs;
+    uint64_t sent; /* bytes written so far, for the counters */
+    int error;     /* first write error (-errno); once set, nothing more is sent */
+};
+
+/* One request being answered. */
+struct http_txn {
+    const struct sp_http_request *req;
+    const char *date; /* HTTP_DATE_LEN bytes, this batch's Date */
+    bool head;        /* HEAD: headers only */
+    bool close;       /* the connection ends after this response */
+    bool ka_header;   /* HTTP/1.0 keep-alive: say "Connection: keep-alive" */
+    unsigned status;  /* what was answered, for the access log */
+    uint64_t body_len;
+};
+
+/* The active part of a connection, on its fiber's stack. */
+struct http_conn {
+    struct http_svc *hs;
+    int fd;
+    char *in;
+    size_t cap, len; /* in[0..len) holds unparsed input */
+    char *heap_in;   /* in when it had to grow past the stack buffer */
+    struct http_out out;
+    char date[HTTP_DATE_LEN];
+    char peer[64]; /* "addr" for the access log, filled on first use */
+};
+
+/* ---- http_response.c ---------------------------------------------------- */
+
+void http_out_init(struct http_out *o, int fd, char *buf, size_t cap);
+
+/* Returns a pointer to n free bytes at the end of the text (flushing first if
+ * needed; n <= o->cap), or NULL once a write has failed.  Commit with
+ * http_out_commit(). */
+char *http_out_space(struct http_out *o, size_t n);
+static inline void http_out_commit(struct http_out *o, size_t n)
+{
+    o->len += n;
+}
+
+/* Appends a copy of p[0..n).  Returns 0 or o->error. */
+int http_out_text(struct http_out *o, const void *p, size_t n);
+
+/* Appends p[0..n) by reference: it must stay valid until the next flush.
+ * ref, when not NULL, is a cached file whose reference the output takes
+ * over (released after the flush).  Returns 0 or o->error. */
+int http_out_ref(struct http_out *o, const void *p, size_t n, struct http_file *ref);
+
+/* Writes everything pending with one writev.  Returns 0 or -errno (kept in
+ * o->error). */
+int http_out_flush(struct http_out *o);
+
+/* Releases references without writing (the connection is being dropped). */
+void http_out_discard(struct http_out *o);
+
+/* Copies the current Date value (HTTP_DATE_LEN bytes, no NUL) into dst.  The
+ * string is cached per thread and rebuilt when the second changes. */
+void http_date_now(char *dst);
+
+/* Formats t as an IMF-fixdate into dst (HTTP_DATE_LEN bytes, no NUL). */
+void http_date_format(time_t t, char *dst);
+
+/* Parses an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT").  Returns 0 and
+ * sets *t, or -1. */
+int http_date_parse(const char *s, size_t len, time_t *t);
+
+/* The reason phrase of status ("Not Found"). */
+const char *http_reason(unsigned status);
+
+/*
+ * Appends a response head: status line, Server, Date, Content-Type (when
+ * ctype is not NULL), Content-Length (unless status is 204 or 304),
+ * Connection when t says so, extra (complete header lines, may be NULL) and
+ * the blank line.  Sets t->status and t->body_len.  Returns 0 or o->error.
+ */
+int http_head(struct http_out *o, struct http_txn *t, unsigned status, const char *ctype,
+              uint64_t content_length, const char *extra, size_t extra_len);
+
+/* A short text/plain response for an error status, with extra header lines
+ * (NULL for none).  Returns 0 or o->error. */
+int http_error(struct http_out *o, struct http_txn *t, unsigned status, const char *extra);
+
+/* Builds the prebuilt response of a return line.  Returns 0 or -ENOMEM. */
+int http_prebuilt_init(struct http_prebuilt *pb, const struct sp_http_return *r);
+void http_prebuilt_close(struct http_prebuilt *pb);
+
+/* Appends a prebuilt response (no body for HEAD).  Returns 0 or o->error. */
+int http_prebuilt_send(struct http_out *o, struct http_txn *t, const struct http_prebuilt *pb);
+
+/* Decimal digits of v into dst (at least 20 bytes).  Returns the count. */
+size_t http_u64(char *dst, uint64_t v);
+
+/* ---- http_static.c -------------------------------------------------------- */
+
+/* Opens root.  Returns NULL with a message in err. */
+struct http_static *http_static_new(const struct sp_http_conf *conf, bool mt, char *err,
+                                    size_t errlen);
+void http_static_free(struct http_static *st);
+
+/* Answers a GET or HEAD for the clean path (starts with '/', normalised,
+ * decoded).  May flush c->out and write the file itself (large files).
+ * Returns 0, or -errno when the connection must be dropped. */
+int http_static_serve(struct http_conn *c, struct http_txn *t, const char *path, size_t len);
+
+/* Drops one reference to a cached file. */
+void http_file_release(struct http_file *f);
+
+/* ---- http_mime.c ---------------------------------------------------------- */
+
+/* The Content-Type for a file name, by extension; application/octet-stream
+ * when unknown. */
+const char *http_mime_type(const char *name, size_t len);
+
+/* ---- http_status.c -------------------------------------------------------- */
+
+/* Appends the JSON status page.  Returns 0 or o->error. */
+int http_status_page(struct http_conn *c, struct http_txn *t);
+
+/* ---- http_access_log.c ---------------------------------------------------- */
+
+/* Opens path for appending.  Returns NULL with a message in err. */
+struct http_log *http_log_open(const char *path, bool mt, char *err, size_t errlen);
+
+/* Appends one line for the answered request t from c's peer. */
+void http_log_request(struct http_log *log, struct http_conn *c, const struct http_txn *t);
+
+/* Writes what is buffered. */
+void http_log_flush(struct http_log *log);
+
+/* Flushes, then reopens the file (log rotation).  Returns 0 or -errno (the
+ * old file is kept). */
+int http_log_reopen(struct http_log *log);
+
+/* Flushes and closes.  Accepts NULL. */
+void http_log_close(struct http_log *log);
+
+#endif

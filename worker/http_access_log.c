@@ -1,0 +1,240 @@
+/*
+ * The access log: one line per answered request, in nginx's "combined" form:
+ *
+ *   127.0.0.1 - - [23/Nov/2026:03:45:38 +0000] "GET /a HTTP/1.1" 200 13 "-" "curl/8.5.0"
+ *
+ * (the byte count is the body's).  Lines collect in a per-worker buffer that
+ * is written with one write(2) when it is full, every second (a fiber of the
+ * service), on reopen and at exit.  The file is opened O_APPEND and only whole
+ * lines are written, so the workers' lines never interleave.  Bytes outside
+ * printable ASCII, '"' and '\' are written as \xHH.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http.h"
+
+#define LOG_BUF_SIZE  (64 * 1024)
+#define LOG_LINE_MAX  4096 /* longer lines are cut (the target, then the agent) */
+#define LOG_FIELD_MAX 1024
+
+struct http_log {
+    char *path;
+    int fd;
+    bool mt;
+    pthread_mutex_t lock;
+    char *buf;
+    size_t len;
+    time_t tsec; /* second of tstr */
+    char tstr[40];
+};
+
+static void lock(struct http_log *log)
+{
+    if (log->mt)
+        pthread_mutex_lock(&log->lock);
+}
+
+static void unlock(struct http_log *log)
+{
+    if (log->mt)
+        pthread_mutex_unlock(&log->lock);
+}
+
+static int open_log(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    return fd < 0 ? -errno : fd;
+}
+
+struct http_log *http_log_open(const char *path, bool mt, char *err, size_t errlen)
+{
+    struct http_log *log = calloc(1, sizeof(*log));
+    if (!log || !(log->buf = malloc(LOG_BUF_SIZE)) || !(log->path = strdup(path))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    log->fd = open_log(path);
+    if (log->fd < 0) {
+        snprintf(err, errlen, "access_log %s: %s", path, strerror(-log->fd));
+        goto fail;
+    }
+    log->mt = mt;
+    pthread_mutex_init(&log->lock, NULL);
+    return log;
+fail:
+    if (log) {
+        free(log->buf);
+        free(log->path);
+        free(log);
+    }
+    return NULL;
+}
+
+/* Writes the buffer.  Lock held.  A failed write loses the lines: the log
+ * must never stop the service. */
+static void flush_locked(struct http_log *log)
+{
+    size_t off = 0;
+    while (off < log->len) {
+        ssize_t n = write(log->fd, log->buf + off, log->len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    log->len = 0;
+}
+
+void http_log_flush(struct http_log *log)
+{
+    if (!log)
+        return;
+    lock(log);
+    flush_locked(log);
+    unlock(log);
+}
+
+int http_log_reopen(struct http_log *log)
+{
+    lock(log);
+    flush_locked(log);
+    int fd = open_log(log->path);
+    if (fd >= 0) {
+        close(log->fd);
+        log->fd = fd;
+    }
+    unlock(log);
+    return fd < 0 ? fd : 0;
+}
+
+void http_log_close(struct http_log *log)
+{
+    if (!log)
+        return;
+    http_log_flush(log);
+    close(log->fd);
+    pthread_mutex_destroy(&log->lock);
+    free(log->buf);
+    free(log->path);
+    free(log);
+}
+
+/* ---- formatting --------------------------------------------------------- */
+
+/* Appends s[0..n) escaped, at most max output bytes, to d.  Returns the count. */
+static size_t escape(char *d, const char *s, size_t n, size_t max)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') {
+            if (o + 1 > max)
+                break;
+            d[o++] = (char)ch;
+        } else {
+            if (o + 4 > max)
+                break;
+            d[o++] = '\\';
+            d[o++] = 'x';
+            d[o++] = hex[ch >> 4];
+            d[o++] = hex[ch & 15];
+        }
+    }
+    return o;
+}
+
+static void peer_name(struct http_conn *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    strcpy(c->peer, "-");
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof(c->peer));
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer, sizeof(c->peer));
+}
+
+static const struct sp_http_header *find_header(const struct sp_http_request *req, const char *name,
+                                                size_t nl)
+{
+    for (size_t i = 0; req->headers && i < req->num_headers; i++)
+        if (req->headers[i].name_len == nl && strncasecmp(req->headers[i].name, name, nl) == 0)
+            return &req->headers[i];
+    return NULL;
+}
+
+static size_t quoted_header(char *d, const struct sp_http_request *req, const char *name,
+                            size_t max)
+{
+    const struct sp_http_header *h = find_header(req, name, strlen(name));
+    size_t n = 0;
+    d[n++] = ' ';
+    d[n++] = '"';
+    if (h && h->value_len)
+        n += escape(d + n, h->value, h->value_len, max);
+    else
+        d[n++] = '-';
+    d[n++] = '"';
+    return n;
+}
+
+void http_log_request(struct http_log *log, struct http_conn *c, const struct http_txn *t)
+{
+    const struct sp_http_request *req = t->req;
+    char line[LOG_LINE_MAX];
+    size_t n;
+
+    if (!c->peer[0])
+        peer_name(c);
+    n = strlen(c->peer);
+    memcpy(line, c->peer, n);
+    memcpy(line + n, " - - ", 5);
+    n += 5;
+    size_t time_at = n;
+    n += 28; /* "[dd/Mon/yyyy:hh:mm:ss +0000]" filled in under the lock */
+    line[n++] = ' ';
+    line[n++] = '"';
+    if (req->method_str && req->method_len) {
+        n += escape(line + n, req->method_str, req->method_len, 32);
+        if (req->target) {
+            line[n++] = ' ';
+            n += escape(line + n, req->target, req->target_len, LOG_FIELD_MAX * 2);
+        }
+        n += (size_t)snprintf(line + n, 16, " HTTP/1.%d", req->minor_version);
+    } else {
+        line[n++] = '-';
+    }
+    line[n++] = '"';
+    n += (size_t)snprintf(line + n, 48, " %u %llu", t->status, (unsigned long long)t->body_len);
+    n += quoted_header(line + n, req, "Referer", LOG_FIELD_MAX / 2);
+    n += quoted_header(line + n, req, "User-Agent", LOG_FIELD_MAX / 2);
+    line[n++] = '\n';
+
+    lock(log);
+    time_t now = time(NULL);
+    if (now != log->tsec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(log->tstr, sizeof(log->tstr), "[%d/%b/%Y:%H:%M:%S +0000]", &tm);
+        log->tsec = now;
+    }
+    memcpy(line + time_at, log->tstr, 28);
+    if (LOG_BUF_SIZE - log->len < n)
+        flush_locked(log);
+    memcpy(log->buf + log->len, line, n);
+    log->len += n;
+    unlock(log);
+}

@@ -1,0 +1,641 @@
+/*
+ * Static files under root.
+ *
+ * Lookup never leaves root: the request path arrives decoded and normalised
+ * (no "..", no NUL), and the file is opened relative to a descriptor of root
+ * with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS), so that no symlink
+ * can lead out either.  Where openat2 is missing (Linux < 5.6) the opened
+ * file's real path is checked against root's instead.  Anything refused is a
+ * 404, indistinguishable from a missing file.
+ *
+ * Small files (up to CACHE_FILE_MAX) are kept in memory, per worker, keyed by
+ * path and answered with one writev; an entry is checked against the file
+ * system (open + fstat) at most once per second of wall time, and the cache
+ * holds at most CACHE_TOTAL_MAX bytes, least recently used out first.  Larger
+ * files are sent with sendfile.  Entries are reference counted because a
+ * response points into one until it is written, possibly after the entry has
+ * been replaced.
+ *
+ * Conditional requests: If-None-Match (weak comparison, "*") takes precedence
+ * over If-Modified-Since (IMF-fixdate only); either gives 304.  Range: one
+ * "bytes=" range (a-b, a-, -n) gives 206, an unsatisfiable one 416; several
+ * ranges, a malformed one, or an If-Range that does not match give the whole
+ * file (200), as RFC 9110 allows.  Range applies to GET only.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#if defined(__has_include)
+#if __has_include(<linux/openat2.h>)
+#include <linux/openat2.h>
+#define HAVE_OPENAT2 1
+#endif
+#endif
+
+#include "http.h"
+#include "spindle/io.h"
+
+#define CACHE_FILE_MAX  (64 * 1024)
+#define CACHE_TOTAL_MAX (16 * 1024 * 1024)
+#define CACHE_BUCKETS   1024 /* a power of two */
+#define META_HDRS_MAX   160
+
+#define OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+
+/* What a response needs to know about a file. */
+struct file_meta {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    const char *ctype;
+    char etag[40]; /* with its quotes */
+    size_t etag_len;
+    char lastmod[HTTP_DATE_LEN];
+    char hdrs[META_HDRS_MAX]; /* Last-Modified, ETag, Accept-Ranges lines */
+    size_t hdrs_len;
+};
+
+struct http_file {
+    struct http_file *hnext;       /* hash chain */
+    struct http_file *prev, *next; /* LRU list, most recent first */
+    atomic_uint refs;              /* one for the cache while listed, one per user */
+    bool listed;
+    time_t checked; /* wall-clock second of the last check against the disk */
+    size_t hash;
+    struct file_meta meta;
+    char *data;
+    size_t path_len;
+    char path[]; /* relative to root, NUL-terminated */
+};
+
+struct http_static {
+    const struct sp_http_conf *conf;
+    int rootfd;
+    atomic_bool openat2_ok;
+    char *root_real; /* realpath of root, for the check without openat2 */
+    size_t root_real_len;
+    bool mt;
+    pthread_mutex_t lock; /* guards the cache in multi-thread mode */
+    struct http_file *buckets[CACHE_BUCKETS];
+    struct http_file *lru_head, *lru_tail;
+    size_t total;
+};
+
+/* ---- cache ----------------------------------------------------------------- */
+
+static void cache_lock(struct http_static *st)
+{
+    if (st->mt)
+        pthread_mutex_lock(&st->lock);
+}
+
+static void cache_unlock(struct http_static *st)
+{
+    if (st->mt)
+        pthread_mutex_unlock(&st->lock);
+}
+
+static size_t name_hash(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
+    return (size_t)(h ^ (h >> 32));
+}
+
+void http_file_release(struct http_file *f)
+{
+    if (f && atomic_fetch_sub(&f->refs, 1) == 1) {
+        free(f->data);
+        free(f);
+    }
+}
+
+static void lru_unlink(struct http_static *st, struct http_file *f)
+{
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        st->lru_head = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    else
+        st->lru_tail = f->prev;
+    f->prev = f->next = NULL;
+}
+
+static void lru_push(struct http_static *st, struct http_file *f)
+{
+    f->prev = NULL;
+    f->next = st->lru_head;
+    if (st->lru_head)
+        st->lru_head->prev = f;
+    else
+        st->lru_tail = f;
+    st->lru_head = f;
+}
+
+/* Takes f out of the cache and drops the cache's reference.  Lock held. */
+static void cache_remove_locked(struct http_static *st, struct http_file *f)
+{
+    if (!f->listed)
+        return;
+    struct http_file **pp = &st->buckets[f->hash & (CACHE_BUCKETS - 1)];
+    while (*pp != f)
+        pp = &(*pp)->hnext;
+    *pp = f->hnext;
+    lru_unlink(st, f);
+    f->listed = false;
+    st->total -= (size_t)f->meta.size;
+    http_file_release(f);
+}
+
+/* Returns the entry for path with a reference taken and its last check time,
+ * or NULL. */
+static struct http_file *cache_get(struct http_static *st, const char *path, size_t len,
+                                   size_t hash, time_t *checked)
+{
+    cache_lock(st);
+    struct http_file *f = st->buckets[hash & (CACHE_BUCKETS - 1)];
+    while (f && !(f->hash == hash && f->path_len == len && memcmp(f->path, path, len) == 0))
+        f = f->hnext;
+    if (f) {
+        atomic_fetch_add(&f->refs, 1);
+        *checked = f->checked;
+        if (st->lru_head != f) {
+            lru_unlink(st, f);
+            lru_push(st, f);
+        }
+    }
+    cache_unlock(st);
+    return f;
+}
+
+static void cache_touch(struct http_static *st, struct http_file *f, time_t now)
+{
+    cache_lock(st);
+    f->checked = now;
+    cache_unlock(st);
+}
+
+/* Lists f (the caller keeps its own reference), replacing an entry for the
+ * same path and evicting the least recently used ones to make room. */
+static void cache_insert(struct http_static *st, struct http_file *f)
+{
+    cache_lock(st);
+    struct http_file *old = st->buckets[f->hash & (CACHE_BUCKETS - 1)];
+    while (old && !(old->hash == f->hash && old->path_len == f->path_len &&
+                    memcmp(old->path, f->path, f->path_len) == 0))
+        old = old->hnext;
+    if (old)
+        cache_remove_locked(st, old);
+    while (st->lru_tail && st->total + (size_t)f->meta.size > CACHE_TOTAL_MAX)
+        cache_remove_locked(st, st->lru_tail);
+    f->hnext = st->buckets[f->hash & (CACHE_BUCKETS - 1)];
+    st->buckets[f->hash & (CACHE_BUCKETS - 1)] = f;
+    lru_push(st, f);
+    f->listed = true;
+    st->total += (size_t)f->meta.size;
+    atomic_fetch_add(&f->refs, 1);
+    cache_unlock(st);
+}
+
+static void cache_drop(struct http_static *st, struct http_file *f)
+{
+    cache_lock(st);
+    cache_remove_locked(st, f);
+    cache_unlock(st);
+}
+
+/* ---- opening files beneath root ---------------------------------------------- */
+
+/* Without openat2: accept fd only if its real path is root or below it. */
+static int check_beneath(struct http_static *st, int fd)
+{
+    char link[64], real[PATH_MAX];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, real, sizeof(real) - 1);
+    if (n < 0)
+        return -EXDEV; /* cannot tell: refuse */
+    if ((size_t)n < st->root_real_len || memcmp(real, st->root_real, st->root_real_len) != 0)
+        return -EXDEV;
+    if ((size_t)n > st->root_real_len && real[st->root_real_len] != '/' &&
+        !(st->root_real_len == 1 && st->root_real[0] == '/'))
+        return -EXDEV;
+    return 0;
+}
+
+/* Opens rel (relative to root, not empty, no leading '/').  Returns the fd or -errno;
+ * -EXDEV when it would leave root. */
+static int open_beneath(struct http_static *st, const char *rel)
+{
+#ifdef HAVE_OPENAT2
+    if (atomic_load_explicit(&st->openat2_ok, memory_order_relaxed)) {
+        struct open_how how = {
+            .flags = OPEN_FLAGS,
+            .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+        };
+        long fd = syscall(SYS_openat2, st->rootfd, rel, &how, sizeof(how));
+        if (fd >= 0)
+            return (int)fd;
+        if (errno != ENOSYS && errno != EPERM)
+            return -errno;
+        /* No openat2 here (or a seccomp filter refusing it): use the check. */
+        atomic_store(&st->openat2_ok, false);
+    }
+#endif
+    int fd = openat(st->rootfd, rel, OPEN_FLAGS);
+    if (fd < 0)
+        return -errno;
+    int rc = check_beneath(st, fd);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+/* ---- metadata ----------------------------------------------------------------- */
+
+static void meta_fill(struct file_meta *m, const struct stat *sb, const char *name, size_t len)
+{
+    m->dev = sb->st_dev;
+    m->ino = sb->st_ino;
+    m->size = sb->st_size;
+    m->mtime = sb->st_mtim;
+    m->ctype = http_mime_type(name, len);
+    /* nginx's form: hex seconds of mtime, hex size. */
+    m->etag_len =
+        (size_t)snprintf(m->etag, sizeof(m->etag), "\"%llx-%llx\"",
+                         (unsigned long long)sb->st_mtim.tv_sec, (unsigned long long)sb->st_size);
+    http_date_format(sb->st_mtim.tv_sec, m->lastmod);
+    m->hdrs_len = (size_t)snprintf(m->hdrs, sizeof(m->hdrs),
+                                   "Last-Modified: %.*s\r\nETag: %s\r\nAccept-Ranges: bytes\r\n",
+                                   HTTP_DATE_LEN, m->lastmod, m->etag);
+}
+
+static bool meta_same(const struct file_meta *m, const struct stat *sb)
+{
+    return m->dev == sb->st_dev && m->ino == sb->st_ino && m->size == sb->st_size &&
+           m->mtime.tv_sec == sb->st_mtim.tv_sec && m->mtime.tv_nsec == sb->st_mtim.tv_nsec;
+}
+
+/* Reads the whole (small, regular) file into a new cache entry.  NULL on failure. */
+static struct http_file *file_load(int fd, const struct stat *sb, const char *rel, size_t len,
+                                   size_t hash)
+{
+    struct http_file *f = calloc(1, sizeof(*f) + len + 1);
+    if (!f)
+        return NULL;
+    f->data = malloc(sb->st_size ? (size_t)sb->st_size : 1);
+    if (!f->data) {
+        free(f);
+        return NULL;
+    }
+    size_t got = 0, size = (size_t)sb->st_size;
+    while (got < size) {
+        ssize_t n = pread(fd, f->data + got, size - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got != size) { /* changed under us: do not cache a torn copy */
+        free(f->data);
+        free(f);
+        return NULL;
+    }
+    meta_fill(&f->meta, sb, rel, len);
+    atomic_init(&f->refs, 1);
+    f->hash = hash;
+    f->path_len = len;
+    memcpy(f->path, rel, len);
+    return f;
+}
+
+/* ---- conditionals and ranges --------------------------------------------------- */
+
+/* Weak comparison of our (strong) tag with a list from If-None-Match. */
+static bool etag_listed(const char *v, size_t n, const struct file_meta *m)
+{
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < n && v[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e - s == 1 && v[s] == '*')
+            return true;
+        if (e - s > 2 && v[s] == 'W' && v[s + 1] == '/')
+            s += 2;
+        if (e - s == m->etag_len && memcmp(v + s, m->etag, e - s) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool not_modified(const struct sp_http_request *req, const struct file_meta *m)
+{
+    if (req->if_none_match)
+        return etag_listed(req->if_none_match, req->if_none_match_len, m);
+    time_t ims;
+    if (req->if_modified_since &&
+        http_date_parse(req->if_modified_since, req->if_modified_since_len, &ims) == 0)
+        return m->mtime.tv_sec <= ims;
+    return false;
+}
+
+/* If-Range holds our exact ETag or Last-Modified, or is absent. */
+static bool if_range_ok(const struct sp_http_request *req, const struct file_meta *m)
+{
+    for (size_t i = 0; i < req->num_headers; i++) {
+        const struct sp_http_header *h = &req->headers[i];
+        if (h->name_len == 8 && strncasecmp(h->name, "If-Range", 8) == 0)
+            return (h->value_len == m->etag_len && memcmp(h->value, m->etag, m->etag_len) == 0) ||
+                   (h->value_len == HTTP_DATE_LEN &&
+                    memcmp(h->value, m->lastmod, HTTP_DATE_LEN) == 0);
+    }
+    return true;
+}
+
+enum range_result { RANGE_NONE, RANGE_ONE, RANGE_UNSATISFIABLE };
+
+static bool read_u64(const char **pp, const char *end, uint64_t *out)
+{
+    const char *p = *pp;
+    uint64_t v = 0;
+    if (p == end || (unsigned)(*p - '0') > 9)
+        return false;
+    for (; p < end && (unsigned)(*p - '0') <= 9; p++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *pp = p;
+    *out = v;
+    return true;
+}
+
+/* Parses one "bytes=" range against size. */
+static enum range_result range_parse(const char *v, size_t n, uint64_t size, uint64_t *start,
+                                     uint64_t *count)
+{
+    const char *p = v, *end = v + n;
+    uint64_t a, b;
+
+    if (n < 6 || strncasecmp(p, "bytes=", 6) != 0 || memchr(v, ',', n))
+        return RANGE_NONE; /* another unit, or several ranges: whole file */
+    p += 6;
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    if (p < end && *p == '-') {
+        p++;
+        if (!read_u64(&p, end, &b) || p != end)
+            return RANGE_NONE;
+        if (b == 0 || size == 0)
+            return RANGE_UNSATISFIABLE;
+        if (b > size)
+            b = size;
+        *start = size - b;
+        *count = b;
+        return RANGE_ONE;
+    }
+    if (!read_u64(&p, end, &a) || p == end || *p++ != '-')
+        return RANGE_NONE;
+    if (p == end) {
+        b = UINT64_MAX;
+    } else {
+        if (!read_u64(&p, end, &b) || p != end)
+            return RANGE_NONE;
+        if (b < a)
+            return RANGE_NONE; /* invalid: ignored (RFC 9110 14.1.1) */
+    }
+    if (a >= size)
+        return RANGE_UNSATISFIABLE;
+    if (b >= size)
+        b = size - 1;
+    *start = a;
+    *count = b - a + 1;
+    return RANGE_ONE;
+}
+
+/* ---- responses -------------------------------------------------------------------- */
+
+/*
+ * Answers from a cached entry f (taken over: released here or by the output)
+ * or from fd (f NULL; sent with sendfile, not closed here).
+ */
+static int respond(struct http_conn *c, struct http_txn *t, const struct file_meta *m,
+                   struct http_file *f, int fd)
+{
+    const struct sp_http_request *req = t->req;
+    struct http_out *o = &c->out;
+    uint64_t size = (uint64_t)m->size, start = 0, count = size;
+    char extra[META_HDRS_MAX + 80];
+    size_t xl;
+    unsigned status = 200;
+    int rc;
+
+    if (not_modified(req, m)) {
+        http_file_release(f);
+        return http_head(o, t, 304, NULL, 0, m->hdrs, m->hdrs_len);
+    }
+    memcpy(extra, m->hdrs, m->hdrs_len);
+    xl = m->hdrs_len;
+    if (req->range && req->method == SP_HTTP_GET && if_range_ok(req, m)) {
+        switch (range_parse(req->range, req->range_len, size, &start, &count)) {
+        case RANGE_UNSATISFIABLE:
+            http_file_release(f);
+            snprintf(extra, sizeof(extra), "Content-Range: bytes */%llu\r\n",
+                     (unsigned long long)size);
+            return http_error(o, t, 416, extra);
+        case RANGE_ONE:
+            status = 206;
+            xl += (size_t)snprintf(
+                extra + xl, sizeof(extra) - xl, "Content-Range: bytes %llu-%llu/%llu\r\n",
+                (unsigned long long)start, (unsigned long long)(start + count - 1),
+                (unsigned long long)size);
+            break;
+        case RANGE_NONE:
+            break;
+        }
+    }
+    rc = http_head(o, t, status, m->ctype, count, extra, xl);
+    if (rc != 0 || t->head || count == 0) {
+        http_file_release(f);
+        return rc;
+    }
+    if (f)
+        return http_out_ref(o, f->data + start, (size_t)count, f);
+
+    /* Large file: the head goes first, then the kernel copies the file. */
+    if ((rc = http_out_flush(o)) != 0)
+        return rc;
+    off_t off = (off_t)start;
+    ssize_t n = sp_sendfile(c->fd, fd, &off, (size_t)count, HTTP_SEND_TIMEOUT_MS);
+    if (n < 0)
+        return o->error = (int)n;
+    o->sent += (uint64_t)n;
+    return 0;
+}
+
+/* 301 to the same path with a '/' added, as sent (still encoded), query kept. */
+static int redirect_dir(struct http_conn *c, struct http_txn *t)
+{
+    const struct sp_http_request *req = t->req;
+    char loc[1024];
+    size_t pl = req->path_len ? req->path_len : 1;
+    const char *path = req->path_len ? req->path : "/";
+    int n;
+
+    if (req->query)
+        n = snprintf(loc, sizeof(loc), "Location: %.*s/?%.*s\r\n", (int)pl, path,
+                     (int)req->query_len, req->query);
+    else
+        n = snprintf(loc, sizeof(loc), "Location: %.*s/\r\n", (int)pl, path);
+    if (n < 0 || (size_t)n >= sizeof(loc))
+        return http_error(&c->out, t, 404, NULL);
+    return http_error(&c->out, t, 301, loc);
+}
+
+static int open_error(struct http_conn *c, struct http_txn *t, int err)
+{
+    switch (err) {
+    case -EACCES:
+        return http_error(&c->out, t, 403, NULL);
+    case -EMFILE:
+    case -ENFILE:
+    case -ENOMEM:
+        return http_error(&c->out, t, 503, NULL);
+    default: /* ENOENT, ENOTDIR, ELOOP, EXDEV (would leave root), ENAMETOOLONG, ... */
+        return http_error(&c->out, t, 404, NULL);
+    }
+}
+
+int http_static_serve(struct http_conn *c, struct http_txn *t, const char *path, size_t len)
+{
+    struct http_static *st = c->hs->st;
+    const char *index = st->conf->index ? st->conf->index : "index.html";
+    size_t il = strlen(index);
+    char rel[PATH_MAX];
+    size_t rl = len - 1;
+    bool dir_request = path[len - 1] == '/';
+
+    if (rl + il + 1 > sizeof(rel))
+        return http_error(&c->out, t, 404, NULL);
+    memcpy(rel, path + 1, rl);
+    if (dir_request) {
+        memcpy(rel + rl, index, il);
+        rl += il;
+    }
+    rel[rl] = '\0';
+
+    size_t hash = name_hash(rel, rl);
+    time_t now = time(NULL), checked = 0;
+    struct http_file *f = cache_get(st, rel, rl, hash, &checked);
+    if (f && checked == now)
+        return respond(c, t, &f->meta, f, -1);
+
+    int fd = open_beneath(st, rel);
+    if (fd < 0) {
+        if (f) {
+            cache_drop(st, f);
+            http_file_release(f);
+        }
+        return open_error(c, t, fd);
+    }
+    struct stat sb;
+    int rc;
+    if (fstat(fd, &sb) != 0 || !(S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode))) {
+        rc = http_error(&c->out, t, 404, NULL);
+        goto out;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        /* "/dir" is redirected to "/dir/"; an index that is a directory is refused. */
+        rc = dir_request ? http_error(&c->out, t, 403, NULL) : redirect_dir(c, t);
+        goto out;
+    }
+    if (f && meta_same(&f->meta, &sb)) {
+        cache_touch(st, f, now);
+        close(fd);
+        return respond(c, t, &f->meta, f, -1);
+    }
+    if (f) {
+        cache_drop(st, f);
+        http_file_release(f);
+        f = NULL;
+    }
+    if (sb.st_size <= CACHE_FILE_MAX && (f = file_load(fd, &sb, rel, rl, hash)) != NULL) {
+        f->checked = now;
+        cache_insert(st, f);
+        close(fd);
+        return respond(c, t, &f->meta, f, -1);
+    }
+    struct file_meta m;
+    meta_fill(&m, &sb, rel, rl);
+    rc = respond(c, t, &m, NULL, fd);
+out:
+    if (f)
+        http_file_release(f);
+    close(fd);
+    return rc;
+}
+
+/* ---- life ----------------------------------------------------------------------- */
+
+struct http_static *http_static_new(const struct sp_http_conf *conf, bool mt, char *err,
+                                    size_t errlen)
+{
+    struct http_static *st = calloc(1, sizeof(*st));
+    if (!st) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    st->conf = conf;
+    st->mt = mt;
+    atomic_init(&st->openat2_ok, true);
+    pthread_mutex_init(&st->lock, NULL);
+    st->rootfd = open(conf->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (st->rootfd < 0) {
+        snprintf(err, errlen, "root %s: %s", conf->root, strerror(errno));
+        goto fail;
+    }
+    st->root_real = realpath(conf->root, NULL);
+    if (!st->root_real) {
+        snprintf(err, errlen, "root %s: %s", conf->root, strerror(errno));
+        goto fail;
+    }
+    st->root_real_len = strlen(st->root_real);
+    return st;
+fail:
+    http_static_free(st);
+    return NULL;
+}
+
+void http_static_free(struct http_static *st)
+{
+    if (!st)
+        return;
+    while (st->lru_tail)
+        cache_remove_locked(st, st->lru_tail);
+    if (st->rootfd >= 0)
+        close(st->rootfd);
+    free(st->root_real);
+    pthread_mutex_destroy(&st->lock);
+    free(st);
+}

@@ -1,0 +1,49 @@
+/*
+ * The status page: one JSON object describing this worker.
+ *
+ *   {"pid":..., "master_pid":..., "generation":..., "slot":...,
+ *    "connections":..., "accepted":..., "requests":..., "bytes_in":...,
+ *    "bytes_out":..., "fibers_live":..., "fibers_pooled":...,
+ *    "idle_connections":..., "uptime":..., "draining":false}
+ *
+ * uptime is in seconds (with milliseconds); idle_connections are those
+ * waiting through a watch, holding no fiber.  Each request is answered by
+ * whichever worker accepted the connection.
+ */
+#include <stdio.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "spindle/timer.h"
+
+int http_status_page(struct http_conn *c, struct http_txn *t)
+{
+    struct worker *w = c->hs->svc->worker;
+    struct worker_counters *wc = worker_counters(w);
+    struct sp_iom_stats st;
+    char body[768];
+
+    sp_iom_stats(worker_iom(w), &st);
+    uint64_t up_ms = (sp_now_ns() - worker_started_ns(w)) / 1000000ull;
+    int n = snprintf(body, sizeof(body),
+                     "{\"pid\":%ld,\"master_pid\":%ld,\"generation\":%u,\"slot\":%u,"
+                     "\"connections\":%lu,\"accepted\":%llu,\"requests\":%llu,\"bytes_in\":%llu,"
+                     "\"bytes_out\":%llu,\"fibers_live\":%u,\"fibers_pooled\":%u,"
+                     "\"idle_connections\":%u,\"uptime\":%llu.%03llu,\"draining\":%s}\n",
+                     (long)getpid(), (long)getppid(), worker_generation(w), worker_index(w),
+                     (unsigned long)atomic_load(&wc->connections),
+                     (unsigned long long)atomic_load(&wc->accepted),
+                     (unsigned long long)atomic_load(&wc->requests),
+                     (unsigned long long)atomic_load(&wc->bytes_in),
+                     (unsigned long long)atomic_load(&wc->bytes_out), st.fibers_live,
+                     st.fibers_pooled, st.watches, (unsigned long long)(up_ms / 1000),
+                     (unsigned long long)(up_ms % 1000), worker_draining(w) ? "true" : "false");
+    if (n < 0 || (size_t)n >= sizeof(body))
+        return http_error(&c->out, t, 500, NULL);
+    static const char nocache[] = "Cache-Control: no-store\r\n";
+    int rc =
+        http_head(&c->out, t, 200, "application/json", (uint64_t)n, nocache, sizeof(nocache) - 1);
+    if (rc == 0 && !t->head)
+        rc = http_out_text(&c->out, body, (size_t)n);
+    return rc;
+}
