@@ -61,9 +61,20 @@ struct sp_iom {
     struct sp_fiber *live; /* every fiber started and not finished */
     unsigned nlive, nwatches;
     atomic_int stopping;
+    atomic_int running; /* inside sp_iom_run() */
     int error;
+    struct sp_iom *next_all;
     struct fdctx *chunks[FD_CHUNKS];
 };
+
+/*
+ * Every IOManager of the process.  An fd number is process-wide, so sp_close()
+ * called outside any scheduler (before or between runs) must still make each
+ * of them forget the fd: a stale "registered" would keep the next socket that
+ * gets the number out of epoll.
+ */
+static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sp_iom *all_ioms;
 
 static __thread struct sp_iom *tls_iom;
 
@@ -441,30 +452,57 @@ unsigned sp_iom_expire_watches(struct sp_iom *iom, int64_t timeout_ms)
     return n;
 }
 
+static void wake_all_threads(struct sp_iom *iom);
+
+/* Wakes whoever waits on fd, ends its watch and forgets its state.  Lock held.
+ * Returns whether a fiber was queued. */
+static int forget_fd(struct sp_iom *iom, int fd)
+{
+    struct fdctx *ctx = fdctx_get(iom, fd, 0);
+    if (!ctx)
+        return 0;
+    int queued = ctx->waiter[0] || ctx->waiter[1] || ctx->watch_fn;
+    for (unsigned d = 0; d < 2; d++)
+        if (ctx->waiter[d])
+            wake(iom, ctx->waiter[d], -ECANCELED);
+    if (ctx->watch_fn)
+        watch_fire(iom, fd, ctx, -ECANCELED);
+    /* The listening sockets are shared with other processes: closing our
+     * fd alone would leave the registration alive. */
+    if (ctx->registered)
+        epoll_ctl(iom->epfd, EPOLL_CTL_DEL, fd, NULL);
+    ctx->registered = 0;
+    ctx->ready = 0;
+    ctx->armed = 0;
+    ctx->gen++;
+    return queued;
+}
+
 int sp__iom_close(int fd)
 {
     struct sp_iom *iom = current_iom();
-    if (!iom)
-        return close(fd) == 0 ? 0 : -errno;
-    lock(iom);
-    struct fdctx *ctx = fdctx_get(iom, fd, 0);
-    if (ctx) {
-        for (unsigned d = 0; d < 2; d++)
-            if (ctx->waiter[d])
-                wake(iom, ctx->waiter[d], -ECANCELED);
-        if (ctx->watch_fn)
-            watch_fire(iom, fd, ctx, -ECANCELED);
-        /* The listening sockets are shared with other processes: closing our
-         * fd alone would leave the registration alive. */
-        if (ctx->registered)
-            epoll_ctl(iom->epfd, EPOLL_CTL_DEL, fd, NULL);
-        ctx->registered = 0;
-        ctx->ready = 0;
-        ctx->armed = 0;
-        ctx->gen++;
+    int rc;
+    if (iom) {
+        lock(iom);
+        forget_fd(iom, fd);
+        rc = close(fd) == 0 ? 0 : -errno;
+        unlock(iom);
+        return rc;
     }
-    int rc = close(fd) == 0 ? 0 : -errno;
-    unlock(iom);
+    pthread_mutex_lock(&all_lock);
+    for (iom = all_ioms; iom; iom = iom->next_all) {
+        /* A single-thread IOManager running on another thread is that thread's
+         * to touch; the fd cannot be ours to close then. */
+        int running = atomic_load(&iom->running);
+        if (running && !iom->mt)
+            continue;
+        lock(iom);
+        if (forget_fd(iom, fd) && running)
+            wake_all_threads(iom);
+        unlock(iom);
+    }
+    rc = close(fd) == 0 ? 0 : -errno;
+    pthread_mutex_unlock(&all_lock);
     return rc;
 }
 
@@ -609,6 +647,7 @@ int sp_iom_run(struct sp_iom *iom)
     int rc = 0;
 
     atomic_store(&iom->stopping, 0);
+    atomic_store(&iom->running, 1);
     for (unsigned i = 1; i < iom->nthreads && i < 64; i++) {
         int err = pthread_create(&threads[started], NULL, thread_main, iom);
         if (err) {
@@ -629,6 +668,7 @@ int sp_iom_run(struct sp_iom *iom)
     if (!rc)
         rc = lrc ? lrc : iom->error;
     iom->error = 0;
+    atomic_store(&iom->running, 0);
     return rc;
 }
 
@@ -667,6 +707,10 @@ struct sp_iom *sp_iom_new(const struct sp_iom_config *cfg)
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_DATA};
     if (epoll_ctl(iom->epfd, EPOLL_CTL_ADD, iom->wakefd, &ev) != 0)
         goto fail;
+    pthread_mutex_lock(&all_lock);
+    iom->next_all = all_ioms;
+    all_ioms = iom;
+    pthread_mutex_unlock(&all_lock);
     return iom;
 
 fail : {
@@ -681,6 +725,13 @@ void sp_iom_free(struct sp_iom *iom)
 {
     if (!iom)
         return;
+    pthread_mutex_lock(&all_lock);
+    for (struct sp_iom **p = &all_ioms; *p; p = &(*p)->next_all)
+        if (*p == iom) {
+            *p = iom->next_all;
+            break;
+        }
+    pthread_mutex_unlock(&all_lock);
     while (iom->live) {
         struct sp_fiber *f = iom->live;
         fiber_retire(iom, f);
