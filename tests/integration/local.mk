@@ -7,3 +7,10 @@ INTEGRATION_TESTS += \
 EXTRA_DIST += \
 	tests/integration/httpclient.py \
 	tests/integration/test_http.py
+
+# The master: command line, signals, reload transaction, respawn.
+INTEGRATION_TESTS += \
+	tests/integration/test_reload.py
+EXTRA_DIST += \
+	tests/integration/loadgen.py \
+	tests/integration/test_reload.py
