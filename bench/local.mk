@@ -1,1 +1,37 @@
-# bench/local.mk
+# bench/local.mk: libevent baselines and load generators, built only with
+# ./configure --enable-bench. They are never part of `make check`; bench/run drives them.
+
+EXTRA_DIST += \
+	bench/README.md \
+	bench/run \
+	bench/pack-static.sh \
+	bench/nginx.conf.in \
+	bench/plot.gp \
+	bench/load/pipeline.lua
+
+if ENABLE_BENCH
+noinst_PROGRAMS = \
+	bench/baseline/ev_http \
+	bench/baseline/ev_echo \
+	bench/load/echo_load \
+	bench/load/idle_conns
+
+bench_baseline_ev_http_SOURCES = bench/baseline/ev_http.c
+bench_baseline_ev_http_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
+bench_baseline_ev_http_LDADD = $(LIBEVENT_LIBS)
+
+bench_baseline_ev_echo_SOURCES = bench/baseline/ev_echo.c
+bench_baseline_ev_echo_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
+bench_baseline_ev_echo_LDADD = $(LIBEVENT_LIBS)
+
+bench_load_echo_load_SOURCES = bench/load/echo_load.c
+bench_load_echo_load_LDADD = $(PTHREAD_LIBS)
+
+bench_load_idle_conns_SOURCES = bench/load/idle_conns.c
+
+# The fiber switch micro-benchmark. Uncomment once bench/fiber_bench.c exists
+# (automake needs the source file to be present).
+#noinst_PROGRAMS += bench/fiber_bench
+#bench_fiber_bench_SOURCES = bench/fiber_bench.c
+#bench_fiber_bench_LDADD = shared/libspindle.a $(PTHREAD_LIBS)
+endif
