@@ -14,3 +14,5 @@ INTEGRATION_TESTS += \
 EXTRA_DIST += \
 	tests/integration/loadgen.py \
 	tests/integration/test_reload.py
+INTEGRATION_TESTS += tests/integration/test_http_errors.py
+EXTRA_DIST += tests/integration/test_http_errors.py

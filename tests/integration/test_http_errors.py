@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""Every error the http service answers, with the right code, a short body,
+and (for malformed input) Connection: close followed by the close itself;
+request smuggling attempts; timeouts."""
+import os
+import socket
+import time
+
+from harness import Spindle, Tap, check, eq, free_port
+from httpclient import Conn, build, chunked, write_file
+
+tap = Tap()
+PORT = free_port()
+SHORT = free_port()
+S = None
+
+
+def setup():
+    global S
+    S = Spindle("")
+    root = os.path.join(S.dir, "www")
+    write_file(os.path.join(root, "index.html"), "home\n")
+    S.write_conf("""
+[http main]
+listen = 127.0.0.1:%d
+root = %s
+return /a = 200 text/plain AAA
+max_header_size = 2k
+max_body_size = 1k
+
+[http short]
+listen = 127.0.0.1:%d
+return /a = 200 text/plain AAA
+header_timeout = 300ms
+body_timeout = 300ms
+""" % (PORT, root, SHORT))
+    S.start(ports=[PORT, SHORT])
+
+
+def expect_error(raw, status, port=PORT, closes=True):
+    """Sends raw, expects one response with status; returns it."""
+    with Conn(port) as c:
+        c.send(raw)
+        r = c.response()
+        eq(r.status, status, "status for %r" % raw[:80])
+        check(r.body.startswith(b"%d " % status), "short body names the status: %r" % r.body)
+        eq(r.header("content-type"), "text/plain", "error body type")
+        if closes:
+            eq(r.header("connection"), "close", "Connection: close for %r" % raw[:80])
+            check(c.closed(), "connection closed after %d" % status)
+        else:
+            check(r.header("connection") is None, "connection kept")
+            eq(c.request("GET", "/a").body, b"AAA", "next request on the same connection")
+        return r
+
+
+@tap.case
+def malformed_requests_get_400_and_close():
+    for raw in [b"HELLO\r\n\r\n",
+                b"GET /a HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+                b"GET /a HTTP/1.1\r\nHost: x\r\nName : v\r\n\r\n",
+                b"GET /a HTTP/1.1\r\n\r\n",                       # no Host in 1.1
+                b"GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",  # two Hosts
+                b"GET /a HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
+                b"GET /a HTTP/1.x\r\nHost: x\r\n\r\n",
+                b"GET  /a HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"GET /a HTTP/1.1\rHost: x\r\n\r\n",
+                b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+                b"GET /a HTTP/1.1\r\nHost: x\r\nX: a\x01b\r\n\r\n"]:
+        expect_error(raw, 400)
+
+
+@tap.case
+def nothing_after_a_malformed_request_is_answered():
+    with Conn(PORT) as c:
+        c.send(b"BAD\r\n\r\n" + build("GET", "/a"))
+        eq(c.response().status, 400, "400")
+        check(c.closed(), "closed without answering the pipelined request")
+
+
+@tap.case
+def not_found_keeps_the_connection():
+    r = expect_error(build("GET", "/nope"), 404, closes=False)
+    eq(r.body, b"404 Not Found\n", "body")
+
+
+@tap.case
+def head_of_an_error_has_no_body():
+    with Conn(PORT) as c:
+        r = c.request("HEAD", "/nope")
+        eq(r.status, 404, "status")
+        check(int(r.header("content-length")) > 0, "length of the GET body")
+        eq(c.request("GET", "/a").body, b"AAA", "no stray body before the next response")
+
+
+@tap.case
+def method_not_allowed_names_the_allowed_ones():
+    r = expect_error(build("PUT", "/index.html", body=b"x"), 405, closes=False)
+    eq(r.header("allow"), "GET, HEAD", "Allow for files")
+    r = expect_error(build("DELETE", "/a"), 405, closes=False)
+    eq(r.header("allow"), "GET, HEAD, POST", "Allow for a return path")
+    r = expect_error(build("OPTIONS", "*"), 405, closes=False)
+    check(r.header("allow"), "Allow for OPTIONS *")
+
+
+@tap.case
+def unknown_method_gets_501_and_keeps_the_connection():
+    expect_error(build("BREW", "/a"), 501, closes=False)
+
+
+@tap.case
+def unknown_transfer_coding_gets_501_and_close():
+    expect_error(build("POST", "/a", headers={"Transfer-Encoding": "gzip"}), 501)
+    expect_error(build("POST", "/a", headers={"Transfer-Encoding": "gzip, chunked"}) +
+                 chunked(b"x"), 501)
+
+
+@tap.case
+def unsupported_version_gets_505():
+    expect_error(b"GET /a HTTP/2.0\r\nHost: x\r\n\r\n", 505)
+    expect_error(b"GET /a HTTP/3\r\nHost: x\r\n\r\n", 505)
+
+
+@tap.case
+def body_too_large_gets_413_and_close():
+    expect_error(build("POST", "/a", body=b"x" * 1025), 413)
+    # Chunked: known too large only while decoding.
+    expect_error(build("POST", "/a", headers={"Transfer-Encoding": "chunked"}) +
+                 chunked(b"y" * 2000, (600,)), 413)
+    # Exactly the limit is fine.
+    with Conn(PORT) as c:
+        eq(c.request("POST", "/a", body=b"z" * 1024).status, 200, "1k body accepted")
+
+
+@tap.case
+def uri_too_long_gets_414():
+    expect_error(build("GET", "/" + "a" * 3000), 414)
+
+
+@tap.case
+def header_too_large_gets_431():
+    expect_error(build("GET", "/a", headers={"X-Big": "b" * 3000}), 431)
+    expect_error(build("GET", "/a", headers={"X-H%d" % i: "v" for i in range(100)}), 431)
+
+
+@tap.case
+def content_length_with_transfer_encoding_is_refused():
+    raw = (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    expect_error(raw, 400)
+    raw = (b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+           b"Content-Length: 4\r\n\r\n0\r\n\r\n")
+    expect_error(raw, 400)
+
+
+@tap.case
+def two_different_content_lengths_are_refused():
+    raw = (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\nabc")
+    expect_error(raw, 400)
+    raw = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 30\r\n\r\nabc"
+    expect_error(raw, 400)
+
+
+@tap.case
+def bad_chunked_framing_gets_400():
+    expect_error(build("POST", "/a", headers={"Transfer-Encoding": "chunked"}) +
+                 b"zz\r\nhello\r\n0\r\n\r\n", 400)
+    expect_error(build("POST", "/a", headers={"Transfer-Encoding": "chunked"}) +
+                 b"5\r\nhelloXX0\r\n\r\n", 400)
+
+
+@tap.case
+def header_timeout_gets_408_and_close():
+    with Conn(SHORT) as c:
+        c.send(b"GET /a HTTP/1.1\r\nHost: x\r\n")
+        t0 = time.monotonic()
+        r = c.response()
+        took = time.monotonic() - t0
+        eq(r.status, 408, "status")
+        eq(r.header("connection"), "close", "close")
+        check(0.2 < took < 2.0, "after about 300ms (took %.2fs)" % took)
+        check(c.closed(), "closed")
+
+
+@tap.case
+def header_timeout_counts_from_the_first_byte_of_the_head():
+    # A head trickling in slower than header_timeout in total fails even
+    # though each piece arrives quickly.
+    with Conn(SHORT) as c:
+        t0 = time.monotonic()
+        try:
+            for b in b"GET /a HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 100:
+                c.send(bytes([b]))
+                time.sleep(0.01)
+        except OSError:
+            pass
+        r = c.response()
+        eq(r.status, 408, "slow head")
+        check(time.monotonic() - t0 < 2.0, "in time")
+
+
+@tap.case
+def body_timeout_gets_408_and_close():
+    with Conn(SHORT) as c:
+        c.send(build("POST", "/a", headers={"Content-Length": "10"}) + b"abc")
+        t0 = time.monotonic()
+        r = c.response()
+        eq(r.status, 408, "status")
+        check(time.monotonic() - t0 < 2.0, "in time")
+        check(c.closed(), "closed")
+    with Conn(SHORT) as c:
+        c.send(build("POST", "/a", headers={"Transfer-Encoding": "chunked"}) + b"5\r\nab")
+        eq(c.response().status, 408, "chunked body timeout")
+
+
+@tap.case
+def a_pipelined_request_after_a_good_one_with_an_error_is_answered_in_order():
+    with Conn(PORT) as c:
+        c.send(build("GET", "/a") + build("GET", "/nope") + build("GET", "/a") + b"BAD\r\n\r\n")
+        eq(c.response().status, 200, "first")
+        eq(c.response().status, 404, "second")
+        eq(c.response().status, 200, "third")
+        r = c.response()
+        eq(r.status, 400, "fourth")
+        check(c.closed(), "closed after the 400")
+
+
+@tap.case
+def body_too_large_is_answered_while_the_client_is_still_sending():
+    # 413 as soon as the head is read; the server reads and drops what the
+    # client still sends for a while (lingering close) instead of stalling it.
+    with Conn(PORT) as c:
+        c.send(build("POST", "/a", headers={"Content-Length": str(50 << 20)}))
+        sent = 0
+        c.sock.settimeout(0.5)
+        try:
+            while sent < (4 << 20):
+                c.sock.sendall(b"x" * 65536)
+                sent += 65536
+        except (socket.timeout, OSError):
+            pass
+        c.sock.settimeout(5)
+        r = c.response()
+        eq(r.status, 413, "413 read despite the unread body")
+
+
+setup()
+tap.run()
