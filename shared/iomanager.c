@@ -58,6 +58,7 @@ struct sp_iom {
     struct sp_fiber_pool *pool;
     struct sp_timer_heap timers;
     struct sp_fiber *runq_head, *runq_tail;
+    unsigned runq_len;
     struct sp_fiber *live; /* every fiber started and not finished */
     unsigned nlive, nwatches;
     atomic_int stopping;
@@ -142,6 +143,7 @@ static void runq_push(struct sp_iom *iom, struct sp_fiber *f)
     else
         iom->runq_head = f;
     iom->runq_tail = f;
+    iom->runq_len++;
 }
 
 static struct sp_fiber *runq_pop(struct sp_iom *iom)
@@ -151,6 +153,7 @@ static struct sp_fiber *runq_pop(struct sp_iom *iom)
         iom->runq_head = f->run_next;
         if (!iom->runq_head)
             iom->runq_tail = NULL;
+        iom->runq_len--;
     }
     return f;
 }
@@ -579,19 +582,19 @@ static int loop(struct sp_iom *iom)
     tls_iom = iom;
     lock(iom);
     for (;;) {
-        /* Run what is runnable now; fibers that yield wait for the next pass. */
-        struct sp_fiber *last = iom->runq_tail;
+        /* Run what is runnable now, no more fibers than are queued: those that
+         * yield wait for the next pass.  (Stopping at the fiber that was last
+         * would not do with several threads: another one may take it, and
+         * fibers that keep yielding then keep this one from ever polling.) */
+        unsigned quota = iom->runq_len;
         struct sp_fiber *f;
-        while (last && (f = runq_pop(iom)) != NULL) {
-            int was_last = f == last;
+        while (quota-- > 0 && (f = runq_pop(iom)) != NULL) {
             unlock(iom);
             f->state = SP_FIBER_RUNNING;
             f->budget = iom->budget;
             sp_fiber_resume(f);
             lock(iom);
             after_switch(iom, f);
-            if (was_last)
-                break;
         }
 
         if (atomic_load(&iom->stopping))
