@@ -3,15 +3,18 @@
  * peer closes.  Each pass reads as much as is there (up to the buffer) and
  * writes it back with one call, so pipelined messages cost one read and one
  * write per batch.  Between batches the connection waits through
- * sp_iom_watch() and holds no fiber; idle_timeout closes silent peers.
+ * sp_iom_watch() and holds no fiber; idle_timeout closes silent peers.  A
+ * draining worker closes a connection once it has been quiet for a second.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "spindle/io.h"
 #include "worker.h"
 
-#define ECHO_BUF 16384
+#define ECHO_BUF           16384
+#define ECHO_DRAIN_IDLE_MS 1000
 
 static void echo_close(struct service *svc, int fd)
 {
@@ -42,14 +45,21 @@ static void echo_serve(struct service *svc, int fd)
     struct worker_counters *c = worker_counters(svc->worker);
     int64_t idle = svc->conf->echo.idle_timeout_ms ? svc->conf->echo.idle_timeout_ms : -1;
     char buf[ECHO_BUF];
+    bool dry = false;
 
     for (;;) {
-        ssize_t n = sp_try_read(fd, buf, sizeof(buf));
+        /* A short read emptied the socket: watch at once (io.h allows it). */
+        ssize_t n = dry ? -EAGAIN : sp_try_read(fd, buf, sizeof(buf));
         if (n == -EAGAIN) {
-            if (sp_iom_watch(worker_iom(svc->worker), fd, idle, echo_ready, svc) == 0)
+            int64_t wait = idle;
+            /* A draining worker gives a quiet connection a short grace only. */
+            if (worker_draining(svc->worker) && (wait < 0 || wait > ECHO_DRAIN_IDLE_MS))
+                wait = ECHO_DRAIN_IDLE_MS;
+            if (sp_iom_watch(worker_iom(svc->worker), fd, wait, echo_ready, svc) == 0)
                 return;
             break;
         }
+        dry = n > 0 && (size_t)n < sizeof(buf);
         if (n <= 0)
             break;
         atomic_fetch_add(&c->bytes_in, (unsigned long long)n);

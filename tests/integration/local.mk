@@ -16,3 +16,9 @@ EXTRA_DIST += \
 	tests/integration/test_reload.py
 INTEGRATION_TESTS += tests/integration/test_http_errors.py
 EXTRA_DIST += tests/integration/test_http_errors.py
+INTEGRATION_TESTS += \
+	tests/integration/test_http_static.py \
+	tests/integration/test_echo.py
+EXTRA_DIST += \
+	tests/integration/test_http_static.py \
+	tests/integration/test_echo.py

@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Static files: index and directory redirects, content types, a 10 MB file,
+Range, conditional requests, the cache following changes on disk, and path
+traversal attempts that must never serve a file outside root."""
+import email.utils
+import hashlib
+import os
+import random
+import subprocess
+import time
+
+from harness import Spindle, Tap, check, eq, free_port
+from httpclient import Conn, build, write_file
+
+tap = Tap()
+PORT = free_port()
+S = None
+ROOT = None
+BIG = None
+SMALL = b"0123456789abcdefghijklmnopqrstuvwxyz"
+MARKER = b"TOPSECRET-%d" % random.randrange(1 << 40)
+
+
+def setup():
+    global S, ROOT, BIG
+    S = Spindle("")
+    ROOT = os.path.join(S.dir, "www")
+    w = lambda name, data: write_file(os.path.join(ROOT, name), data)  # noqa: E731
+    w("index.html", "<h1>home</h1>\n")
+    w("style.css", "body{}")
+    w("app.js", "1;")
+    w("data.json", "{}")
+    w("img.png", b"\x89PNG\r\n\x1a\n")
+    w("noext", "plain")
+    w("file.weird", "w")
+    w("small.txt", SMALL)
+    w("sub/index.html", "sub index\n")
+    w("sub/page.html", "page\n")
+    w("with space.txt", "spaced\n")
+    os.makedirs(os.path.join(ROOT, "noindex"))
+    BIG = random.Random(7).randbytes(10 * 1024 * 1024)
+    w("big.bin", BIG)
+    w("medium.bin", BIG[:300000])
+    # Outside root.
+    write_file(os.path.join(S.dir, "secret.txt"), MARKER)
+    write_file(os.path.join(S.dir, "outdir", "secret.txt"), MARKER)
+    os.symlink("../secret.txt", os.path.join(ROOT, "escape"))
+    os.symlink(os.path.join(S.dir, "secret.txt"), os.path.join(ROOT, "escape_abs"))
+    os.symlink("../outdir", os.path.join(ROOT, "escdir"))
+    os.symlink("small.txt", os.path.join(ROOT, "inside"))
+    os.mkfifo(os.path.join(ROOT, "fifo"))
+    S.write_conf("""
+[http files]
+listen = 127.0.0.1:%d
+root = %s
+""" % (PORT, ROOT))
+    S.start(ports=[PORT])
+
+
+def get(path, headers=None, method="GET"):
+    with Conn(PORT) as c:
+        return c.request(method, path, headers=headers)
+
+
+@tap.case
+def index_is_served_for_the_root_and_directories():
+    r = get("/")
+    eq((r.status, r.body), (200, b"<h1>home</h1>\n"), "root index")
+    eq(r.header("content-type"), "text/html; charset=utf-8", "type")
+    eq(get("/sub/").body, b"sub index\n", "sub index")
+    eq(get("/sub/page.html").body, b"page\n", "file in sub")
+    eq(get("/with%20space.txt").body, b"spaced\n", "percent-decoded name")
+    eq(get("/sub//page.html").body, b"page\n", "double slash")
+    eq(get("/sub/./page.html").body, b"page\n", "dot segment")
+    eq(get("/sub/../index.html").body, b"<h1>home</h1>\n", "dot-dot inside root")
+
+
+@tap.case
+def directory_without_slash_is_redirected():
+    r = get("/sub")
+    eq(r.status, 301, "status")
+    eq(r.header("location"), "/sub/", "Location")
+    r = get("/sub?x=1")
+    eq(r.header("location"), "/sub/?x=1", "query kept")
+    r = get("/noindex/")
+    eq(r.status, 404, "directory without index: no listing")
+
+
+@tap.case
+def content_type_follows_the_extension():
+    for path, ctype in [("/style.css", "text/css; charset=utf-8"),
+                        ("/app.js", "text/javascript; charset=utf-8"),
+                        ("/data.json", "application/json"),
+                        ("/img.png", "image/png"),
+                        ("/small.txt", "text/plain; charset=utf-8"),
+                        ("/noext", "application/octet-stream"),
+                        ("/file.weird", "application/octet-stream"),
+                        ("/big.bin", "application/octet-stream")]:
+        with Conn(PORT) as c:
+            r = c.request("HEAD", path)
+        eq(r.status, 200, "status of %s" % path)
+        eq(r.header("content-type"), ctype, "type of %s" % path)
+
+
+@tap.case
+def ten_megabyte_file_arrives_whole():
+    r = get("/big.bin")
+    eq(r.status, 200, "status")
+    eq(r.header("content-length"), str(len(BIG)), "length")
+    eq(hashlib.sha256(r.body).hexdigest(), hashlib.sha256(BIG).hexdigest(), "sha256")
+    out = subprocess.run(["curl", "-sS", "http://127.0.0.1:%d/big.bin" % PORT],
+                         capture_output=True, timeout=30)
+    eq(out.returncode, 0, "curl exit")
+    eq(hashlib.sha256(out.stdout).hexdigest(), hashlib.sha256(BIG).hexdigest(), "sha256 (curl)")
+    # Twice on one connection, with a small file after it.
+    with Conn(PORT) as c:
+        c.send(build("GET", "/medium.bin") + build("GET", "/big.bin") + build("GET", "/small.txt"))
+        eq(c.response().body, BIG[:300000], "medium")
+        eq(len(c.response().body), len(BIG), "big")
+        eq(c.response().body, SMALL, "small after big")
+
+
+@tap.case
+def head_of_a_large_file_has_its_length_only():
+    with Conn(PORT) as c:
+        r = c.request("HEAD", "/big.bin")
+        eq(r.header("content-length"), str(len(BIG)), "length")
+        eq(c.request("GET", "/small.txt").body, SMALL, "nothing sent after the head")
+
+
+@tap.case
+def single_ranges_get_206():
+    for spec, start, end in [("bytes=0-9", 0, 9), ("bytes=10-", 10, len(SMALL) - 1),
+                             ("bytes=-5", len(SMALL) - 5, len(SMALL) - 1),
+                             ("bytes=30-1000", 30, len(SMALL) - 1),
+                             ("bytes=-1000", 0, len(SMALL) - 1)]:
+        r = get("/small.txt", {"Range": spec})
+        eq(r.status, 206, "status for %s" % spec)
+        eq(r.body, SMALL[start:end + 1], "body for %s" % spec)
+        eq(r.header("content-range"), "bytes %d-%d/%d" % (start, end, len(SMALL)),
+           "Content-Range for %s" % spec)
+    r = get("/big.bin", {"Range": "bytes=5000000-5000099"})
+    eq((r.status, r.body), (206, BIG[5000000:5000100]), "range of a large file")
+    r = get("/big.bin", {"Range": "bytes=-10"})
+    eq(r.body, BIG[-10:], "suffix of a large file")
+
+
+@tap.case
+def unsatisfiable_range_gets_416():
+    for spec in ["bytes=%d-" % len(SMALL), "bytes=1000-2000", "bytes=-0"]:
+        r = get("/small.txt", {"Range": spec})
+        eq(r.status, 416, "status for %s" % spec)
+        eq(r.header("content-range"), "bytes */%d" % len(SMALL), "Content-Range for %s" % spec)
+
+
+@tap.case
+def other_ranges_get_the_whole_file():
+    for spec in ["bytes=0-1,5-6", "items=0-1", "bytes=5-2", "bytes=x-y"]:
+        r = get("/small.txt", {"Range": spec})
+        eq((r.status, r.body), (200, SMALL), "whole file for %s" % spec)
+    etag = get("/small.txt").header("etag")
+    r = get("/small.txt", {"Range": "bytes=0-1", "If-Range": '"other"'})
+    eq((r.status, r.body), (200, SMALL), "If-Range mismatch")
+    r = get("/small.txt", {"Range": "bytes=0-1", "If-Range": etag})
+    eq((r.status, r.body), (206, SMALL[:2]), "If-Range match")
+
+
+@tap.case
+def conditional_requests_get_304():
+    r = get("/small.txt")
+    etag, lm = r.header("etag"), r.header("last-modified")
+    st = os.stat(os.path.join(ROOT, "small.txt"))
+    eq(etag, '"%x-%x"' % (int(st.st_mtime), st.st_size), "nginx-style ETag")
+    eq(lm, email.utils.formatdate(int(st.st_mtime), usegmt=True), "Last-Modified")
+    for h in [{"If-None-Match": etag}, {"If-None-Match": '"x", %s' % etag},
+              {"If-None-Match": "W/" + etag}, {"If-None-Match": "*"},
+              {"If-Modified-Since": lm},
+              {"If-Modified-Since": email.utils.formatdate(time.time() + 3600, usegmt=True)}]:
+        with Conn(PORT) as c:
+            r = c.request("GET", "/small.txt", headers=h)
+            eq(r.status, 304, "304 for %r" % h)
+            eq(r.header("etag"), etag, "ETag in 304")
+            check("content-length" not in r.headers, "no length in 304")
+            eq(c.request("GET", "/a-missing-file").status, 404, "no body after the 304")
+    for h in [{"If-None-Match": '"nope"'},
+              {"If-Modified-Since": email.utils.formatdate(st.st_mtime - 3600, usegmt=True)},
+              {"If-None-Match": '"nope"', "If-Modified-Since": lm}]:
+        r = get("/small.txt", h)
+        eq((r.status, r.body), (200, SMALL), "200 for %r" % h)
+
+
+@tap.case
+def changes_on_disk_are_seen_within_a_second_or_two():
+    path = os.path.join(ROOT, "changing.txt")
+    write_file(path, "version one")
+    eq(get("/changing.txt").body, b"version one", "first")
+    write_file(path, "version two, longer")
+    time.sleep(1.1)
+    eq(get("/changing.txt").body, b"version two, longer", "new size seen")
+    write_file(path, "version TWO, longer")  # same size
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5 * 10**9))
+    time.sleep(1.1)
+    eq(get("/changing.txt").body, b"version TWO, longer", "same size, new mtime seen")
+    os.unlink(path)
+    time.sleep(1.1)
+    eq(get("/changing.txt").status, 404, "deleted file gone")
+
+
+def never_secret(path, statuses=(400, 404)):
+    with Conn(PORT) as c:
+        c.send(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode("latin-1"))
+        r = c.response()
+    check(MARKER not in r.body, "secret served for %r" % path)
+    check(r.status in statuses, "status %d for %r" % (r.status, path))
+    return r
+
+
+@tap.case
+def traversal_attempts_are_refused():
+    for p in ["/../secret.txt", "/sub/../../secret.txt", "/%2e%2e/secret.txt",
+              "/%2E%2E%2Fsecret.txt", "/sub/..%2f..%2fsecret.txt", "/sub/%2e%2e/%2e%2e/secret.txt",
+              "/..", "/%2e%2e", "/small.txt%00.html", "/%00", "/..%5csecret.txt",
+              "//secret.txt", "/./../secret.txt", "http://localhost/../secret.txt",
+              "/%252e%252e/secret.txt", "/%"]:
+        never_secret(p)
+
+
+@tap.case
+def symlinks_out_of_root_are_not_followed():
+    for p in ["/escape", "/escape_abs", "/escdir/secret.txt", "/escdir/"]:
+        r = never_secret(p)
+        eq(r.status, 404, "status for %s" % p)
+    eq(get("/inside").body, SMALL, "symlink inside root is fine")
+
+
+@tap.case
+def special_files_are_not_served():
+    t0 = time.monotonic()
+    eq(get("/fifo").status, 404, "fifo")
+    check(time.monotonic() - t0 < 2, "no hang on a fifo")
+
+
+@tap.case
+def only_get_and_head_on_files():
+    with Conn(PORT) as c:
+        r = c.request("POST", "/small.txt", body=b"x")
+        eq(r.status, 405, "POST")
+        eq(r.header("allow"), "GET, HEAD", "Allow")
+        eq(c.request("GET", "/small.txt").body, SMALL, "connection kept")
+
+
+@tap.case
+def missing_files_get_404():
+    eq(get("/nope.html").status, 404, "missing")
+    eq(get("/sub/nope/").status, 404, "missing directory")
+    eq(get("/small.txt/x").status, 404, "file used as a directory")
+
+
+setup()
+tap.run()
