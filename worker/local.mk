@@ -11,3 +11,6 @@ spindle_SOURCES += \
 	worker/http_mime.c \
 	worker/http_status.c \
 	worker/http_access_log.c
+
+# The example site served by spindle.conf.example.
+EXTRA_DIST += www/index.html
