@@ -533,6 +533,11 @@ static void shutdown_fiber(void *arg)
         sp_sleep(10);
     for (struct master_worker *w = m->workers; w; w = w->next)
         master_retire(m, w, m->graceful);
+    /* Nobody will accept on the listeners again.  Closed now, they make the
+     * workers' copies the last handles: connections attempted from here on
+     * are refused at once instead of waiting in a queue that is reset when
+     * the master exits. */
+    listeners_close_all(m);
     while (m->workers)
         sp_sleep(10);
     sp_log_info("all workers gone; exiting");
@@ -588,6 +593,11 @@ static void startup_fiber(void *arg)
     gen->busy = true;
     int rc = master_start_generation(m, gen, err, sizeof(err));
     gen->busy = false;
+    if (rc != 0 && m->stopping) {
+        /* Told to stop while starting: that is no failure. */
+        master_gen_prune(m);
+        return;
+    }
     if (rc != 0) {
         char msg[sizeof(err) + 32];
         snprintf(msg, sizeof(msg), "start-up failed: %s", err);
