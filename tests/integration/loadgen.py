@@ -36,42 +36,48 @@ class HttpLoad:
         self.ok = 0
         self.failed = 0
         self.closed_by_server = 0
-        self.errors = []  # (time, thread, local port or None, message)
+        # (time, thread, local port or None, message, fresh): fresh is True when
+        # the failure hit the first request of a new connection.
+        self.errors = []
         self.local_ports = {}  # thread -> current local port
         self.stopping = threading.Event()
         self.threads = []
 
-    def _fail(self, tid, lport, msg):
+    def _fail(self, tid, lport, msg, fresh):
         with self.lock:
             self.failed += 1
-            if len(self.errors) < 50:
-                self.errors.append((time.monotonic(), tid, lport, msg))
+            if len(self.errors) < 200:
+                self.errors.append((time.monotonic(), tid, lport, msg, fresh))
 
     def _run(self, tid):
         req = ("GET %s HTTP/1.1\r\nHost: localhost\r\n%s\r\n"
                % (self.path, "" if self.keepalive else "Connection: close\r\n")).encode()
         s = None
         lport = None
+        fresh = True
         while not self.stopping.is_set():
             try:
                 if s is None:
+                    lport = None
+                    fresh = True
                     s = socket.create_connection((self.host, self.port), timeout=self.timeout)
                     lport = s.getsockname()[1]
                     self.local_ports[tid] = lport
                 s.sendall(req)
                 status, headers, body = recv_response(s)
             except (OSError, ConnectionError, ValueError, IndexError) as e:
-                self._fail(tid, lport, "%s: %s" % (type(e).__name__, e))
+                self._fail(tid, lport, "%s: %s" % (type(e).__name__, e), fresh)
                 if s is not None:
                     s.close()
                 s = None
                 time.sleep(0.01)
                 continue
             if status != 200 or (self.body is not None and body != self.body):
-                self._fail(tid, lport, "status %d body %r" % (status, body[:80]))
+                self._fail(tid, lport, "status %d body %r" % (status, body[:80]), fresh)
             else:
                 with self.lock:
                     self.ok += 1
+            fresh = False
             if not self.keepalive or headers.get("connection", "").lower() == "close":
                 if self.keepalive:
                     with self.lock:

@@ -10,10 +10,14 @@ EXTRA_DIST += \
 
 # The master: command line, signals, reload transaction, respawn.
 INTEGRATION_TESTS += \
-	tests/integration/test_reload.py
+	tests/integration/test_master.py \
+	tests/integration/test_reload.py \
+	tests/integration/test_signals.py
 EXTRA_DIST += \
 	tests/integration/loadgen.py \
-	tests/integration/test_reload.py
+	tests/integration/test_master.py \
+	tests/integration/test_reload.py \
+	tests/integration/test_signals.py
 INTEGRATION_TESTS += tests/integration/test_http_errors.py
 EXTRA_DIST += tests/integration/test_http_errors.py
 INTEGRATION_TESTS += \

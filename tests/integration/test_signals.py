@@ -1,0 +1,243 @@
+"""Signals and process life: graceful and fast shutdown under load, a worker
+killed under load, crash back-off, a master killed outright, log reopening."""
+import os
+import re
+import signal
+import socket
+import time
+
+from harness import Spindle, Tap, alive, check, eq, free_port, http_get, recv_response
+from loadgen import HttpLoad, listening_on, peer_ports_of
+
+tap = Tap()
+
+BODY = b"Hello, World!"
+
+
+def services(port, root=None):
+    text = "[http main]\nlisten = 127.0.0.1:%d\nreturn /plaintext = 200 text/plain Hello, World!\n" % port
+    if root:
+        text += "root = %s\n" % root
+    return text
+
+
+def group(pgid):
+    """Live processes of process group pgid."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(d))
+    return out
+
+
+def wait_until(pred, timeout, step=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def assert_all_gone(sp, port):
+    check(wait_until(lambda: not group(sp.pid), 3), "processes left: %r" % group(sp.pid))
+    check(not listening_on(port), "port %d still listening" % port)
+    check(not os.path.exists(sp.pid_file), "pid file left behind")
+    check(not os.path.exists(sp.sock), "control socket left behind")
+
+
+@tap.case
+def sigquit_under_load_completes_in_flight_requests():
+    port = free_port()
+    sp = Spindle("", workers=2, shutdown_timeout="5s")
+    root = os.path.join(sp.dir, "www")
+    os.mkdir(root)
+    big = os.urandom(4 << 20)
+    with open(os.path.join(root, "big.bin"), "wb") as f:
+        f.write(big)
+    sp.write_conf(services(port, root), workers=2, shutdown_timeout="5s")
+    sp.start(ports=[port])
+    load = None
+    try:
+        load = HttpLoad(port, conns=32, keepalive=True).start()
+        check(load.wait_requests(200), "load: " + load.summary())
+
+        # A download that a slow reader keeps in flight across the signal.
+        slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        slow.settimeout(5)
+        slow.connect(("127.0.0.1", port))
+        slow.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = slow.recv(4096)
+        check(first.startswith(b"HTTP/1.1 200"), "download started: %r" % first[:40])
+        # And a request whose head is only half sent when the signal comes.
+        half = socket.create_connection(("127.0.0.1", port), timeout=5)
+        half.sendall(b"GET /plaintext HTTP/1.1\r\nHo")
+        time.sleep(0.05)
+
+        t_quit = time.monotonic()
+        sp.signal(signal.SIGQUIT)
+        time.sleep(0.2)
+        half.sendall(b"st: x\r\n\r\n")
+        status, headers, body = recv_response(half)
+        eq((status, body), (200, BODY), "half-sent request answered")
+        eq(headers.get("connection", "").lower(), "close", "draining answer closes")
+        half.close()
+
+        data = first
+        while True:
+            chunk = slow.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            time.sleep(0.001)
+        slow.close()
+        head, _, got = data.partition(b"\r\n\r\n")
+        eq(len(got), len(big), "download length")
+        check(got == big, "download content")
+
+        code = sp.wait_exit(10)
+        eq(code, 0, "master exit status")
+        load.stop()
+        # Requests on open connections are answered (with "Connection:
+        # close"); only new connections made after the signal may fail,
+        # since nobody accepts them any more.
+        eq([e for e in load.errors if not e[4]], [], "failed requests on open connections")
+        eq([e for e in load.errors if e[0] < t_quit], [], "failures before the signal")
+        check(sum("refused" in e[3] for e in load.errors) >= len(load.errors) // 2,
+              "late connections are mostly refused, not reset: " + load.summary())
+        assert_all_gone(sp, port)
+    finally:
+        if load:
+            load.stop()
+        sp.stop()
+
+
+@tap.case
+def sigterm_and_sigint_stop_quickly():
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        port = free_port()
+        sp = Spindle(services(port), workers=2, shutdown_timeout="20s")
+        sp.start(ports=[port])
+        try:
+            idle = socket.create_connection(("127.0.0.1", port), timeout=5)
+            idle.sendall(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n")
+            recv_response(idle)
+            t0 = time.monotonic()
+            sp.signal(sig)
+            eq(sp.wait_exit(5), 0, "exit status after %s" % sig.name)
+            check(time.monotonic() - t0 < 2.5, "%s took %.1fs" % (sig.name, time.monotonic() - t0))
+            assert_all_gone(sp, port)
+            idle.close()
+        finally:
+            sp.stop()
+
+
+@tap.case
+def killed_worker_is_replaced_and_others_unaffected():
+    port = free_port()
+    sp = Spindle(services(port), workers=2)
+    sp.start(ports=[port])
+    load = None
+    try:
+        workers = sp.wait_workers(2)
+        load = HttpLoad(port, conns=64, keepalive=True).start()
+        check(load.wait_requests(500), "load: " + load.summary())
+        victim = workers[0]
+        victim_peers = peer_ports_of(victim, port)
+        check(victim_peers, "the victim serves some of the clients")
+        os.kill(victim, signal.SIGKILL)
+        t0 = time.monotonic()
+        new = sp.wait_workers(2, exclude=[victim], timeout=1.0)
+        replacement = [p for p in new if p not in workers]
+        eq(len(replacement), 1, "one replacement")
+        check(wait_until(lambda: peer_ports_of(replacement[0], port), 1.0 - (time.monotonic() - t0)),
+              "the replacement serves within a second")
+        check(load.wait_requests(500), "load continues: " + load.summary())
+        load.stop()
+        others = [e for e in load.errors if e[2] not in victim_peers]
+        eq(others, [], "errors on connections the victim did not hold")
+        check(load.failed <= len(victim_peers), "at most one failure per victim connection: "
+              + load.summary())
+        rc, out = sp.ctl("status")
+        check("pid=%d" % replacement[0] in out, "status lists the replacement: " + out)
+        check(re.search(r"worker 0 \(pid %d, generation 1\) died: signal 9" % victim, sp.logs()),
+              "death logged: " + sp.logs())
+    finally:
+        if load:
+            load.stop()
+        sp.stop()
+
+
+@tap.case
+def crashing_worker_backs_off():
+    port = free_port()
+    sp = Spindle(services(port), workers=1)
+    sp.start(ports=[port])
+    try:
+        pid = sp.wait_workers(1)[0]
+        delays = []
+        for i in range(4):
+            os.kill(pid, signal.SIGKILL)
+            pid = sp.wait_workers(1, exclude=[pid], timeout=3)[0]
+        found = re.findall(r"worker 0 \(pid \d+, generation 1\) died: signal 9 \(Killed\); "
+                           r"respawning in (\d+) ms", sp.logs())
+        delays = [int(d) for d in found]
+        eq(delays, [0, 100, 200, 400], "respawn delays in the log")
+        eq(http_get(port, "/plaintext")[0], 200, "serving after the crashes")
+    finally:
+        sp.stop()
+
+
+@tap.case
+def workers_exit_when_master_is_killed():
+    port = free_port()
+    sp = Spindle(services(port), workers=2, shutdown_timeout="2s")
+    sp.start(ports=[port])
+    try:
+        workers = sp.wait_workers(2)
+        # A keep-alive client that stays idle: the drain has to close it.
+        idle = socket.create_connection(("127.0.0.1", port), timeout=5)
+        idle.sendall(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n")
+        recv_response(idle)
+        os.kill(sp.pid, signal.SIGKILL)
+        sp.wait_exit(5)
+        check(wait_until(lambda: not any(alive(p) for p in workers), 3.0),
+              "workers still alive 3 s after the master died: %r" % workers)
+        check(not listening_on(port), "port still listening")
+        idle.close()
+    finally:
+        sp.stop()
+
+
+@tap.case
+def sigusr1_reopens_logs():
+    port = free_port()
+    sp = Spindle(services(port), workers=1)
+    sp.start(ports=[port])
+    try:
+        worker = sp.wait_workers(1)[0]
+        os.rename(sp.log, sp.log + ".1")
+        sp.signal(signal.SIGUSR1)
+        check(wait_until(lambda: os.path.exists(sp.log), 2), "new error log created")
+        # The worker writes its next line (its drain) into the new file too.
+        eq(sp.ctl("reload")[0], 0, "reload")
+        check(wait_until(lambda: "worker 0 %d: draining" % worker in open(sp.log).read(), 3),
+              "worker line in the new log:\n" + open(sp.log).read())
+        with open(sp.log + ".1") as f:
+            old = f.read()
+        check("reload" not in old, "reload logged into the rotated file")
+    finally:
+        sp.stop()
+
+
+if __name__ == "__main__":
+    tap.run()
