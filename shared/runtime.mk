@@ -26,17 +26,22 @@ UNIT_TESTS += \
 	tests/unit/test_fiber \
 	tests/unit/test_timer \
 	tests/unit/test_iomanager \
+	tests/unit/test_iomanager_mt \
 	tests/unit/test_io
 check_PROGRAMS += \
 	tests/unit/test_fiber \
 	tests/unit/test_timer \
 	tests/unit/test_iomanager \
+	tests/unit/test_iomanager_mt \
 	tests/unit/test_io
+EXTRA_DIST += tests/unit/runtime_test.h
 tests_unit_test_fiber_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_fiber_LDADD = $(UNIT_LDADD)
+tests_unit_test_fiber_LDADD = $(UNIT_LDADD) -lm
 tests_unit_test_timer_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_timer_LDADD = $(UNIT_LDADD)
 tests_unit_test_iomanager_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_iomanager_LDADD = $(UNIT_LDADD)
+tests_unit_test_iomanager_mt_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_iomanager_mt_LDADD = $(UNIT_LDADD)
 tests_unit_test_io_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_io_LDADD = $(UNIT_LDADD)

@@ -1,0 +1,360 @@
+/*
+ * IOManager in multi-thread mode (four scheduler threads on one epoll):
+ * ping-pong load over many connections with a check that no connection is
+ * ever handled by two threads at once, timers, sleeps and close across
+ * threads, and fairness between yielding fibers and the poller.
+ */
+#include "config.h" /* first: it selects the system extensions (accept4) */
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include "runtime_test.h"
+
+/* ---- multi-thread mode ------------------------------------------------- */
+
+#define MT_THREADS 4
+#define NCONN      200
+#define NTCP       50 /* of NCONN */
+#define MAGIC      0x5049u
+#define MAGIC_BACK 0x504fu
+
+struct msg {
+    uint32_t conn, round, magic;
+};
+
+struct conn {
+    uint32_t id;
+    int srv, cli;
+    atomic_int srv_busy, cli_busy;
+};
+
+struct mt {
+    struct conn conns[NCONN];
+    uint32_t rounds;
+    atomic_int overlaps, served, answered, migrations;
+    pthread_mutex_t lock;
+    pthread_t threads[16];
+    int nthreads;
+};
+
+static struct mt *mt;
+
+/* pthread_self() is declared const: a call the compiler cannot merge across a park. */
+static __attribute__((noinline)) pthread_t this_thread(void)
+{
+    pthread_t t = pthread_self();
+    __asm__ volatile("" ::: "memory");
+    return t;
+}
+
+static void note_thread(void)
+{
+    pthread_t me = this_thread();
+    pthread_mutex_lock(&mt->lock);
+    int known = 0;
+    for (int i = 0; i < mt->nthreads; i++)
+        known |= pthread_equal(mt->threads[i], me);
+    if (!known && mt->nthreads < 16)
+        mt->threads[mt->nthreads++] = me;
+    pthread_mutex_unlock(&mt->lock);
+}
+
+static void enter(atomic_int *busy)
+{
+    if (atomic_exchange(busy, 1))
+        atomic_fetch_add(&mt->overlaps, 1);
+}
+
+static void leave(atomic_int *busy)
+{
+    atomic_store(busy, 0);
+}
+
+/* Answers one message.  1: answered, 0: the client is gone, -1: error. */
+static int serve_one(struct conn *c)
+{
+    struct msg m;
+    ssize_t n = read_full(c->srv, &m, sizeof(m), 5000);
+    if (n == 0)
+        return 0;
+    CHECK(n == sizeof(m));
+    if (n != sizeof(m))
+        return -1;
+    note_thread();
+    CHECK(m.conn == c->id && m.magic == MAGIC);
+    m.round++;
+    m.magic = MAGIC_BACK;
+    int ok = sp_write(c->srv, &m, sizeof(m), 5000) == sizeof(m);
+    CHECK(ok);
+    atomic_fetch_add(&mt->served, 1);
+    return ok ? 1 : -1;
+}
+
+/* Server kind 1: a watch per message; each answer runs on a fresh fiber. */
+static void serve_watched(int fd, int status, void *arg)
+{
+    struct conn *c = arg;
+    CHECK(fd == c->srv);
+    enter(&c->srv_busy);
+    CHECK(status == 0);
+    int r = status == 0 ? serve_one(c) : -1;
+    leave(&c->srv_busy); /* before the next watch, which may fire on another thread at once */
+    if (r == 1)
+        CHECK(sp_iom_watch(sp_iom_current(), c->srv, 5000, serve_watched, c) == 0);
+    else
+        sp_close(c->srv);
+}
+
+/* Server kind 2: one fiber for the whole connection. */
+static void serve_fiber(void *arg)
+{
+    struct conn *c = arg;
+    for (;;) {
+        enter(&c->srv_busy);
+        int r = serve_one(c);
+        leave(&c->srv_busy);
+        if (r != 1)
+            break;
+    }
+    sp_close(c->srv);
+}
+
+static void client(void *arg)
+{
+    struct conn *c = arg;
+    for (uint32_t round = 0; round < mt->rounds; round++) {
+        enter(&c->cli_busy);
+        pthread_t before = this_thread();
+        struct msg m = {c->id, round, MAGIC}, r;
+        CHECK(sp_write(c->cli, &m, sizeof(m), 5000) == sizeof(m));
+        ssize_t n = read_full(c->cli, &r, sizeof(r), 5000);
+        CHECK(n == sizeof(r));
+        if (n != sizeof(r)) {
+            leave(&c->cli_busy);
+            break;
+        }
+        CHECK(r.conn == c->id && r.round == round + 1 && r.magic == MAGIC_BACK);
+        if (!pthread_equal(before, this_thread()))
+            atomic_fetch_add(&mt->migrations, 1);
+        atomic_fetch_add(&mt->answered, 1);
+        leave(&c->cli_busy);
+    }
+    sp_close(c->cli);
+}
+
+static void test_mt_ping_pong(void **state)
+{
+    (void)state;
+    static struct mt m;
+    memset(&m, 0, sizeof(m));
+    mt = &m;
+    pthread_mutex_init(&m.lock, NULL);
+    m.rounds = RUNNING_ON_VALGRIND ? 10 : 50;
+    struct sockaddr_in addr;
+    int lfd = loopback_listener(&addr);
+    struct sp_iom *iom = new_iom(MT_THREADS);
+
+    for (uint32_t i = 0; i < NCONN; i++) {
+        struct conn *c = &m.conns[i];
+        c->id = i;
+        if (i < NTCP) {
+            tcp_connect_pair(lfd, &addr, &c->srv, &c->cli);
+        } else {
+            int sv[2];
+            unix_pair(sv);
+            c->srv = sv[0];
+            c->cli = sv[1];
+        }
+        if (i % 2)
+            assert_int_equal(sp_iom_watch(iom, c->srv, 5000, serve_watched, c), 0);
+        else
+            assert_int_equal(sp_iom_spawn(iom, serve_fiber, c), 0);
+        assert_int_equal(sp_iom_spawn(iom, client, c), 0);
+    }
+    close(lfd);
+    assert_int_equal(sp_iom_run(iom), 0);
+    struct sp_iom_stats st;
+    sp_iom_stats(iom, &st);
+    sp_iom_free(iom);
+    pthread_mutex_destroy(&m.lock);
+
+    print_message("%d threads ran handlers, %d client migrations\n", m.nthreads,
+                  atomic_load(&m.migrations));
+    assert_int_equal(atomic_load(&m.overlaps), 0);
+    assert_int_equal(atomic_load(&m.served), NCONN * m.rounds);
+    assert_int_equal(atomic_load(&m.answered), NCONN * m.rounds);
+    assert_int_equal(st.fibers_live, 0);
+    assert_int_equal(st.watches, 0);
+    assert_true(m.nthreads >= 2); /* the load really was spread */
+}
+
+struct mt_timed {
+    int fd[2];
+    int ms;
+    int rc;
+};
+
+static void mt_sleeper(void *arg)
+{
+    struct mt_timed *t = arg;
+    int64_t t0 = now_ms();
+    t->rc = sp_sleep(t->ms);
+    WITHIN(t0, t->ms);
+}
+
+static void mt_timeout_reader(void *arg)
+{
+    struct mt_timed *t = arg;
+    char c;
+    int64_t t0 = now_ms();
+    t->rc = (int)sp_read(t->fd[0], &c, 1, t->ms);
+    WITHIN(t0, t->ms);
+}
+
+static void mt_parked_reader(void *arg)
+{
+    struct mt_timed *t = arg;
+    char c;
+    int64_t t0 = now_ms();
+    t->rc = (int)sp_read(t->fd[0], &c, 1, 5000);
+    WITHIN(t0, 30);
+}
+
+static void mt_closer(void *arg)
+{
+    struct mt_timed *t = arg;
+    sp_sleep(30);
+    for (int i = 0; i < 20; i++)
+        CHECK(sp_close(t[i].fd[0]) == 0);
+}
+
+static void test_mt_timers_and_close(void **state)
+{
+    (void)state;
+    static struct mt_timed sleeps[200], reads[50], closes[20];
+    struct sp_iom *iom = new_iom(MT_THREADS);
+    for (int i = 0; i < 200; i++) {
+        sleeps[i] = (struct mt_timed){.ms = 1 + i % 50, .rc = 1};
+        assert_int_equal(sp_iom_spawn(iom, mt_sleeper, &sleeps[i]), 0);
+    }
+    for (int i = 0; i < 50; i++) {
+        reads[i] = (struct mt_timed){.ms = 1 + (i * 7) % 50, .rc = 1};
+        unix_pair(reads[i].fd);
+        assert_int_equal(sp_iom_spawn(iom, mt_timeout_reader, &reads[i]), 0);
+    }
+    for (int i = 0; i < 20; i++) {
+        closes[i] = (struct mt_timed){.rc = 1};
+        unix_pair(closes[i].fd);
+        assert_int_equal(sp_iom_spawn(iom, mt_parked_reader, &closes[i]), 0);
+    }
+    assert_int_equal(sp_iom_spawn(iom, mt_closer, closes), 0);
+    assert_int_equal(sp_iom_run(iom), 0);
+    sp_iom_free(iom);
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(sleeps[i].rc, 0);
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(reads[i].rc, -ETIMEDOUT);
+        close(reads[i].fd[0]);
+        close(reads[i].fd[1]);
+    }
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(closes[i].rc, -ECANCELED);
+        close(closes[i].fd[1]);
+    }
+}
+
+struct foreign {
+    int fd[2];
+    ssize_t rc;
+    int64_t t0, woke_at;
+};
+
+static void foreign_reader(void *arg)
+{
+    struct foreign *f = arg;
+    char c;
+    f->t0 = now_ms();
+    f->rc = sp_read(f->fd[0], &c, 1, -1);
+    f->woke_at = now_ms();
+}
+
+static void *foreign_closer(void *arg)
+{
+    struct foreign *f = arg;
+    usleep(30000);
+    CHECK(sp_close(f->fd[0]) == 0);
+    return NULL;
+}
+
+/* A thread outside the IOManager closes an fd a fiber waits on: the fiber is
+ * woken even though every scheduler thread sleeps in epoll_wait with no timer. */
+static void test_mt_close_from_outside(void **state)
+{
+    (void)state;
+    struct foreign f = {.rc = 1};
+    unix_pair(f.fd);
+    struct sp_iom *iom = new_iom(MT_THREADS);
+    assert_int_equal(sp_iom_spawn(iom, foreign_reader, &f), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, foreign_closer, &f), 0);
+    assert_int_equal(sp_iom_run(iom), 0);
+    pthread_join(th, NULL);
+    sp_iom_free(iom);
+    assert_int_equal(f.rc, -ECANCELED);
+    assert_true(f.woke_at - f.t0 >= 30 && f.woke_at - f.t0 < 30 + slack_ms());
+    close(f.fd[1]);
+}
+
+struct spinners {
+    atomic_int stop;
+    int64_t t0, woke_at;
+    int sleep_rc;
+};
+
+static void spinner(void *arg)
+{
+    struct spinners *sp = arg;
+    while (!atomic_load(&sp->stop))
+        sp_yield();
+}
+
+static void spin_sleeper(void *arg)
+{
+    struct spinners *sp = arg;
+    sp->sleep_rc = sp_sleep(20);
+    sp->woke_at = now_ms();
+    atomic_store(&sp->stop, 1);
+}
+
+/* Fibers that only ever yield (CPU-bound handlers past their budget) must not
+ * keep the scheduler threads from polling: timers and I/O still get their turn. */
+static void test_mt_yielders_do_not_starve_timers(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 20; round++) {
+        struct spinners sp = {.sleep_rc = 1};
+        struct sp_iom *iom = new_iom(MT_THREADS);
+        for (int i = 0; i < 8; i++)
+            assert_int_equal(sp_iom_spawn(iom, spinner, &sp), 0);
+        assert_int_equal(sp_iom_spawn(iom, spin_sleeper, &sp), 0);
+        sp.t0 = now_ms();
+        assert_int_equal(sp_iom_run(iom), 0);
+        sp_iom_free(iom);
+        assert_int_equal(sp.sleep_rc, 0);
+        assert_true(sp.woke_at - sp.t0 < 20 + slack_ms());
+    }
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        RT_TEST(test_mt_ping_pong),
+        RT_TEST(test_mt_timers_and_close),
+        RT_TEST(test_mt_yielders_do_not_starve_timers),
+        RT_TEST(test_mt_close_from_outside),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
