@@ -158,8 +158,6 @@ static void close_other_fds(const int *keep, unsigned n)
 /* The child side of a fork: runs on the main stack, never returns. */
 static void child_main(struct master *m, struct master_worker *w)
 {
-    static struct worker_listener ls[SP_CONFIG_MAX_LISTENS];
-    static int keep[SP_CONFIG_MAX_LISTENS + 5];
     const struct sp_config *cfg = w->gen->cfg;
     sigset_t none;
     char who[32];
@@ -169,7 +167,16 @@ static void child_main(struct master *m, struct master_worker *w)
     for (int sig = 1; sig < NSIG; sig++)
         signal(sig, SIG_DFL);
 
-    unsigned n = listeners_for_worker(m, cfg, w->index, ls, SP_CONFIG_MAX_LISTENS);
+    unsigned max = 0;
+    for (struct master_listener *l = m->listeners; l; l = l->next)
+        max += l->nfds;
+    struct worker_listener *ls = calloc(max ? max : 1, sizeof(*ls));
+    int *keep = calloc(max + 5, sizeof(*keep));
+    if (!ls || !keep) {
+        sp_log_error("worker %u: out of memory before start", w->index);
+        _exit(2);
+    }
+    unsigned n = listeners_for_worker(m, cfg, w->index, ls, max);
     unsigned nkeep = 0;
     keep[nkeep++] = STDIN_FILENO;
     keep[nkeep++] = STDOUT_FILENO;
@@ -271,6 +278,8 @@ struct master_worker *master_fork_worker(struct master *m, struct master_gen *ge
         return NULL;
     }
     sp_log_info("started worker %u (pid %d, generation %u)", index, (int)w->pid, gen->id);
+    if (m->stopping) /* the shutdown began while we were forking: it missed this one */
+        master_retire(m, w, m->graceful);
     return w;
 }
 

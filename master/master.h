@@ -214,10 +214,9 @@ void listeners_prune(struct master *m);
 void listeners_close_all(struct master *m);
 
 /*
- * Fills out[] with the sockets worker index of a generation of nworkers
- * serves under cfg: slot s of each address with s mod nworkers == index.
- * Returns the count.  out must hold SP_CONFIG_MAX_LISTENS * SP_CONFIG_MAX_SLOTS
- * entries at most; max bounds it.
+ * Fills out[] with the sockets worker index of a generation of cfg->workers
+ * serves under cfg: slot s of each address with s mod cfg->workers == index.
+ * Returns the count, at most max.
  */
 struct worker_listener;
 unsigned listeners_for_worker(struct master *m, const struct sp_config *cfg, unsigned index,
