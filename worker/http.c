@@ -367,8 +367,11 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
             http_log_request(hs->log, c, &t);
         if (rc != 0)
             return END_DROP;
-        if (t.close)
+        if (t.close) {
+            /* Only whether input is left matters now (see conn_run). */
+            c->len -= body_at;
             return END_CLOSE;
+        }
         off = body_at;
     }
     if (off > 0) {
@@ -463,8 +466,6 @@ static void conn_run(struct http_conn *c, bool fresh)
         uint64_t bytes_in = (uint64_t)n;
         unsigned served = 0;
         c->len += (size_t)n;
-        if (head_deadline == 0)
-            head_deadline = sp_now_ns() + header_ns;
         http_date_now(c->date);
         end = process(c, &served, &bytes_in);
         if (http_out_flush(&c->out) != 0)
@@ -475,10 +476,14 @@ static void conn_run(struct http_conn *c, bool fresh)
             atomic_fetch_add(&wc->bytes_out, c->out.sent);
             c->out.sent = 0;
             fresh = false;
-            head_deadline = c->len ? sp_now_ns() + header_ns : 0;
+            head_deadline = 0;
         }
         if (end != END_KEEP)
             break;
+        /* A partial head is left: its first byte came with this read (or an
+         * earlier one, whose deadline stands). */
+        if (c->len && head_deadline == 0)
+            head_deadline = sp_now_ns() + header_ns;
     }
 
     atomic_fetch_add(&wc->bytes_out, c->out.sent);

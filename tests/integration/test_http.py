@@ -99,6 +99,12 @@ def connection_close_ends_the_connection():
         eq(r.status, 200, "status")
         eq(r.header("connection"), "close", "Connection header")
         check(c.closed(), "server closed")
+    # Requests pipelined after the closing one are not answered, and the
+    # answer to the closing one still arrives whole.
+    with Conn(PORT) as c:
+        c.send(build("GET", "/a", headers={"Connection": "close"}) + build("GET", "/b") * 50)
+        eq(c.response().body, b"AAA", "answer to the closing request")
+        check(c.closed(), "nothing more")
 
 
 @tap.case
