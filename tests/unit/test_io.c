@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include "runtime_test.h"
 
@@ -358,6 +359,84 @@ static void test_connect_refused(void **state)
     assert_int_equal(a.refused_rc, -ECONNREFUSED);
 }
 
+struct pending {
+    struct sockaddr_in addr;
+    int lfd;
+    int connect_rc, accept_rc, accept_again;
+    int64_t t0;
+};
+
+static void connect_to_full_backlog(void *arg)
+{
+    struct pending *p = arg;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    int64_t t0 = now_ms();
+    p->connect_rc = sp_connect(fd, (struct sockaddr *)&p->addr, sizeof(p->addr), 100);
+    WITHIN(t0, 100);
+    sp_close(fd);
+}
+
+/* A listener whose accept queue is full drops new SYNs: sp_connect gives up at its timeout. */
+static void test_connect_timeout(void **state)
+{
+    (void)state;
+    struct pending p = {.connect_rc = 1};
+    p.lfd = loopback_listener(&p.addr);
+    assert_int_equal(listen(p.lfd, 0), 0); /* the smallest queue */
+    int queued[4], n = 0;
+    for (; n < 4; n++) {
+        queued[n] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        assert_true(queued[n] >= 0);
+        int rc = connect(queued[n], (struct sockaddr *)&p.addr, sizeof(p.addr));
+        assert_true(rc == 0 || errno == EINPROGRESS);
+    }
+    usleep(20000); /* let the handshakes that can complete, complete */
+    run_fibers(1, connect_to_full_backlog, NULL, &p);
+    assert_int_equal(p.connect_rc, -ETIMEDOUT);
+    for (int i = 0; i < n; i++)
+        close(queued[i]);
+    close(p.lfd);
+}
+
+static void accept_out_of_fds(void *arg)
+{
+    struct pending *p = arg;
+    struct rlimit old, low;
+    CHECK(getrlimit(RLIMIT_NOFILE, &old) == 0);
+    int next = dup(0); /* the number the accepted socket would get */
+    close(next);
+    low = old;
+    low.rlim_cur = (rlim_t)next;
+    CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    p->accept_rc = sp_accept(p->lfd, NULL, NULL, 1000);
+    CHECK(setrlimit(RLIMIT_NOFILE, &old) == 0);
+    /* The connection stayed queued: once descriptors are back it is there. */
+    p->accept_again = sp_accept(p->lfd, NULL, NULL, 1000);
+    if (p->accept_again >= 0)
+        sp_close(p->accept_again);
+}
+
+/* Out of descriptors, sp_accept reports it rather than parking on a listener that stays ready. */
+static void test_accept_emfile(void **state)
+{
+    (void)state;
+    if (RUNNING_ON_VALGRIND) {
+        print_message("valgrind keeps descriptors of its own: not tested\n");
+        return;
+    }
+    struct pending p = {.accept_rc = 1, .accept_again = -1};
+    p.lfd = loopback_listener(&p.addr);
+    int cli = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(cli >= 0);
+    assert_int_equal(connect(cli, (struct sockaddr *)&p.addr, sizeof(p.addr)), 0);
+    run_fibers(1, accept_out_of_fds, NULL, &p);
+    assert_int_equal(p.accept_rc, -EMFILE);
+    assert_true(p.accept_again >= 0);
+    close(cli);
+    close(p.lfd);
+}
+
 static void test_net_helpers(void **state)
 {
     (void)state;
@@ -388,12 +467,20 @@ static void test_net_helpers(void **state)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    /* clang-format off */
     const struct CMUnitTest tests[] = {
-        RT_TEST(test_peer_reset),         RT_TEST(test_write_to_closed_peer),
-        RT_TEST(test_write_timeout),      RT_TEST(test_writev_many_iovecs_partial_writes),
-        RT_TEST(test_write_edge_cases),   RT_TEST(test_sendfile_bigger_than_socket_buffer),
-        RT_TEST(test_accept_and_connect), RT_TEST(test_connect_refused),
+        RT_TEST(test_peer_reset),
+        RT_TEST(test_write_to_closed_peer),
+        RT_TEST(test_write_timeout),
+        RT_TEST(test_writev_many_iovecs_partial_writes),
+        RT_TEST(test_write_edge_cases),
+        RT_TEST(test_sendfile_bigger_than_socket_buffer),
+        RT_TEST(test_accept_and_connect),
+        RT_TEST(test_connect_refused),
+        RT_TEST(test_connect_timeout),
+        RT_TEST(test_accept_emfile),
         RT_TEST(test_net_helpers),
     };
+    /* clang-format on */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
