@@ -2,6 +2,7 @@
 workers are replaced, the worker count changes and addresses come and go; a
 bad configuration or workers that cannot start leave the old generation
 serving; nothing leaks across many reloads."""
+import os
 import re
 import time
 
@@ -44,6 +45,13 @@ def current_workers(sp, n, timeout=5.0):
         time.sleep(0.02)
 
 
+def listen_slots(sp):
+    """{port: slot sockets the master holds} from -s status."""
+    _, _, _, out = status(sp)
+    return {int(p): int(n) for p, n in re.findall(r"^listen 127\.0\.0\.1:(\d+) slots=(\d+)$",
+                                                   out, re.M)}
+
+
 def reload_under_load(keepalive):
     port, port2 = free_port(), free_port()
     sp = Spindle(services([port]), workers=2, shutdown_timeout="5s")
@@ -58,6 +66,7 @@ def reload_under_load(keepalive):
         check(load.wait_requests(200), "load never got going: " + load.summary())
 
         plan = [3, 1, 2]
+        max_slots = listen_slots(sp)[port]
         with_port2 = False
         for i in range(20):
             workers = plan[i % 3]
@@ -73,6 +82,10 @@ def reload_under_load(keepalive):
             check("reloaded" in out, "reload answer: " + out)
             mpid, gen, pids = current_workers(sp, workers)
             eq(mpid, master, "master pid")
+            slots = listen_slots(sp)[port]
+            check(slots >= max_slots and slots >= workers,
+                  "slots of the address that stays went from %d to %d" % (max_slots, slots))
+            max_slots = slots
             eq(gen, gen0 + i + 1, "generation after reload %d" % i)
             eq(len(pids), workers, "workers after reload %d" % i)
             check(not set(pids) & seen, "reload %d kept a worker: %r in %r" % (i, pids, seen))
@@ -192,6 +205,37 @@ def no_fd_leak_over_50_reloads():
         eq(http_get(port, "/plaintext")[0], 200, "still serving")
         _, gen, _, _ = status(sp)
         eq(gen, 52, "generation after 51 reloads")
+    finally:
+        sp.stop()
+
+
+@tap.case
+def reload_applies_error_log_and_keeps_pid_file():
+    port = free_port()
+    sp = Spindle(services([port]), workers=1)
+    sp.start(ports=[port])
+    try:
+        before = sp.wait_workers(1)
+        new_log = os.path.join(sp.dir, "new-error.log")
+        text = open(sp.conf).read()
+        text = text.replace("error_log = %s" % sp.log, "error_log = %s" % new_log)
+        text = text.replace("pid_file = %s" % sp.pid_file,
+                            "pid_file = %s" % os.path.join(sp.dir, "other.pid"))
+        with open(sp.conf, "w") as f:
+            f.write(text)
+        rc, out = sp.ctl("reload")
+        eq(rc, 0, "reload: " + out)
+        after = sp.wait_workers(1, exclude=before)
+        check(os.path.exists(new_log), "new error log opened")
+        check(re.search(r"pid_file changed .*restart to apply", open(sp.log).read()),
+              "warning about pid_file in the log")
+        eq(sp.ctl("reload")[0], 0, "second reload")
+        sp.wait_workers(1, exclude=after)
+        logged = open(new_log).read()
+        check("reload" in logged and "worker 0 %d" % after[0] in logged,
+              "master and new workers write to the new log:\n" + logged)
+        check(os.path.exists(sp.pid_file), "pid file kept")
+        check(not os.path.exists(os.path.join(sp.dir, "other.pid")), "no new pid file")
     finally:
         sp.stop()
 
