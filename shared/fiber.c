@@ -98,11 +98,19 @@ static void fiber_prepare(struct sp_fiber *f)
     f->uc.uc_link = NULL;
     uintptr_t p = (uintptr_t)f;
     makecontext(&f->uc, (void (*)(void))fiber_main_uc, 2, (unsigned)(p >> 32), (unsigned)p);
+#if defined(__x86_64__)
+    /* getcontext() copied the creator's floating-point control state; start
+     * from the default one instead, as the assembly switch does. */
+    f->uc.uc_mcontext.fpregs->cwd = 0x037F;
+    f->uc.uc_mcontext.fpregs->swd = 0;
+    f->uc.uc_mcontext.fpregs->mxcsr = 0x1F80;
+#endif
 #else
     uintptr_t top = ((uintptr_t)f->stack_lo + f->stack_size) & ~(uintptr_t)15;
     uint64_t *sp = (uint64_t *)top;
 #if defined(__x86_64__)
-    /* Popped by sp__fiber_switch: control words, r15, r14, r13, r12, rbx, rbp, return address. */
+    /* Popped by sp__fiber_switch: control words, r15, r14, r13, r12, rbx, rbp, return address.
+     * A fiber starts with the default floating-point control state, whoever created it. */
     *--sp = 0; /* alignment padding: the trampoline realigns anyway */
     *--sp = (uint64_t)(uintptr_t)sp__fiber_trampoline;
     *--sp = 0;                               /* rbp */
@@ -118,9 +126,7 @@ static void fiber_prepare(struct sp_fiber *f)
     sp[0] = (uint64_t)(uintptr_t)f;                     /* x19 */
     sp[1] = (uint64_t)(uintptr_t)fiber_main;            /* x20 */
     sp[11] = (uint64_t)(uintptr_t)sp__fiber_trampoline; /* x30 */
-    uint64_t fpcr;
-    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
-    sp[20] = fpcr;
+    sp[20] = 0;                                         /* FPCR: the default state (round to nearest, no traps), as on x86-64 */
 #else
 #error "no assembly context switch for this CPU; configure --with-fiber=ucontext"
 #endif
