@@ -7,4 +7,5 @@ spindle_SOURCES += \
 	master/reload.c \
 	master/listeners.c \
 	master/control.c \
+	master/spawn.c \
 	master/pidfile.c

@@ -4,14 +4,11 @@
  */
 #include "config.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -97,132 +94,9 @@ void master_retire(struct master *m, struct master_worker *w, bool graceful)
             w->kill_at_ns = at;
     }
     int rc = master_send(w, graceful ? SP_MSG_DRAIN : SP_MSG_STOP);
-    if (rc < 0 && rc != -EPIPE)
+    if (rc < 0 && rc != -EPIPE && rc != -ECONNRESET)
         sp_log_warn("send(%s) to worker %u (pid %d) failed: %s; it will be killed at the deadline",
                     graceful ? "DRAIN" : "STOP", w->index, (int)w->pid, strerror(-rc));
-}
-
-/* ---- forking ------------------------------------------------------------ */
-
-/* Closes every fd except those in keep[0..n): the child must not hold the
- * master's epoll, signalfd, control socket, other workers' channels or
- * slots it does not serve (a held slot would keep a queue alive that no one
- * accepts from). */
-static void close_other_fds(const int *keep, unsigned n)
-{
-    int fds[4096];
-    unsigned nfds = 0;
-    DIR *d = opendir("/proc/self/fd");
-
-    if (d) {
-        int dfd = dirfd(d);
-        struct dirent *e;
-        bool more = false;
-        while ((e = readdir(d)) != NULL) {
-            if (e->d_name[0] < '0' || e->d_name[0] > '9')
-                continue;
-            int fd = atoi(e->d_name);
-            if (fd == dfd)
-                continue;
-            if (nfds == sizeof(fds) / sizeof(fds[0])) {
-                more = true;
-                break;
-            }
-            fds[nfds++] = fd;
-        }
-        closedir(d);
-        if (!more) {
-            for (unsigned i = 0; i < nfds; i++) {
-                bool kept = false;
-                for (unsigned k = 0; k < n && !kept; k++)
-                    kept = keep[k] == fds[i];
-                if (!kept)
-                    close(fds[i]);
-            }
-            return;
-        }
-    }
-    /* No /proc, or too many fds to list: try every number. */
-    struct rlimit rl;
-    int max =
-        getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1048576 ? (int)rl.rlim_cur : 65536;
-    for (int fd = 0; fd < max; fd++) {
-        bool kept = false;
-        for (unsigned k = 0; k < n && !kept; k++)
-            kept = keep[k] == fd;
-        if (!kept)
-            close(fd);
-    }
-}
-
-/* The child side of a fork: runs on the main stack, never returns. */
-static void child_main(struct master *m, struct master_worker *w)
-{
-    const struct sp_config *cfg = w->gen->cfg;
-    sigset_t none;
-    char who[32];
-
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    for (int sig = 1; sig < NSIG; sig++)
-        signal(sig, SIG_DFL);
-
-    unsigned max = 0;
-    for (struct master_listener *l = m->listeners; l; l = l->next)
-        max += l->nfds;
-    struct worker_listener *ls = calloc(max ? max : 1, sizeof(*ls));
-    int *keep = calloc(max + 5, sizeof(*keep));
-    if (!ls || !keep) {
-        sp_log_error("worker %u: out of memory before start", w->index);
-        _exit(2);
-    }
-    unsigned n = listeners_for_worker(m, cfg, w->index, ls, max);
-    unsigned nkeep = 0;
-    keep[nkeep++] = STDIN_FILENO;
-    keep[nkeep++] = STDOUT_FILENO;
-    keep[nkeep++] = STDERR_FILENO;
-    keep[nkeep++] = sp_log_fd();
-    keep[nkeep++] = w->child_fd;
-    for (unsigned i = 0; i < n; i++)
-        keep[nkeep++] = ls[i].fd;
-    close_other_fds(keep, nkeep);
-
-    snprintf(who, sizeof(who), "worker %u", w->index);
-    sp_log_set_who(who);
-    struct worker_args args = {
-        .cfg = cfg,
-        .generation = w->gen->id,
-        .index = w->index,
-        .channel_fd = w->child_fd,
-        .listeners = ls,
-        .nlisteners = n,
-    };
-    _exit(worker_main(&args));
-}
-
-/* Serves the fork requests queued by fibers; runs on the main stack while
- * the scheduler is stopped. */
-static void serve_forks(struct master *m)
-{
-    struct master_worker *q = NULL;
-    while (m->fork_queue) { /* reverse: fork in the order asked */
-        struct master_worker *w = m->fork_queue;
-        m->fork_queue = w->fork_next;
-        w->fork_next = q;
-        q = w;
-    }
-    for (struct master_worker *w = q; w; w = w->fork_next) {
-        pid_t pid = fork();
-        if (pid == 0)
-            child_main(m, w);
-        if (pid < 0)
-            w->fork_err = -errno;
-        else
-            w->pid = pid;
-        close(w->child_fd);
-        w->child_fd = -1;
-        w->fork_done = true;
-    }
 }
 
 static void channel_fiber(void *arg);
@@ -630,60 +504,6 @@ static void startup_fiber(void *arg)
     }
 }
 
-/* Detaches from the terminal: fork, setsid, fork again.  The original
- * process waits on a pipe for the daemon's start-up outcome and exits with
- * it.  Returns in the daemon only. */
-static void daemonize(struct master *m)
-{
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) {
-        fprintf(stderr, "spindle: pipe() failed: %s\n", strerror(errno));
-        exit(1);
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        fprintf(stderr, "spindle: fork() failed: %s\n", strerror(errno));
-        exit(1);
-    }
-    if (pid > 0) {
-        char buf[1024];
-        size_t len = 0;
-        ssize_t n;
-        close(p[1]);
-        while (len < sizeof(buf) - 1 && (n = read(p[0], buf + len, sizeof(buf) - 1 - len)) != 0) {
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0)
-                break;
-            len += (size_t)n;
-        }
-        buf[len] = '\0';
-        waitpid(pid, NULL, 0);
-        if (len > 0) {
-            fprintf(stderr, "spindle: %s\n", buf);
-            _exit(1);
-        }
-        _exit(0);
-    }
-    close(p[0]);
-    if (setsid() < 0)
-        _exit(1);
-    pid = fork();
-    if (pid < 0)
-        _exit(1);
-    if (pid > 0)
-        _exit(0);
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null >= 0) {
-        dup2(null, STDIN_FILENO);
-        dup2(null, STDOUT_FILENO);
-        if (sp_log_fd() != STDERR_FILENO)
-            dup2(null, STDERR_FILENO);
-        close(null);
-    }
-    m->ready_fd = p[1];
-}
-
 static int setup_signals(struct master *m)
 {
     sigset_t set;
@@ -741,7 +561,7 @@ int master_run(struct master *m)
     free(txn);
     txn = NULL;
     if (m->daemon)
-        daemonize(m);
+        master_daemonize(m);
 
     rc = pidfile_write(m->pid_file);
     if (rc < 0) {
@@ -776,7 +596,7 @@ int master_run(struct master *m)
             m->exit_code = 1;
             break;
         }
-        serve_forks(m);
+        master_serve_forks(m);
     }
 
 out:

@@ -171,6 +171,19 @@ void master_shutdown(struct master *m, bool graceful);
 /* Describes a waitpid() status: "exit status 2", "signal 9 (Killed)". */
 const char *master_wstatus(int wstatus, char *buf, size_t len);
 
+/* ---- spawn.c -------------------------------------------------------- */
+
+/* Forks the workers queued by master_fork_worker(); runs on the main stack
+ * while the scheduler is stopped.  The children never return from it. */
+void master_serve_forks(struct master *m);
+
+/*
+ * Detaches from the terminal: fork, setsid, fork again.  The original
+ * process waits on a pipe (m->ready_fd in the daemon) for the start-up
+ * outcome and exits with it.  Returns in the daemon only.
+ */
+void master_daemonize(struct master *m);
+
 /* ---- reload.c ------------------------------------------------------- */
 
 /*
