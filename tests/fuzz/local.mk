@@ -1,0 +1,58 @@
+# tests/fuzz/local.mk
+# libFuzzer targets, one per parser, and their replay in `make check`.
+#
+# The replay programs link each target's LLVMFuzzerTestOneInput to a plain
+# main (tests/fuzz/replay.c) that runs it on the seed corpus and on every saved
+# regression; they are always built.  The fuzzers themselves need clang:
+#   CC=clang configure --enable-fuzz && make check && make fuzz FUZZ_SECONDS=60
+# A crash found by `make fuzz` lands in tests/fuzz/artifacts/TARGET/ of the
+# build tree; copy it to tests/fuzz/regressions/TARGET/ once fixed.
+
+FUZZ_TARGETS = http_request chunked
+EXTRA_DIST += tests/fuzz/corpus tests/fuzz/regressions
+
+UNIT_TESTS += \
+	tests/fuzz/fuzz_http_request_replay \
+	tests/fuzz/fuzz_chunked_replay
+check_PROGRAMS += \
+	tests/fuzz/fuzz_http_request_replay \
+	tests/fuzz/fuzz_chunked_replay
+FUZZ_REPLAY_CFLAGS = $(AM_CFLAGS) -DSP_FUZZ_SRCDIR='"$(abs_top_srcdir)"'
+tests_fuzz_fuzz_http_request_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_http_request.c
+tests_fuzz_fuzz_http_request_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"http_request"'
+tests_fuzz_fuzz_http_request_replay_LDADD = shared/libspindle.a
+tests_fuzz_fuzz_chunked_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_chunked.c
+tests_fuzz_fuzz_chunked_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"chunked"'
+tests_fuzz_fuzz_chunked_replay_LDADD = shared/libspindle.a
+
+if ENABLE_FUZZ
+# The parser sources are compiled into each fuzzer with its instrumentation.
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZERS = tests/fuzz/fuzz_http_request tests/fuzz/fuzz_chunked
+check_PROGRAMS += $(FUZZERS)
+tests_fuzz_fuzz_http_request_SOURCES = tests/fuzz/fuzz_http_request.c \
+	shared/http_parser.c shared/http_path.c
+tests_fuzz_fuzz_http_request_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_http_request_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_chunked_SOURCES = tests/fuzz/fuzz_chunked.c shared/http_parser.c
+tests_fuzz_fuzz_chunked_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_chunked_LDFLAGS = $(FUZZ_FLAGS)
+
+FUZZ_SECONDS = 60
+# Runs every fuzzer for FUZZ_SECONDS, growing a corpus in the build tree
+# from the seeds in the source tree.
+fuzz: $(FUZZERS)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p tests/fuzz/work/$$t tests/fuzz/artifacts/$$t || exit 1; \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	  tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=tests/fuzz/artifacts/$$t/ \
+	    tests/fuzz/work/$$t $(srcdir)/tests/fuzz/corpus/$$t \
+	    $(srcdir)/tests/fuzz/regressions/$$t || exit 1; \
+	done
+else
+fuzz:
+	@echo "fuzzers not built: configure with CC=clang --enable-fuzz" >&2; exit 1
+endif
+
+.PHONY: fuzz
