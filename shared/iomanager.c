@@ -46,6 +46,8 @@ struct fdctx {
     sp_watch_fn *watch_fn;
     void *watch_arg;
     struct sp_timer watch_timer;
+    int late_status; /* the callback is due with this status but found no fiber */
+    unsigned char late;
 };
 
 struct sp_iom {
@@ -274,6 +276,13 @@ static void fiber_timer_fired(struct sp_timer *t)
 /* Ends a watch: its callback runs on a fresh fiber with status. */
 static void watch_fire(struct sp_iom *iom, int fd, struct fdctx *ctx, int status)
 {
+    if (ctx->late) {
+        /* Already due and waiting for a stack: only a close changes what it
+         * will report, since the fd number must then be left alone. */
+        if (status == -ECANCELED)
+            ctx->late_status = status;
+        return;
+    }
     sp_watch_fn *fn = ctx->watch_fn;
     void *arg = ctx->watch_arg;
     ctx->watch_fn = NULL;
@@ -283,9 +292,12 @@ static void watch_fire(struct sp_iom *iom, int fd, struct fdctx *ctx, int status
 
     struct sp_fiber *f = spawn_locked(iom, watch_entry, NULL);
     if (!f) {
-        /* No stack to run the callback on: retry shortly rather than lose it. */
+        /* No stack to run the callback on: retry shortly, with this status,
+         * rather than lose it. */
         ctx->watch_fn = fn;
         ctx->watch_arg = arg;
+        ctx->late = 1;
+        ctx->late_status = status;
         iom->nwatches++;
         sp_timer_add(&iom->timers, &ctx->watch_timer, sp_now_ns() + 10 * 1000000ull);
         return;
@@ -300,8 +312,11 @@ static void watch_fire(struct sp_iom *iom, int fd, struct fdctx *ctx, int status
 static void watch_timer_fired(struct sp_timer *t)
 {
     struct fdctx *ctx = sp_container_of(t, struct fdctx, watch_timer);
-    if (ctx->watch_fn)
-        watch_fire(current_iom(), ctx->fd, ctx, -ETIMEDOUT);
+    if (!ctx->watch_fn)
+        return;
+    int status = ctx->late ? ctx->late_status : -ETIMEDOUT;
+    ctx->late = 0;
+    watch_fire(current_iom(), ctx->fd, ctx, status);
 }
 
 int sp_iom_watch(struct sp_iom *iom, int fd, int64_t timeout_ms, sp_watch_fn *fn, void *arg)
