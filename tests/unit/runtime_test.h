@@ -35,6 +35,17 @@
 #include "spindle/net.h"
 #include "spindle/timer.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define SP_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SP_TEST_ASAN 1
+#endif
+#endif
+#ifndef SP_TEST_ASAN
+#define SP_TEST_ASAN 0
+#endif
+
 static atomic_int rt_failures;
 
 #define CHECK(c)                                                                                   \

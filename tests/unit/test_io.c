@@ -462,6 +462,21 @@ static void test_net_helpers(void **state)
     assert_true(fcntl(l1, F_GETFD) & FD_CLOEXEC);
     close(l1);
     close(l2);
+
+    /* IPv6 listeners take IPv6 only. */
+    struct sockaddr_in6 any6 = {.sin6_family = AF_INET6};
+    any6.sin6_addr = in6addr_loopback;
+    int l6 = sp_net_listen((struct sockaddr *)&any6, sizeof(any6), 16, 0);
+    if (l6 == -EAFNOSUPPORT || l6 == -EADDRNOTAVAIL) {
+        print_message("no IPv6 loopback here\n");
+        return;
+    }
+    assert_true(l6 >= 0);
+    int v6only = 0;
+    socklen_t len = sizeof(v6only);
+    assert_int_equal(getsockopt(l6, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len), 0);
+    assert_int_equal(v6only, 1);
+    close(l6);
 }
 
 int main(void)

@@ -7,7 +7,10 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 
 #include "runtime_test.h"
 
@@ -706,6 +709,83 @@ static void test_expire_watches(void **state)
     }
 }
 
+/* ---- watches when no stack can be mapped -------------------------------- */
+
+struct starved {
+    int data[2], closed[2];
+    struct watched on_data, on_close;
+    struct rlimit old;
+};
+
+/* Address space for small allocations, none for another 16 MiB stack. */
+static int starve_address_space(struct rlimit *old)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long vm_kb = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmSize: %ld kB", &vm_kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    if (vm_kb < 0 || getrlimit(RLIMIT_AS, old) != 0)
+        return -1;
+    struct rlimit low = *old;
+    low.rlim_cur = (rlim_t)(vm_kb + 8 * 1024) * 1024;
+    return setrlimit(RLIMIT_AS, &low);
+}
+
+static void starving_driver(void *arg)
+{
+    struct starved *st = arg;
+    if (starve_address_space(&st->old) != 0)
+        _exit(10);
+    CHECK(write(st->data[1], "d", 1) == 1);
+    CHECK(sp_close(st->closed[0]) == 0);
+    sp_sleep(30); /* both callbacks are due, and find no stack */
+    if (atomic_load(&st->on_data.calls) || atomic_load(&st->on_close.calls))
+        _exit(11); /* they ran although no stack could be mapped? */
+    setrlimit(RLIMIT_AS, &st->old);
+    sp_sleep(50); /* the retry finds one */
+}
+
+/* Runs in a child: 0 when each late callback reported what happened to its fd. */
+static int starved_watches_child(void)
+{
+    static struct starved st;
+    struct sp_iom_config cfg = {.pool = {.stack_size = 16 << 20}};
+    struct sp_iom *iom = sp_iom_new(&cfg);
+    if (!iom || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, st.data) != 0 ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, st.closed) != 0)
+        return 12;
+    if (sp_iom_watch(iom, st.data[0], -1, watch_cb, &st.on_data) != 0 ||
+        sp_iom_watch(iom, st.closed[0], -1, watch_cb, &st.on_close) != 0 ||
+        sp_iom_spawn(iom, starving_driver, &st) != 0 || sp_iom_run(iom) != 0)
+        return 13;
+    if (atomic_load(&st.on_data.calls) != 1 || st.on_data.status != 0 || st.on_data.got != 1)
+        return 14; /* data arrived: status 0, not a timeout */
+    if (atomic_load(&st.on_close.calls) != 1 || st.on_close.status != -ECANCELED)
+        return 15; /* closed: the fd number must not be touched */
+    return atomic_load(&rt_failures) ? 16 : 0;
+}
+
+static void test_watch_late_for_want_of_a_stack(void **state)
+{
+    (void)state;
+    if (RUNNING_ON_VALGRIND || SP_TEST_ASAN) {
+        print_message("an address-space limit does not mix with valgrind or ASan\n");
+        return;
+    }
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(starved_watches_child());
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* ---- stop, budget, yield, off-fiber calls ------------------------------- */
 
 struct stopper {
@@ -875,6 +955,7 @@ int main(void)
         RT_TEST(test_watch_busy),
         RT_TEST(test_watches_hold_no_fiber),
         RT_TEST(test_expire_watches),
+        RT_TEST(test_watch_late_for_want_of_a_stack),
         RT_TEST(test_stop_from_another_thread),
         RT_TEST(test_budget_shares_the_thread),
         RT_TEST(test_spawn_and_yield_order),
