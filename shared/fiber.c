@@ -61,24 +61,18 @@ static void fiber_main_uc(unsigned hi, unsigned lo);
 
 /* ---- sanitizer and valgrind hooks ------------------------------------ */
 
+#ifdef SP_ASAN
 static inline void asan_start(struct sp_fiber *f, void **fake_save, const void *bottom, size_t size)
 {
-#ifdef SP_ASAN
     (void)f;
     __sanitizer_start_switch_fiber(fake_save, bottom, size);
-#else
-    (void)f, (void)fake_save, (void)bottom, (void)size;
-#endif
 }
 
 static inline void asan_finish(void *fake, const void **bottom_old, size_t *size_old)
 {
-#ifdef SP_ASAN
     __sanitizer_finish_switch_fiber(fake, bottom_old, size_old);
-#else
-    (void)fake, (void)bottom_old, (void)size_old;
-#endif
 }
+#endif
 
 /* ---- the switch --------------------------------------------------------- */
 

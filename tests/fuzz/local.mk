@@ -8,15 +8,16 @@
 # A crash found by `make fuzz` lands in tests/fuzz/artifacts/TARGET/ of the
 # build tree; copy it to tests/fuzz/regressions/TARGET/ once fixed.
 
-FUZZ_TARGETS = http_request chunked
+FUZZ_TARGETS = http_request chunked config channel
 EXTRA_DIST += tests/fuzz/corpus tests/fuzz/regressions
 
-UNIT_TESTS += \
+FUZZ_REPLAYS = \
 	tests/fuzz/fuzz_http_request_replay \
-	tests/fuzz/fuzz_chunked_replay
-check_PROGRAMS += \
-	tests/fuzz/fuzz_http_request_replay \
-	tests/fuzz/fuzz_chunked_replay
+	tests/fuzz/fuzz_chunked_replay \
+	tests/fuzz/fuzz_config_replay \
+	tests/fuzz/fuzz_channel_replay
+UNIT_TESTS += $(FUZZ_REPLAYS)
+check_PROGRAMS += $(FUZZ_REPLAYS)
 FUZZ_REPLAY_CFLAGS = $(AM_CFLAGS) -DSP_FUZZ_SRCDIR='"$(abs_top_srcdir)"'
 tests_fuzz_fuzz_http_request_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_http_request.c
 tests_fuzz_fuzz_http_request_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"http_request"'
@@ -24,11 +25,18 @@ tests_fuzz_fuzz_http_request_replay_LDADD = shared/libspindle.a
 tests_fuzz_fuzz_chunked_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_chunked.c
 tests_fuzz_fuzz_chunked_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"chunked"'
 tests_fuzz_fuzz_chunked_replay_LDADD = shared/libspindle.a
+tests_fuzz_fuzz_config_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_config.c
+tests_fuzz_fuzz_config_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) $(INIH_CFLAGS) -DSP_FUZZ_TARGET='"config"'
+tests_fuzz_fuzz_config_replay_LDADD = shared/libspindle.a $(INIH_LIBS)
+tests_fuzz_fuzz_channel_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_channel.c
+tests_fuzz_fuzz_channel_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"channel"'
+tests_fuzz_fuzz_channel_replay_LDADD = shared/libspindle.a
 
 if ENABLE_FUZZ
 # The parser sources are compiled into each fuzzer with its instrumentation.
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZERS = tests/fuzz/fuzz_http_request tests/fuzz/fuzz_chunked
+FUZZERS = tests/fuzz/fuzz_http_request tests/fuzz/fuzz_chunked tests/fuzz/fuzz_config \
+	tests/fuzz/fuzz_channel
 check_PROGRAMS += $(FUZZERS)
 tests_fuzz_fuzz_http_request_SOURCES = tests/fuzz/fuzz_http_request.c \
 	shared/http_parser.c shared/http_path.c
@@ -37,6 +45,13 @@ tests_fuzz_fuzz_http_request_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_chunked_SOURCES = tests/fuzz/fuzz_chunked.c shared/http_parser.c
 tests_fuzz_fuzz_chunked_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_chunked_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_config_SOURCES = tests/fuzz/fuzz_config.c shared/config.c shared/config_values.c
+tests_fuzz_fuzz_config_CFLAGS = $(AM_CFLAGS) $(INIH_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_config_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_config_LDADD = $(INIH_LIBS)
+tests_fuzz_fuzz_channel_SOURCES = tests/fuzz/fuzz_channel.c shared/channel.c
+tests_fuzz_fuzz_channel_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_channel_LDFLAGS = $(FUZZ_FLAGS)
 
 FUZZ_SECONDS = 60
 # Runs every fuzzer for FUZZ_SECONDS, growing a corpus in the build tree
