@@ -120,7 +120,8 @@ static void fiber_prepare(struct sp_fiber *f)
     sp[0] = (uint64_t)(uintptr_t)f;                     /* x19 */
     sp[1] = (uint64_t)(uintptr_t)fiber_main;            /* x20 */
     sp[11] = (uint64_t)(uintptr_t)sp__fiber_trampoline; /* x30 */
-    sp[20] = 0;                                         /* FPCR: the default state (round to nearest, no traps), as on x86-64 */
+    /* FPCR: the default state (round to nearest, no traps), as on x86-64. */
+    sp[20] = 0;
 #else
 #error "no assembly context switch for this CPU; configure --with-fiber=ucontext"
 #endif

@@ -600,7 +600,8 @@ static int loop(struct sp_iom *iom)
         /* Run what is runnable now, no more fibers than are queued: those that
          * yield wait for the next pass.  (Stopping at the fiber that was last
          * would not do with several threads: another one may take it, and
-         * fibers that keep yielding then keep this one from ever polling.) */
+         * this thread then runs fibers that yield again and again instead of
+         * polling.) */
         unsigned quota = iom->runq_len;
         struct sp_fiber *f;
         while (quota-- > 0 && (f = runq_pop(iom)) != NULL) {
