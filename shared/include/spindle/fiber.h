@@ -19,8 +19,10 @@ struct sp_fiber;
 struct sp_fiber_pool;
 
 struct sp_fiber_pool_config {
-    size_t stack_size;  /* usable bytes per stack, rounded up to pages; 0 = 64 KiB */
-    unsigned max_free;  /* finished fibers kept for reuse; beyond this they are unmapped */
+    size_t stack_size;  /* usable bytes per stack, rounded up to pages, at least 4 pages;
+                           0 = 64 KiB */
+    unsigned max_free;  /* finished fibers kept for reuse; beyond this they are unmapped
+                           (0 = 256) */
     unsigned warm_free; /* free fibers whose stack pages stay resident; the rest get
                            MADV_DONTNEED when returned (0 = max_free) */
     bool guard_page;    /* PROT_NONE page below each stack (always on in debug builds) */
@@ -48,7 +50,7 @@ void sp_fiber_pool_stats(const struct sp_fiber_pool *pool, struct sp_fiber_pool_
 
 /*
  * Takes a fiber from the pool (or maps a new stack) that will run fn(arg) when
- * first resumed.  Returns NULL with errno = ENOMEM when no stack can be mapped.
+ * first resumed, in the default floating-point environment.  Returns NULL with errno = ENOMEM when no stack can be mapped.
  * The fiber belongs to the caller until sp_fiber_release().
  */
 struct sp_fiber *sp_fiber_new(struct sp_fiber_pool *pool, sp_fiber_fn *fn, void *arg);

@@ -48,7 +48,9 @@ int sp_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t timeout
 /* Connects a non-blocking socket.  Returns 0 or -errno. */
 int sp_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t timeout_ms);
 
-/* Parks the fiber until fd is readable or writable (dir).  Returns 0 or -errno. */
+/* Parks the fiber until fd is readable or writable (dir).  Returns 0 or -errno.
+ * In single-thread mode readiness seen while nobody waited is cached, so it may
+ * return 0 at once: callers retry their I/O and wait again on EAGAIN. */
 int sp_wait(int fd, enum sp_io_dir dir, int64_t timeout_ms);
 
 /* Parks the fiber for ms milliseconds.  Returns 0. */

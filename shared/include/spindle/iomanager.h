@@ -8,8 +8,10 @@
  *
  * Multi-thread mode (threads > 1): that many scheduler threads share the
  * epoll instance.  Fds are registered with EPOLLONESHOT and re-armed after each
- * event, so an fd is only ever handled by one thread at a time; a fiber may
- * resume on another thread than the one it parked on.
+ * event, so an fd's waiter is only ever woken on one thread at a time; a fiber
+ * may resume on another thread than the one it parked on.  (A reader fiber and
+ * a writer fiber parked on the same fd are two waiters and may run at once:
+ * services use one fiber per connection.)
  *
  * Blocking calls (io.h) park the calling fiber; the IOManager resumes it when
  * the fd is ready, its timer fires or the fd is closed under it.

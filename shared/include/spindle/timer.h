@@ -64,7 +64,9 @@ int sp_timer_timeout_ms(const struct sp_timer_heap *h, uint64_t now);
 
 /*
  * Disarms and calls, in deadline order, every timer due at or before now.
- * A callback may add or cancel timers (itself included).  Returns the count.
+ * A callback may add or cancel timers (itself included); a timer a callback
+ * arms for a time already past fires in the next run (its deadline becomes
+ * now + 1).  Returns the count.
  */
 unsigned sp_timer_run(struct sp_timer_heap *h, uint64_t now);
 
