@@ -198,9 +198,12 @@ static void worker_gone(struct master *m, struct master_worker *w)
         snprintf(reason, sizeof(reason), " (%s)", w->exit_reason);
 
     bool expected = w->state >= MASTER_WORKER_DRAINING || m->stopping || gen != m->cur;
-    if (w->state == MASTER_WORKER_STARTING && gen->busy && !gen->failed[0])
-        snprintf(gen->failed, sizeof(gen->failed),
-                 "worker %u (pid %d) exited before it was ready: %s%s", w->index, (int)w->pid, st,
+    /* A generation still being started must have every worker alive when
+     * it takes over; READY alone is not enough. */
+    if (gen->busy && w->state <= MASTER_WORKER_READY && !gen->failed[0])
+        snprintf(gen->failed, sizeof(gen->failed), "worker %u (pid %d) exited %s: %s%s", w->index,
+                 (int)w->pid,
+                 w->state == MASTER_WORKER_STARTING ? "before it was ready" : "while starting", st,
                  reason);
     if (expected) {
         bool clean = WIFEXITED(w->wstatus) && WEXITSTATUS(w->wstatus) == 0;
