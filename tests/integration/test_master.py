@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from harness import BIN, Spindle, Tap, alive, check, eq, free_port, http_get, wait_port
-from loadgen import listening_on
+from loadgen import listening_on, wait_ready
 
 tap = Tap()
 
@@ -89,7 +89,7 @@ def status_reports_master_workers_and_reload():
     sp = Spindle(services(port), workers=2)
     sp.start(ports=[port])
     try:
-        sp.wait_workers(2)
+        wait_ready(sp, 2)
         for _ in range(10):
             eq(http_get(port, "/plaintext")[0], 200, "request")
         rc, out = sp.ctl("status")

@@ -7,7 +7,7 @@ import socket
 import time
 
 from harness import Spindle, Tap, alive, check, eq, free_port, http_get, recv_response
-from loadgen import HttpLoad, children, listening_on, peer_ports_of
+from loadgen import HttpLoad, children, listening_on, peer_ports_of, wait_ready
 
 tap = Tap()
 
@@ -148,7 +148,7 @@ def killed_worker_is_replaced_and_others_unaffected():
     sp.start(ports=[port])
     load = None
     try:
-        workers = sp.wait_workers(2)
+        workers = wait_ready(sp, 2)
         load = HttpLoad(port, conns=64, keepalive=True).start()
         check(load.wait_requests(500), "load: " + load.summary())
         victim = workers[0]
@@ -189,8 +189,7 @@ def crashing_worker_backs_off():
     sp = Spindle(services(port), workers=1)
     sp.start(ports=[port])
     try:
-        pid = sp.wait_workers(1)[0]
-        delays = []
+        pid = wait_ready(sp, 1)[0]
         for i in range(4):
             os.kill(pid, signal.SIGKILL)
             pid = sp.wait_workers(1, exclude=[pid], timeout=3)[0]
