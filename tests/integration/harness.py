@@ -201,6 +201,22 @@ class Spindle:
             time.sleep(0.02)
         raise AssertionError("expected %d workers, have %r" % (n, self.workers()))
 
+    def wait_ready(self, n, timeout=5.0):
+        """Waits until the master has finished starting: its first generation
+        is current and n workers are ready (a listening port only says that the
+        master opened its sockets).  Returns the workers' pids."""
+        import re
+        deadline = time.monotonic() + timeout
+        out = ""
+        while time.monotonic() < deadline:
+            rc, out = self.ctl("status")
+            if rc == 0 and re.search(r"^master pid=\d+ generation=[1-9]", out, re.M):
+                pids = re.findall(r"^worker pid=(\d+) .*state=ready", out, re.M)
+                if len(pids) == n:
+                    return sorted(int(p) for p in pids)
+            time.sleep(0.02)
+        raise AssertionError("master not ready with %d workers:\n%s" % (n, out))
+
     def ctl(self, cmd, timeout=15):
         r = subprocess.run([BIN, "-c", self.conf, "-s", cmd], capture_output=True, text=True,
                            timeout=timeout, cwd=self.dir)

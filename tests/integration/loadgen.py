@@ -120,20 +120,8 @@ class HttpLoad:
 
 
 def wait_ready(sp, n, timeout=5.0):
-    """Waits until the master has finished starting: its first generation is
-    current and n workers are ready.  (A listening port alone says only that
-    the master opened its sockets.)  Returns the workers' pids."""
-    import re
-    deadline = time.monotonic() + timeout
-    out = ""
-    while time.monotonic() < deadline:
-        rc, out = sp.ctl("status")
-        if rc == 0 and re.search(r"^master pid=\d+ generation=[1-9]", out, re.M):
-            pids = re.findall(r"^worker pid=(\d+) .*state=ready", out, re.M)
-            if len(pids) == n:
-                return sorted(int(p) for p in pids)
-        time.sleep(0.02)
-    raise AssertionError("master not ready with %d workers:\n%s" % (n, out))
+    """See harness.Spindle.wait_ready."""
+    return sp.wait_ready(n, timeout)
 
 
 # ---- /proc ------------------------------------------------------------------
