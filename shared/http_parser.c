@@ -592,6 +592,7 @@ enum {
     CH_DATA_CR,
     CH_DATA_LF,
     CH_TRAILER_START, /* start of a trailer line, or the final CRLF */
+    CH_TRAILER_NAME,  /* field name, up to its ':' */
     CH_TRAILER,
     CH_TRAILER_LF,
     CH_END_LF,
@@ -700,8 +701,15 @@ ssize_t sp_http_chunked_decode(struct sp_http_chunked *d, char *buf, size_t *len
             if (c == '\r')
                 d->state = CH_END_LF;
             else if (IS(c, C_TOKEN))
-                d->state = CH_TRAILER;
+                d->state = CH_TRAILER_NAME;
             else
+                goto bad;
+            break;
+        case CH_TRAILER_NAME:
+            /* A trailer is a field line: "name:" (RFC 9112 7.1.2). */
+            if (c == ':')
+                d->state = CH_TRAILER;
+            else if (!IS(c, C_TOKEN))
                 goto bad;
             break;
         case CH_TRAILER:
