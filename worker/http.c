@@ -133,28 +133,19 @@ static int dispatch_path(struct http_conn *c, struct http_txn *t, const char *pa
     return http_static_serve(c, t, path, len);
 }
 
-/* Answers one parsed request whose body has been consumed.  Returns 0 or a
- * write error. */
-static int dispatch(struct http_conn *c, struct http_txn *t)
+/* Decodes and normalises the path first.  Apart from dispatch() so that
+ * its buffer is on the stack only when a path needs it. */
+static __attribute__((noinline)) int dispatch_clean(struct http_conn *c, struct http_txn *t)
 {
     const struct sp_http_request *req = t->req;
     char stack_path[HTTP_PATH_STACK];
-    const char *path = req->path;
-    size_t len = req->path_len;
-
-    if (req->method == SP_HTTP_OTHER)
-        return http_error(&c->out, t, 501, NULL);
-    if (req->form == SP_HTTP_FORM_AUTHORITY || req->form == SP_HTTP_FORM_ASTERISK)
-        return http_error(&c->out, t, 405, allow_get_head);
-    if (!path_needs_clean(path, len))
-        return dispatch_path(c, t, path, len);
-
-    size_t cap = len ? len : 1;
+    size_t len = req->path_len, cap = len ? len : 1;
     char *buf = cap <= sizeof(stack_path) ? stack_path : malloc(cap);
+    int rc;
+
     if (!buf)
         return http_error(&c->out, t, 500, NULL);
-    ssize_t n = sp_http_path_clean(path, len, buf, cap);
-    int rc;
+    ssize_t n = sp_http_path_clean(req->path, len, buf, cap);
     if (n < 0) {
         /* A bad escape, an encoded NUL, or ".." above the root: never looked up. */
         t->close = true;
@@ -165,6 +156,21 @@ static int dispatch(struct http_conn *c, struct http_txn *t)
     if (buf != stack_path)
         free(buf);
     return rc;
+}
+
+/* Answers one parsed request whose body has been consumed.  Returns 0 or a
+ * write error. */
+static int dispatch(struct http_conn *c, struct http_txn *t)
+{
+    const struct sp_http_request *req = t->req;
+
+    if (req->method == SP_HTTP_OTHER)
+        return http_error(&c->out, t, 501, NULL);
+    if (req->form == SP_HTTP_FORM_AUTHORITY || req->form == SP_HTTP_FORM_ASTERISK)
+        return http_error(&c->out, t, 405, allow_get_head);
+    if (path_needs_clean(req->path, req->path_len))
+        return dispatch_clean(c, t);
+    return dispatch_path(c, t, req->path, req->path_len);
 }
 
 /* ---- input buffer ----------------------------------------------------------- */
@@ -502,33 +508,44 @@ static void conn_run(struct http_conn *c, bool fresh)
     conn_closed(hs, c->fd);
 }
 
+/*
+ * The buffers and state of an active connection.  A stack page costs memory
+ * only once it is touched, and a request touches the start of each buffer:
+ * with the state at the top (beside the fiber's own page) and the input at
+ * the bottom (beside the frames of the calls below), a small request touches
+ * about four pages.  That is what a burst of connections keeps warm in the
+ * fiber pool.
+ */
+struct conn_frame {
+    char in[HTTP_IN_SIZE];
+    char out[HTTP_OUT_SIZE];
+    struct http_conn c;
+};
+
+static void conn_frame_run(struct conn_frame *f, struct http_svc *hs, int fd, bool fresh)
+{
+    f->c = (struct http_conn){.hs = hs, .fd = fd, .in = f->in, .cap = sizeof(f->in)};
+    http_out_init(&f->c.out, fd, f->out, sizeof(f->out));
+    conn_run(&f->c, fresh);
+}
+
 /* Runs a connection's active stretch with its buffers on this fiber's stack,
  * or on the heap when the configured stack is too small for them. */
 static void conn_start(struct http_svc *hs, int fd, bool fresh)
 {
-    struct http_conn c = {.hs = hs, .fd = fd};
     if (hs->bufs_on_stack) {
-        char in[HTTP_IN_SIZE], out[HTTP_OUT_SIZE];
-        c.in = in;
-        c.cap = sizeof(in);
-        http_out_init(&c.out, fd, out, sizeof(out));
-        conn_run(&c, fresh);
+        struct conn_frame f;
+        conn_frame_run(&f, hs, fd, fresh);
         return;
     }
-    char *in = malloc(HTTP_IN_SIZE), *out = malloc(HTTP_OUT_SIZE);
-    if (!in || !out) {
-        free(in);
-        free(out);
+    struct conn_frame *f = malloc(sizeof(*f));
+    if (!f) {
         sp_log_error("http: no memory for connection buffers; closing fd %d", fd);
         conn_closed(hs, fd);
         return;
     }
-    c.in = in;
-    c.cap = HTTP_IN_SIZE;
-    http_out_init(&c.out, fd, out, HTTP_OUT_SIZE);
-    conn_run(&c, fresh);
-    free(in);
-    free(out);
+    conn_frame_run(f, hs, fd, fresh);
+    free(f);
 }
 
 /* The watch of an idle connection ended. */
