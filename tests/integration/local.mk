@@ -26,3 +26,21 @@ INTEGRATION_TESTS += \
 EXTRA_DIST += \
 	tests/integration/test_http_static.py \
 	tests/integration/test_echo.py
+
+# Hardening: hostile and unlucky clients, descriptor exhaustion, 20k
+# connections, kill -9 under load (docs/security.md).
+INTEGRATION_TESTS += \
+	tests/integration/test_hostile_requests.py \
+	tests/integration/test_hostile_slowloris.py \
+	tests/integration/test_hostile_unread.py \
+	tests/integration/test_hostile_fds.py \
+	tests/integration/test_hostile_20k.py \
+	tests/integration/test_hostile_kill.py
+EXTRA_DIST += \
+	tests/integration/hostile.py \
+	tests/integration/test_hostile_requests.py \
+	tests/integration/test_hostile_slowloris.py \
+	tests/integration/test_hostile_unread.py \
+	tests/integration/test_hostile_fds.py \
+	tests/integration/test_hostile_20k.py \
+	tests/integration/test_hostile_kill.py
