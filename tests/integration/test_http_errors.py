@@ -12,6 +12,7 @@ from httpclient import Conn, build, chunked, write_file
 tap = Tap()
 PORT = free_port()
 SHORT = free_port()
+STRICT = free_port()
 S = None
 
 
@@ -33,8 +34,14 @@ listen = 127.0.0.1:%d
 return /a = 200 text/plain AAA
 header_timeout = 300ms
 body_timeout = 300ms
-""" % (PORT, root, SHORT))
-    S.start(ports=[PORT, SHORT])
+
+[http strict]
+listen = 127.0.0.1:%d
+return /a = 200 text/plain AAA
+max_body_size = 0
+keepalive_timeout = 0
+""" % (PORT, root, SHORT, STRICT))
+    S.start(ports=[PORT, SHORT, STRICT])
 
 
 def expect_error(raw, status, port=PORT, closes=True):
@@ -130,6 +137,24 @@ def body_too_large_gets_413_and_close():
     # Exactly the limit is fine.
     with Conn(PORT) as c:
         eq(c.request("POST", "/a", body=b"z" * 1024).status, 200, "1k body accepted")
+
+
+@tap.case
+def max_body_size_zero_refuses_any_body():
+    expect_error(build("POST", "/a", body=b"x"), 413, port=STRICT)
+    expect_error(build("POST", "/a", headers={"Transfer-Encoding": "chunked"}) + chunked(b"x"),
+                 413, port=STRICT)
+    with Conn(STRICT) as c:
+        r = c.request("POST", "/a", headers={"Content-Length": "0"})
+        eq(r.status, 200, "an empty body is fine")
+
+
+@tap.case
+def keepalive_timeout_zero_closes_after_each_response():
+    with Conn(STRICT) as c:
+        r = c.request("GET", "/a")
+        eq((r.status, r.header("connection")), (200, "close"), "answered with close")
+        check(c.closed(), "closed")
 
 
 @tap.case
