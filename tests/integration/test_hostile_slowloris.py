@@ -5,6 +5,7 @@ keep-alive client on the same (single) worker is served at full speed."""
 import multiprocessing
 import selectors
 import socket
+import sys
 import time
 
 from harness import Spindle, Tap, check, eq, free_port
@@ -124,7 +125,6 @@ def normal_client(n=200, pause=0.0):
 
 def setup():
     global S, WORKER
-    raise_nofile(ATTACKERS * 4)
     S = Spindle("""
 [http main]
 listen = 127.0.0.1:%d
@@ -205,5 +205,8 @@ def worker_survives_and_serves():
     check(get_ok(PORT), "GET /a")
 
 
+if raise_nofile(ATTACKERS * 4) < ATTACKERS + 100:
+    print("1..0 # SKIP RLIMIT_NOFILE too low for %d connections" % ATTACKERS)
+    sys.exit(0)
 setup()
 tap.run()
