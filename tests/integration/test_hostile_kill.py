@@ -89,6 +89,19 @@ class Load:
             s.close()
 
 
+def wait_stopped(pid, timeout=1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                stat = f.read()
+        except OSError:
+            return
+        if stat[stat.rindex(")") + 2] in "Tt":
+            return
+        time.sleep(0.001)
+
+
 def setup():
     global S
     S = Spindle("""
@@ -121,6 +134,10 @@ def kill_a_random_worker_every_second_under_load():
         victims = S.workers()
         check(victims, "a worker to kill")
         pid = rnd.choice(victims)
+        # Stopped, the victim accepts nothing more while its connections are
+        # listed; then it dies as if killed outright.
+        os.kill(pid, signal.SIGSTOP)
+        wait_stopped(pid)
         ports = peer_ports(pid)
         kills.append((time.monotonic(), pid, ports))
         os.kill(pid, signal.SIGKILL)
