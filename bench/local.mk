@@ -29,9 +29,8 @@ bench_load_echo_load_LDADD = $(PTHREAD_LIBS)
 
 bench_load_idle_conns_SOURCES = bench/load/idle_conns.c
 
-# The fiber switch micro-benchmark. Uncomment once bench/fiber_bench.c exists
-# (automake needs the source file to be present).
-#noinst_PROGRAMS += bench/fiber_bench
-#bench_fiber_bench_SOURCES = bench/fiber_bench.c
-#bench_fiber_bench_LDADD = shared/libspindle.a $(PTHREAD_LIBS)
+# The fiber switch micro-benchmark.
+noinst_PROGRAMS += bench/fiber_bench
+bench_fiber_bench_SOURCES = bench/fiber_bench.c
+bench_fiber_bench_LDADD = shared/libspindle.a $(INIH_LIBS) $(PTHREAD_LIBS)
 endif
