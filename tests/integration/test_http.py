@@ -432,6 +432,19 @@ def multi_thread_mode_serves_pipelined_and_concurrent_clients():
 
 
 @tap.case
+def access_log_lines_are_not_lost_at_exit():
+    log = os.path.join(S.dir, "access-mt.log")
+    with Conn(MT) as c:
+        for i in range(5):
+            get(c, "/a?last=%d" % i)
+    SMT.stop()  # SIGTERM: the workers stop at once and flush what they hold
+    with open(log) as f:
+        text = f.read()
+    for i in range(5):
+        check("/a?last=%d " % i in text, "line %d written before exit" % i)
+
+
+@tap.case
 def draining_worker_answers_with_close():
     with Conn(PORT) as c:
         eq(get(c, "/a").status, 200, "before")
