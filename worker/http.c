@@ -350,14 +350,18 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
                 return fail_request(c, &t, 413);
             bool complete =
                 !(req.flags & SP_HTTP_F_TE_CHUNKED) && c->len - body_at >= req.content_length;
-            if (!complete && c->cap - c->len < HTTP_BODY_ROOM) {
-                /* Make room to read the body into: move this request to the front
-                 * (growing the buffer if even that is not enough) and parse it again. */
-                memmove(c->in, c->in + off, c->len - off);
-                c->len -= off;
-                off = 0;
-                if (c->cap - c->len < HTTP_BODY_ROOM && in_grow(c) != 0)
+            if (!complete && c->cap - body_at < HTTP_BODY_ROOM) {
+                /* The rest of the body is read into the space after the head
+                 * (the body bytes already here are dropped first).  Make room
+                 * by moving this request to the front, or by growing the
+                 * buffer, and parse it again where it now lies. */
+                if (off > 0) {
+                    memmove(c->in, c->in + off, c->len - off);
+                    c->len -= off;
+                    off = 0;
+                } else if (in_grow(c) != 0) {
                     return fail_request(c, &t, 500);
+                }
                 (*served)--;
                 continue;
             }

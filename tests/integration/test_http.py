@@ -174,6 +174,14 @@ def content_length_body_is_read_and_the_next_request_follows():
         c.send(b"56789" + build("GET", "/a"))
         eq(c.response().body, b"CCCCC", "slow body")
         eq(c.response().body, b"AAA", "after slow body")
+        # Bodies larger than any buffer, sent in one go with the next request,
+        # alone or after other pipelined requests.
+        for before in (b"", build("GET", "/c") * 30):
+            c.send(before + build("POST", "/a", body=b"q" * 300000) + build("GET", "/b"))
+            for _ in range(30 if before else 0):
+                eq(c.response().body, b"CCCCC", "pipelined before the large body")
+            eq(c.response().body, b"AAA", "large body")
+            eq(c.response().body, b"BBBB", "after large body")
 
 
 @tap.case
@@ -192,6 +200,14 @@ def chunked_body_is_read_and_the_next_request_follows():
             time.sleep(0.005)
         eq(c.response().body, b"CCCCC", "chunked in pieces")
         eq(get(c, "/a").body, b"AAA", "in sync")
+        big = chunked(b"z" * 300000, (4096, 10000, 17))
+        for before in (b"", build("GET", "/c") * 30):
+            c.send(before + build("POST", "/a", headers={"Transfer-Encoding": "chunked"}) + big +
+                   build("GET", "/b"))
+            for _ in range(30 if before else 0):
+                eq(c.response().body, b"CCCCC", "pipelined before the large chunked body")
+            eq(c.response().body, b"AAA", "large chunked body")
+            eq(c.response().body, b"BBBB", "after large chunked body")
 
 
 @tap.case

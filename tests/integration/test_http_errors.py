@@ -13,6 +13,7 @@ tap = Tap()
 PORT = free_port()
 SHORT = free_port()
 STRICT = free_port()
+BIGHEAD = free_port()
 S = None
 
 
@@ -40,8 +41,13 @@ listen = 127.0.0.1:%d
 return /a = 200 text/plain AAA
 max_body_size = 0
 keepalive_timeout = 0
-""" % (PORT, root, SHORT, STRICT))
-    S.start(ports=[PORT, SHORT, STRICT])
+
+[http bighead]
+listen = 127.0.0.1:%d
+return /a = 200 text/plain AAA
+max_header_size = 64k
+""" % (PORT, root, SHORT, STRICT, BIGHEAD))
+    S.start(ports=[PORT, SHORT, STRICT, BIGHEAD])
 
 
 def expect_error(raw, status, port=PORT, closes=True):
@@ -155,6 +161,20 @@ def keepalive_timeout_zero_closes_after_each_response():
         r = c.request("GET", "/a")
         eq((r.status, r.header("connection")), (200, "close"), "answered with close")
         check(c.closed(), "closed")
+
+
+@tap.case
+def heads_larger_than_the_stack_buffer_are_served_up_to_the_limit():
+    with Conn(BIGHEAD) as c:
+        for size in (20000, 60000):
+            req = build("POST", "/a", headers={"X-Big": "b" * size}, body=b"x" * 50000)
+            c.send(req[:size // 2])
+            time.sleep(0.02)
+            c.send(req[size // 2:] + build("GET", "/a"))
+            eq(c.response().status, 200, "%d-byte head" % size)
+            eq(c.response().body, b"AAA", "next request after the %d-byte head" % size)
+    expect_error(build("GET", "/a", headers={"X-Big": "b" * 70000}), 431, port=BIGHEAD)
+    expect_error(build("GET", "/" + "u" * 70000), 414, port=BIGHEAD)
 
 
 @tap.case
