@@ -6,7 +6,9 @@
  * with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS), so that no symlink
  * can lead out either.  Where openat2 is missing (Linux < 5.6) the opened
  * file's real path is checked against root's instead.  Anything refused is a
- * 404, indistinguishable from a missing file.
+ * 404, indistinguishable from a missing file.  "/dir" is redirected (301) to
+ * "/dir/", which serves the index file; a directory without one is a 404
+ * (there are no listings).
  *
  * Small files (up to CACHE_FILE_MAX) are kept in memory, per worker, keyed by
  * path and answered with one writev; an entry is checked against the file
