@@ -16,11 +16,13 @@ noinst_PROGRAMS = \
 	bench/load/echo_load \
 	bench/load/idle_conns
 
-bench_baseline_ev_http_SOURCES = bench/baseline/ev_http.c
+bench_baseline_ev_http_SOURCES = bench/baseline/ev_http.c bench/baseline/prefork.c \
+	bench/baseline/prefork.h
 bench_baseline_ev_http_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
 bench_baseline_ev_http_LDADD = $(LIBEVENT_LIBS)
 
-bench_baseline_ev_echo_SOURCES = bench/baseline/ev_echo.c
+bench_baseline_ev_echo_SOURCES = bench/baseline/ev_echo.c bench/baseline/prefork.c \
+	bench/baseline/prefork.h
 bench_baseline_ev_echo_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
 bench_baseline_ev_echo_LDADD = $(LIBEVENT_LIBS)
 

@@ -1,9 +1,9 @@
 /*
  * ev_http: the libevent (evhttp) baseline for spindle's HTTP benchmarks.
  *
- * Process model: N worker processes (-w N), each with its own event_base and its own
- * SO_REUSEPORT listener bound to the same port, so the kernel spreads connections the
- * way it does for spindle and nginx. The parent only forks, reports readiness, and
+ * Process model (prefork.h): N worker processes (-w N), each with its own event_base and
+ * its own SO_REUSEPORT listener bound to the same port, so the kernel spreads connections
+ * the way it does for spindle and nginx. The parent only forks, reports readiness, and
  * stops the workers on SIGTERM/SIGINT (or when one of them dies).
  *
  * It is tuned the way a careful libevent user would tune it, so that ratios against it
@@ -22,17 +22,13 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,7 +38,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-#define MAX_WORKERS 256
+#include "prefork.h"
 
 static const char plaintext_body[] = "Hello, World!";
 static const char json_body[] = "{\"message\":\"Hello, World!\"}";
@@ -76,16 +72,6 @@ static void usage(void)
                     "  -n          leave Nagle on (as evhttp ships); default sets TCP_NODELAY\n"
                     "  -C          no epoll changelist (libevent's default; slower here)\n");
     exit(2);
-}
-
-static void raise_nofile(void)
-{
-    struct rlimit rl;
-
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
 }
 
 static const char *http_date(void)
@@ -170,51 +156,11 @@ static void on_request(struct evhttp_request *req, void *arg)
     evhttp_send_reply(req, HTTP_OK, "OK", NULL);
 }
 
-static int open_listener(const char *addr, int port, int backlog)
+static void run_worker(const struct prefork *pf, int listen_fd, int ready_fd)
 {
-    struct sockaddr_in sin;
-    int one = 1;
-    int fd;
-
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, addr, &sin.sin_addr) != 1) {
-        fprintf(stderr, "ev_http: bad address %s\n", addr);
-        exit(2);
-    }
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        die("socket");
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
-        die("setsockopt(SO_REUSEPORT)");
-    if (srv.nodelay)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0)
-        die("bind");
-    if (listen(fd, backlog) < 0)
-        die("listen");
-    return fd;
-}
-
-static void run_worker(const char *addr, int port, int backlog, int changelist, int ready_fd)
-{
-    struct event_config *cfg = event_config_new();
-    struct event_base *base;
+    struct event_base *base = prefork_event_base(pf);
     struct evhttp *http;
     struct rlimit rl;
-    int flags = EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_IGNORE_ENV;
-    int fd;
-
-    if (changelist)
-        flags |= EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST;
-    if (cfg == NULL || event_config_set_flag(cfg, flags) < 0)
-        die("event_config");
-    base = event_base_new_with_config(cfg);
-    event_config_free(cfg);
-    if (base == NULL)
-        die("event_base_new_with_config");
 
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
         rl.rlim_cur = 1 << 20;
@@ -229,13 +175,10 @@ static void run_worker(const char *addr, int port, int backlog, int changelist, 
     evhttp_set_timeout(http, 75);
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
     evhttp_set_gencb(http, on_request, NULL);
-    fd = open_listener(addr, port, backlog);
-    if (evhttp_accept_socket_with_handle(http, fd) == NULL)
+    if (evhttp_accept_socket_with_handle(http, listen_fd) == NULL)
         die("evhttp_accept_socket_with_handle");
 
-    if (write(ready_fd, "r", 1) != 1)
-        die("write(ready)");
-    close(ready_fd);
+    prefork_ready(ready_fd);
     event_base_dispatch(base);
     evhttp_free(http);
     event_base_free(base);
@@ -273,120 +216,28 @@ static void load_file(const char *path)
     srv.file_len = off;
 }
 
-static void stop_workers(const pid_t *pids, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (pids[i] > 0)
-            kill(pids[i], SIGTERM);
-    for (int i = 0; i < n; i++)
-        if (pids[i] > 0)
-            waitpid(pids[i], NULL, 0);
-}
-
 int main(int argc, char **argv)
 {
-    const char *addr = "127.0.0.1";
-    int port = -1, workers = 1, backlog = 4096, changelist = 1;
-    pid_t pids[MAX_WORKERS];
-    sigset_t mask, old;
-    int ready[2];
+    struct prefork pf = PREFORK_INIT("ev_http", run_worker);
     int opt;
-    int ret = 0;
 
     srv.nodelay = 1;
-    while ((opt = getopt(argc, argv, "a:p:w:f:b:nCh")) != -1) {
+    while ((opt = getopt(argc, argv, PREFORK_OPTIONS "f:nh")) != -1) {
+        if (prefork_option(&pf, opt, optarg) == 0)
+            continue;
         switch (opt) {
-        case 'a':
-            addr = optarg;
-            break;
-        case 'p':
-            port = atoi(optarg);
-            break;
-        case 'w':
-            workers = atoi(optarg);
-            break;
         case 'f':
             load_file(optarg);
             break;
-        case 'b':
-            backlog = atoi(optarg);
-            break;
         case 'n':
             srv.nodelay = 0;
-            break;
-        case 'C':
-            changelist = 0;
             break;
         default:
             usage();
         }
     }
-    if (port < 0 || port > 65535 || workers < 1 || workers > MAX_WORKERS || optind != argc)
+    if (!prefork_valid(&pf) || optind != argc)
         usage();
-
-    raise_nofile();
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &mask, &old);
-    if (pipe2(ready, O_CLOEXEC) < 0)
-        die("pipe2");
-
-    for (int i = 0; i < workers; i++) {
-        pid_t parent = getpid();
-        pid_t pid = fork();
-
-        if (pid < 0)
-            die("fork");
-        if (pid == 0) {
-            /* Workers die with the parent, whatever killed it. */
-            prctl(PR_SET_PDEATHSIG, SIGTERM);
-            if (getppid() != parent)
-                _exit(1);
-            sigprocmask(SIG_SETMASK, &old, NULL);
-            close(ready[0]);
-            run_worker(addr, port, backlog, changelist, ready[1]);
-            _exit(0);
-        }
-        pids[i] = pid;
-    }
-    close(ready[1]);
-    for (int i = 0; i < workers; i++) {
-        char c;
-
-        if (read(ready[0], &c, 1) != 1) {
-            fprintf(stderr, "ev_http: a worker failed to start\n");
-            stop_workers(pids, workers);
-            return 1;
-        }
-    }
-    close(ready[0]);
-    printf("ev_http: listening on %s:%d, master %d, workers", addr, port, (int)getpid());
-    for (int i = 0; i < workers; i++)
-        printf(" %d", (int)pids[i]);
-    printf("\n");
-    fflush(stdout);
-
-    for (;;) {
-        int sig;
-        pid_t dead;
-
-        if (sigwait(&mask, &sig) != 0)
-            continue;
-        if (sig != SIGCHLD)
-            break;
-        dead = waitpid(-1, NULL, WNOHANG);
-        if (dead > 0) {
-            fprintf(stderr, "ev_http: worker %d exited, stopping\n", (int)dead);
-            for (int i = 0; i < workers; i++)
-                if (pids[i] == dead)
-                    pids[i] = -1;
-            ret = 1;
-            break;
-        }
-    }
-    stop_workers(pids, workers);
-    return ret;
+    pf.nodelay = srv.nodelay;
+    return prefork_run(&pf);
 }
