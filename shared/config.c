@@ -33,6 +33,8 @@
 
 #include "spindle/config.h"
 
+#include "config_internal.h"
+
 /* ---- arena ---------------------------------------------------------- */
 
 struct sp__config_mem {
@@ -280,18 +282,6 @@ static unsigned online_cpus(void)
     if (n < 1)
         return 1;
     return n > SP_CONFIG_MAX_WORKERS ? SP_CONFIG_MAX_WORKERS : (unsigned)n;
-}
-
-/* A request path: starts with '/', visible ASCII only. */
-static bool valid_url_path(const char *s, size_t n)
-{
-    if (n == 0 || s[0] != '/')
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
-            return false;
-    }
-    return true;
 }
 
 static bool valid_service_name(const char *s, size_t n)
@@ -576,7 +566,7 @@ static void set_key(struct loader *L, enum key k, const char *v)
             s->http.index = dup_or_fail(L, v, strlen(v));
         break;
     case K_STATUS:
-        if (!valid_url_path(v, strlen(v)))
+        if (!sp__config_valid_url_path(v, strlen(v)))
             fail(L, L->lineno, "invalid status '%s': expected a path starting with '/'", v);
         else
             s->http.status_path = dup_or_fail(L, v, strlen(v));

@@ -3,6 +3,7 @@
 shared_libspindle_a_SOURCES += \
 	shared/include/spindle/config.h \
 	shared/include/spindle/channel.h \
+	shared/config_internal.h \
 	shared/config.c \
 	shared/config_values.c \
 	shared/channel.c

@@ -16,6 +16,8 @@
 
 #include "spindle/config.h"
 
+#include "config_internal.h"
+
 /* Reads a run of decimal digits at *p into *out.  Returns 0, -EINVAL when there
  * is no digit, -ERANGE past max. */
 static int parse_digits(const char **p, uint64_t max, uint64_t *out)
@@ -183,8 +185,7 @@ char *sp_config_format_addr(const struct sockaddr *addr, char *buf, size_t size)
     return buf;
 }
 
-/* A request path: starts with '/', visible ASCII only. */
-static bool valid_url_path(const char *s, size_t n)
+bool sp__config_valid_url_path(const char *s, size_t n)
 {
     if (n == 0 || s[0] != '/')
         return false;
@@ -226,7 +227,7 @@ int sp_parse_return(char *s, struct sp_http_return *r, const char **why)
     p += strspn(p, " \t");
     ctype[clen] = '\0';
 
-    if (!valid_url_path(path, plen)) {
+    if (!sp__config_valid_url_path(path, plen)) {
         *why = "the path must start with '/' and hold no spaces or control characters";
         return -EINVAL;
     }
@@ -235,8 +236,8 @@ int sp_parse_return(char *s, struct sp_http_return *r, const char **why)
         return -EINVAL;
     }
     slash = memchr(ctype, '/', clen);
-    if (slash == NULL || slash == ctype || !valid_url_path(slash, (size_t)(ctype + clen - slash)) ||
-        slash[1] == '\0') {
+    if (slash == NULL || slash == ctype ||
+        !sp__config_valid_url_path(slash, (size_t)(ctype + clen - slash)) || slash[1] == '\0') {
         *why = "the content type must be TYPE/SUBTYPE";
         return -EINVAL;
     }
