@@ -81,30 +81,54 @@ def wait_port(port, host="127.0.0.1", timeout=5.0, family=socket.AF_INET):
     return False
 
 
-def children_of(pid):
-    """Pids whose parent is pid, read from /proc."""
+def wait_for(pred, timeout=5.0, step=0.02):
+    """Polls pred every step seconds until it returns something true; returns
+    that, or pred's last answer once timeout seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def proc_stat(pid):
+    """The fields of /proc/PID/stat after the command name (state, ppid, pgrp,
+    session, ...), as strings; None when there is no such process."""
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def _live_where(field, value):
+    """Sorted pids of the live (not zombie) processes whose stat field is value."""
     out = []
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
+        fields = proc_stat(d)
+        if fields is not None and int(fields[field]) == value and fields[0] != "Z":
             out.append(int(d))
     return sorted(out)
 
 
+def children_of(pid):
+    """Pids whose parent is pid, read from /proc."""
+    return _live_where(1, pid)
+
+
+def group_members(pgid):
+    """Live processes of process group pgid, read from /proc."""
+    return _live_where(2, pgid)
+
+
 def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-        return stat[stat.rindex(")") + 2:].split()[0] != "Z"
-    except OSError:
-        return False
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def fd_count(pid):

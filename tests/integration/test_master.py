@@ -5,9 +5,9 @@ import re
 import signal
 import socket
 import subprocess
-import time
 
-from harness import BIN, Spindle, Tap, alive, check, eq, free_port, http_get, wait_port
+from harness import (BIN, Spindle, Tap, alive, check, eq, free_port, http_get, proc_stat,
+                     wait_for, wait_port)
 from loadgen import listening_on, wait_ready
 
 tap = Tap()
@@ -21,15 +21,6 @@ def services(port, extra=""):
 def run(args, cwd=None, timeout=15):
     r = subprocess.run([BIN] + args, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     return r.returncode, r.stdout, r.stderr
-
-
-def wait_until(pred, timeout, step=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 @tap.case
@@ -178,14 +169,12 @@ def daemon_mode():
         check(alive(pid), "daemon alive")
         check(wait_port(port), "daemon listens")
         eq(http_get(port, "/plaintext")[0], 200, "daemon serves")
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-        fields = stat[stat.rindex(")") + 2:].split()
-        eq(int(fields[3]) == pid, False, "daemon is not a session leader")
-        check(int(fields[3]) != os.getsid(0), "daemon left our session")
+        sid = int(proc_stat(pid)[3])
+        eq(sid == pid, False, "daemon is not a session leader")
+        check(sid != os.getsid(0), "daemon left our session")
         rc, out = sp.ctl("stop")
         eq(rc, 0, "-s stop: " + out)
-        check(wait_until(lambda: not alive(pid), 5), "daemon exits on -s stop")
+        check(wait_for(lambda: not alive(pid), 5), "daemon exits on -s stop")
         check(not os.path.exists(sp.pid_file), "pid file removed")
 
         # A daemon that cannot start says so and exits non-zero.

@@ -6,7 +6,8 @@ import signal
 import socket
 import time
 
-from harness import Spindle, Tap, alive, check, eq, free_port, http_get, recv_response
+from harness import (Spindle, Tap, alive, check, eq, free_port, group_members, http_get,
+                     recv_response, wait_for)
 from loadgen import HttpLoad, children, listening_on, peer_ports_of, wait_ready
 
 tap = Tap()
@@ -21,34 +22,9 @@ def services(port, root=None):
     return text
 
 
-def group(pgid):
-    """Live processes of process group pgid."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            out.append(int(d))
-    return out
-
-
-def wait_until(pred, timeout, step=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
 def assert_all_gone(sp, port):
-    check(wait_until(lambda: not group(sp.pid), 3), "processes left: %r" % group(sp.pid))
+    check(wait_for(lambda: not group_members(sp.pid), 3),
+          "processes left: %r" % group_members(sp.pid))
     check(not listening_on(port), "port %d still listening" % port)
     check(not os.path.exists(sp.pid_file), "pid file left behind")
     check(not os.path.exists(sp.sock), "control socket left behind")
@@ -163,7 +139,7 @@ def killed_worker_is_replaced_and_others_unaffected():
             replacement[:] = [p for p in kids if p not in workers]
             return replacement and peer_ports_of(replacement[0], port)
 
-        check(wait_until(replaced, 1.0, step=0.005),
+        check(wait_for(replaced, 1.0, step=0.005),
               "a replacement serves within a second: %r" % replacement)
         print("# replacement %d serving after %.3fs" % (replacement[0], time.monotonic() - t0))
         eq(len(children(sp.pid)), 2, "two workers")
@@ -215,7 +191,7 @@ def workers_exit_when_master_is_killed():
         recv_response(idle)
         os.kill(sp.pid, signal.SIGKILL)
         sp.wait_exit(5)
-        check(wait_until(lambda: not any(alive(p) for p in workers), 3.0),
+        check(wait_for(lambda: not any(alive(p) for p in workers), 3.0),
               "workers still alive 3 s after the master died: %r" % workers)
         check(not listening_on(port), "port still listening")
         idle.close()
@@ -232,10 +208,10 @@ def sigusr1_reopens_logs():
         worker = sp.wait_workers(1)[0]
         os.rename(sp.log, sp.log + ".1")
         sp.signal(signal.SIGUSR1)
-        check(wait_until(lambda: os.path.exists(sp.log), 2), "new error log created")
+        check(wait_for(lambda: os.path.exists(sp.log), 2), "new error log created")
         # The worker writes its next line (its drain) into the new file too.
         eq(sp.ctl("reload")[0], 0, "reload")
-        check(wait_until(lambda: "worker 0 %d: draining" % worker in open(sp.log).read(), 3),
+        check(wait_for(lambda: "worker 0 %d: draining" % worker in open(sp.log).read(), 3),
               "worker line in the new log:\n" + open(sp.log).read())
         with open(sp.log + ".1") as f:
             old = f.read()
