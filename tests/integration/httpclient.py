@@ -1,15 +1,15 @@
 """HTTP/1.x client helpers for the integration tests: a buffered connection
-that reads pipelined responses one by one, raw request builders, and a way to
-tell whether the server closed the connection.
+that reads pipelined responses one by one, raw request builders, a way to
+tell whether the server closed the connection, and many clients at once.
 
 Nothing here is clever on purpose: the tests must see exactly the bytes the
 server sends.
 """
 import os
 import socket
-import time
+import threading
 
-from harness import connect
+from harness import connect, wait_for  # noqa: F401 - wait_for is re-exported
 
 
 class Response:
@@ -158,14 +158,24 @@ def read_all(sock, timeout=5.0):
     return out
 
 
-def wait_for(pred, timeout=5.0, step=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
+def run_clients(n, client, timeout=30):
+    """Runs client(i, errors) for i in range(n), each in a thread of its own,
+    all at once, and waits for them (each at most timeout seconds).  A client
+    appends what went wrong to errors; an exception it raises is appended as
+    (i, exception).  Returns errors."""
+    errors = []
+
+    def run(i):
+        try:
+            client(i, errors)
+        except Exception as e:  # noqa: BLE001 - any failure is reported
+            errors.append((i, e))
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return errors
 
 
 def write_file(path, data):

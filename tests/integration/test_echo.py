@@ -8,7 +8,7 @@ import threading
 import time
 
 from harness import Spindle, Tap, check, connect, eq, free_port
-from httpclient import read_all
+from httpclient import read_all, run_clients
 
 tap = Tap()
 PORT = free_port()
@@ -84,24 +84,14 @@ def half_close_gets_everything_back_then_eof():
 
 @tap.case
 def many_concurrent_clients():
-    errors = []
-
-    def client(i):
-        try:
-            with connect(PORT) as s:
-                for k in range(30):
-                    msg = b"%d:%d;" % (i, k) * (k + 1)
-                    s.sendall(msg)
-                    if recv_exact(s, len(msg)) != msg:
-                        errors.append((i, k))
-        except Exception as e:  # noqa: BLE001
-            errors.append((i, e))
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(100)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    eq(errors, [], "errors")
+    def client(i, errors):
+        with connect(PORT) as s:
+            for k in range(30):
+                msg = b"%d:%d;" % (i, k) * (k + 1)
+                s.sendall(msg)
+                if recv_exact(s, len(msg)) != msg:
+                    errors.append((i, k))
+    eq(run_clients(100, client), [], "errors")
 
 
 @tap.case

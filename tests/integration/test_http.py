@@ -9,11 +9,10 @@ import re
 import signal
 import socket
 import subprocess
-import threading
 import time
 
-from harness import Spindle, Tap, check, eq, free_port
-from httpclient import Conn, build, chunked, wait_for, write_file
+from harness import Spindle, Tap, check, eq, free_port, wait_for
+from httpclient import Conn, build, chunked, run_clients, write_file
 
 tap = Tap()
 PORT = free_port()
@@ -387,24 +386,14 @@ def access_log_is_reopened_on_usr1():
 
 @tap.case
 def many_concurrent_clients():
-    errors = []
-
-    def client(i):
-        try:
-            with Conn(PORT) as c:
-                for k in range(20):
-                    p = ["/a", "/b", "/c"][(i + k) % 3]
-                    r = get(c, p)
-                    if r.body != {"/a": b"AAA", "/b": b"BBBB", "/c": b"CCCCC"}[p]:
-                        errors.append((i, k, r))
-        except Exception as e:  # noqa: BLE001
-            errors.append((i, e))
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(100)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    eq(errors, [], "errors")
+    def client(i, errors):
+        with Conn(PORT) as c:
+            for k in range(20):
+                p = ["/a", "/b", "/c"][(i + k) % 3]
+                r = get(c, p)
+                if r.body != {"/a": b"AAA", "/b": b"BBBB", "/c": b"CCCCC"}[p]:
+                    errors.append((i, k, r))
+    eq(run_clients(100, client), [], "errors")
 
 
 @tap.case
@@ -424,25 +413,16 @@ def multi_thread_mode_serves_pipelined_and_concurrent_clients():
         c.send(b"".join(build("GET", p) for p in ["/a", "/b", "/c"] * 10))
         for p in ["/a", "/b", "/c"] * 10:
             eq(c.response().body, {"/a": b"AAA", "/b": b"BBBB", "/c": b"CCCCC"}[p], "order")
-    errors = []
 
-    def client(i):
-        try:
-            with Conn(MT) as c:
-                for k in range(30):
-                    r = get(c, "/" if k % 2 else "/plaintext")
-                    if r.status != 200:
-                        errors.append(r)
-                    if k % 10 == 0:
-                        time.sleep(0.01)  # let the connection go idle in between
-        except Exception as e:  # noqa: BLE001
-            errors.append(e)
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(64)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    eq(errors, [], "errors")
+    def client(i, errors):
+        with Conn(MT) as c:
+            for k in range(30):
+                r = get(c, "/" if k % 2 else "/plaintext")
+                if r.status != 200:
+                    errors.append(r)
+                if k % 10 == 0:
+                    time.sleep(0.01)  # let the connection go idle in between
+    eq(run_clients(64, client), [], "errors")
     st = status(MT)
     check(st["requests"] >= 64 * 30, "requests counted in MT mode: %r" % st["requests"])
 
