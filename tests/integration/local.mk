@@ -1,43 +1,26 @@
 # Integration tests: Python scripts (TAP) that start the real ./spindle on 127.0.0.1.
-EXTRA_DIST += tests/integration/harness.py
+EXTRA_DIST += $(INTEGRATION_TESTS) \
+	tests/integration/harness.py \
+	tests/integration/httpclient.py \
+	tests/integration/loadgen.py \
+	tests/integration/hostile.py
 
 # The http and echo services.
 INTEGRATION_TESTS += \
-	tests/integration/test_http.py
-EXTRA_DIST += \
-	tests/integration/httpclient.py \
-	tests/integration/test_http.py
+	tests/integration/test_http.py \
+	tests/integration/test_http_errors.py \
+	tests/integration/test_http_static.py \
+	tests/integration/test_echo.py
 
 # The master: command line, signals, reload transaction, respawn.
 INTEGRATION_TESTS += \
 	tests/integration/test_master.py \
 	tests/integration/test_reload.py \
 	tests/integration/test_signals.py
-EXTRA_DIST += \
-	tests/integration/loadgen.py \
-	tests/integration/test_master.py \
-	tests/integration/test_reload.py \
-	tests/integration/test_signals.py
-INTEGRATION_TESTS += tests/integration/test_http_errors.py
-EXTRA_DIST += tests/integration/test_http_errors.py
-INTEGRATION_TESTS += \
-	tests/integration/test_http_static.py \
-	tests/integration/test_echo.py
-EXTRA_DIST += \
-	tests/integration/test_http_static.py \
-	tests/integration/test_echo.py
 
 # Hardening: hostile and unlucky clients, descriptor exhaustion, 20k
 # connections, kill -9 under load (docs/security.md).
 INTEGRATION_TESTS += \
-	tests/integration/test_hostile_requests.py \
-	tests/integration/test_hostile_slowloris.py \
-	tests/integration/test_hostile_unread.py \
-	tests/integration/test_hostile_fds.py \
-	tests/integration/test_hostile_20k.py \
-	tests/integration/test_hostile_kill.py
-EXTRA_DIST += \
-	tests/integration/hostile.py \
 	tests/integration/test_hostile_requests.py \
 	tests/integration/test_hostile_slowloris.py \
 	tests/integration/test_hostile_unread.py \
