@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,33 @@ static void close_other_fds(const int *keep, unsigned n)
     }
 }
 
+/*
+ * cpu_affinity = auto: worker i runs on the i-th CPU (modulo their number) of
+ * the set the master may use, as nginx's worker_cpu_affinity auto does.  A
+ * failure only costs the pinning, so it is logged and the worker goes on.
+ */
+static void pin_to_cpu(unsigned index)
+{
+    cpu_set_t allowed, one;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) {
+        sp_log_warn("sched_getaffinity() failed: %s; not pinned", strerror(errno));
+        return;
+    }
+    int count = CPU_COUNT(&allowed);
+    if (count <= 0)
+        return;
+    int want = (int)(index % (unsigned)count);
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed) || want-- > 0)
+            continue;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        if (sched_setaffinity(0, sizeof(one), &one) != 0)
+            sp_log_warn("sched_setaffinity(cpu %d) failed: %s; not pinned", cpu, strerror(errno));
+        return;
+    }
+}
+
 /* The child side of a fork: runs on the main stack, never returns. */
 static void child_main(struct master *m, struct master_worker *w)
 {
@@ -104,6 +132,8 @@ static void child_main(struct master *m, struct master_worker *w)
 
     snprintf(who, sizeof(who), "worker %u", w->index);
     sp_log_set_who(who);
+    if (cfg->cpu_affinity)
+        pin_to_cpu(w->index);
     struct worker_args args = {
         .cfg = cfg,
         .generation = w->gen->id,

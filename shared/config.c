@@ -90,6 +90,7 @@ enum key {
     K_WORKERS,
     K_THREADS,
     K_SLOTS,
+    K_CPU_AFFINITY,
     K_STACK_SIZE,
     K_SHUTDOWN_TIMEOUT,
     K_PID_FILE,
@@ -134,6 +135,7 @@ static const struct key_info {
     [K_WORKERS] = {"workers", IN_MASTER, V_OTHER, 0, 0, 0, NULL},
     [K_THREADS] = {"threads", IN_MASTER, V_OTHER, 0, 0, 0, NULL},
     [K_SLOTS] = {"slots", IN_MASTER, V_OTHER, 0, 0, 0, NULL},
+    [K_CPU_AFFINITY] = {"cpu_affinity", IN_MASTER, V_OTHER, 0, 0, 0, NULL},
     [K_STACK_SIZE] = {"stack_size", IN_MASTER, V_SIZE, M(stack_size), 16 << 10, 16 << 20,
                       "16k..16m"},
     [K_SHUTDOWN_TIMEOUT] = {"shutdown_timeout", IN_MASTER, V_DURATION, M(shutdown_timeout_ms), 0,
@@ -555,6 +557,14 @@ static void set_key(struct loader *L, enum key k, const char *v)
         if (!L->slots_auto && parse_uint(v, 1, SP_CONFIG_MAX_SLOTS, &cfg->slots) < 0)
             fail(L, L->lineno, "invalid slots '%s': expected auto or 1..%d", v,
                  SP_CONFIG_MAX_SLOTS);
+        break;
+    case K_CPU_AFFINITY:
+        if (strcmp(v, "auto") == 0)
+            cfg->cpu_affinity = true;
+        else if (strcmp(v, "off") == 0)
+            cfg->cpu_affinity = false;
+        else
+            fail(L, L->lineno, "invalid cpu_affinity '%s': expected off or auto", v);
         break;
     case K_LISTEN:
         add_listen(L, v);

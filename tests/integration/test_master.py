@@ -188,5 +188,32 @@ def daemon_mode():
         sp.stop()
 
 
+def cpus_allowed(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("Cpus_allowed_list:"):
+                return line.split()[1]
+    return None
+
+
+@tap.case
+def cpu_affinity_pins_each_worker():
+    ncpu = len(os.sched_getaffinity(0))
+    port = free_port()
+    sp = Spindle(services(port), workers=2, master="cpu_affinity = auto")
+    sp.start(ports=[port])
+    try:
+        pids = wait_ready(sp, 2)
+        allowed = [cpus_allowed(p) for p in pids]
+        for a in allowed:
+            check(a is not None and re.match(r"^\d+$", a), "one CPU per worker: %r" % allowed)
+        if ncpu >= 2:
+            check(allowed[0] != allowed[1], "workers on different CPUs: %r" % allowed)
+        check(cpus_allowed(sp.pid) != allowed[0] or ncpu == 1, "the master is not pinned")
+        eq(http_get(port, "/plaintext")[0], 200, "a pinned worker serves")
+    finally:
+        sp.stop()
+
+
 if __name__ == "__main__":
     tap.run()

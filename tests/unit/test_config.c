@@ -185,11 +185,17 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->slots, cpus);
     assert_int_equal(cfg->threads, 1);
     assert_int_equal(cfg->stack_size, 64 * 1024);
+    assert_false(cfg->cpu_affinity);
     assert_int_equal(cfg->shutdown_timeout_ms, 10000);
     assert_string_equal(cfg->pid_file, "/srv/spindle.pid");
     assert_string_equal(cfg->control_socket, "/srv/spindle.sock");
     assert_null(cfg->error_log);
     assert_int_equal(cfg->services[0].echo.idle_timeout_ms, 300000);
+    sp_config_free(cfg);
+
+    cfg = load_ok("[master]\ncpu_affinity = auto\n[echo e]\nlisten = 127.0.0.1:7000\n",
+                  "/srv/x.conf");
+    assert_true(cfg->cpu_affinity);
     sp_config_free(cfg);
 
     cfg = load_ok("[http h]\nlisten = 127.0.0.1:80\n", "/srv/x.conf");
@@ -277,6 +283,8 @@ static void test_errors(void **state)
         {"[master]\nworkers = -1\n",
          "conf/bad.conf:2: invalid workers '-1': expected auto or 1..256"},
         {"[master]\nthreads = 65\n", "conf/bad.conf:2: invalid threads '65': expected 1..64"},
+        {"[master]\ncpu_affinity = yes\n",
+         "conf/bad.conf:2: invalid cpu_affinity 'yes': expected off or auto"},
         {"[master]\nslots = lots\n",
          "conf/bad.conf:2: invalid slots 'lots': expected auto or 1..256"},
         {"[master]\nworkers = 4\nslots = 2\n[echo e]\nlisten = 127.0.0.1:7\n",

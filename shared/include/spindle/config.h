@@ -14,6 +14,7 @@
 #ifndef SPINDLE_CONFIG_H
 #define SPINDLE_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -86,6 +87,7 @@ struct sp_config {
     unsigned workers;            /* 1..256; "auto" resolved to online CPUs */
     unsigned threads;            /* scheduler threads per worker, 1..64 */
     unsigned slots;              /* reuseport copies per address, workers..256 */
+    bool cpu_affinity;           /* pin worker i to the i-th CPU the master may use */
     size_t stack_size;           /* fiber stack, bytes, a multiple of 4096 */
     int64_t shutdown_timeout_ms; /* drain deadline before the master forces it */
     const char *pid_file;        /* absolute */
