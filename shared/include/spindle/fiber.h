@@ -50,8 +50,9 @@ void sp_fiber_pool_stats(const struct sp_fiber_pool *pool, struct sp_fiber_pool_
 
 /*
  * Takes a fiber from the pool (or maps a new stack) that will run fn(arg) when
- * first resumed, in the default floating-point environment.  Returns NULL with errno = ENOMEM when no stack can be mapped.
- * The fiber belongs to the caller until sp_fiber_release().
+ * first resumed, in the default floating-point environment.  Returns NULL
+ * with errno = ENOMEM when no stack can be mapped.  The fiber belongs to the
+ * caller until sp_fiber_release().
  */
 struct sp_fiber *sp_fiber_new(struct sp_fiber_pool *pool, sp_fiber_fn *fn, void *arg);
 
