@@ -13,8 +13,7 @@
 #include "spindle/io.h"
 #include "worker.h"
 
-#define ECHO_BUF           16384
-#define ECHO_DRAIN_IDLE_MS 1000
+#define ECHO_BUF 16384
 
 static void echo_close(struct service *svc, int fd)
 {
@@ -53,8 +52,8 @@ static void echo_serve(struct service *svc, int fd)
         if (n == -EAGAIN) {
             int64_t wait = idle;
             /* A draining worker gives a quiet connection a short grace only. */
-            if (worker_draining(svc->worker) && (wait < 0 || wait > ECHO_DRAIN_IDLE_MS))
-                wait = ECHO_DRAIN_IDLE_MS;
+            if (worker_draining(svc->worker) && (wait < 0 || wait > WORKER_DRAIN_IDLE_MS))
+                wait = WORKER_DRAIN_IDLE_MS;
             if (sp_iom_watch(worker_iom(svc->worker), fd, wait, echo_ready, svc) == 0)
                 return;
             break;

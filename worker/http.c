@@ -39,8 +39,6 @@
  * what the client sends, so that the client sees the answer. */
 #define HTTP_LINGER_MS      2000
 #define HTTP_LINGER_READ_MS 500
-/* The wait for the next request on a draining worker. */
-#define HTTP_DRAIN_IDLE_MS 1000
 /* Paths up to this length are cleaned on the stack. */
 #define HTTP_PATH_STACK 2048
 
@@ -441,8 +439,8 @@ static void conn_run(struct http_conn *c, bool fresh)
                 int64_t idle = hs->conf->keepalive_timeout_ms;
                 if (fresh && idle == 0)
                     idle = hs->conf->header_timeout_ms;
-                if (worker_draining(w) && idle > HTTP_DRAIN_IDLE_MS)
-                    idle = HTTP_DRAIN_IDLE_MS;
+                if (worker_draining(w) && idle > WORKER_DRAIN_IDLE_MS)
+                    idle = WORKER_DRAIN_IDLE_MS;
                 free(c->heap_in);
                 c->heap_in = NULL;
                 if (sp_iom_watch(worker_iom(w), c->fd, idle, conn_ready, hs) == 0)

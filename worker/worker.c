@@ -25,9 +25,6 @@
 
 #define ACCEPT_BACKOFF_MIN_MS 10
 #define ACCEPT_BACKOFF_MAX_MS 1000
-/* How long a draining worker still waits for the next request on an idle
- * connection.  Closing at once would race with a client that is sending it. */
-#define DRAIN_IDLE_GRACE_MS 1000
 
 struct acceptor {
     struct worker *w;
@@ -186,7 +183,7 @@ static void worker_drain(struct worker *w, const char *why)
             w->acceptors[i].fd = -1;
         }
     }
-    sp_iom_expire_watches(w->iom, DRAIN_IDLE_GRACE_MS);
+    sp_iom_expire_watches(w->iom, WORKER_DRAIN_IDLE_MS);
     for (unsigned i = 0; i < w->nservices; i++)
         if (w->services[i].ops->drain)
             w->services[i].ops->drain(&w->services[i]);

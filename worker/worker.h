@@ -86,6 +86,11 @@ unsigned worker_generation(struct worker *w);
 unsigned worker_index(struct worker *w);
 uint64_t worker_started_ns(struct worker *w);
 
+/* How long a draining worker still waits for the next request (or bytes) on
+ * an idle connection.  Closing at once would race with a client that is
+ * sending it; services cap their idle waits to this while draining. */
+#define WORKER_DRAIN_IDLE_MS 1000
+
 /* True once the worker drains: finish the request at hand with
  * "Connection: close" and accept nothing new. */
 int worker_draining(struct worker *w);
