@@ -8,4 +8,5 @@ spindle_SOURCES += \
 	master/listeners.c \
 	master/control.c \
 	master/spawn.c \
-	master/pidfile.c
+	master/pidfile.c \
+	master/notify.c

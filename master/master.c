@@ -443,6 +443,7 @@ void master_shutdown(struct master *m, bool graceful)
     }
     m->stopping = true;
     m->graceful = graceful;
+    master_notify(m, "STOPPING=1");
     if (sp_iom_spawn(m->iom, shutdown_fiber, m) != 0) {
         sp_log_error("cannot shut down in order: out of memory; killing the workers");
         for (struct master_worker *w = m->workers; w; w = w->next)
@@ -505,6 +506,8 @@ static void startup_fiber(void *arg)
         close(m->ready_fd); /* end of stream without a message: success */
         m->ready_fd = -1;
     }
+    master_notify(m, "READY=1\nSTATUS=%u workers ready\nMAINPID=%d", gen->cfg->workers,
+                  (int)getpid());
 }
 
 static int setup_signals(struct master *m)
@@ -531,6 +534,7 @@ int master_run(struct master *m)
     m->ctl_fd = -1;
     m->ready_fd = -1;
     m->started_ns = sp_now_ns();
+    m->notify_fd = -1;
 
     struct sp_config *cfg = sp_config_load(m->conf_path, err, sizeof(err));
     if (!cfg) {
@@ -545,6 +549,7 @@ int master_run(struct master *m)
         sp_config_free(cfg);
         return 1;
     }
+    master_notify_init(m);
     struct master_gen *gen = master_gen_new(m, cfg, 1);
     txn = calloc(1, sizeof(*txn));
     if (!gen || !txn) {
@@ -623,5 +628,6 @@ out:
         close(m->sigfd);
     if (m->ready_fd >= 0)
         close(m->ready_fd);
+    master_notify_close(m);
     return m->exit_code;
 }

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 
 #include "spindle/channel.h"
 #include "spindle/config.h"
@@ -141,6 +142,12 @@ struct master {
     bool reload_ok;
     uint64_t reload_ns;
     char reload_result[768];
+
+    /* systemd's NOTIFY_SOCKET (notify.c); notify_fd is -1 without one */
+    int notify_fd;
+    struct sockaddr_un notify_addr;
+    socklen_t notify_len;
+    bool notify_warned;
 };
 
 /* ---- master.c ------------------------------------------------------- */
@@ -258,6 +265,22 @@ int control_client(const char *conf_path, const char *cmd);
 
 /* Writes the status report into buf (at most len bytes, NUL-terminated). */
 void control_status(struct master *m, char *buf, size_t len);
+
+/* ---- notify.c ------------------------------------------------------- */
+
+/* Takes NOTIFY_SOCKET out of the environment (the workers must not inherit
+ * it) and opens a socket to send to it.  Without the variable, or when it
+ * is unusable (logged), the notify functions do nothing. */
+void master_notify_init(struct master *m);
+
+/* Sends one sd_notify datagram ("READY=1\nSTATUS=..."), formatted as by
+ * printf.  Best effort: the first failure is logged, later ones are not. */
+void master_notify(struct master *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Sends RELOADING=1 with MONOTONIC_USEC, as Type=notify-reload expects. */
+void master_notify_reloading(struct master *m);
+
+void master_notify_close(struct master *m);
 
 /* ---- pidfile.c ------------------------------------------------------ */
 

@@ -223,12 +223,15 @@ int master_reload(struct master *m, char *msg, size_t len)
         return -1;
     }
     m->reloading = true;
+    master_notify_reloading(m);
     int rc = transaction(m, msg, len);
     m->reloading = false;
     if (rc == 0) {
         sp_log_info("reload: %s", msg);
+        master_notify(m, "READY=1\nSTATUS=reloaded: generation %u", m->cur->id);
     } else {
         sp_log_error("reload failed: %s; still running generation %u", msg, m->cur->id);
+        master_notify(m, "READY=1\nSTATUS=reload failed: %s", msg);
         size_t used = strlen(msg);
         snprintf(msg + used, len - used, "; still running generation %u", m->cur->id);
     }
