@@ -16,7 +16,8 @@ INTEGRATION_TESTS += \
 INTEGRATION_TESTS += \
 	tests/integration/test_master.py \
 	tests/integration/test_reload.py \
-	tests/integration/test_signals.py
+	tests/integration/test_signals.py \
+	tests/integration/test_notify.py
 
 # Hardening: hostile and unlucky clients, descriptor exhaustion, 20k
 # connections, kill -9 under load (docs/security.md).
