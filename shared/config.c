@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "spindle/config.h"
+#include "spindle/net.h"
 
 #include "config_internal.h"
 
@@ -342,7 +343,7 @@ static void add_listen(struct loader *L, const char *v)
     }
     ln->service = L->svc;
     ln->line = L->lineno;
-    sp_config_format_addr((struct sockaddr *)&ln->addr, ln->text, sizeof(ln->text));
+    sp_net_format((struct sockaddr *)&ln->addr, ln->text, sizeof(ln->text));
 
     const struct sp_listen_conf *o = sp_config_find_conflict(cfg, (struct sockaddr *)&ln->addr);
     if (o != NULL && strcmp(o->text, ln->text) == 0) {

@@ -164,27 +164,6 @@ int sp_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
     return 0;
 }
 
-char *sp_config_format_addr(const struct sockaddr *addr, char *buf, size_t size)
-{
-    char host[INET6_ADDRSTRLEN];
-
-    if (addr->sa_family == AF_INET) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
-        if (sin->sin_addr.s_addr == htonl(INADDR_ANY))
-            snprintf(host, sizeof(host), "*");
-        else
-            inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-        snprintf(buf, size, "%s:%u", host, ntohs(sin->sin_port));
-    } else if (addr->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)addr;
-        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
-        snprintf(buf, size, "[%s]:%u", host, ntohs(sin6->sin6_port));
-    } else {
-        snprintf(buf, size, "(family %d)", addr->sa_family);
-    }
-    return buf;
-}
-
 bool sp__config_valid_url_path(const char *s, size_t n)
 {
     if (n == 0 || s[0] != '/')

@@ -61,10 +61,15 @@ char *sp_net_format(const struct sockaddr *addr, char *buf, size_t len)
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)addr;
         inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
         snprintf(buf, len, "[%s]:%u", host, ntohs(a->sin6_port));
-    } else {
+    } else if (addr->sa_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)addr;
-        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        if (a->sin_addr.s_addr == htonl(INADDR_ANY))
+            snprintf(host, sizeof(host), "*");
+        else
+            inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
         snprintf(buf, len, "%s:%u", host, ntohs(a->sin_port));
+    } else {
+        snprintf(buf, len, "(family %d)", addr->sa_family);
     }
     return buf;
 }

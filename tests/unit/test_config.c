@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "spindle/config.h"
+#include "spindle/net.h"
 
 static char err[SP_CONFIG_ERR_SIZE];
 
@@ -727,7 +728,7 @@ static void test_parse_listen(void **state)
         }
         if (rc != 0)
             fail_msg("sp_parse_listen(\"%s\") = %d", cases[i].s, rc);
-        sp_config_format_addr((struct sockaddr *)&ss, text, sizeof(text));
+        sp_net_format((struct sockaddr *)&ss, text, sizeof(text));
         assert_string_equal(text, cases[i].text);
         assert_int_equal(len, ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
                                                       : sizeof(struct sockaddr_in6));

@@ -183,8 +183,4 @@ int sp_parse_return(char *s, struct sp_http_return *r, const char **why);
  */
 int sp_config_join_path(char *out, size_t size, const char *base, const char *path);
 
-/* Writes addr as sp_listen_conf.text does into buf (size >= 64 is enough).
- * Returns buf. */
-char *sp_config_format_addr(const struct sockaddr *addr, char *buf, size_t size);
-
 #endif

@@ -21,7 +21,8 @@ int sp_net_set_nonblock(int fd, int on);
 /* Sets TCP_NODELAY.  Returns 0 or -errno. */
 int sp_net_set_nodelay(int fd);
 
-/* Formats addr as "1.2.3.4:80" or "[::1]:80" into buf.  Returns buf. */
+/* Formats addr as "1.2.3.4:80", "*:80" (any IPv4 address) or "[::1]:80" into
+ * buf; 64 bytes always suffice.  Returns buf. */
 char *sp_net_format(const struct sockaddr *addr, char *buf, size_t len);
 
 /* Size of the sockaddr for its family. */
