@@ -45,7 +45,8 @@ tests_fuzz_fuzz_http_request_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_chunked_SOURCES = tests/fuzz/fuzz_chunked.c shared/http_parser.c
 tests_fuzz_fuzz_chunked_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_chunked_LDFLAGS = $(FUZZ_FLAGS)
-tests_fuzz_fuzz_config_SOURCES = tests/fuzz/fuzz_config.c shared/config.c shared/config_values.c
+tests_fuzz_fuzz_config_SOURCES = tests/fuzz/fuzz_config.c shared/config.c shared/config_values.c \
+	shared/net.c
 tests_fuzz_fuzz_config_CFLAGS = $(AM_CFLAGS) $(INIH_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_config_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_config_LDADD = $(INIH_LIBS)
@@ -54,10 +55,12 @@ tests_fuzz_fuzz_channel_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_channel_LDFLAGS = $(FUZZ_FLAGS)
 
 FUZZ_SECONDS = 60
-# Runs every fuzzer for FUZZ_SECONDS, growing a corpus in the build tree
-# from the seeds in the source tree.
-fuzz: $(FUZZERS)
+# Runs every fuzzer named in FUZZ_TARGETS for FUZZ_SECONDS, growing a corpus
+# in the build tree from the seeds in the source tree.  Each fuzzer is built
+# just before it runs, so one target that fails to build stops only itself.
+fuzz:
 	@for t in $(FUZZ_TARGETS); do \
+	  $(MAKE) $(AM_MAKEFLAGS) tests/fuzz/fuzz_$$t || exit 1; \
 	  mkdir -p tests/fuzz/work/$$t tests/fuzz/artifacts/$$t || exit 1; \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
 	  tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
