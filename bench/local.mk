@@ -13,6 +13,7 @@ if ENABLE_BENCH
 noinst_PROGRAMS = \
 	bench/baseline/ev_http \
 	bench/baseline/ev_echo \
+	bench/baseline/epoll_srv \
 	bench/load/echo_load \
 	bench/load/idle_conns
 
@@ -25,6 +26,11 @@ bench_baseline_ev_echo_SOURCES = bench/baseline/ev_echo.c bench/baseline/prefork
 	bench/baseline/prefork.h
 bench_baseline_ev_echo_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
 bench_baseline_ev_echo_LDADD = $(LIBEVENT_LIBS)
+
+bench_baseline_epoll_srv_SOURCES = bench/baseline/epoll_srv.c bench/baseline/prefork.c \
+	bench/baseline/prefork.h
+bench_baseline_epoll_srv_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
+bench_baseline_epoll_srv_LDADD = $(LIBEVENT_LIBS)
 
 bench_load_echo_load_SOURCES = bench/load/echo_load.c
 bench_load_echo_load_LDADD = $(PTHREAD_LIBS)

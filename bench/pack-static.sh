@@ -4,7 +4,7 @@
 #
 #   bench/pack-static.sh OUTDIR [BUILDDIR]
 #
-# OUTDIR/bin gets spindle, ev_http, ev_echo, echo_load, idle_conns (from BUILDDIR, default
+# OUTDIR/bin gets spindle, ev_http, ev_echo, epoll_srv, echo_load, idle_conns (from BUILDDIR, default
 # bench/.run/build, as bench/run builds it) and wrk, nginx (from PATH); OUTDIR/lib gets the
 # libraries `ldd` lists and the loader. bench/run then starts each program as
 #   OUTDIR/lib/ld-linux-x86-64.so.2 --library-path OUTDIR/lib OUTDIR/bin/PROG ...
@@ -40,6 +40,7 @@ add() { # name path
 add spindle "$build/spindle"
 add ev_http "$build/bench/baseline/ev_http"
 add ev_echo "$build/bench/baseline/ev_echo"
+add epoll_srv "$build/bench/baseline/epoll_srv"
 add echo_load "$build/bench/load/echo_load"
 add idle_conns "$build/bench/load/idle_conns"
 add wrk "$(command -v wrk || true)"
