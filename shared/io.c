@@ -1,6 +1,10 @@
 /*
  * Fiber I/O.  Every call tries the system call first and parks only on
- * EAGAIN, so a ready fd costs exactly one system call.
+ * EAGAIN, so a ready fd costs exactly one system call.  A deadline is taken
+ * when a call first has to wait, so a call that never waits reads no clock;
+ * the writing calls take a fresh one after every write that moved bytes, so
+ * their timeout bounds the time the peer takes nothing (nginx's send_timeout),
+ * not the whole transfer.
  *
  * The raw system calls sit in small functions that turn errno into a return
  * value on the spot.  A fiber may resume on another thread (multi-thread
@@ -12,6 +16,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
 
@@ -63,9 +68,21 @@ static NOINLINE int sys_so_error(int fd)
     return -err;
 }
 
+/* Parks on fd for dir until *deadline, taking the deadline first if *armed is
+ * clear.  Returns 0 or -errno. */
+static int park(int fd, unsigned dir, int64_t timeout_ms, uint64_t *deadline, bool *armed)
+{
+    if (!*armed) {
+        *deadline = sp__deadline(timeout_ms);
+        *armed = true;
+    }
+    return sp__iom_park(fd, dir, *deadline, 1);
+}
+
 ssize_t sp_read(int fd, void *buf, size_t len, int64_t timeout_ms)
 {
-    uint64_t deadline = sp__deadline(timeout_ms);
+    uint64_t deadline = 0;
+    bool armed = false;
     for (;;) {
         ssize_t n = sys_read(fd, buf, len);
         if (n >= 0) {
@@ -76,7 +93,7 @@ ssize_t sp_read(int fd, void *buf, size_t len, int64_t timeout_ms)
             continue;
         if (n != -EAGAIN)
             return n;
-        int rc = sp__iom_park(fd, SP_IO_READ, deadline, 1);
+        int rc = park(fd, SP_IO_READ, timeout_ms, &deadline, &armed);
         if (rc < 0)
             return rc;
     }
@@ -103,7 +120,8 @@ ssize_t sp_write(int fd, const void *buf, size_t len, int64_t timeout_ms)
 
 ssize_t sp_writev(int fd, struct iovec *iov, int iovcnt, int64_t timeout_ms)
 {
-    uint64_t deadline = sp__deadline(timeout_ms);
+    uint64_t deadline = 0;
+    bool armed = false;
     size_t total = 0;
 
     while (iovcnt > 0 && iov->iov_len == 0)
@@ -116,11 +134,12 @@ ssize_t sp_writev(int fd, struct iovec *iov, int iovcnt, int64_t timeout_ms)
                 continue;
             if (n != -EAGAIN)
                 return n;
-            int rc = sp__iom_park(fd, SP_IO_WRITE, deadline, 1);
+            int rc = park(fd, SP_IO_WRITE, timeout_ms, &deadline, &armed);
             if (rc < 0)
                 return rc;
             continue;
         }
+        armed = false; /* progress: the next wait gets a full timeout */
         total += (size_t)n;
         size_t left = (size_t)n;
         while (iovcnt > 0 && left >= iov->iov_len) {
@@ -139,13 +158,15 @@ ssize_t sp_writev(int fd, struct iovec *iov, int iovcnt, int64_t timeout_ms)
 
 ssize_t sp_sendfile(int out_fd, int in_fd, off_t *offset, size_t count, int64_t timeout_ms)
 {
-    uint64_t deadline = sp__deadline(timeout_ms);
+    uint64_t deadline = 0;
+    bool armed = false;
     size_t left = count;
 
     while (left > 0) {
         ssize_t n = sys_sendfile(out_fd, in_fd, offset, left);
         if (n > 0) {
             left -= (size_t)n;
+            armed = false; /* progress: the next wait gets a full timeout */
             continue;
         }
         if (n == 0)
@@ -154,7 +175,7 @@ ssize_t sp_sendfile(int out_fd, int in_fd, off_t *offset, size_t count, int64_t 
             continue;
         if (n != -EAGAIN)
             return n;
-        int rc = sp__iom_park(out_fd, SP_IO_WRITE, deadline, 1);
+        int rc = park(out_fd, SP_IO_WRITE, timeout_ms, &deadline, &armed);
         if (rc < 0)
             return rc;
     }
@@ -164,7 +185,8 @@ ssize_t sp_sendfile(int out_fd, int in_fd, off_t *offset, size_t count, int64_t 
 
 int sp_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t timeout_ms)
 {
-    uint64_t deadline = sp__deadline(timeout_ms);
+    uint64_t deadline = 0;
+    bool armed = false;
     for (;;) {
         int c = sys_accept(fd, addr, addrlen);
         if (c >= 0)
@@ -173,7 +195,7 @@ int sp_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t timeout
             continue;
         if (c != -EAGAIN)
             return c;
-        int rc = sp__iom_park(fd, SP_IO_READ, deadline, 1);
+        int rc = park(fd, SP_IO_READ, timeout_ms, &deadline, &armed);
         if (rc < 0)
             return rc;
     }

@@ -116,6 +116,57 @@ static void test_write_timeout(void **state)
     close_pair(s.sv);
 }
 
+/* A reader that keeps taking bytes, slowly: the write's timeout counts from
+ * the last progress, so the whole transfer may take many timeouts long. */
+#define TRICKLE_TOTAL (256 << 10)
+#define TRICKLE_CHUNK 4096
+
+struct trickle {
+    int sv[2];
+    ssize_t rc;
+    size_t got;
+    int64_t t0, took;
+};
+
+static void write_to_trickle_reader(void *arg)
+{
+    struct trickle *s = arg;
+    char *buf = calloc(1, TRICKLE_TOTAL);
+    CHECK(buf != NULL);
+    s->t0 = now_ms();
+    s->rc = sp_write(s->sv[0], buf, TRICKLE_TOTAL, 100);
+    s->took = now_ms() - s->t0;
+    free(buf);
+}
+
+static void trickle_reader(void *arg)
+{
+    struct trickle *s = arg;
+    char buf[TRICKLE_CHUNK];
+    while (s->got < TRICKLE_TOTAL) {
+        sp_sleep(10);
+        ssize_t n = sp_read(s->sv[1], buf, sizeof(buf), 2000);
+        if (n <= 0)
+            break;
+        s->got += (size_t)n;
+    }
+}
+
+static void test_write_timeout_counts_from_progress(void **state)
+{
+    (void)state;
+    struct trickle s = {.rc = 1};
+    int small = 4096;
+    unix_pair(s.sv);
+    CHECK(setsockopt(s.sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) == 0);
+    run_fibers(1, write_to_trickle_reader, trickle_reader, &s);
+    assert_int_equal(s.rc, TRICKLE_TOTAL);
+    assert_int_equal(s.got, TRICKLE_TOTAL);
+    /* Several times the 100 ms timeout, yet the write succeeded. */
+    assert_true(s.took > 300);
+    close_pair(s.sv);
+}
+
 /* ---- many iovecs, small buffers ------------------------------------------ */
 
 #define NIOV 3000 /* more than IOV_MAX */
@@ -487,6 +538,7 @@ int main(void)
         RT_TEST(test_peer_reset),
         RT_TEST(test_write_to_closed_peer),
         RT_TEST(test_write_timeout),
+        RT_TEST(test_write_timeout_counts_from_progress),
         RT_TEST(test_writev_many_iovecs_partial_writes),
         RT_TEST(test_write_edge_cases),
         RT_TEST(test_sendfile_bigger_than_socket_buffer),

@@ -3,9 +3,14 @@
  *
  * Each call must run on a fiber of an IOManager and takes a non-blocking fd.
  * It tries the system call first and parks the fiber only on EAGAIN; the
- * caller never sees EAGAIN.  timeout_ms bounds the whole call (-1 = no limit).
- * Errors come back as -errno: -ETIMEDOUT when the timeout expires, -ECANCELED
- * when the fd is closed with sp_close() while the fiber waits on it.
+ * caller never sees EAGAIN.  timeout_ms (-1 = no limit) bounds the waiting:
+ * for sp_read, sp_accept, sp_connect and sp_wait the whole call; for the
+ * writing calls (sp_write, sp_writev, sp_sendfile) each stretch of time in
+ * which the peer takes no bytes, so a slow reader that keeps reading is never
+ * cut off and one that stops is dropped timeout_ms later (nginx's
+ * send_timeout).  Errors come back as -errno: -ETIMEDOUT when the timeout
+ * expires, -ECANCELED when the fd is closed with sp_close() while the fiber
+ * waits on it.
  */
 #ifndef SPINDLE_IO_H
 #define SPINDLE_IO_H
