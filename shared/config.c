@@ -105,6 +105,7 @@ enum key {
     K_KEEPALIVE_TIMEOUT,
     K_HEADER_TIMEOUT,
     K_BODY_TIMEOUT,
+    K_SEND_TIMEOUT,
     K_MAX_HEADER_SIZE,
     K_MAX_BODY_SIZE,
     K_ACCESS_LOG,
@@ -154,6 +155,8 @@ static const struct key_info {
     [K_HEADER_TIMEOUT] = {"header_timeout", IN_HTTP, V_DURATION, S(http.header_timeout_ms), 1,
                           HOURS(24), "1ms..24h"},
     [K_BODY_TIMEOUT] = {"body_timeout", IN_HTTP, V_DURATION, S(http.body_timeout_ms), 1, HOURS(24),
+                        "1ms..24h"},
+    [K_SEND_TIMEOUT] = {"send_timeout", IN_HTTP, V_DURATION, S(http.send_timeout_ms), 1, HOURS(24),
                         "1ms..24h"},
     [K_MAX_HEADER_SIZE] = {"max_header_size", IN_HTTP, V_SIZE, S(http.max_header_size), 1 << 10,
                            1 << 20, "1k..1m"},
@@ -457,6 +460,7 @@ static void add_service(struct loader *L, enum sp_service_kind kind, const char 
         s->http.keepalive_timeout_ms = 75 * 1000;
         s->http.header_timeout_ms = 10 * 1000;
         s->http.body_timeout_ms = 30 * 1000;
+        s->http.send_timeout_ms = 60 * 1000;
         s->http.max_header_size = 8 * 1024;
         s->http.max_body_size = 1024 * 1024;
     } else {

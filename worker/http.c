@@ -527,7 +527,7 @@ struct conn_frame {
 static void conn_frame_run(struct conn_frame *f, struct http_svc *hs, int fd, bool fresh)
 {
     f->c = (struct http_conn){.hs = hs, .fd = fd, .in = f->in, .cap = sizeof(f->in)};
-    http_out_init(&f->c.out, fd, f->out, sizeof(f->out));
+    http_out_init(&f->c.out, fd, f->out, sizeof(f->out), hs->conf->send_timeout_ms);
     conn_run(&f->c, fresh);
 }
 

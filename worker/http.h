@@ -34,13 +34,9 @@
 #define HTTP_MAX_HDRS  64    /* header lines in one request (more: 431) */
 #define HTTP_DATE_LEN  29    /* "Sun, 06 Nov 1994 08:49:37 GMT" */
 #define HTTP_BODY_ROOM 4096  /* free input space wanted when a body is read */
-/* How long a peer may leave a response unread before the connection is
- * dropped (nginx's send_timeout). */
-#define HTTP_SEND_TIMEOUT_MS 60000
-
-struct http_file;   /* a cached file, http_static.c */
-struct http_static; /* the file server of one service, http_static.c */
-struct http_log;    /* the access log, http_access_log.c */
+struct http_file;            /* a cached file, http_static.c */
+struct http_static;          /* the file server of one service, http_static.c */
+struct http_log;             /* the access log, http_access_log.c */
 
 /* A fixed response built at init: the head without its blank line, with a
  * placeholder where each response gets the current Date. */
@@ -90,8 +86,9 @@ struct http_out {
     int niov;
     struct http_file *refs[HTTP_OUT_IOV]; /* cached files iov[] points into */
     int nrefs;
-    uint64_t sent; /* bytes written so far, for the counters */
-    int error;     /* first write error (-errno); once set, nothing more is sent */
+    int64_t send_timeout_ms; /* a write the peer takes nothing of this long fails */
+    uint64_t sent;           /* bytes written so far, for the counters */
+    int error;               /* first write error (-errno); once set, nothing more is sent */
 };
 
 /* One request being answered. */
@@ -119,7 +116,7 @@ struct http_conn {
 
 /* ---- http_response.c ---------------------------------------------------- */
 
-void http_out_init(struct http_out *o, int fd, char *buf, size_t cap);
+void http_out_init(struct http_out *o, int fd, char *buf, size_t cap, int64_t send_timeout_ms);
 
 /* Returns a pointer to n free bytes at the end of the text (flushing first if
  * needed; n <= o->cap), or NULL once a write has failed.  Commit with

@@ -18,9 +18,10 @@ static const char conn_keep_alive[] = "Connection: keep-alive\r\n";
 
 /* ---- output buffer ------------------------------------------------------ */
 
-void http_out_init(struct http_out *o, int fd, char *buf, size_t cap)
+void http_out_init(struct http_out *o, int fd, char *buf, size_t cap, int64_t send_timeout_ms)
 {
     o->fd = fd;
+    o->send_timeout_ms = send_timeout_ms;
     o->buf = buf;
     o->cap = cap;
     o->len = 0;
@@ -53,7 +54,7 @@ int http_out_flush(struct http_out *o)
 {
     seal_text(o);
     if (o->niov > 0 && o->error == 0) {
-        ssize_t n = sp_writev(o->fd, o->iov, o->niov, HTTP_SEND_TIMEOUT_MS);
+        ssize_t n = sp_writev(o->fd, o->iov, o->niov, o->send_timeout_ms);
         if (n < 0)
             o->error = (int)n;
         else
@@ -88,7 +89,7 @@ int http_out_text(struct http_out *o, const void *p, size_t n)
     if (n > o->cap) {
         if (http_out_flush(o) != 0)
             return o->error;
-        ssize_t w = sp_write(o->fd, p, n, HTTP_SEND_TIMEOUT_MS);
+        ssize_t w = sp_write(o->fd, p, n, o->send_timeout_ms);
         if (w < 0)
             return o->error = (int)w;
         o->sent += (uint64_t)w;

@@ -489,7 +489,7 @@ static int respond(struct http_conn *c, struct http_txn *t, const struct file_me
     if ((rc = http_out_flush(o)) != 0)
         return rc;
     off_t off = (off_t)start;
-    ssize_t n = sp_sendfile(c->fd, fd, &off, (size_t)count, HTTP_SEND_TIMEOUT_MS);
+    ssize_t n = sp_sendfile(c->fd, fd, &off, (size_t)count, o->send_timeout_ms);
     if (n < 0)
         return o->error = (int)n;
     o->sent += (uint64_t)n;

@@ -2,7 +2,9 @@
 """Every error the http service answers, with the right code, a short body,
 and (for malformed input) Connection: close followed by the close itself;
 request smuggling attempts; timeouts."""
+import errno
 import os
+import re
 import socket
 import time
 
@@ -15,6 +17,8 @@ SHORT = free_port()
 STRICT = free_port()
 BIGHEAD = free_port()
 S = None
+# Far more than the socket buffers of one connection hold on loopback.
+BIG = os.urandom(1 << 20) * 16
 
 
 def setup():
@@ -22,6 +26,8 @@ def setup():
     S = Spindle("")
     root = os.path.join(S.dir, "www")
     write_file(os.path.join(root, "index.html"), "home\n")
+    with open(os.path.join(root, "big.bin"), "wb") as f:
+        f.write(BIG)
     S.write_conf("""
 [http main]
 listen = 127.0.0.1:%d
@@ -32,9 +38,11 @@ max_body_size = 1k
 
 [http short]
 listen = 127.0.0.1:%d
+root = %s
 return /a = 200 text/plain AAA
 header_timeout = 300ms
 body_timeout = 300ms
+send_timeout = 1s
 
 [http strict]
 listen = 127.0.0.1:%d
@@ -46,7 +54,7 @@ keepalive_timeout = 0
 listen = 127.0.0.1:%d
 return /a = 200 text/plain AAA
 max_header_size = 64k
-""" % (PORT, root, SHORT, STRICT, BIGHEAD))
+""" % (PORT, root, SHORT, root, STRICT, BIGHEAD))
     S.start(ports=[PORT, SHORT, STRICT, BIGHEAD])
 
 
@@ -287,6 +295,82 @@ def body_too_large_is_answered_while_the_client_is_still_sending():
         c.sock.settimeout(5)
         r = c.response()
         eq(r.status, 413, "413 read despite the unread body")
+
+
+def open_connections():
+    rc, out = S.ctl("status")
+    return sum(int(n) for n in re.findall(r"^worker pid=\d+ .*connections=(\d+)", out, re.M))
+
+
+def small_window(rcvbuf):
+    """A connection to SHORT whose receive buffer is fixed at rcvbuf."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", SHORT))
+    return s
+
+
+@tap.case
+def send_timeout_drops_a_client_that_stops_reading():
+    eq(open_connections(), 0, "no connection open before")
+    s = small_window(4096)
+    try:
+        s.sendall(build("GET", "/big.bin"))
+        t0 = time.monotonic()
+        time.sleep(0.1)
+        eq(open_connections(), 1, "the download is under way")
+        while open_connections() != 0 and time.monotonic() - t0 < 5:
+            time.sleep(0.05)
+        took = time.monotonic() - t0
+        eq(open_connections(), 0, "the stalled connection was dropped")
+        check(0.9 < took < 4.0, "dropped after send_timeout (took %.2f s)" % took)
+        # What was in flight still arrives, then the stream ends well short.
+        got = 0
+        try:
+            while True:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                got += len(chunk)
+        except OSError as e:
+            check(e.errno == errno.ECONNRESET, "EOF or reset, not %s" % e)
+        check(got < len(BIG), "the response was cut (%d of %d bytes)" % (got, len(BIG)))
+    finally:
+        s.close()
+
+
+@tap.case
+def a_slow_reader_that_keeps_reading_gets_the_whole_file():
+    # At most 128 kB per 20 ms: the server waits on the client for well over
+    # send_timeout in all (its socket buffer holds 4 MB at most), but never
+    # for send_timeout at a stretch (the kernel wakes a writer once a third
+    # of its buffer is free: 1.3 MB, a few hundred ms here).
+    s = small_window(64 << 10)
+    try:
+        s.sendall(build("GET", "/big.bin"))
+        t0 = time.monotonic()
+        data = bytearray()
+        while True:
+            time.sleep(0.02)
+            try:
+                chunk = s.recv(256 << 10)
+            except OSError as e:
+                check(False, "read failed after %d bytes: %s" % (len(data), e))
+                break
+            if not chunk:
+                break
+            data += chunk
+            if len(data) > len(BIG) and data.find(b"\r\n\r\n") + 4 + len(BIG) <= len(data):
+                break
+        took = time.monotonic() - t0
+        head, _, body = bytes(data).partition(b"\r\n\r\n")
+        check(head.startswith(b"HTTP/1.1 200 "), "200: %r" % head[:40])
+        eq(len(body), len(BIG), "the whole file arrived (in %.1f s)" % took)
+        check(body == BIG, "the bytes are the file's")
+        check(took > 2.0, "the transfer took twice send_timeout or more (%.1f s)" % took)
+    finally:
+        s.close()
 
 
 setup()

@@ -208,6 +208,7 @@ static void test_defaults(void **state)
     assert_int_equal(h->keepalive_timeout_ms, 75000);
     assert_int_equal(h->header_timeout_ms, 10000);
     assert_int_equal(h->body_timeout_ms, 30000);
+    assert_int_equal(h->send_timeout_ms, 60000);
     assert_int_equal(h->max_header_size, 8192);
     assert_int_equal(h->max_body_size, 1024 * 1024);
     assert_null(h->access_log);
@@ -300,6 +301,8 @@ static void test_errors(void **state)
          "conf/bad.conf:2: shutdown_timeout '25h' out of range (0..24h)"},
         {"[http h]\nlisten = 127.0.0.1:80\nheader_timeout = 0\n",
          "conf/bad.conf:3: header_timeout '0' out of range (1ms..24h)"},
+        {"[http h]\nlisten = 127.0.0.1:80\nsend_timeout = 25h\n",
+         "conf/bad.conf:3: send_timeout '25h' out of range (1ms..24h)"},
         {"[http h]\nlisten = 127.0.0.1:80\nmax_header_size = 2m\n",
          "conf/bad.conf:3: max_header_size '2m' out of range (1k..1m)"},
         {"[http h]\nlisten = 127.0.0.1:80\nmax_body_size = 99999999999999999999999\n",
@@ -610,6 +613,7 @@ static void test_example(void **state)
     assert_string_equal(cfg->services[0].http.root, want);
     assert_string_equal(cfg->services[0].http.status_path, "/_status");
     assert_int_equal(cfg->services[0].http.nreturns, 2);
+    assert_int_equal(cfg->services[0].http.send_timeout_ms, 2 * 60 * 1000);
     assert_string_equal(cfg->services[0].http.returns[1].body, "{\"message\":\"Hello, World!\"}");
     assert_int_equal(cfg->services[1].kind, SP_SERVICE_ECHO);
     assert_int_equal(cfg->nlistens, 2);

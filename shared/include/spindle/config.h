@@ -50,6 +50,7 @@ struct sp_http_conf {
     int64_t keepalive_timeout_ms; /* 0: close after each response */
     int64_t header_timeout_ms;    /* > 0 */
     int64_t body_timeout_ms;      /* > 0 */
+    int64_t send_timeout_ms;      /* > 0: a peer that takes no bytes this long is dropped */
     size_t max_header_size;       /* request line + headers, bytes */
     size_t max_body_size;         /* 0: no request body accepted */
     const char *access_log;       /* absolute path; NULL: off */
