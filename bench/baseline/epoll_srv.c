@@ -33,8 +33,10 @@
 
 #include "prefork.h"
 
-#define IN_CAP     16384
-#define OUT_CAP    65536
+#define IN_CAP 16384
+/* Room for the responses to a full input buffer of the shortest requests
+ * ("GET / HTTP/1.1\r\n\r\n", 18 bytes; a response is under 160). */
+#define OUT_CAP    ((IN_CAP / 18 + 1) * 160)
 #define MAX_EVENTS 256
 
 struct conn {
@@ -234,8 +236,8 @@ int main(int argc, char **argv)
     while ((opt = getopt(argc, argv, PREFORK_OPTIONS "m:")) != -1) {
         if (opt == 'm')
             mode = optarg;
-        else if (prefork_option(&pf, opt, optarg) < 0)
-            usage();
+        else if (opt == 'C' || prefork_option(&pf, opt, optarg) < 0)
+            usage(); /* -C is libevent's; there is no event base here */
     }
     if (mode == NULL || !prefork_valid(&pf) ||
         (strcmp(mode, "http") != 0 && strcmp(mode, "echo") != 0))
