@@ -57,17 +57,20 @@ tests_fuzz_fuzz_channel_LDFLAGS = $(FUZZ_FLAGS)
 FUZZ_SECONDS = 60
 # Runs every fuzzer named in FUZZ_TARGETS for FUZZ_SECONDS, growing a corpus
 # in the build tree from the seeds in the source tree.  Each fuzzer is built
-# just before it runs, so one target that fails to build stops only itself.
+# just before it runs, so a target that fails to build or crashes does not keep
+# the others from running; the exit status says whether any failed.
 fuzz:
-	@for t in $(FUZZ_TARGETS); do \
-	  $(MAKE) $(AM_MAKEFLAGS) tests/fuzz/fuzz_$$t || exit 1; \
+	@rc=0; for t in $(FUZZ_TARGETS); do \
+	  if ! $(MAKE) $(AM_MAKEFLAGS) tests/fuzz/fuzz_$$t; then \
+	    echo "fuzz_$$t: build failed" >&2; rc=1; continue; \
+	  fi; \
 	  mkdir -p tests/fuzz/work/$$t tests/fuzz/artifacts/$$t || exit 1; \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
 	  tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	    -artifact_prefix=tests/fuzz/artifacts/$$t/ \
 	    tests/fuzz/work/$$t $(srcdir)/tests/fuzz/corpus/$$t \
-	    $(srcdir)/tests/fuzz/regressions/$$t || exit 1; \
-	done
+	    $(srcdir)/tests/fuzz/regressions/$$t || rc=1; \
+	done; exit $$rc
 else
 fuzz:
 	@echo "fuzzers not built: configure with CC=clang --enable-fuzz" >&2; exit 1
