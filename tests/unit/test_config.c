@@ -613,7 +613,7 @@ static void test_example(void **state)
     assert_string_equal(cfg->services[0].http.root, want);
     assert_string_equal(cfg->services[0].http.status_path, "/_status");
     assert_int_equal(cfg->services[0].http.nreturns, 2);
-    assert_int_equal(cfg->services[0].http.send_timeout_ms, 2 * 60 * 1000);
+    assert_int_equal(cfg->services[0].http.send_timeout_ms, 60 * 1000);
     assert_string_equal(cfg->services[0].http.returns[1].body, "{\"message\":\"Hello, World!\"}");
     assert_int_equal(cfg->services[1].kind, SP_SERVICE_ECHO);
     assert_int_equal(cfg->nlistens, 2);
