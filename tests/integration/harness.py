@@ -6,6 +6,7 @@ Environment: SPINDLE_BIN (the binary; default ./spindle), SPINDLE_SRCDIR.
 """
 import atexit
 import os
+import re
 import shutil
 import signal
 import socket
@@ -245,6 +246,21 @@ class Spindle:
         r = subprocess.run([BIN, "-c", self.conf, "-s", cmd], capture_output=True, text=True,
                            timeout=timeout, cwd=self.dir)
         return r.returncode, r.stdout + r.stderr
+
+    def connections(self, pid=None):
+        """Open connections from `-s status`, of worker pid or of every worker;
+        None when a worker did not answer."""
+        rc, out = self.ctl("status")
+        counts = [n for p, n in re.findall(r"^worker pid=(\d+) .*connections=(\S+)", out, re.M)
+                  if pid is None or int(p) == pid]
+        if not counts or not all(n.isdigit() for n in counts):
+            return None
+        return sum(int(n) for n in counts)
+
+    def wait_connections(self, want, timeout=10.0, pid=None):
+        """Polls connections() until it is want; returns the last answer."""
+        wait_for(lambda: self.connections(pid) == want, timeout, step=0.05)
+        return self.connections(pid)
 
     def signal(self, sig):
         os.kill(self.pid, sig)

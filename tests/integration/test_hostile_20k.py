@@ -3,7 +3,6 @@
 addresses: every one gets its response, all of them stay open together, and
 the workers' memory per connection is reported (# rss_per_conn)."""
 import multiprocessing
-import re
 import selectors
 import socket
 import sys
@@ -94,10 +93,6 @@ def workers_rss():
     return {w: rss_kb(w) for w in S.workers()}
 
 
-def connections():
-    rc, out = S.ctl("status")
-    return sum(int(c) for c in re.findall(r"^worker .*connections=(\d+)", out, re.M))
-
 
 def setup():
     global S
@@ -137,7 +132,7 @@ def twenty_thousand_keepalive_connections_each_get_a_response():
 
 @tap.case
 def all_connections_are_open_at_once():
-    eq(connections(), CONNS, "connections the workers report")
+    eq(S.connections(), CONNS, "connections the workers report")
     rss0, rss1 = R["rss0"], workers_rss()
     grew = sum(rss1.values()) - sum(rss0.values())
     per_conn = grew * 1024.0 / CONNS
@@ -161,10 +156,7 @@ def server_kept_every_connection_until_the_clients_closed():
     for p in R["procs"]:
         p.join(10)
     eq(still, CONNS, "connections still open when the clients closed them")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and connections() != 0:
-        time.sleep(0.1)
-    eq(connections(), 0, "connections after the clients left")
+    eq(S.wait_connections(0), 0, "connections after the clients left")
 
 
 def limits_ok():

@@ -5,7 +5,6 @@ output per connection is one fixed buffer), so they stall against their own
 socket buffers; the worker's memory stays flat, it does not spin, and other
 clients are served meanwhile."""
 import errno
-import re
 import socket
 import time
 
@@ -34,11 +33,6 @@ return /a = 200 text/plain %s
     S.start(ports=[PORT])
     WORKER = S.wait_workers(1)[0]
 
-
-def connections():
-    rc, out = S.ctl("status")
-    m = re.search(r"^worker pid=%d .*connections=(\d+)" % WORKER, out, re.M)
-    return int(m.group(1)) if m else None
 
 
 def flood(socks, stall_s=1.0, limit_s=20.0):
@@ -109,7 +103,7 @@ def worker_does_not_spin_on_stalled_connections():
 def other_clients_are_served_meanwhile():
     for _ in range(20):
         check(get_ok(PORT), "GET /a while flooders are stalled")
-    eq(connections(), FLOODERS, "the stalled connections are still open")
+    eq(S.connections(WORKER), FLOODERS, "the stalled connections are still open")
     # The flood stays stalled: nothing more is read from a flooder.
     again = flood(FLOOD, stall_s=0.5, limit_s=3)
     check(max(again) < 1 << 20, "a flooder cannot send much more (%d bytes)" % max(again))
@@ -120,10 +114,7 @@ def closing_the_flooders_frees_everything():
     for s in FLOOD:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         s.close()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and connections() != 0:
-        time.sleep(0.1)
-    eq(connections(), 0, "connections after the flooders left")
+    eq(S.wait_connections(0, pid=WORKER), 0, "connections after the flooders left")
     eq(S.workers(), [WORKER], "same worker")
     check(get_ok(PORT), "GET /a")
     grew = rss_kb(WORKER) - RSS["before"]

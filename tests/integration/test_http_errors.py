@@ -4,7 +4,6 @@ and (for malformed input) Connection: close followed by the close itself;
 request smuggling attempts; timeouts."""
 import errno
 import os
-import re
 import socket
 import time
 
@@ -297,25 +296,6 @@ def body_too_large_is_answered_while_the_client_is_still_sending():
         eq(r.status, 413, "413 read despite the unread body")
 
 
-def open_connections():
-    """Connections the workers hold, or None when a worker did not answer."""
-    rc, out = S.ctl("status")
-    counts = re.findall(r"^worker pid=\d+ .*connections=(\S+)", out, re.M)
-    if not counts or not all(n.isdigit() for n in counts):
-        return None
-    return sum(int(n) for n in counts)
-
-
-def wait_connections(want, limit_s):
-    """Polls until the workers hold want connections; returns the last count."""
-    deadline = time.monotonic() + limit_s
-    n = open_connections()
-    while n != want and time.monotonic() < deadline:
-        time.sleep(0.05)
-        n = open_connections()
-    return n
-
-
 def small_window(rcvbuf):
     """A connection to SHORT whose receive buffer is fixed at rcvbuf."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -328,13 +308,13 @@ def small_window(rcvbuf):
 @tap.case
 def send_timeout_drops_a_client_that_stops_reading():
     # Earlier cases' connections may still be lingering for a moment.
-    eq(wait_connections(0, 3), 0, "no connection open before")
+    eq(S.wait_connections(0, 3), 0, "no connection open before")
     s = small_window(4096)
     try:
         s.sendall(build("GET", "/big.bin"))
         t0 = time.monotonic()
-        eq(wait_connections(1, 0.5), 1, "the download is under way")
-        eq(wait_connections(0, 5), 0, "the stalled connection was dropped")
+        eq(S.wait_connections(1, 0.5), 1, "the download is under way")
+        eq(S.wait_connections(0, 5), 0, "the stalled connection was dropped")
         took = time.monotonic() - t0
         check(0.9 < took < 4.0, "dropped after send_timeout (took %.2f s)" % took)
         # What was in flight still arrives, then the stream ends well short.
