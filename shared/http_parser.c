@@ -613,15 +613,6 @@ bool sp_http_chunked_done(const struct sp_http_chunked *d)
     return d->state == CH_DONE;
 }
 
-static int hex_value(char c)
-{
-    if ((unsigned)(c - '0') <= 9)
-        return c - '0';
-    if ((unsigned)((c | 0x20) - 'a') <= 5)
-        return (c | 0x20) - 'a' + 10;
-    return -1;
-}
-
 ssize_t sp_http_chunked_decode(struct sp_http_chunked *d, char *buf, size_t *len)
 {
     size_t src = 0, dst = 0, n = *len, k;
@@ -645,7 +636,7 @@ ssize_t sp_http_chunked_decode(struct sp_http_chunked *d, char *buf, size_t *len
         switch (d->state) {
         case CH_SIZE_FIRST:
         case CH_SIZE:
-            if ((v = hex_value(c)) >= 0) {
+            if ((v = sp_http_hex_digit(c)) >= 0) {
                 if (d->state == CH_SIZE_FIRST)
                     d->remaining = 0;
                 if (d->remaining >= CHUNK_SIZE_MAX >> 4) {

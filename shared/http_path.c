@@ -9,15 +9,6 @@
 #include <errno.h>
 #include <string.h>
 
-static int hex_digit(char c)
-{
-    if ((unsigned)(c - '0') <= 9)
-        return c - '0';
-    if ((unsigned)((c | 0x20) - 'a') <= 5)
-        return (c | 0x20) - 'a' + 10;
-    return -1;
-}
-
 ssize_t sp_http_pct_decode(const char *src, size_t len, char *dst, size_t cap)
 {
     size_t i = 0, o = 0;
@@ -28,7 +19,8 @@ ssize_t sp_http_pct_decode(const char *src, size_t len, char *dst, size_t cap)
         if (c == '%') {
             int hi, lo;
 
-            if (len - i < 3 || (hi = hex_digit(src[i + 1])) < 0 || (lo = hex_digit(src[i + 2])) < 0)
+            if (len - i < 3 || (hi = sp_http_hex_digit(src[i + 1])) < 0 ||
+                (lo = sp_http_hex_digit(src[i + 2])) < 0)
                 return -EINVAL;
             c = (char)(hi << 4 | lo);
             i += 3;

@@ -198,6 +198,16 @@ static inline bool sp_http_keep_alive(const struct sp_http_request *req)
     return req->minor_version >= 1 || (req->flags & SP_HTTP_F_CONN_KEEP_ALIVE) != 0;
 }
 
+/* The value of the hexadecimal digit c (either case), or -1. */
+static inline int sp_http_hex_digit(char c)
+{
+    if ((unsigned)(c - '0') <= 9)
+        return c - '0';
+    if ((unsigned)((c | 0x20) - 'a') <= 5)
+        return (c | 0x20) - 'a' + 10;
+    return -1;
+}
+
 /* The status code to answer for err (400, 413, 414, 431, 501 or 505; 200 for
  * SP_HTTP_OK), and a short static English description for logs. */
 int sp_http_error_status(enum sp_http_error err);
