@@ -71,12 +71,7 @@ static void echo_serve(struct service *svc, int fd)
     echo_close(svc, fd);
 }
 
-static void echo_handle(struct service *svc, int fd)
-{
-    echo_serve(svc, fd);
-}
-
 const struct service_ops echo_service_ops = {
     .kind = "echo",
-    .handle = echo_handle,
+    .handle = echo_serve,
 };
