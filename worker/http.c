@@ -56,9 +56,7 @@ static const char allow_return[] = "Allow: GET, HEAD, POST\r\n";
 
 static size_t path_hash(const char *p, size_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
+    uint64_t h = http_hash(p, n);
     return (size_t)(h ^ (h >> 29));
 }
 
@@ -187,8 +185,9 @@ static size_t in_cap_needed(const struct http_svc *hs)
     return hs->conf->max_header_size + HTTP_BODY_ROOM;
 }
 
-/* Moves the input to a heap buffer big enough for any head.  Returns 0, or
- * -ENOMEM (the caller answers 431/500 or drops). */
+/* Moves the input to a heap buffer big enough for any head.  Returns 0,
+ * -ENOSPC when it is that big already, or -ENOMEM (the caller answers
+ * 431/500 or drops). */
 static int in_grow(struct http_conn *c)
 {
     size_t need = in_cap_needed(c->hs);
@@ -203,6 +202,17 @@ static int in_grow(struct http_conn *c)
     c->in = b;
     c->cap = need;
     return 0;
+}
+
+/* Reads into the free space after c->in[0..len) until deadline (sp_now_ns()
+ * time).  Returns what sp_read() returns, or -ETIMEDOUT when the deadline has
+ * passed already. */
+static ssize_t in_read(struct http_conn *c, uint64_t deadline)
+{
+    int64_t left = ms_left(deadline);
+    if (left == 0)
+        return -ETIMEDOUT;
+    return sp_read(c->fd, c->in + c->len, c->cap - c->len, left);
 }
 
 /* ---- bodies ----------------------------------------------------------------- */
@@ -244,8 +254,7 @@ static int body_discard(struct http_conn *c, const struct sp_http_request *req, 
             }
             if (!deadline)
                 deadline = sp_now_ns() + (uint64_t)conf->body_timeout_ms * 1000000ull;
-            int64_t left = ms_left(deadline);
-            ssize_t got = left ? sp_read(c->fd, c->in + c->len, c->cap - c->len, left) : -ETIMEDOUT;
+            ssize_t got = in_read(c, deadline);
             if (got == -ETIMEDOUT)
                 return 408;
             if (got <= 0)
@@ -274,8 +283,7 @@ static int body_discard(struct http_conn *c, const struct sp_http_request *req, 
         return -1;
     deadline = sp_now_ns() + (uint64_t)conf->body_timeout_ms * 1000000ull;
     while (need > 0) {
-        int64_t left = ms_left(deadline);
-        ssize_t got = left ? sp_read(c->fd, c->in + c->len, c->cap - c->len, left) : -ETIMEDOUT;
+        ssize_t got = in_read(c, deadline);
         if (got == -ETIMEDOUT)
             return 408;
         if (got <= 0)
@@ -302,7 +310,6 @@ static void txn_init(struct http_txn *t, struct http_conn *c, const struct sp_ht
     t->head = req->method == SP_HTTP_HEAD;
     t->close = !sp_http_keep_alive(req) || c->hs->conf->keepalive_timeout_ms == 0 ||
                worker_draining(c->hs->svc->worker);
-    t->ka_header = !t->close && req->minor_version == 0;
     t->status = 0;
     t->body_len = 0;
 }
@@ -311,7 +318,6 @@ static void txn_init(struct http_txn *t, struct http_conn *c, const struct sp_ht
 static enum conn_end fail_request(struct http_conn *c, struct http_txn *t, unsigned status)
 {
     t->close = true;
-    t->ka_header = false;
     t->head = false;
     http_error(&c->out, t, status, NULL);
     if (c->hs->log)
@@ -453,8 +459,7 @@ static void conn_run(struct http_conn *c, bool fresh)
                 end = END_DROP;
                 break;
             }
-            int64_t left = ms_left(head_deadline);
-            n = left ? sp_read(c->fd, c->in + c->len, c->cap - c->len, left) : -ETIMEDOUT;
+            n = in_read(c, head_deadline);
             dry = false;
             if (n == -ETIMEDOUT) {
                 struct sp_http_request none = {.method = SP_HTTP_METHOD_NONE, .minor_version = 1};

@@ -19,6 +19,7 @@
 #ifndef SPINDLE_WORKER_HTTP_H
 #define SPINDLE_WORKER_HTTP_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,8 +42,6 @@ struct http_log;             /* the access log, http_access_log.c */
 /* A fixed response built at init: the head without its blank line, with a
  * placeholder where each response gets the current Date. */
 struct http_prebuilt {
-    const char *path; /* borrowed from the configuration */
-    size_t path_len;
     unsigned status;
     char *head; /* owned */
     size_t head_len;
@@ -97,7 +96,6 @@ struct http_txn {
     const char *date; /* HTTP_DATE_LEN bytes, this batch's Date */
     bool head;        /* HEAD: headers only */
     bool close;       /* the connection ends after this response */
-    bool ka_header;   /* HTTP/1.0 keep-alive: say "Connection: keep-alive" */
     unsigned status;  /* what was answered, for the access log */
     uint64_t body_len;
 };
@@ -113,6 +111,30 @@ struct http_conn {
     char date[HTTP_DATE_LEN];
     char peer[64]; /* "addr" for the access log, filled on first use */
 };
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* 64-bit FNV-1a of p[0..n); callers fold it to a table index. */
+static inline uint64_t http_hash(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Lock and unlock m only when mt (several scheduler threads share it). */
+static inline void http_lock(pthread_mutex_t *m, bool mt)
+{
+    if (mt)
+        pthread_mutex_lock(m);
+}
+
+static inline void http_unlock(pthread_mutex_t *m, bool mt)
+{
+    if (mt)
+        pthread_mutex_unlock(m);
+}
 
 /* ---- http_response.c ---------------------------------------------------- */
 
@@ -153,9 +175,6 @@ void http_date_format(time_t t, char *dst);
  * sets *t, or -1. */
 int http_date_parse(const char *s, size_t len, time_t *t);
 
-/* The reason phrase of status ("Not Found"). */
-const char *http_reason(unsigned status);
-
 /*
  * Appends a response head: status line, Server, Date, Content-Type (when
  * ctype is not NULL), Content-Length (unless status is 204 or 304),
@@ -171,20 +190,15 @@ int http_error(struct http_out *o, struct http_txn *t, unsigned status, const ch
 
 /* Builds the prebuilt response of a return line.  Returns 0 or -ENOMEM. */
 int http_prebuilt_init(struct http_prebuilt *pb, const struct sp_http_return *r);
-void http_prebuilt_close(struct http_prebuilt *pb);
 
 /* Appends a prebuilt response (no body for HEAD).  Returns 0 or o->error. */
 int http_prebuilt_send(struct http_out *o, struct http_txn *t, const struct http_prebuilt *pb);
-
-/* Decimal digits of v into dst (at least 20 bytes).  Returns the count. */
-size_t http_u64(char *dst, uint64_t v);
 
 /* ---- http_static.c -------------------------------------------------------- */
 
 /* Opens root.  Returns NULL with a message in err. */
 struct http_static *http_static_new(const struct sp_http_conf *conf, bool mt, char *err,
                                     size_t errlen);
-void http_static_free(struct http_static *st);
 
 /* Answers a GET or HEAD for the clean path (starts with '/', normalised,
  * decoded).  May flush c->out and write the file itself (large files).

@@ -37,18 +37,6 @@ struct http_log {
     char tstr[40];
 };
 
-static void lock(struct http_log *log)
-{
-    if (log->mt)
-        pthread_mutex_lock(&log->lock);
-}
-
-static void unlock(struct http_log *log)
-{
-    if (log->mt)
-        pthread_mutex_unlock(&log->lock);
-}
-
 static int open_log(const char *path)
 {
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -99,21 +87,21 @@ void http_log_flush(struct http_log *log)
 {
     if (!log)
         return;
-    lock(log);
+    http_lock(&log->lock, log->mt);
     flush_locked(log);
-    unlock(log);
+    http_unlock(&log->lock, log->mt);
 }
 
 int http_log_reopen(struct http_log *log)
 {
-    lock(log);
+    http_lock(&log->lock, log->mt);
     flush_locked(log);
     int fd = open_log(log->path);
     if (fd >= 0) {
         close(log->fd);
         log->fd = fd;
     }
-    unlock(log);
+    http_unlock(&log->lock, log->mt);
     return fd < 0 ? fd : 0;
 }
 
@@ -223,7 +211,7 @@ void http_log_request(struct http_log *log, struct http_conn *c, const struct ht
     n += quoted_header(line + n, req, "User-Agent", LOG_FIELD_MAX / 2);
     line[n++] = '\n';
 
-    lock(log);
+    http_lock(&log->lock, log->mt);
     time_t now = time(NULL);
     if (now != log->tsec) {
         struct tm tm;
@@ -236,5 +224,5 @@ void http_log_request(struct http_log *log, struct http_conn *c, const struct ht
         flush_locked(log);
     memcpy(log->buf + log->len, line, n);
     log->len += n;
-    unlock(log);
+    http_unlock(&log->lock, log->mt);
 }

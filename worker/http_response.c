@@ -215,7 +215,8 @@ int http_date_parse(const char *s, size_t len, time_t *t)
 
 /* ---- heads ------------------------------------------------------------------- */
 
-const char *http_reason(unsigned status)
+/* The reason phrase of status ("Not Found"). */
+static const char *http_reason(unsigned status)
 {
     switch (status) {
     case 100:
@@ -299,7 +300,8 @@ const char *http_reason(unsigned status)
     }
 }
 
-size_t http_u64(char *dst, uint64_t v)
+/* Decimal digits of v into dst (at least 20 bytes).  Returns the count. */
+static size_t http_u64(char *dst, uint64_t v)
 {
     char tmp[20];
     size_t n = 0;
@@ -317,19 +319,43 @@ static bool status_has_body(unsigned status)
     return status != 204 && status != 304 && status >= 200;
 }
 
+/* Writes the Connection line t calls for at d: "close" when the connection
+ * ends, "keep-alive" for an HTTP/1.0 request that keeps it, else nothing.
+ * Returns the length (at most sizeof(conn_keep_alive) - 1). */
+static size_t put_connection(char *d, const struct http_txn *t)
+{
+    if (t->close) {
+        memcpy(d, conn_close, sizeof(conn_close) - 1);
+        return sizeof(conn_close) - 1;
+    }
+    if (t->req->minor_version == 0) {
+        memcpy(d, conn_keep_alive, sizeof(conn_keep_alive) - 1);
+        return sizeof(conn_keep_alive) - 1;
+    }
+    return 0;
+}
+
+/* Writes "NNN Reason" at d, the reason cut to at most max bytes.  Returns the
+ * length. */
+static size_t put_status(char *d, unsigned status, size_t max)
+{
+    const char *reason = http_reason(status);
+    size_t rl = strlen(reason);
+    if (rl > max)
+        rl = max;
+    d[0] = (char)('0' + status / 100 % 10);
+    d[1] = (char)('0' + status / 10 % 10);
+    d[2] = (char)('0' + status % 10);
+    d[3] = ' ';
+    memcpy(d + 4, reason, rl);
+    return 4 + rl;
+}
+
 /* Writes "HTTP/1.1 NNN Reason\r\nServer: spindle\r\nDate: " at d.  Returns the length. */
 static size_t status_line(char *d, unsigned status)
 {
-    const char *reason = http_reason(status);
-    size_t rl = strlen(reason), n = 0;
     memcpy(d, "HTTP/1.1 ", 9);
-    n = 9;
-    d[n++] = (char)('0' + status / 100 % 10);
-    d[n++] = (char)('0' + status / 10 % 10);
-    d[n++] = (char)('0' + status % 10);
-    d[n++] = ' ';
-    memcpy(d + n, reason, rl);
-    n += rl;
+    size_t n = 9 + put_status(d + 9, status, SIZE_MAX);
     memcpy(d + n, "\r\nServer: spindle\r\nDate: ", 25);
     return n + 25;
 }
@@ -365,13 +391,7 @@ int http_head(struct http_out *o, struct http_txn *t, unsigned status, const cha
         memcpy(d + n, "\r\n", 2);
         n += 2;
     }
-    if (t->close) {
-        memcpy(d + n, conn_close, sizeof(conn_close) - 1);
-        n += sizeof(conn_close) - 1;
-    } else if (t->ka_header) {
-        memcpy(d + n, conn_keep_alive, sizeof(conn_keep_alive) - 1);
-        n += sizeof(conn_keep_alive) - 1;
-    }
+    n += put_connection(d + n, t);
     if (extra_len) {
         memcpy(d + n, extra, extra_len);
         n += extra_len;
@@ -387,17 +407,7 @@ int http_head(struct http_out *o, struct http_txn *t, unsigned status, const cha
 int http_error(struct http_out *o, struct http_txn *t, unsigned status, const char *extra)
 {
     char body[64];
-    const char *reason = http_reason(status);
-    size_t n = 0;
-    body[n++] = (char)('0' + status / 100 % 10);
-    body[n++] = (char)('0' + status / 10 % 10);
-    body[n++] = (char)('0' + status % 10);
-    body[n++] = ' ';
-    size_t rl = strlen(reason);
-    if (rl > sizeof(body) - n - 1)
-        rl = sizeof(body) - n - 1;
-    memcpy(body + n, reason, rl);
-    n += rl;
+    size_t n = put_status(body, status, sizeof(body) - 4 - 1);
     body[n++] = '\n';
     int rc = http_head(o, t, status, "text/plain", n, extra, extra ? strlen(extra) : 0);
     if (rc == 0 && !t->head)
@@ -438,18 +448,10 @@ int http_prebuilt_init(struct http_prebuilt *pb, const struct sp_http_return *r)
     } else {
         pb->body_len = 0;
     }
-    pb->path = r->path;
-    pb->path_len = strlen(r->path);
     pb->status = r->status;
     pb->head = h;
     pb->head_len = n;
     return 0;
-}
-
-void http_prebuilt_close(struct http_prebuilt *pb)
-{
-    free(pb->head);
-    pb->head = NULL;
 }
 
 int http_prebuilt_send(struct http_out *o, struct http_txn *t, const struct http_prebuilt *pb)
@@ -463,13 +465,7 @@ int http_prebuilt_send(struct http_out *o, struct http_txn *t, const struct http
     memcpy(d, pb->head, pb->head_len);
     memcpy(d + pb->date_off, t->date, HTTP_DATE_LEN);
     n = pb->head_len;
-    if (t->close) {
-        memcpy(d + n, conn_close, sizeof(conn_close) - 1);
-        n += sizeof(conn_close) - 1;
-    } else if (t->ka_header) {
-        memcpy(d + n, conn_keep_alive, sizeof(conn_keep_alive) - 1);
-        n += sizeof(conn_keep_alive) - 1;
-    }
+    n += put_connection(d + n, t);
     d[n++] = '\r';
     d[n++] = '\n';
     memcpy(d + n, pb->body, copy);

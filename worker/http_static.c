@@ -82,6 +82,8 @@ struct http_file {
 
 struct http_static {
     const struct sp_http_conf *conf;
+    const char *index; /* the index file name, borrowed */
+    size_t index_len;
     int rootfd;
     atomic_bool openat2_ok;
     char *root_real; /* realpath of root, for the check without openat2 */
@@ -94,26 +96,6 @@ struct http_static {
 };
 
 /* ---- cache ----------------------------------------------------------------- */
-
-static void cache_lock(struct http_static *st)
-{
-    if (st->mt)
-        pthread_mutex_lock(&st->lock);
-}
-
-static void cache_unlock(struct http_static *st)
-{
-    if (st->mt)
-        pthread_mutex_unlock(&st->lock);
-}
-
-static size_t name_hash(const char *p, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
-    return (size_t)(h ^ (h >> 32));
-}
 
 void http_file_release(struct http_file *f)
 {
@@ -167,7 +149,7 @@ static void cache_remove_locked(struct http_static *st, struct http_file *f)
 static struct http_file *cache_get(struct http_static *st, const char *path, size_t len,
                                    size_t hash, time_t *checked)
 {
-    cache_lock(st);
+    http_lock(&st->lock, st->mt);
     struct http_file *f = st->buckets[hash & (CACHE_BUCKETS - 1)];
     while (f && !(f->hash == hash && f->path_len == len && memcmp(f->path, path, len) == 0))
         f = f->hnext;
@@ -179,22 +161,22 @@ static struct http_file *cache_get(struct http_static *st, const char *path, siz
             lru_push(st, f);
         }
     }
-    cache_unlock(st);
+    http_unlock(&st->lock, st->mt);
     return f;
 }
 
 static void cache_touch(struct http_static *st, struct http_file *f, time_t now)
 {
-    cache_lock(st);
+    http_lock(&st->lock, st->mt);
     f->checked = now;
-    cache_unlock(st);
+    http_unlock(&st->lock, st->mt);
 }
 
 /* Lists f (the caller keeps its own reference), replacing an entry for the
  * same path and evicting the least recently used ones to make room. */
 static void cache_insert(struct http_static *st, struct http_file *f)
 {
-    cache_lock(st);
+    http_lock(&st->lock, st->mt);
     struct http_file *old = st->buckets[f->hash & (CACHE_BUCKETS - 1)];
     while (old && !(old->hash == f->hash && old->path_len == f->path_len &&
                     memcmp(old->path, f->path, f->path_len) == 0))
@@ -209,14 +191,14 @@ static void cache_insert(struct http_static *st, struct http_file *f)
     f->listed = true;
     st->total += (size_t)f->meta.size;
     atomic_fetch_add(&f->refs, 1);
-    cache_unlock(st);
+    http_unlock(&st->lock, st->mt);
 }
 
 static void cache_drop(struct http_static *st, struct http_file *f)
 {
-    cache_lock(st);
+    http_lock(&st->lock, st->mt);
     cache_remove_locked(st, f);
-    cache_unlock(st);
+    http_unlock(&st->lock, st->mt);
 }
 
 /* ---- opening files beneath root ---------------------------------------------- */
@@ -449,7 +431,8 @@ static int respond(struct http_conn *c, struct http_txn *t, const struct file_me
     struct http_out *o = &c->out;
     uint64_t size = (uint64_t)m->size, start = 0, count = size;
     char extra[META_HDRS_MAX + 80];
-    size_t xl;
+    const char *hdrs = m->hdrs; /* m->hdrs, or extra when a line is added */
+    size_t xl = m->hdrs_len;
     unsigned status = 200;
     int rc;
 
@@ -457,8 +440,6 @@ static int respond(struct http_conn *c, struct http_txn *t, const struct file_me
         http_file_release(f);
         return http_head(o, t, 304, NULL, 0, m->hdrs, m->hdrs_len);
     }
-    memcpy(extra, m->hdrs, m->hdrs_len);
-    xl = m->hdrs_len;
     if (req->range && req->method == SP_HTTP_GET && if_range_ok(req, m)) {
         switch (range_parse(req->range, req->range_len, size, &start, &count)) {
         case RANGE_UNSATISFIABLE:
@@ -468,6 +449,8 @@ static int respond(struct http_conn *c, struct http_txn *t, const struct file_me
             return http_error(o, t, 416, extra);
         case RANGE_ONE:
             status = 206;
+            memcpy(extra, m->hdrs, xl);
+            hdrs = extra;
             xl += (size_t)snprintf(
                 extra + xl, sizeof(extra) - xl, "Content-Range: bytes %llu-%llu/%llu\r\n",
                 (unsigned long long)start, (unsigned long long)(start + count - 1),
@@ -477,7 +460,7 @@ static int respond(struct http_conn *c, struct http_txn *t, const struct file_me
             break;
         }
     }
-    rc = http_head(o, t, status, m->ctype, count, extra, xl);
+    rc = http_head(o, t, status, m->ctype, count, hdrs, xl);
     if (rc != 0 || t->head || count == 0) {
         http_file_release(f);
         return rc;
@@ -532,8 +515,8 @@ static int open_error(struct http_conn *c, struct http_txn *t, int err)
 int http_static_serve(struct http_conn *c, struct http_txn *t, const char *path, size_t len)
 {
     struct http_static *st = c->hs->st;
-    const char *index = st->conf->index ? st->conf->index : "index.html";
-    size_t il = strlen(index);
+    const char *index = st->index;
+    size_t il = st->index_len;
     char rel[PATH_MAX];
     size_t rl = len - 1;
     bool dir_request = path[len - 1] == '/';
@@ -547,7 +530,8 @@ int http_static_serve(struct http_conn *c, struct http_txn *t, const char *path,
     }
     rel[rl] = '\0';
 
-    size_t hash = name_hash(rel, rl);
+    uint64_t h = http_hash(rel, rl);
+    size_t hash = (size_t)(h ^ (h >> 32));
     time_t now = time(NULL), checked = 0;
     struct http_file *f = cache_get(st, rel, rl, hash, &checked);
     if (f && checked == now)
@@ -600,6 +584,8 @@ out:
 
 /* ---- life ----------------------------------------------------------------------- */
 
+static void http_static_free(struct http_static *st);
+
 struct http_static *http_static_new(const struct sp_http_conf *conf, bool mt, char *err,
                                     size_t errlen)
 {
@@ -609,6 +595,8 @@ struct http_static *http_static_new(const struct sp_http_conf *conf, bool mt, ch
         return NULL;
     }
     st->conf = conf;
+    st->index = conf->index ? conf->index : "index.html";
+    st->index_len = strlen(st->index);
     st->mt = mt;
     atomic_init(&st->openat2_ok, true);
     pthread_mutex_init(&st->lock, NULL);
@@ -629,7 +617,7 @@ fail:
     return NULL;
 }
 
-void http_static_free(struct http_static *st)
+static void http_static_free(struct http_static *st)
 {
     if (!st)
         return;
