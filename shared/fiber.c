@@ -62,9 +62,8 @@ static void fiber_main_uc(unsigned hi, unsigned lo);
 /* ---- sanitizer and valgrind hooks ------------------------------------ */
 
 #ifdef SP_ASAN
-static inline void asan_start(struct sp_fiber *f, void **fake_save, const void *bottom, size_t size)
+static inline void asan_start(void **fake_save, const void *bottom, size_t size)
 {
-    (void)f;
     __sanitizer_start_switch_fiber(fake_save, bottom, size);
 }
 
@@ -84,7 +83,6 @@ static void fiber_prepare(struct sp_fiber *f)
     f->fake_stack = NULL;
 #endif
     f->finished = 0;
-    f->running = 0;
 #ifdef SP_FIBER_UCONTEXT
     getcontext(&f->uc);
     f->uc.uc_stack.ss_sp = f->stack_lo;
@@ -150,7 +148,7 @@ static void fiber_main(struct sp_fiber *f)
     f->finished = 1;
     /* This run of the stack is over for good: no fake stack to keep. */
 #ifdef SP_ASAN
-    asan_start(f, NULL, f->resumer_stack, f->resumer_stack_size);
+    asan_start(NULL, f->resumer_stack, f->resumer_stack_size);
 #endif
     SWITCH_TO_RESUMER(f);
     abort(); /* a finished fiber is never resumed */
@@ -163,18 +161,15 @@ void sp_fiber_resume(struct sp_fiber *f)
     void *fake = NULL;
 #endif
 
-    f->resumer = prev;
-    f->running = 1;
     tls_current = f;
 #ifdef SP_ASAN
-    asan_start(f, &fake, f->stack_lo, f->stack_size);
+    asan_start(&fake, f->stack_lo, f->stack_size);
 #endif
     SWITCH_TO_FIBER(f);
 #ifdef SP_ASAN
     asan_finish(fake, NULL, NULL);
 #endif
     /* Back on the thread that called us (see tls_current). */
-    f->running = 0;
     tls_current = prev;
 }
 
@@ -183,7 +178,7 @@ void sp_fiber_yield(void)
     struct sp_fiber *f = tls_current;
 
 #ifdef SP_ASAN
-    asan_start(f, &f->fake_stack, f->resumer_stack, f->resumer_stack_size);
+    asan_start(&f->fake_stack, f->resumer_stack, f->resumer_stack_size);
 #endif
     SWITCH_TO_RESUMER(f);
 #ifdef SP_ASAN
@@ -210,12 +205,6 @@ void sp_fiber_set_data(struct sp_fiber *f, void *data)
 void *sp_fiber_data(const struct sp_fiber *f)
 {
     return f->data;
-}
-
-void sp__fiber_set_entry(struct sp_fiber *f, sp_fiber_fn *fn, void *arg)
-{
-    f->fn = fn;
-    f->arg = arg;
 }
 
 /* ---- the pool ------------------------------------------------------------ */

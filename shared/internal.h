@@ -28,21 +28,11 @@
 #endif
 #endif
 
-/* What a fiber asked its scheduler for when it last switched out. */
-enum sp_fiber_state {
-    SP_FIBER_RUNNABLE, /* in the run queue */
-    SP_FIBER_RUNNING,
-    SP_FIBER_PARKING, /* switched out to wait; the scheduler commits the wait */
-    SP_FIBER_PARKED,  /* waiting for an fd, a timer or both */
-    SP_FIBER_YIELDING /* switched out to let others run; goes to the queue's tail */
-};
-
 struct sp_fiber {
     /* Context switch.  sp is the saved stack pointer while switched out;
      * resumer_sp the one of whoever resumed us. */
     void *sp;
     void *resumer_sp;
-    struct sp_fiber *resumer; /* the fiber that resumed us, NULL for a thread stack */
 #ifdef SP_FIBER_UCONTEXT
     ucontext_t uc, resumer_uc;
 #endif
@@ -63,14 +53,13 @@ struct sp_fiber {
     size_t map_len;
     struct sp_fiber *next_free;
     unsigned char finished;
-    unsigned char running;
 
     /* Scheduler fields, owned by the IOManager (iomanager.c). */
-    unsigned char state;      /* enum sp_fiber_state */
+    unsigned char parking;    /* switched out to wait: the scheduler commits the wait;
+                                 otherwise it switched out to yield */
     unsigned char wait_dir;   /* SP_IO_READ or SP_IO_WRITE; 0 = timer only */
     unsigned char wait_retry; /* parked right after EAGAIN: the cached readiness is stale */
     int wait_fd;
-    uint32_t wait_gen;
     int wait_result;
     uint64_t wait_deadline; /* 0 = none */
     unsigned budget;
@@ -78,15 +67,7 @@ struct sp_fiber {
     struct sp_fiber *run_next;
     struct sp_fiber *live_prev, *live_next;
     struct sp_iom *iom;
-    /* Set when the fiber runs a watch callback (sp_iom_watch). */
-    sp_watch_fn *watch_fn;
-    void *watch_arg;
-    int watch_fd;
-    int watch_status;
 };
-
-/* Re-targets a fiber fresh from sp_fiber_new() before its first resume. */
-void sp__fiber_set_entry(struct sp_fiber *f, sp_fiber_fn *fn, void *arg);
 
 /* io.c -> iomanager.c: park the running fiber on fd (dir) and/or until
  * deadline (ns, 0 = none).  retry means the caller just saw EAGAIN.  Returns

@@ -50,7 +50,7 @@ struct fdctx {
      * scheduler gives it a fiber: see run_due(). */
     unsigned char due;
     int due_status;
-    int due_next; /* fd of the next due entry, -1 at the end */
+    struct fdctx *due_next; /* NULL at the end */
 };
 
 struct sp_iom {
@@ -66,7 +66,7 @@ struct sp_iom {
     unsigned runq_len;
     struct sp_fiber *live; /* every fiber started and not finished */
     unsigned nlive, nwatches;
-    int due_head, due_tail; /* fds; -1 when empty */
+    struct fdctx *due_head, *due_tail; /* NULL when empty */
     unsigned ndue;
     int due_stalled; /* the last pass found no stack for a due callback */
     atomic_int stopping;
@@ -144,7 +144,6 @@ static struct fdctx *fdctx_get(struct sp_iom *iom, int fd, int create)
 
 static void runq_push(struct sp_iom *iom, struct sp_fiber *f)
 {
-    f->state = SP_FIBER_RUNNABLE;
     f->run_next = NULL;
     if (iom->runq_tail)
         iom->runq_tail->run_next = f;
@@ -176,7 +175,6 @@ static struct sp_fiber *fiber_start(struct sp_iom *iom, sp_fiber_fn *fn, void *a
         return NULL;
     f->iom = iom;
     f->wait_fd = -1;
-    f->watch_fn = NULL;
     sp_timer_init(&f->timer, fiber_timer_fired);
     f->live_prev = NULL;
     f->live_next = iom->live;
@@ -217,10 +215,19 @@ int sp_iom_spawn(struct sp_iom *iom, sp_fiber_fn *fn, void *arg)
     return f ? 0 : -ENOMEM;
 }
 
+/* A due watch callback and its arguments, handed to the fiber that runs it. */
+struct watch_call {
+    sp_watch_fn *fn;
+    void *arg;
+    int fd, status;
+};
+
 static void watch_entry(void *arg)
 {
-    struct sp_fiber *f = arg;
-    f->watch_fn(f->watch_fd, f->watch_status, f->watch_arg);
+    /* Copied first: the scheduler's frame that holds it moves on once the
+     * callback parks. */
+    struct watch_call call = *(struct watch_call *)arg;
+    call.fn(call.fd, call.status, call.arg);
 }
 
 /* ---- epoll registration ----------------------------------------------- */
@@ -293,7 +300,7 @@ static void fiber_timer_fired(struct sp_timer *t)
  * without parking - an HTTP request answered at once - all run on one warm
  * stack instead of each holding its own until the batch is over.
  */
-static void watch_fire(struct sp_iom *iom, int fd, struct fdctx *ctx, int status)
+static void watch_fire(struct sp_iom *iom, struct fdctx *ctx, int status)
 {
     if (ctx->due) {
         /* Already due: only a close changes what it will report, since the
@@ -306,20 +313,20 @@ static void watch_fire(struct sp_iom *iom, int fd, struct fdctx *ctx, int status
     iom->nwatches--;
     ctx->due = 1;
     ctx->due_status = status;
-    ctx->due_next = -1;
-    if (iom->due_tail >= 0)
-        fdctx_get(iom, iom->due_tail, 0)->due_next = fd;
+    ctx->due_next = NULL;
+    if (iom->due_tail)
+        iom->due_tail->due_next = ctx;
     else
-        iom->due_head = fd;
-    iom->due_tail = fd;
+        iom->due_head = ctx;
+    iom->due_tail = ctx;
     iom->ndue++;
 }
 
 static void watch_timer_fired(struct sp_timer *t)
 {
     struct fdctx *ctx = sp_container_of(t, struct fdctx, watch_timer);
-    if (ctx->watch_fn && !ctx->due)
-        watch_fire(current_iom(), ctx->fd, ctx, -ETIMEDOUT);
+    if (ctx->watch_fn) /* a due watch keeps its status */
+        watch_fire(current_iom(), ctx, -ETIMEDOUT);
 }
 
 int sp_iom_watch(struct sp_iom *iom, int fd, int64_t timeout_ms, sp_watch_fn *fn, void *arg)
@@ -346,7 +353,7 @@ int sp_iom_watch(struct sp_iom *iom, int fd, int64_t timeout_ms, sp_watch_fn *fn
     if (!iom->mt && (ctx->ready & SP_IO_READ)) {
         /* Bytes arrived while nobody was waiting: edge-triggered mode will not tell again. */
         ctx->ready &= ~SP_IO_READ;
-        watch_fire(iom, fd, ctx, 0);
+        watch_fire(iom, ctx, 0);
         goto out;
     }
     rc = arm(iom, fd, ctx);
@@ -374,7 +381,7 @@ int sp__iom_park(int fd, unsigned dir, uint64_t deadline, int retry)
     f->wait_deadline = deadline;
     f->wait_retry = (unsigned char)retry;
     f->wait_result = 0;
-    f->state = SP_FIBER_PARKING;
+    f->parking = 1;
     sp_fiber_yield();
     return f->wait_result;
 }
@@ -408,7 +415,6 @@ static void commit_park(struct sp_iom *iom, struct sp_fiber *f)
                 return;
             }
         }
-        f->wait_gen = ctx->gen;
         ctx->waiter[d - 1] = f;
         int rc = arm(iom, fd, ctx);
         if (rc < 0) {
@@ -423,7 +429,6 @@ static void commit_park(struct sp_iom *iom, struct sp_fiber *f)
         wake(iom, f, -ENOMEM);
         return;
     }
-    f->state = SP_FIBER_PARKED;
 }
 
 void sp__iom_io_done(void)
@@ -438,8 +443,7 @@ void sp_yield(void)
     struct sp_fiber *f = sp_fiber_current();
     if (!f || !f->iom)
         return;
-    f->state = SP_FIBER_YIELDING;
-    sp_fiber_yield();
+    sp_fiber_yield(); /* not parking: the scheduler queues it again */
 }
 
 void sp__iom_clear_ready(int fd, unsigned dir)
@@ -489,7 +493,7 @@ static int forget_fd(struct sp_iom *iom, int fd)
         if (ctx->waiter[d])
             wake(iom, ctx->waiter[d], -ECANCELED);
     if (ctx->watch_fn)
-        watch_fire(iom, fd, ctx, -ECANCELED);
+        watch_fire(iom, ctx, -ECANCELED);
     /* The listening sockets are shared with other processes: closing our
      * fd alone would leave the registration alive. */
     if (ctx->registered)
@@ -551,7 +555,7 @@ static void handle_event(struct sp_iom *iom, struct epoll_event *ev)
         if (ctx->waiter[0])
             wake(iom, ctx->waiter[0], 0);
         else if (ctx->watch_fn)
-            watch_fire(iom, fd, ctx, 0);
+            watch_fire(iom, ctx, 0);
         else
             ctx->ready |= SP_IO_READ;
     }
@@ -561,8 +565,9 @@ static void handle_event(struct sp_iom *iom, struct epoll_event *ev)
         else
             ctx->ready |= SP_IO_WRITE;
     }
-    /* One-shot: whoever still waits needs the fd armed again. */
-    if (iom->mt && wanted_events(ctx))
+    /* One-shot: whoever still waits needs the fd armed again (arm() does
+     * nothing when nobody does). */
+    if (iom->mt)
         arm(iom, fd, ctx);
 }
 
@@ -573,18 +578,10 @@ static void after_switch(struct sp_iom *iom, struct sp_fiber *f)
         fiber_retire(iom, f);
         return;
     }
-    switch (f->state) {
-    case SP_FIBER_PARKING:
+    if (f->parking)
         commit_park(iom, f);
-        break;
-    case SP_FIBER_YIELDING:
+    else /* sp_yield(), or a bare sp_fiber_yield() from user code */
         runq_push(iom, f);
-        break;
-    default:
-        /* A bare sp_fiber_yield() from user code: treat as a yield. */
-        runq_push(iom, f);
-        break;
-    }
 }
 
 static void wake_all_threads(struct sp_iom *iom)
@@ -599,7 +596,7 @@ static void wake_all_threads(struct sp_iom *iom)
 static void run_fiber(struct sp_iom *iom, struct sp_fiber *f)
 {
     unlock(iom);
-    f->state = SP_FIBER_RUNNING;
+    f->parking = 0;
     f->budget = iom->budget;
     sp_fiber_resume(f);
     lock(iom);
@@ -612,22 +609,18 @@ static void run_due(struct sp_iom *iom)
 {
     unsigned quota = iom->ndue;
     iom->due_stalled = 0;
-    while (quota-- > 0 && iom->due_head >= 0) {
-        struct fdctx *ctx = fdctx_get(iom, iom->due_head, 0);
-        struct sp_fiber *f = fiber_start(iom, watch_entry, NULL);
+    while (quota-- > 0 && iom->due_head) {
+        struct fdctx *ctx = iom->due_head;
+        struct watch_call call = {ctx->watch_fn, ctx->watch_arg, ctx->fd, ctx->due_status};
+        struct sp_fiber *f = fiber_start(iom, watch_entry, &call);
         if (!f) {
             iom->due_stalled = 1; /* no stack now: try again shortly, nothing is lost */
             return;
         }
         iom->due_head = ctx->due_next;
-        if (iom->due_head < 0)
-            iom->due_tail = -1;
+        if (!iom->due_head)
+            iom->due_tail = NULL;
         iom->ndue--;
-        sp__fiber_set_entry(f, watch_entry, f);
-        f->watch_fn = ctx->watch_fn;
-        f->watch_arg = ctx->watch_arg;
-        f->watch_fd = ctx->fd;
-        f->watch_status = ctx->due_status;
         ctx->watch_fn = NULL;
         ctx->watch_arg = NULL;
         ctx->due = 0;
@@ -662,10 +655,9 @@ static int loop(struct sp_iom *iom)
             break;
         }
 
-        uint64_t now = sp_now_ns();
-        int timeout = iom->runq_head || (iom->ndue && !iom->due_stalled)
-                          ? 0
-                          : sp_timer_timeout_ms(&iom->timers, now);
+        int timeout = iom->runq_head || (iom->ndue && !iom->due_stalled) ? 0
+                      : iom->timers.len ? sp_timer_timeout_ms(&iom->timers, sp_now_ns())
+                                        : -1;
         if (iom->due_stalled && (timeout < 0 || timeout > 10))
             timeout = 10;
         unlock(iom);
@@ -691,7 +683,8 @@ static int loop(struct sp_iom *iom)
             }
             handle_event(iom, &events[i]);
         }
-        sp_timer_run(&iom->timers, sp_now_ns());
+        if (iom->timers.len)
+            sp_timer_run(&iom->timers, sp_now_ns());
     }
     unlock(iom);
     tls_iom = NULL;
@@ -749,7 +742,6 @@ struct sp_iom *sp_iom_new(const struct sp_iom_config *cfg)
     struct sp_iom *iom = calloc(1, sizeof(*iom));
     if (!iom)
         return NULL;
-    iom->due_head = iom->due_tail = -1;
     iom->epfd = -1;
     iom->wakefd = -1;
     iom->nthreads = cfg && cfg->threads > 1 ? cfg->threads : 1;
