@@ -27,25 +27,10 @@
 
 #define LISTEN_BACKLOG 4096
 
-static int same_addr(const struct sockaddr_storage *a, const struct sockaddr *b)
-{
-    if (a->ss_family != b->sa_family)
-        return 0;
-    if (b->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
-        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
-        return x->sin6_port == y->sin6_port &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-    }
-    const struct sockaddr_in *x = (const struct sockaddr_in *)a;
-    const struct sockaddr_in *y = (const struct sockaddr_in *)b;
-    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-}
-
-struct master_listener *listeners_find(struct master *m, const struct sockaddr *addr)
+static struct master_listener *listeners_find(struct master *m, const struct sockaddr *addr)
 {
     for (struct master_listener *l = m->listeners; l; l = l->next)
-        if (same_addr(&l->addr, addr))
+        if (sp_net_addr_equal((const struct sockaddr *)&l->addr, addr))
             return l;
     return NULL;
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "spindle/net.h"
 #include "spindle/config.h"
 
 #include "config_internal.h"
@@ -264,30 +265,11 @@ int sp_config_join_path(char *out, size_t size, const char *base, const char *pa
     return 0;
 }
 
-/* Equal as bind() sees them: family, address and port. */
-static bool addr_equal(const struct sockaddr *a, const struct sockaddr *b)
-{
-    if (a->sa_family != b->sa_family)
-        return false;
-    if (a->sa_family == AF_INET) {
-        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
-        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    if (a->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
-        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
-        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-    }
-    return false;
-}
-
 const struct sp_listen_conf *sp_config_find_listen(const struct sp_config *cfg,
                                                    const struct sockaddr *addr)
 {
     for (unsigned i = 0; i < cfg->nlistens; i++) {
-        if (addr_equal((const struct sockaddr *)&cfg->listens[i].addr, addr))
+        if (sp_net_addr_equal((const struct sockaddr *)&cfg->listens[i].addr, addr))
             return &cfg->listens[i];
     }
     return NULL;

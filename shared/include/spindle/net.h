@@ -25,6 +25,10 @@ int sp_net_set_nodelay(int fd);
  * buf; 64 bytes always suffice.  Returns buf. */
 char *sp_net_format(const struct sockaddr *addr, char *buf, size_t len);
 
+/* Whether a and b name the same socket address as bind() sees it: family,
+ * address, port (and IPv6 scope). */
+int sp_net_addr_equal(const struct sockaddr *a, const struct sockaddr *b);
+
 /* Size of the sockaddr for its family. */
 socklen_t sp_net_addrlen(const struct sockaddr *addr);
 
