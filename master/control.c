@@ -141,15 +141,7 @@ static const char *state_name(enum master_worker_state s)
     return "?";
 }
 
-static struct master_worker *find_pid(struct master *m, pid_t pid)
-{
-    for (struct master_worker *w = m->workers; w; w = w->next)
-        if (w->pid == pid)
-            return w;
-    return NULL;
-}
-
-void control_status(struct master *m, char *buf, size_t len)
+static void control_status(struct master *m, char *buf, size_t len)
 {
     struct {
         pid_t pid;
@@ -173,7 +165,7 @@ void control_status(struct master *m, char *buf, size_t len)
     while (sp_now_ns() < deadline) {
         unsigned waiting = 0;
         for (unsigned i = 0; i < nasked; i++) {
-            struct master_worker *w = find_pid(m, asked[i].pid);
+            struct master_worker *w = master_find_pid(m, asked[i].pid);
             if (w && !w->reaped && w->status_seq == asked[i].seq)
                 waiting++;
         }

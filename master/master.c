@@ -29,7 +29,30 @@ static struct master *the_master;
 
 static const int master_signals[] = {SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGCHLD};
 
-const char *master_wstatus(int wstatus, char *buf, size_t len)
+struct master_worker *master_find_pid(struct master *m, pid_t pid)
+{
+    for (struct master_worker *w = m->workers; w; w = w->next)
+        if (w->pid == pid)
+            return w;
+    return NULL;
+}
+
+void master_make_current(struct master *m, struct master_gen *gen)
+{
+    m->cur = gen;
+    for (unsigned i = 0; i < SP_CONFIG_MAX_WORKERS; i++)
+        m->index[i].delay_ms = 0;
+}
+
+/* SIGKILL to every worker not yet reaped: the last resort. */
+static void kill_all_workers(struct master *m)
+{
+    for (struct master_worker *w = m->workers; w; w = w->next)
+        if (w->pid > 0 && !w->reaped)
+            kill(w->pid, SIGKILL);
+}
+
+static const char *master_wstatus(int wstatus, char *buf, size_t len)
 {
     if (WIFEXITED(wstatus))
         snprintf(buf, len, "exit status %d", WEXITSTATUS(wstatus));
@@ -120,7 +143,6 @@ struct master_worker *master_fork_worker(struct master *m, struct master_gen *ge
     w->channel_fd = sv[0];
     w->child_fd = sv[1];
     w->state = MASTER_WORKER_STARTING;
-    w->exit_code = -1;
     gen->live++;
     link_worker(m, w);
 
@@ -179,7 +201,6 @@ static void respawn_fiber(void *arg)
     if (m->stopping || !m->cur || m->cur->id != gen_id || index >= m->cur->cfg->workers ||
         index_alive(m, m->cur, index))
         return;
-    ix->last_start_ns = sp_now_ns();
     master_fork_worker(m, m->cur, index);
 }
 
@@ -243,7 +264,6 @@ static void handle_msg(struct master_worker *w, const struct sp_msg *msg)
     case SP_MSG_DRAINING:
         break;
     case SP_MSG_EXITING:
-        w->exit_code = msg->exiting.code;
         snprintf(w->exit_reason, sizeof(w->exit_reason), "%s", msg->exiting.reason);
         if (msg->exiting.code != 0 && w->state == MASTER_WORKER_STARTING && w->gen->busy &&
             !w->gen->failed[0])
@@ -300,9 +320,7 @@ static void reap(struct master *m)
                 continue;
             return;
         }
-        struct master_worker *w = m->workers;
-        while (w && w->pid != pid)
-            w = w->next;
+        struct master_worker *w = master_find_pid(m, pid);
         if (!w)
             continue;
         w->reaped = true;
@@ -446,9 +464,7 @@ void master_shutdown(struct master *m, bool graceful)
     master_notify(m, "STOPPING=1");
     if (sp_iom_spawn(m->iom, shutdown_fiber, m) != 0) {
         sp_log_error("cannot shut down in order: out of memory; killing the workers");
-        for (struct master_worker *w = m->workers; w; w = w->next)
-            if (w->pid > 0 && !w->reaped)
-                kill(w->pid, SIGKILL);
+        kill_all_workers(m);
         m->done = true;
         sp_iom_stop(m->iom);
     }
@@ -494,12 +510,7 @@ static void startup_fiber(void *arg)
         master_gen_prune(m);
         return;
     }
-    m->cur = gen;
-    uint64_t now = sp_now_ns();
-    for (unsigned i = 0; i < SP_CONFIG_MAX_WORKERS; i++) {
-        m->index[i].delay_ms = 0;
-        m->index[i].last_start_ns = now;
-    }
+    master_make_current(m, gen);
     sp_log_info("spindle %s running: %u workers, generation %u", PACKAGE_VERSION, gen->cfg->workers,
                 gen->id);
     if (m->ready_fd >= 0) {
@@ -598,9 +609,7 @@ int master_run(struct master *m)
         rc = sp_iom_run(m->iom);
         if (rc < 0) {
             sp_log_error("scheduler failed: %s; killing the workers", strerror(-rc));
-            for (struct master_worker *w = m->workers; w; w = w->next)
-                if (w->pid > 0 && !w->reaped)
-                    kill(w->pid, SIGKILL);
+            kill_all_workers(m);
             m->exit_code = 1;
             break;
         }

@@ -70,7 +70,6 @@ struct master_worker {
     bool reaped;       /* waitpid() returned its status */
     bool channel_done; /* its channel reached end of stream */
     int wstatus;       /* from waitpid() */
-    int exit_code;     /* from its EXITING message; -1 if none came */
     char exit_reason[SP_MSG_REASON_MAX + 1];
     struct sp_msg_status status; /* the last STATUS answer */
     unsigned status_seq;         /* bumped by every STATUS answer */
@@ -84,10 +83,9 @@ struct master_worker {
 
 /* Respawn bookkeeping of one worker index of the current generation. */
 struct master_index {
-    uint64_t delay_ms;      /* the next respawn waits this long; 0: at once */
-    uint64_t last_start_ns; /* of the worker now (or last) in this index */
-    unsigned respawn_gen;   /* generation the pending respawn is for */
-    uint64_t respawn_ms;    /* and its delay */
+    uint64_t delay_ms;    /* the next respawn waits this long; 0: at once */
+    unsigned respawn_gen; /* generation the pending respawn is for */
+    uint64_t respawn_ms;  /* and its delay */
 };
 
 /* One configured address and its reuseport sockets ("slots"). */
@@ -102,7 +100,6 @@ struct master_listener {
 
 /* What a reload transaction opened, to undo it on failure. */
 struct listeners_txn {
-    struct master_listener *added; /* new addresses: whole listeners */
     struct {
         struct master_listener *l;
         unsigned old_nfds;
@@ -169,6 +166,12 @@ int master_send(struct master_worker *w, enum sp_msg_type type);
 /* Sends DRAIN (graceful) or STOP and arms the SIGKILL deadline. */
 void master_retire(struct master *m, struct master_worker *w, bool graceful);
 
+/* The worker with this pid, or NULL. */
+struct master_worker *master_find_pid(struct master *m, pid_t pid);
+
+/* gen serves from now on; every worker index may respawn at once again. */
+void master_make_current(struct master *m, struct master_gen *gen);
+
 /* Reopens the master's log and sends REOPEN to every worker (SIGUSR1). */
 void master_reopen(struct master *m);
 
@@ -176,7 +179,6 @@ void master_reopen(struct master *m);
 void master_shutdown(struct master *m, bool graceful);
 
 /* Describes a waitpid() status: "exit status 2", "signal 9 (Killed)". */
-const char *master_wstatus(int wstatus, char *buf, size_t len);
 
 /* ---- spawn.c -------------------------------------------------------- */
 
@@ -225,8 +227,6 @@ int listeners_prepare(struct master *m, const struct sp_config *cfg, struct list
 /* Undoes listeners_prepare(): closes the sockets it opened. */
 void listeners_rollback(struct master *m, struct listeners_txn *txn);
 
-struct master_listener *listeners_find(struct master *m, const struct sockaddr *addr);
-
 /* Closes and frees every listener no generation's configuration lists. */
 void listeners_prune(struct master *m);
 
@@ -264,7 +264,6 @@ void control_close(struct master *m);
 int control_client(const char *conf_path, const char *cmd);
 
 /* Writes the status report into buf (at most len bytes, NUL-terminated). */
-void control_status(struct master *m, char *buf, size_t len);
 
 /* ---- notify.c ------------------------------------------------------- */
 

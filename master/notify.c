@@ -25,6 +25,7 @@
 
 #include "master.h"
 #include "spindle/log.h"
+#include "spindle/timer.h"
 
 extern char **environ;
 
@@ -106,11 +107,8 @@ void master_notify(struct master *m, const char *fmt, ...)
 
 void master_notify_reloading(struct master *m)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    master_notify(m, "RELOADING=1\nMONOTONIC_USEC=%llu",
-                  (unsigned long long)ts.tv_sec * 1000000ULL +
-                      (unsigned long long)ts.tv_nsec / 1000ULL);
+    /* CLOCK_MONOTONIC, as systemd reads MONOTONIC_USEC. */
+    master_notify(m, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(sp_now_ns() / 1000));
 }
 
 void master_notify_close(struct master *m)

@@ -186,12 +186,8 @@ static int transaction(struct master *m, char *msg, size_t len)
 
     /* Commit: the new generation serves; the old ones drain. */
     gen->busy = false;
-    m->cur = gen;
+    master_make_current(m, gen);
     uint64_t now = sp_now_ns();
-    for (unsigned i = 0; i < SP_CONFIG_MAX_WORKERS; i++) {
-        m->index[i].delay_ms = 0;
-        m->index[i].last_start_ns = now;
-    }
     unsigned drained = 0;
     for (struct master_worker *w = m->workers; w; w = w->next) {
         if (w->gen != gen && w->state <= MASTER_WORKER_READY && !w->reaped) {

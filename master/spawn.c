@@ -20,6 +20,14 @@
 #include "spindle/log.h"
 #include "../worker/worker.h"
 
+static bool is_kept(const int *keep, unsigned n, int fd)
+{
+    for (unsigned k = 0; k < n; k++)
+        if (keep[k] == fd)
+            return true;
+    return false;
+}
+
 /* Closes every fd except those in keep[0..n): the child must not hold the
  * master's epoll, signalfd, control socket, other workers' channels or
  * slots it does not serve (a held slot would keep a queue alive that no one
@@ -48,13 +56,9 @@ static void close_other_fds(const int *keep, unsigned n)
         }
         closedir(d);
         if (!more) {
-            for (unsigned i = 0; i < nfds; i++) {
-                bool kept = false;
-                for (unsigned k = 0; k < n && !kept; k++)
-                    kept = keep[k] == fds[i];
-                if (!kept)
+            for (unsigned i = 0; i < nfds; i++)
+                if (!is_kept(keep, n, fds[i]))
                     close(fds[i]);
-            }
             return;
         }
     }
@@ -62,13 +66,9 @@ static void close_other_fds(const int *keep, unsigned n)
     struct rlimit rl;
     int max =
         getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1048576 ? (int)rl.rlim_cur : 65536;
-    for (int fd = 0; fd < max; fd++) {
-        bool kept = false;
-        for (unsigned k = 0; k < n && !kept; k++)
-            kept = keep[k] == fd;
-        if (!kept)
+    for (int fd = 0; fd < max; fd++)
+        if (!is_kept(keep, n, fd))
             close(fd);
-    }
 }
 
 /*
