@@ -186,8 +186,8 @@ static size_t in_cap_needed(const struct http_svc *hs)
 }
 
 /* Moves the input to a heap buffer big enough for any head.  Returns 0,
- * -ENOSPC when it is that big already, or -ENOMEM (the caller answers
- * 431/500 or drops). */
+ * -ENOSPC when it is that big already, or -ENOMEM (the caller answers 500,
+ * or drops the connection between requests). */
 static int in_grow(struct http_conn *c)
 {
     size_t need = in_cap_needed(c->hs);

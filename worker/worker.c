@@ -216,7 +216,6 @@ static int send_msg(struct worker *w, const struct sp_msg *m)
 /* Tells the master why we exit.  Written directly: the scheduler has stopped. */
 static void send_exiting(struct worker *w, int code, const char *reason)
 {
-    unsigned char buf[SP_MSG_MAX];
     struct sp_msg m;
     if (w->channel_fd < 0)
         return;
@@ -226,10 +225,7 @@ static void send_exiting(struct worker *w, int code, const char *reason)
     size_t n = strnlen(reason, SP_MSG_REASON_MAX);
     memcpy(m.exiting.reason, reason, n);
     m.exiting.reason[n] = '\0';
-    ssize_t len = sp_msg_encode(&m, buf, sizeof(buf));
-    if (len > 0 && write(w->channel_fd, buf, (size_t)len) < 0) {
-        /* The master may be gone; nobody is left to tell. */
-    }
+    (void)sp_msg_send(w->channel_fd, &m); /* the master may be gone: nobody is left to tell */
 }
 
 static void fill_status(struct worker *w, struct sp_msg *m)
