@@ -8,6 +8,12 @@
  * epoll event's data next to the fd, so an event queued for an fd that has
  * been closed (and perhaps reused) since is recognised and dropped.
  *
+ * A hang-up (EPOLLRDHUP, EPOLLHUP, EPOLLERR) is remembered in the entry until
+ * sp_close(): edge-triggered mode reports it once, and a connection that read
+ * the last bytes before the FIN without reaching the end of stream (a short
+ * read) must still learn of it.  A watch or a wait on such an fd completes at
+ * once; the read that follows returns 0 or the error and never EAGAIN.
+ *
  * A fiber never arms its own wake-up: it records what it waits for and
  * switches to the scheduler, which commits the wait (registers the fd, arms
  * the timer) once the fiber's stack is no longer in use.  In multi-thread mode
@@ -42,6 +48,8 @@ struct fdctx {
     unsigned char registered;   /* EPOLL_CTL_ADD done */
     unsigned char ready;        /* cached readiness (single-thread mode): SP_IO_READ|SP_IO_WRITE */
     unsigned char armed;        /* multi-thread mode: events armed by the last ONESHOT MOD */
+    unsigned char hup;          /* the peer hung up or the fd failed: the directions (SP_IO_*)
+                                   that will never block again; kept until sp_close() */
     struct sp_fiber *waiter[2]; /* parked reader, writer */
     sp_watch_fn *watch_fn;
     void *watch_arg;
@@ -350,8 +358,9 @@ int sp_iom_watch(struct sp_iom *iom, int fd, int64_t timeout_ms, sp_watch_fn *fn
         rc = -ENOMEM;
         goto undo;
     }
-    if (!iom->mt && (ctx->ready & SP_IO_READ)) {
-        /* Bytes arrived while nobody was waiting: edge-triggered mode will not tell again. */
+    if ((ctx->hup & SP_IO_READ) || (!iom->mt && (ctx->ready & SP_IO_READ))) {
+        /* Bytes or a hang-up arrived while nobody was waiting: edge-triggered
+         * mode will not tell again. */
         ctx->ready &= ~SP_IO_READ;
         watch_fire(iom, ctx, 0);
         goto out;
@@ -402,6 +411,11 @@ static void commit_park(struct sp_iom *iom, struct sp_fiber *f)
         if (ctx->waiter[d - 1] || (d == SP_IO_READ && ctx->watch_fn)) {
             f->wait_fd = -1;
             f->wait_result = -EBUSY;
+            runq_push(iom, f);
+            return;
+        }
+        if (ctx->hup & d) { /* never blocks again: the call sees EOF or the error */
+            f->wait_fd = -1;
             runq_push(iom, f);
             return;
         }
@@ -501,6 +515,7 @@ static int forget_fd(struct sp_iom *iom, int fd)
     ctx->registered = 0;
     ctx->ready = 0;
     ctx->armed = 0;
+    ctx->hup = 0;
     ctx->gen++;
     return queued;
 }
@@ -551,6 +566,10 @@ static void handle_event(struct sp_iom *iom, struct epoll_event *ev)
     int writable = (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
     if (iom->mt)
         ctx->armed = 0;
+    if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        ctx->hup |= SP_IO_READ;
+    if (e & (EPOLLHUP | EPOLLERR))
+        ctx->hup |= SP_IO_WRITE;
     if (readable) {
         if (ctx->waiter[0])
             wake(iom, ctx->waiter[0], 0);

@@ -25,6 +25,7 @@ INTEGRATION_TESTS += \
 	tests/integration/test_hostile_requests.py \
 	tests/integration/test_hostile_slowloris.py \
 	tests/integration/test_hostile_unread.py \
+	tests/integration/test_hostile_halfclose.py \
 	tests/integration/test_hostile_fds.py \
 	tests/integration/test_hostile_20k.py \
 	tests/integration/test_hostile_kill.py

@@ -573,6 +573,49 @@ static void test_watch_and_cached_readiness(void **state)
     assert_int_equal(sp_try_read(w.fd[0], &c, 1), -EBADF);
 }
 
+/* The peer's data and FIN arrive together while nobody waits; a short
+ * sp_try_read takes the data.  The end of stream is still unread: a watch or
+ * a read wait that starts now must not wait for an event that already came. */
+struct after_fin {
+    struct watched w;
+    int wait_rc;
+    int64_t wait_took;
+};
+
+static void watch_after_fin(void *arg)
+{
+    struct after_fin *a = arg;
+    struct watched *w = &a->w;
+    char buf[16];
+    CHECK(sp_read(w->fd[0], buf, 1, 10) == -ETIMEDOUT); /* registers the fd */
+    CHECK(write(w->fd[1], "abc", 3) == 3);
+    CHECK(shutdown(w->fd[1], SHUT_WR) == 0);
+    sp_sleep(20); /* the loop sees the event with no waiter */
+    CHECK(sp_try_read(w->fd[0], buf, sizeof(buf)) == 3); /* short: the caller may watch now */
+    int64_t t0 = now_ms();
+    a->wait_rc = sp_wait(w->fd[0], SP_IO_READ, 2000);
+    a->wait_took = now_ms() - t0;
+    w->t0 = now_ms();
+    CHECK(sp_iom_watch(sp_iom_current(), w->fd[0], 2000, watch_cb, w) == 0);
+}
+
+static void test_watch_after_fin_fires_at_once(void **state)
+{
+    (void)state;
+    for (unsigned threads = 1; threads <= 2; threads++) {
+        struct after_fin a = {0};
+        unix_pair(a.w.fd);
+        run_fibers(threads, watch_after_fin, NULL, &a);
+        assert_int_equal(a.wait_rc, 0);
+        assert_true(a.wait_took < slack_ms());
+        assert_int_equal(atomic_load(&a.w.calls), 1);
+        assert_int_equal(a.w.status, 0);
+        assert_int_equal(a.w.got, 0); /* end of stream */
+        assert_true(a.w.fired_at - a.w.t0 < slack_ms());
+        close_pair(a.w.fd);
+    }
+}
+
 struct busy {
     int a[2], b[2];
     struct watched wa;
@@ -952,6 +995,7 @@ int main(void)
         RT_TEST(test_watch_times_out),
         RT_TEST(test_watch_cancelled_by_close),
         RT_TEST(test_watch_and_cached_readiness),
+        RT_TEST(test_watch_after_fin_fires_at_once),
         RT_TEST(test_watch_busy),
         RT_TEST(test_watches_hold_no_fiber),
         RT_TEST(test_expire_watches),

@@ -4,7 +4,9 @@
  *
  * Single-thread mode (threads = 1, the default): every fd is registered once,
  * edge-triggered, for EPOLLIN|EPOLLOUT|EPOLLRDHUP; readiness is cached and a
- * blocking call costs no epoll_ctl.
+ * blocking call costs no epoll_ctl.  A hang-up (peer's FIN, reset, error) is
+ * remembered until sp_close() in both modes: a watch or a read wait started
+ * after it was reported completes at once.
  *
  * Multi-thread mode (threads > 1): that many scheduler threads share the
  * epoll instance.  Fds are registered with EPOLLONESHOT and re-armed after each
