@@ -60,6 +60,7 @@ struct sp_fiber {
     unsigned char wait_dir;   /* SP_IO_READ or SP_IO_WRITE; 0 = timer only */
     unsigned char wait_retry; /* parked right after EAGAIN: the cached readiness is stale */
     int wait_fd;
+    uint32_t wait_gen; /* wait_fd's generation when the call began (see sp__iom_fd_gen) */
     int wait_result;
     uint64_t wait_deadline; /* 0 = none */
     unsigned budget;
@@ -69,10 +70,21 @@ struct sp_fiber {
     struct sp_iom *iom;
 };
 
+/*
+ * io.c -> iomanager.c: the generation of fd in the running fiber's
+ * IOManager (0 off a fiber).  A call takes it before its first system call
+ * and hands it to every park, so that a wait never lands on another file
+ * that got the number after an sp_close() in between (on another thread, or
+ * by another fiber while this one was queued to run).
+ */
+uint32_t sp__iom_fd_gen(int fd);
+
 /* io.c -> iomanager.c: park the running fiber on fd (dir) and/or until
- * deadline (ns, 0 = none).  retry means the caller just saw EAGAIN.  Returns
- * the wake-up result: 0, -ETIMEDOUT, -ECANCELED, or -EPERM off a fiber. */
-int sp__iom_park(int fd, unsigned dir, uint64_t deadline, int retry);
+ * deadline (ns, 0 = none).  retry means the caller just saw EAGAIN; gen is
+ * what sp__iom_fd_gen(fd) returned when the call began.  Returns the wake-up
+ * result: 0, -ETIMEDOUT, -ECANCELED (also when fd was closed since the call
+ * began), or -EPERM off a fiber. */
+int sp__iom_park(int fd, unsigned dir, uint64_t deadline, int retry, uint32_t gen);
 
 /* Counts one successful I/O call against the fiber's budget; yields when spent. */
 void sp__iom_io_done(void);

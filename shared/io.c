@@ -70,17 +70,19 @@ static NOINLINE int sys_so_error(int fd)
 
 /* Parks on fd for dir until *deadline, taking the deadline first if *armed is
  * clear.  Returns 0 or -errno. */
-static int park(int fd, unsigned dir, int64_t timeout_ms, uint64_t *deadline, bool *armed)
+static int park(int fd, unsigned dir, int64_t timeout_ms, uint64_t *deadline, bool *armed,
+                uint32_t gen)
 {
     if (!*armed) {
         *deadline = sp__deadline(timeout_ms);
         *armed = true;
     }
-    return sp__iom_park(fd, dir, *deadline, 1);
+    return sp__iom_park(fd, dir, *deadline, 1, gen);
 }
 
 ssize_t sp_read(int fd, void *buf, size_t len, int64_t timeout_ms)
 {
+    uint32_t gen = sp__iom_fd_gen(fd);
     uint64_t deadline = 0;
     bool armed = false;
     for (;;) {
@@ -93,7 +95,7 @@ ssize_t sp_read(int fd, void *buf, size_t len, int64_t timeout_ms)
             continue;
         if (n != -EAGAIN)
             return n;
-        int rc = park(fd, SP_IO_READ, timeout_ms, &deadline, &armed);
+        int rc = park(fd, SP_IO_READ, timeout_ms, &deadline, &armed, gen);
         if (rc < 0)
             return rc;
     }
@@ -120,6 +122,7 @@ ssize_t sp_write(int fd, const void *buf, size_t len, int64_t timeout_ms)
 
 ssize_t sp_writev(int fd, struct iovec *iov, int iovcnt, int64_t timeout_ms)
 {
+    uint32_t gen = sp__iom_fd_gen(fd);
     uint64_t deadline = 0;
     bool armed = false;
     size_t total = 0;
@@ -134,7 +137,7 @@ ssize_t sp_writev(int fd, struct iovec *iov, int iovcnt, int64_t timeout_ms)
                 continue;
             if (n != -EAGAIN)
                 return n;
-            int rc = park(fd, SP_IO_WRITE, timeout_ms, &deadline, &armed);
+            int rc = park(fd, SP_IO_WRITE, timeout_ms, &deadline, &armed, gen);
             if (rc < 0)
                 return rc;
             continue;
@@ -158,6 +161,7 @@ ssize_t sp_writev(int fd, struct iovec *iov, int iovcnt, int64_t timeout_ms)
 
 ssize_t sp_sendfile(int out_fd, int in_fd, off_t *offset, size_t count, int64_t timeout_ms)
 {
+    uint32_t gen = sp__iom_fd_gen(out_fd);
     uint64_t deadline = 0;
     bool armed = false;
     size_t left = count;
@@ -175,7 +179,7 @@ ssize_t sp_sendfile(int out_fd, int in_fd, off_t *offset, size_t count, int64_t 
             continue;
         if (n != -EAGAIN)
             return n;
-        int rc = park(out_fd, SP_IO_WRITE, timeout_ms, &deadline, &armed);
+        int rc = park(out_fd, SP_IO_WRITE, timeout_ms, &deadline, &armed, gen);
         if (rc < 0)
             return rc;
     }
@@ -185,6 +189,7 @@ ssize_t sp_sendfile(int out_fd, int in_fd, off_t *offset, size_t count, int64_t 
 
 int sp_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t timeout_ms)
 {
+    uint32_t gen = sp__iom_fd_gen(fd);
     uint64_t deadline = 0;
     bool armed = false;
     for (;;) {
@@ -195,7 +200,7 @@ int sp_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t timeout
             continue;
         if (c != -EAGAIN)
             return c;
-        int rc = park(fd, SP_IO_READ, timeout_ms, &deadline, &armed);
+        int rc = park(fd, SP_IO_READ, timeout_ms, &deadline, &armed, gen);
         if (rc < 0)
             return rc;
     }
@@ -203,10 +208,11 @@ int sp_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t timeout
 
 int sp_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t timeout_ms)
 {
+    uint32_t gen = sp__iom_fd_gen(fd);
     int rc = sys_connect(fd, addr, addrlen);
     if (rc == 0 || (rc != -EINPROGRESS && rc != -EINTR))
         return rc;
-    rc = sp__iom_park(fd, SP_IO_WRITE, sp__deadline(timeout_ms), 1);
+    rc = sp__iom_park(fd, SP_IO_WRITE, sp__deadline(timeout_ms), 1, gen);
     if (rc < 0)
         return rc;
     return sys_so_error(fd);
@@ -214,12 +220,12 @@ int sp_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t t
 
 int sp_wait(int fd, enum sp_io_dir dir, int64_t timeout_ms)
 {
-    return sp__iom_park(fd, (unsigned)dir, sp__deadline(timeout_ms), 0);
+    return sp__iom_park(fd, (unsigned)dir, sp__deadline(timeout_ms), 0, sp__iom_fd_gen(fd));
 }
 
 int sp_sleep(int64_t ms)
 {
-    int rc = sp__iom_park(-1, 0, sp__deadline(ms < 0 ? 0 : ms), 0);
+    int rc = sp__iom_park(-1, 0, sp__deadline(ms < 0 ? 0 : ms), 0, 0);
     return rc == -ETIMEDOUT ? 0 : rc;
 }
 

@@ -143,9 +143,21 @@ static struct fdctx *fdctx_get(struct sp_iom *iom, int fd, int create)
             chunk[i].fd = (int)(((unsigned)fd & ~(FD_CHUNK - 1)) + i);
             sp_timer_init(&chunk[i].watch_timer, watch_timer_fired);
         }
-        iom->chunks[(unsigned)fd >> FD_CHUNK_BITS] = chunk;
+        /* Published for sp__iom_fd_gen(), which reads without the lock. */
+        __atomic_store_n(&iom->chunks[(unsigned)fd >> FD_CHUNK_BITS], chunk, __ATOMIC_RELEASE);
     }
     return &chunk[(unsigned)fd & (FD_CHUNK - 1)];
+}
+
+/* An entry not created yet has generation 0, as it will have once created. */
+uint32_t sp__iom_fd_gen(int fd)
+{
+    struct sp_fiber *f = sp_fiber_current();
+    if (!f || !f->iom || fd < 0 || (unsigned)fd >= FD_CHUNK * FD_CHUNKS)
+        return 0;
+    struct fdctx *chunk =
+        __atomic_load_n(&f->iom->chunks[(unsigned)fd >> FD_CHUNK_BITS], __ATOMIC_ACQUIRE);
+    return chunk ? __atomic_load_n(&chunk[(unsigned)fd & (FD_CHUNK - 1)].gen, __ATOMIC_RELAXED) : 0;
 }
 
 /* ---- run queue and fiber life ---------------------------------------- */
@@ -380,18 +392,23 @@ out:
 
 /* ---- parking (called by fiber I/O) ------------------------------------ */
 
-int sp__iom_park(int fd, unsigned dir, uint64_t deadline, int retry)
+int sp__iom_park(int fd, unsigned dir, uint64_t deadline, int retry, uint32_t gen)
 {
     struct sp_fiber *f = sp_fiber_current();
     if (!f || !f->iom)
         return -EPERM;
     f->wait_fd = fd;
+    f->wait_gen = gen;
     f->wait_dir = (unsigned char)dir;
     f->wait_deadline = deadline;
     f->wait_retry = (unsigned char)retry;
     f->wait_result = 0;
     f->parking = 1;
     sp_fiber_yield();
+    /* Woken, then the fd was closed before we ran again: the caller's next
+     * system call would reach whatever file has the number now. */
+    if (f->wait_result == 0 && fd >= 0 && sp__iom_fd_gen(fd) != gen)
+        return -ECANCELED;
     return f->wait_result;
 }
 
@@ -405,6 +422,14 @@ static void commit_park(struct sp_iom *iom, struct sp_fiber *f)
         if (!ctx) {
             f->wait_fd = -1;
             f->wait_result = -ENOMEM;
+            runq_push(iom, f);
+            return;
+        }
+        if (ctx->gen != f->wait_gen) {
+            /* Closed since the call began (another thread, or another fiber
+             * while this one was queued): the number may be another file's. */
+            f->wait_fd = -1;
+            f->wait_result = -ECANCELED;
             runq_push(iom, f);
             return;
         }
@@ -499,7 +524,9 @@ static void wake_all_threads(struct sp_iom *iom);
  * Returns whether a fiber was queued. */
 static int forget_fd(struct sp_iom *iom, int fd)
 {
-    struct fdctx *ctx = fdctx_get(iom, fd, 0);
+    /* Created if need be: a call that began on fd took generation 0 and must
+     * see it change. */
+    struct fdctx *ctx = fdctx_get(iom, fd, 1);
     if (!ctx)
         return 0;
     int queued = ctx->waiter[0] || ctx->waiter[1] || ctx->watch_fn;
@@ -516,7 +543,7 @@ static int forget_fd(struct sp_iom *iom, int fd)
     ctx->ready = 0;
     ctx->armed = 0;
     ctx->hup = 0;
-    ctx->gen++;
+    __atomic_store_n(&ctx->gen, ctx->gen + 1, __ATOMIC_RELAXED);
     return queued;
 }
 

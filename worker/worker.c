@@ -28,7 +28,7 @@
 
 struct acceptor {
     struct worker *w;
-    int fd;
+    atomic_int fd; /* -1 once a drain has closed it (on another thread, with threads > 1) */
     struct service *svc;
 };
 
@@ -121,7 +121,13 @@ static void acceptor_fiber(void *arg)
     uint64_t last_warn = 0;
 
     while (!atomic_load(&w->draining)) {
-        int fd = sp_accept(a->fd, NULL, NULL, -1);
+        int lfd = atomic_load(&a->fd);
+        if (lfd < 0)
+            break;
+        /* A drain that closes lfd once the call has begun ends it with
+         * -ECANCELED, even if the number is reused before the call parks
+         * (io.h); one that closes it before finds a->fd changed below. */
+        int fd = sp_accept(lfd, NULL, NULL, -1);
         if (fd >= 0) {
             backoff = ACCEPT_BACKOFF_MIN_MS;
             sp_net_set_nodelay(fd);
@@ -133,14 +139,14 @@ static void acceptor_fiber(void *arg)
             }
             continue;
         }
-        if (fd == -ECANCELED || fd == -EBADF)
+        if (fd == -ECANCELED || fd == -EBADF || atomic_load(&a->fd) != lfd)
             break; /* our copy of the listener was closed: draining */
         if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
             /* Out of descriptors or memory: the connection stays queued in the
              * kernel.  Back off instead of spinning on a listener that stays ready. */
             uint64_t now = sp_now_ns();
             if (now - last_warn > 1000000000ull) {
-                sp_log_warn("accept4(%d) failed: %s; retrying in %d ms", a->fd, strerror(-fd),
+                sp_log_warn("accept4(%d) failed: %s; retrying in %d ms", lfd, strerror(-fd),
                             backoff);
                 last_warn = now;
             }
@@ -148,7 +154,7 @@ static void acceptor_fiber(void *arg)
             backoff = backoff * 2 > ACCEPT_BACKOFF_MAX_MS ? ACCEPT_BACKOFF_MAX_MS : backoff * 2;
             continue;
         }
-        sp_log_error("accept4(%d) failed: %s", a->fd, strerror(-fd));
+        sp_log_error("accept4(%d) failed: %s", lfd, strerror(-fd));
         sp_sleep(ACCEPT_BACKOFF_MIN_MS);
     }
 }
@@ -178,10 +184,9 @@ static void worker_drain(struct worker *w, const char *why)
     /* Closing our copies wakes the acceptors with -ECANCELED.  The master
      * still holds every listener, so nothing queued in the kernel is lost. */
     for (unsigned i = 0; i < w->nacceptors; i++) {
-        if (w->acceptors[i].fd >= 0) {
-            sp_close(w->acceptors[i].fd);
-            w->acceptors[i].fd = -1;
-        }
+        int fd = atomic_exchange(&w->acceptors[i].fd, -1);
+        if (fd >= 0)
+            sp_close(fd);
     }
     sp_iom_expire_watches(w->iom, WORKER_DRAIN_IDLE_MS);
     for (unsigned i = 0; i < w->nservices; i++)
@@ -349,7 +354,7 @@ int worker_main(const struct worker_args *args)
     for (unsigned i = 0; i < args->nlisteners; i++) {
         struct acceptor *a = &w->acceptors[w->nacceptors++];
         a->w = w;
-        a->fd = args->listeners[i].fd;
+        atomic_init(&a->fd, args->listeners[i].fd);
         a->svc = &w->services[args->listeners[i].service];
         if (sp_iom_spawn(w->iom, acceptor_fiber, a) != 0) {
             snprintf(w->exit_reason, sizeof(w->exit_reason), "out of memory");

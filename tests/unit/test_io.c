@@ -531,6 +531,64 @@ static void test_net_helpers(void **state)
     close(l6);
 }
 
+/* ---- the fd is closed and its number reused during a call ------------------ */
+
+/*
+ * A reads old[0].  B wakes it, and before A runs again closes old[0] and
+ * opens a socket pair that gets the same number.  A's call was made on the
+ * old socket: it must end with -ECANCELED, not park on B's new socket and
+ * take the byte B sends itself there.
+ */
+struct reuse {
+    int old[2], fresh[2];
+    int old_fd;
+    ssize_t a_rc, b_rc;
+    int64_t t0, a_at;
+    char a_buf[4], b_buf[4];
+};
+
+static void reuse_reader(void *arg)
+{
+    struct reuse *r = arg;
+    r->a_rc = sp_read(r->old[0], r->a_buf, sizeof(r->a_buf), 1000);
+    r->a_at = now_ms();
+}
+
+static void reuse_closer(void *arg)
+{
+    struct reuse *r = arg;
+    sp_sleep(10); /* A is parked */
+    CHECK(write(r->old[1], "x", 1) == 1);
+    sp_yield(); /* the loop sees the event and queues A behind us */
+    char c;
+    CHECK(read(r->old[0], &c, 1) == 1); /* A will find nothing */
+    r->t0 = now_ms();
+    CHECK(sp_close(r->old[0]) == 0);
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, r->fresh) == 0);
+    CHECK(r->fresh[0] == r->old_fd); /* the number is reused */
+    sp_yield();                      /* A runs */
+    CHECK(write(r->fresh[1], "n", 1) == 1);
+    sp_sleep(20);
+    r->b_rc = sp_read(r->fresh[0], r->b_buf, sizeof(r->b_buf), 100);
+    sp_close(r->fresh[0]);
+}
+
+static void test_park_after_fd_reuse(void **state)
+{
+    (void)state;
+    struct reuse r = {.a_rc = 1};
+    unix_pair(r.old);
+    r.old_fd = r.old[0];
+    run_fibers(1, reuse_reader, reuse_closer, &r);
+    assert_int_equal(r.fresh[0], r.old_fd);
+    assert_int_equal(r.a_rc, -ECANCELED); /* not B's byte, nor a timeout */
+    assert_true(r.a_at - r.t0 < slack_ms());
+    assert_int_equal(r.b_rc, 1); /* B's own byte is B's */
+    assert_int_equal(r.b_buf[0], 'n');
+    close(r.old[1]);
+    close(r.fresh[1]);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -548,6 +606,7 @@ int main(void)
         RT_TEST(test_connect_timeout),
         RT_TEST(test_accept_emfile),
         RT_TEST(test_net_helpers),
+        RT_TEST(test_park_after_fd_reuse),
     };
     /* clang-format on */
     return cmocka_run_group_tests(tests, NULL, NULL);

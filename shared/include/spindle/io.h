@@ -10,7 +10,8 @@
  * cut off and one that stops is dropped timeout_ms later (nginx's
  * send_timeout).  Errors come back as -errno: -ETIMEDOUT when the timeout
  * expires, -ECANCELED when the fd is closed with sp_close() while the fiber
- * waits on it.
+ * waits on it, or at any time after the call began (another thread or fiber
+ * closed it): the call never goes on with a file that got the number since.
  */
 #ifndef SPINDLE_IO_H
 #define SPINDLE_IO_H
