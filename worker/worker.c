@@ -45,6 +45,7 @@ struct worker {
     unsigned nservices;
     struct acceptor *acceptors;
     unsigned nacceptors;
+    atomic_uint accepting; /* acceptor fibers not yet ended */
     char exit_reason[SP_MSG_REASON_MAX + 1];
 };
 
@@ -85,8 +86,10 @@ int worker_draining(struct worker *w)
 
 static void maybe_finish(struct worker *w)
 {
+    /* An acceptor that is still running may hold a connection it has
+     * accepted and not yet counted (threads > 1): it ends first. */
     if (atomic_load(&w->draining) && atomic_load(&w->counters.connections) == 0 &&
-        !atomic_exchange(&w->exiting, 1)) {
+        atomic_load(&w->accepting) == 0 && !atomic_exchange(&w->exiting, 1)) {
         snprintf(w->exit_reason, sizeof(w->exit_reason), "drained");
         sp_iom_stop(w->iom);
     }
@@ -157,6 +160,8 @@ static void acceptor_fiber(void *arg)
         sp_log_error("accept4(%d) failed: %s", lfd, strerror(-fd));
         sp_sleep(ACCEPT_BACKOFF_MIN_MS);
     }
+    atomic_fetch_sub(&w->accepting, 1);
+    maybe_finish(w);
 }
 
 /* ---- drain, stop, channel ------------------------------------------------ */
@@ -356,6 +361,7 @@ int worker_main(const struct worker_args *args)
         a->w = w;
         atomic_init(&a->fd, args->listeners[i].fd);
         a->svc = &w->services[args->listeners[i].service];
+        atomic_fetch_add(&w->accepting, 1); /* before it can run and end */
         if (sp_iom_spawn(w->iom, acceptor_fiber, a) != 0) {
             snprintf(w->exit_reason, sizeof(w->exit_reason), "out of memory");
             goto fail;
