@@ -170,12 +170,54 @@ void master_serve_forks(struct master *m)
     }
 }
 
+/*
+ * Closes, in the daemon, every descriptor it did not open itself: the
+ * caller's stdin, stdout and stderr become /dev/null, and whatever else it
+ * leaked into us (a pipe end, a terminal) is closed, so that a caller waiting
+ * for end of file on a pipe (`spindle -d 2>&1 | cat`, ssh) returns once the
+ * start-up has been reported.  The error log, when it is standard error,
+ * writes to /dev/null from here on.
+ */
+static void detach_fds(struct master *m, int ready_fd)
+{
+    unsigned max = 7;
+    for (struct master_listener *l = m->listeners; l; l = l->next)
+        max += l->nfds;
+    int *keep = calloc(max, sizeof(*keep));
+    if (keep) {
+        unsigned n = 0;
+        keep[n++] = STDIN_FILENO;
+        keep[n++] = STDOUT_FILENO;
+        keep[n++] = STDERR_FILENO;
+        keep[n++] = ready_fd;
+        keep[n++] = m->ctl_fd;
+        keep[n++] = m->notify_fd;
+        keep[n++] = sp_log_fd();
+        for (struct master_listener *l = m->listeners; l; l = l->next)
+            for (unsigned i = 0; i < l->nfds; i++)
+                keep[n++] = l->fds[i];
+        close_other_fds(keep, n);
+        free(keep);
+    }
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        if (null > STDERR_FILENO)
+            close(null);
+    }
+}
+
 /* Detaches from the terminal: fork, setsid, fork again.  The original
  * process waits on a pipe for the daemon's start-up outcome and exits with
  * it.  Returns in the daemon only. */
 void master_daemonize(struct master *m)
 {
     int p[2];
+    if (sp_log_fd() == STDERR_FILENO)
+        fprintf(stderr, "spindle: error_log is stderr: the daemon's messages are discarded; "
+                        "set error_log to a file to keep them\n");
     if (pipe2(p, O_CLOEXEC) != 0) {
         fprintf(stderr, "spindle: pipe() failed: %s\n", strerror(errno));
         exit(1);
@@ -213,13 +255,6 @@ void master_daemonize(struct master *m)
         _exit(1);
     if (pid > 0)
         _exit(0);
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null >= 0) {
-        dup2(null, STDIN_FILENO);
-        dup2(null, STDOUT_FILENO);
-        if (sp_log_fd() != STDERR_FILENO)
-            dup2(null, STDERR_FILENO);
-        close(null);
-    }
+    detach_fds(m, p[1]);
     m->ready_fd = p[1];
 }
