@@ -16,6 +16,7 @@ INTEGRATION_TESTS += \
 INTEGRATION_TESTS += \
 	tests/integration/test_master.py \
 	tests/integration/test_daemon.py \
+	tests/integration/test_privileges.py \
 	tests/integration/test_reload.py \
 	tests/integration/test_signals.py \
 	tests/integration/test_notify.py
