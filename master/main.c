@@ -39,6 +39,7 @@ static int check_config(const char *path)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
+    master_check_access(cfg);
     sp_config_free(cfg);
     printf("configuration ok\n");
     return 0;

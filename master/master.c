@@ -349,9 +349,7 @@ void master_reopen(struct master *m)
         sp_log_error("reopening the error log failed: %s", strerror(-rc));
     else
         sp_log_info("error log reopened");
-    for (struct master_worker *w = m->workers; w; w = w->next)
-        if (!w->reaped)
-            master_send(w, SP_MSG_REOPEN);
+    master_logs_reopen(m);
 }
 
 static void signal_fiber(void *arg)
@@ -560,6 +558,7 @@ int master_run(struct master *m)
         sp_config_free(cfg);
         return 1;
     }
+    master_check_user(cfg);
     master_notify_init(m);
     struct master_gen *gen = master_gen_new(m, cfg, 1);
     txn = calloc(1, sizeof(*txn));
@@ -628,6 +627,7 @@ out:
         while (m->gens) {
             struct master_gen *g = m->gens;
             m->gens = g->next;
+            master_logs_close(g);
             sp_config_free(g->cfg);
             free(g);
         }

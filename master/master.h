@@ -54,6 +54,7 @@ struct master_gen {
     unsigned live;                  /* workers of this generation not yet gone */
     bool busy;                      /* a transaction is starting it: not to be freed */
     char failed[MASTER_REASON_MAX]; /* why a worker failed before READY; "" if none did */
+    int *log_fds; /* per service: its log file opened by the master, or -errno (spawn.c) */
     struct master_gen *next;
 };
 
@@ -192,6 +193,31 @@ void master_serve_forks(struct master *m);
  * outcome and exits with it.  Returns in the daemon only.
  */
 void master_daemonize(struct master *m);
+
+/* Closes gen's log files; it is being freed.  Accepts a gen without any. */
+void master_logs_close(struct master_gen *gen);
+
+/*
+ * Reopens every generation's log files (a file that cannot be reopened is
+ * logged and kept) and sends each worker REOPEN with the error log and the
+ * files of its generation attached.  On a fiber.
+ */
+void master_logs_reopen(struct master *m);
+
+/*
+ * Logs, at start, what [master] user means here: a warning when the master
+ * runs as root and no user is set (the workers keep root), or when a user
+ * is set but the master is not root (it cannot switch; ignored).
+ */
+void master_check_user(const struct sp_config *cfg);
+
+/*
+ * For -t: warns on stderr about each file or directory the workers will
+ * need and cfg's user cannot read (an http root).  Checks as that user in
+ * a child process; does nothing without user or when not root.  Returns the
+ * number of warnings.
+ */
+int master_check_access(const struct sp_config *cfg);
 
 /* ---- reload.c ------------------------------------------------------- */
 

@@ -46,6 +46,7 @@ void master_gen_prune(struct master *m)
         struct master_gen *g = *p;
         if (g != m->cur && !g->busy && g->live == 0) {
             *p = g->next;
+            master_logs_close(g);
             sp_config_free(g->cfg);
             free(g);
         } else {

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "spindle/channel.h"
 
@@ -229,4 +230,59 @@ ssize_t sp_msg_recv(int fd, struct sp_msg *m)
             return -EBADMSG;
         return n;
     }
+}
+
+int sp_msg_send_fds(int fd, const struct sp_msg *m, const int *fds, unsigned nfds)
+{
+    unsigned char buf[SP_MSG_MAX];
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * SP_MSG_MAX_FDS)];
+    } ctl;
+    ssize_t n = sp_msg_encode(m, buf, sizeof(buf));
+
+    if (n < 0)
+        return (int)n;
+    if (nfds > SP_MSG_MAX_FDS)
+        return -EINVAL;
+    struct iovec iov = {.iov_base = buf, .iov_len = (size_t)n};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nfds > 0) {
+        memset(&ctl, 0, sizeof(ctl));
+        msg.msg_control = ctl.buf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+    }
+    for (;;) {
+        ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (w == n)
+            return 0;
+        if (w >= 0)
+            return -EMSGSIZE;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+unsigned sp_msg_take_fds(struct msghdr *msg, int *fds, unsigned max)
+{
+    unsigned n = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        unsigned k = (unsigned)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (unsigned i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (n < max)
+                fds[n++] = fd;
+            else
+                close(fd);
+        }
+    }
+    return n;
 }

@@ -97,6 +97,8 @@ enum key {
     K_PID_FILE,
     K_CONTROL_SOCKET,
     K_ERROR_LOG,
+    K_USER,
+    K_GROUP,
     K_LISTEN,
     K_ROOT,
     K_INDEX,
@@ -145,6 +147,8 @@ static const struct key_info {
     [K_PID_FILE] = {"pid_file", IN_MASTER, V_PATH, M(pid_file), 0, 0, NULL},
     [K_CONTROL_SOCKET] = {"control_socket", IN_MASTER, V_PATH, M(control_socket), 0, 0, NULL},
     [K_ERROR_LOG] = {"error_log", IN_MASTER, V_PATH, M(error_log), 0, 0, "stderr"},
+    [K_USER] = {"user", IN_MASTER, V_OTHER, M(user), 0, 0, NULL},
+    [K_GROUP] = {"group", IN_MASTER, V_OTHER, M(group), 0, 0, NULL},
     [K_LISTEN] = {"listen", IN_HTTP | IN_ECHO, V_OTHER, 0, 0, 0, NULL},
     [K_ROOT] = {"root", IN_HTTP, V_PATH, S(http.root), 0, 0, NULL},
     [K_INDEX] = {"index", IN_HTTP, V_OTHER, 0, 0, 0, NULL},
@@ -571,6 +575,10 @@ static void set_key(struct loader *L, enum key k, const char *v)
         else
             fail(L, L->lineno, "invalid cpu_affinity '%s': expected off or auto", v);
         break;
+    case K_USER:
+    case K_GROUP:
+        *(const char **)(void *)field = dup_or_fail(L, v, strlen(v));
+        break;
     case K_LISTEN:
         add_listen(L, v);
         break;
@@ -714,6 +722,40 @@ static char *reader(char *str, int num, void *stream)
 
 /* ---- entry points -------------------------------------------------------- */
 
+/* Resolves [master] user and group into ids and the user's group list
+ * (account lookups only: nothing changes until a worker switches to them). */
+static void resolve_identity(struct loader *L)
+{
+    struct sp_config *cfg = L->cfg;
+    unsigned uline = L->master_key_line[K_USER], gline = L->master_key_line[K_GROUP];
+    int rc;
+
+    if (cfg->user == NULL) {
+        if (cfg->group != NULL)
+            fail(L, gline, "group '%s' needs user: set user as well", cfg->group);
+        return;
+    }
+    rc = sp__config_lookup_user(cfg->user, &cfg->uid, &cfg->gid);
+    if (rc < 0) {
+        fail(L, uline, "invalid user '%s': %s", cfg->user,
+             rc == -ENOENT ? "no such user" : strerror(-rc));
+        return;
+    }
+    if (cfg->group != NULL) {
+        rc = sp__config_lookup_group(cfg->group, &cfg->gid);
+        if (rc < 0) {
+            fail(L, gline, "invalid group '%s': %s", cfg->group,
+                 rc == -ENOENT ? "no such group" : strerror(-rc));
+            return;
+        }
+    }
+    rc = sp__config_user_groups(cfg->user, cfg->gid, cfg->groups, SP_CONFIG_MAX_GROUPS,
+                                &cfg->ngroups);
+    if (rc < 0)
+        fail(L, uline, "user '%s': cannot list its groups: %s", cfg->user,
+             rc == -E2BIG ? "more than 256 groups" : strerror(-rc));
+}
+
 static void finish(struct loader *L)
 {
     struct sp_config *cfg = L->cfg;
@@ -730,6 +772,9 @@ static void finish(struct loader *L)
         unsigned cpus = online_cpus();
         cfg->slots = cfg->workers > cpus ? cfg->workers : cpus;
     }
+    resolve_identity(L);
+    if (L->failed)
+        return;
     if (cfg->slots < cfg->workers) {
         fail(L, L->master_key_line[K_SLOTS], "slots (%u) must be at least workers (%u)", cfg->slots,
              cfg->workers);

@@ -1,13 +1,16 @@
 /*
  * Value syntax of the configuration file (sizes, durations, listen addresses,
- * return lines, paths), lookups on a loaded configuration, and reading the
- * file.  The parsers are pure: no allocation, no file system access and no
- * name resolution beyond the literal "localhost".
+ * return lines, paths), lookups on a loaded configuration, reading the file,
+ * and the account lookups of [master] user and group.  The parsers are pure:
+ * no allocation, no file system access and no name resolution beyond the
+ * literal "localhost".
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -365,4 +368,67 @@ out:
         close(fd);
     free(buf);
     return cfg;
+}
+
+/* ---- accounts ------------------------------------------------------------ */
+
+/* The size getpwnam_r()/getgrnam_r() buffers start at; they grow on ERANGE. */
+#define ACCOUNT_BUF_MIN 1024
+#define ACCOUNT_BUF_MAX (1024 * 1024)
+
+int sp__config_lookup_user(const char *name, uid_t *uid, gid_t *gid)
+{
+    struct passwd pw, *res = NULL;
+    size_t size = ACCOUNT_BUF_MIN;
+    int rc;
+
+    for (;;) {
+        char *buf = malloc(size);
+        if (!buf)
+            return -ENOMEM;
+        rc = getpwnam_r(name, &pw, buf, size, &res);
+        if (rc == 0 && res) {
+            *uid = pw.pw_uid;
+            *gid = pw.pw_gid;
+        }
+        free(buf);
+        if (rc != ERANGE || size >= ACCOUNT_BUF_MAX)
+            break;
+        size *= 2;
+    }
+    if (rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM)
+        return res ? 0 : -ENOENT; /* the errors POSIX allows for "no such name" */
+    return -rc;
+}
+
+int sp__config_lookup_group(const char *name, gid_t *gid)
+{
+    struct group gr, *res = NULL;
+    size_t size = ACCOUNT_BUF_MIN;
+    int rc;
+
+    for (;;) {
+        char *buf = malloc(size);
+        if (!buf)
+            return -ENOMEM;
+        rc = getgrnam_r(name, &gr, buf, size, &res);
+        if (rc == 0 && res)
+            *gid = gr.gr_gid;
+        free(buf);
+        if (rc != ERANGE || size >= ACCOUNT_BUF_MAX)
+            break;
+        size *= 2;
+    }
+    if (rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM)
+        return res ? 0 : -ENOENT;
+    return -rc;
+}
+
+int sp__config_user_groups(const char *user, gid_t gid, gid_t *groups, unsigned max, unsigned *n)
+{
+    int count = (int)max;
+    if (getgrouplist(user, gid, groups, &count) < 0)
+        return -E2BIG;
+    *n = (unsigned)count;
+    return 0;
 }

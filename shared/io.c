@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "spindle/io.h"
@@ -27,6 +28,12 @@
 static NOINLINE ssize_t sys_read(int fd, void *buf, size_t len)
 {
     ssize_t n = read(fd, buf, len);
+    return n < 0 ? -errno : n;
+}
+
+static NOINLINE ssize_t sys_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    ssize_t n = recvmsg(fd, msg, flags);
     return n < 0 ? -errno : n;
 }
 
@@ -87,6 +94,27 @@ ssize_t sp_read(int fd, void *buf, size_t len, int64_t timeout_ms)
     bool armed = false;
     for (;;) {
         ssize_t n = sys_read(fd, buf, len);
+        if (n >= 0) {
+            sp__iom_io_done();
+            return n;
+        }
+        if (n == -EINTR)
+            continue;
+        if (n != -EAGAIN)
+            return n;
+        int rc = park(fd, SP_IO_READ, timeout_ms, &deadline, &armed, gen);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+ssize_t sp_recvmsg(int fd, struct msghdr *msg, int flags, int64_t timeout_ms)
+{
+    uint32_t gen = sp__iom_fd_gen(fd);
+    uint64_t deadline = 0;
+    bool armed = false;
+    for (;;) {
+        ssize_t n = sys_recvmsg(fd, msg, flags | MSG_DONTWAIT);
         if (n >= 0) {
             sp__iom_io_done();
             return n;

@@ -16,7 +16,7 @@ static int log_fd = STDERR_FILENO;
 static char log_path[4096];
 static char log_who[32] = "spindle";
 
-static int open_path(const char *path)
+int sp_log_open_file(const char *path)
 {
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     return fd < 0 ? -errno : fd;
@@ -35,7 +35,7 @@ int sp_log_open(const char *path, const char *who)
     }
     if (strlen(path) >= sizeof(log_path))
         return -ENAMETOOLONG;
-    int fd = open_path(path);
+    int fd = sp_log_open_file(path);
     if (fd < 0)
         return fd;
     if (log_fd != STDERR_FILENO)
@@ -49,7 +49,7 @@ int sp_log_reopen(void)
 {
     if (!log_path[0])
         return 0;
-    int fd = open_path(log_path);
+    int fd = sp_log_open_file(log_path);
     if (fd < 0)
         return fd;
     /* dup2 keeps the number, so a forked child's copy of it stays valid. */
@@ -60,6 +60,17 @@ int sp_log_reopen(void)
     }
     close(fd);
     return 0;
+}
+
+int sp_log_adopt(int fd)
+{
+    if (log_fd == STDERR_FILENO) {
+        close(fd);
+        return 0;
+    }
+    int rc = dup2(fd, log_fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
 }
 
 void sp_log_set_who(const char *who)

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "spindle/io.h"
@@ -620,7 +621,7 @@ static int http_init(struct service *svc, char *err, size_t errlen)
     if (conf->root && !(hs->st = http_static_new(conf, hs->mt, err, errlen)))
         goto fail;
     if (conf->access_log) {
-        if (!(hs->log = http_log_open(conf->access_log, hs->mt, err, errlen)))
+        if (!(hs->log = http_log_open(conf->access_log, svc->log_fd, hs->mt, err, errlen)))
             goto fail;
         if (sp_iom_spawn(worker_iom(svc->worker), log_flusher, hs) != 0)
             goto nomem;
@@ -646,14 +647,13 @@ static void http_drain(struct service *svc)
         http_log_flush(hs->log);
 }
 
-static void http_reopen(struct service *svc)
+static void http_reopen(struct service *svc, int fd)
 {
     struct http_svc *hs = svc->state;
-    if (hs->log) {
-        int rc = http_log_reopen(hs->log);
-        if (rc < 0)
-            sp_log_error("reopening access log %s failed: %s", hs->conf->access_log, strerror(-rc));
-    }
+    if (hs && hs->log)
+        http_log_reopen(hs->log, fd);
+    else
+        close(fd);
 }
 
 static void http_fini(struct service *svc)

@@ -221,8 +221,10 @@ int http_status_page(struct http_conn *c, struct http_txn *t);
 
 /* ---- http_access_log.c ---------------------------------------------------- */
 
-/* Opens path for appending.  Returns NULL with a message in err. */
-struct http_log *http_log_open(const char *path, bool mt, char *err, size_t errlen);
+/* Starts the access log on fd, path opened for appending by the master
+ * (fd < 0: -errno of that open, reported in err).  Takes ownership of fd.
+ * Returns NULL with a message in err. */
+struct http_log *http_log_open(const char *path, int fd, bool mt, char *err, size_t errlen);
 
 /* Appends one line for the answered request t from c's peer. */
 void http_log_request(struct http_log *log, struct http_conn *c, const struct http_txn *t);
@@ -230,9 +232,9 @@ void http_log_request(struct http_log *log, struct http_conn *c, const struct ht
 /* Writes what is buffered. */
 void http_log_flush(struct http_log *log);
 
-/* Flushes, then reopens the file (log rotation).  Returns 0 or -errno (the
- * old file is kept). */
-int http_log_reopen(struct http_log *log);
+/* Flushes, then writes to fd, the file reopened by the master (log
+ * rotation), from now on.  Takes ownership of fd. */
+void http_log_reopen(struct http_log *log, int fd);
 
 /* Flushes and closes.  Accepts NULL. */
 void http_log_close(struct http_log *log);

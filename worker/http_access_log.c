@@ -6,7 +6,9 @@
  * (the byte count is the body's).  Lines collect in a per-worker buffer that
  * is written with one write(2) when it is full, every second (a fiber of the
  * service), on reopen and at exit.  The file is opened O_APPEND and only whole
- * lines are written, so the workers' lines never interleave.  Bytes outside
+ * lines are written, so the workers' lines never interleave.  The master
+ * opens the file (and reopens it on SIGUSR1) and hands the fd over: the
+ * worker may run as a user that cannot open it.  Bytes outside
  * printable ASCII, '"' and '\' are written as \xHH.
  */
 #include <arpa/inet.h>
@@ -37,24 +39,20 @@ struct http_log {
     char tstr[40];
 };
 
-static int open_log(const char *path)
+struct http_log *http_log_open(const char *path, int fd, bool mt, char *err, size_t errlen)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    return fd < 0 ? -errno : fd;
-}
-
-struct http_log *http_log_open(const char *path, bool mt, char *err, size_t errlen)
-{
-    struct http_log *log = calloc(1, sizeof(*log));
+    struct http_log *log = NULL;
+    if (fd < 0) {
+        snprintf(err, errlen, "access_log %s: %s", path, strerror(-fd));
+        return NULL;
+    }
+    log = calloc(1, sizeof(*log));
     if (!log || !(log->buf = malloc(LOG_BUF_SIZE)) || !(log->path = strdup(path))) {
         snprintf(err, errlen, "out of memory");
+        close(fd);
         goto fail;
     }
-    log->fd = open_log(path);
-    if (log->fd < 0) {
-        snprintf(err, errlen, "access_log %s: %s", path, strerror(-log->fd));
-        goto fail;
-    }
+    log->fd = fd;
     log->mt = mt;
     pthread_mutex_init(&log->lock, NULL);
     return log;
@@ -92,17 +90,13 @@ void http_log_flush(struct http_log *log)
     http_unlock(&log->lock, log->mt);
 }
 
-int http_log_reopen(struct http_log *log)
+void http_log_reopen(struct http_log *log, int fd)
 {
     http_lock(&log->lock, log->mt);
     flush_locked(log);
-    int fd = open_log(log->path);
-    if (fd >= 0) {
-        close(log->fd);
-        log->fd = fd;
-    }
+    close(log->fd);
+    log->fd = fd;
     http_unlock(&log->lock, log->mt);
-    return fd < 0 ? fd : 0;
 }
 
 void http_log_close(struct http_log *log)

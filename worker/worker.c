@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "spindle/channel.h"
@@ -201,14 +202,64 @@ static void worker_drain(struct worker *w, const char *why)
     maybe_finish(w);
 }
 
-static void worker_reopen(struct worker *w)
+/*
+ * REOPEN: the master has reopened the log files (the worker may not be
+ * allowed to) and sent them along, the error log first, then one per service
+ * with a log file, in service order.  A file the master could not reopen
+ * comes as the old one again; fds missing at the end leave those services
+ * on their old file.  Takes ownership of fds[0..nfds).
+ */
+static void worker_reopen(struct worker *w, int *fds, unsigned nfds)
 {
-    int rc = sp_log_reopen();
-    if (rc < 0)
-        sp_log_error("reopening the error log failed: %s", strerror(-rc));
-    for (unsigned i = 0; i < w->nservices; i++)
-        if (w->services[i].ops->reopen)
-            w->services[i].ops->reopen(&w->services[i]);
+    unsigned k = 0;
+    if (k < nfds) {
+        int rc = sp_log_adopt(fds[k++]);
+        if (rc < 0)
+            sp_log_error("switching to the reopened error log failed: %s", strerror(-rc));
+    }
+    for (unsigned i = 0; i < w->nservices && k < nfds; i++) {
+        struct service *svc = &w->services[i];
+        if (!worker_log_path(svc->conf))
+            continue;
+        if (svc->ops->reopen)
+            svc->ops->reopen(svc, fds[k]);
+        else
+            close(fds[k]);
+        k++;
+    }
+    while (k < nfds)
+        close(fds[k++]);
+}
+
+/*
+ * Reads one control message into *m, and the fds a REOPEN carries into fds
+ * (*nfds of them, owned by the caller; fds on any other message are
+ * closed).  Returns the packet length, 0 at end of stream, -EBADMSG for a
+ * packet that is no valid message, or -errno.
+ */
+static ssize_t channel_recv(struct worker *w, struct sp_msg *m, int *fds, unsigned *nfds)
+{
+    unsigned char buf[SP_MSG_MAX];
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * SP_MSG_MAX_FDS)];
+    } ctl;
+    struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl)};
+
+    *nfds = 0;
+    ssize_t n = sp_recvmsg(w->channel_fd, &msg, MSG_CMSG_CLOEXEC, -1);
+    if (n < 0)
+        return n;
+    *nfds = sp_msg_take_fds(&msg, fds, SP_MSG_MAX_FDS);
+    if (msg.msg_flags & MSG_CTRUNC)
+        sp_log_warn("control message carried more fds than expected; some were dropped");
+    bool bad = n > 0 && sp_msg_decode(buf, (size_t)n, m) != 0;
+    if (n == 0 || bad || m->type != SP_MSG_REOPEN)
+        while (*nfds > 0)
+            close(fds[--*nfds]);
+    return bad ? -EBADMSG : n;
 }
 
 static int send_msg(struct worker *w, const struct sp_msg *m)
@@ -259,23 +310,24 @@ static void fill_status(struct worker *w, struct sp_msg *m)
 static void channel_fiber(void *arg)
 {
     struct worker *w = arg;
-    unsigned char buf[SP_MSG_MAX];
     struct sp_msg m;
+    int fds[SP_MSG_MAX_FDS];
+    unsigned nfds;
 
     for (;;) {
-        ssize_t n = sp_read(w->channel_fd, buf, sizeof(buf), -1);
+        ssize_t n = channel_recv(w, &m, fds, &nfds);
         if (n == -ECANCELED)
             return;
+        if (n == -EBADMSG) {
+            sp_log_error("bad control message ignored");
+            continue;
+        }
         if (n <= 0) {
             /* The master is gone: nobody will tell us to stop any more. */
             sp_log_warn("control channel closed (%s); draining",
                         n == 0 ? "master exited" : strerror((int)-n));
             worker_drain(w, "master gone");
             return;
-        }
-        if (sp_msg_decode(buf, (size_t)n, &m) != 0) {
-            sp_log_error("bad control message (%zd bytes) ignored", n);
-            continue;
         }
         switch (m.type) {
         case SP_MSG_DRAIN:
@@ -288,7 +340,7 @@ static void channel_fiber(void *arg)
             }
             return;
         case SP_MSG_REOPEN:
-            worker_reopen(w);
+            worker_reopen(w, fds, nfds);
             break;
         case SP_MSG_STATUS_REQ:
             fill_status(w, &m);
@@ -350,6 +402,7 @@ int worker_main(const struct worker_args *args)
         svc->conf = &cfg->services[i];
         svc->ops = ops_for(svc->conf->kind);
         svc->worker = w;
+        svc->log_fd = args->log_fds ? args->log_fds[i] : -EBADF;
         if (svc->ops->init && svc->ops->init(svc, err, sizeof(err)) != 0) {
             snprintf(w->exit_reason, sizeof(w->exit_reason), "[%s %s]: %s", svc->ops->kind,
                      svc->conf->name, err);

@@ -34,7 +34,21 @@ struct worker_args {
     int channel_fd; /* SOCK_SEQPACKET to the master; -1 runs without a master */
     const struct worker_listener *listeners;
     unsigned nlisteners;
+    /* Per service, its log file opened by the master (the worker may not be
+     * allowed to open it), or -errno from that open; only entries of
+     * services with a worker_log_path() are read. */
+    const int *log_fds;
 };
+
+/*
+ * The log file a service writes and the master opens for it (the access
+ * log), or NULL.  On REOPEN the master passes the error log's fd, then one
+ * fd per service that has such a path, in service order.
+ */
+static inline const char *worker_log_path(const struct sp_service_conf *s)
+{
+    return s->kind == SP_SERVICE_HTTP ? s->http.access_log : NULL;
+}
 
 /*
  * Runs a worker until it is told to stop, or has drained.  Returns the process
@@ -63,8 +77,9 @@ struct service_ops {
     /* Drain started: close idle connections now; busy ones end after their
      * current request. */
     void (*drain)(struct service *svc);
-    /* SIGUSR1 reached us: reopen log files. */
-    void (*reopen)(struct service *svc);
+    /* SIGUSR1 reached the master, which reopened the service's log file
+     * (worker_log_path): write to fd from now on.  Takes ownership of fd. */
+    void (*reopen)(struct service *svc, int fd);
     /* The worker is about to exit: flush what is buffered. */
     void (*fini)(struct service *svc);
 };
@@ -73,6 +88,7 @@ struct service {
     const struct sp_service_conf *conf;
     const struct service_ops *ops;
     struct worker *worker;
+    int log_fd;  /* its log file, opened by the master (see worker_args), or -errno */
     void *state; /* the service's own */
 };
 

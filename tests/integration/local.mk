@@ -15,6 +15,8 @@ INTEGRATION_TESTS += \
 # The master: command line, signals, reload transaction, respawn.
 INTEGRATION_TESTS += \
 	tests/integration/test_master.py \
+	tests/integration/test_daemon.py \
+	tests/integration/test_privileges.py \
 	tests/integration/test_reload.py \
 	tests/integration/test_reload_threads.py \
 	tests/integration/test_signals.py \

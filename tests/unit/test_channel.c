@@ -260,6 +260,59 @@ static void test_socketpair(void **state)
     close(sv[1]);
 }
 
+/* REOPEN carries fds (SCM_RIGHTS): they arrive in order and refer to the
+ * same files; more than the receiver takes are closed, not leaked. */
+static void test_fds(void **state)
+{
+    int sv[2], p[2], q[2], got[4];
+    struct sp_msg m = {.type = SP_MSG_REOPEN}, out;
+    unsigned char buf[SP_MSG_MAX];
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * 8)];
+    } ctl;
+    char c;
+    (void)state;
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(pipe(q), 0);
+    int send_fds[3] = {p[1], q[1], p[1]};
+    assert_int_equal(sp_msg_send_fds(sv[0], &m, send_fds, 2), 0);
+    assert_int_equal(sp_msg_send_fds(sv[0], &m, send_fds, 3), 0);
+    assert_int_equal(sp_msg_send_fds(sv[0], &m, send_fds, SP_MSG_MAX_FDS + 1), -EINVAL);
+
+    for (int round = 0; round < 2; round++) {
+        struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+        struct msghdr msg = {.msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = ctl.buf,
+                             .msg_controllen = sizeof(ctl)};
+        ssize_t n = recvmsg(sv[1], &msg, MSG_CMSG_CLOEXEC);
+        assert_int_equal(n, SP_MSG_HEADER);
+        assert_int_equal(sp_msg_decode(buf, (size_t)n, &out), 0);
+        assert_int_equal(out.type, SP_MSG_REOPEN);
+        unsigned k = sp_msg_take_fds(&msg, got, 2); /* the second round's third is closed */
+        assert_int_equal(k, 2);
+        assert_int_equal(write(got[0], "a", 1), 1);
+        assert_int_equal(read(p[0], &c, 1), 1);
+        assert_int_equal(c, 'a');
+        assert_int_equal(write(got[1], "b", 1), 1);
+        assert_int_equal(read(q[0], &c, 1), 1);
+        assert_int_equal(c, 'b');
+        close(got[0]);
+        close(got[1]);
+    }
+    /* Every copy of p's write end is closed now but ours. */
+    close(p[1]);
+    assert_int_equal(read(p[0], &c, 1), 0);
+    close(p[0]);
+    close(q[0]);
+    close(q[1]);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -273,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_bad_reason),
         cmocka_unit_test(test_unknown_type_and_magic),
         cmocka_unit_test(test_socketpair),
+        cmocka_unit_test(test_fds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -176,6 +176,24 @@ static void test_full(void **state)
 }
 
 /* A config with only what is required: every default. */
+/* user and group resolve to ids and the user's group list (root exists on
+ * every system this runs on). */
+static void test_user(void **state)
+{
+    struct sp_config *cfg =
+        load_ok("[master]\nuser = root\n[echo e]\nlisten = 127.0.0.1:7000\n", "/srv/x.conf");
+    (void)state;
+    assert_string_equal(cfg->user, "root");
+    assert_int_equal(cfg->uid, 0);
+    assert_int_equal(cfg->gid, 0);
+    assert_true(cfg->ngroups >= 1);
+    bool has_gid = false;
+    for (unsigned i = 0; i < cfg->ngroups; i++)
+        has_gid |= cfg->groups[i] == 0;
+    assert_true(has_gid);
+    sp_config_free(cfg);
+}
+
 static void test_defaults(void **state)
 {
     struct sp_config *cfg = load_ok("[echo e]\nlisten = 127.0.0.1:7000\n", "/srv/x.conf");
@@ -188,6 +206,8 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->stack_size, 64 * 1024);
     assert_false(cfg->cpu_affinity);
     assert_int_equal(cfg->shutdown_timeout_ms, 10000);
+    assert_null(cfg->user);
+    assert_null(cfg->group);
     assert_string_equal(cfg->pid_file, "/srv/spindle.pid");
     assert_string_equal(cfg->control_socket, "/srv/spindle.sock");
     assert_null(cfg->error_log);
@@ -264,6 +284,12 @@ static void test_errors(void **state)
         {"[master]\nworkers = 2\n\n\n[http main]\nlisten = 127.0.0.1:80\nlistn = 1\n",
          "conf/bad.conf:7: unknown key 'listn' in [http main]"},
         {"[master]\nroot = /x\n", "conf/bad.conf:2: unknown key 'root' in [master]"},
+        {"[master]\nworkers = 1\nuser = no-such-user-x\n[echo e]\nlisten = 127.0.0.1:7\n",
+         "conf/bad.conf:3: invalid user 'no-such-user-x': no such user"},
+        {"[master]\nuser = root\ngroup = no-such-group-x\n[echo e]\nlisten = 127.0.0.1:7\n",
+         "conf/bad.conf:3: invalid group 'no-such-group-x': no such group"},
+        {"[master]\ngroup = root\n[echo e]\nlisten = 127.0.0.1:7\n",
+         "conf/bad.conf:2: group 'root' needs user: set user as well"},
         {"[echo e]\nlisten = 127.0.0.1:7\nroot = /x\n",
          "conf/bad.conf:3: unknown key 'root' in [echo e]"},
         {"[echo e]\nlisten = 127.0.0.1:7\nreturn /x = 200 text/plain x\n",
@@ -752,6 +778,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_user),
         cmocka_unit_test(test_workers_auto),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_duplicate_across_sections),

@@ -12,7 +12,8 @@
  * The codec is pure: sp_msg_encode() and sp_msg_decode() touch no fd and
  * allocate nothing, and the decoder reads nothing outside the bytes it is
  * given, whatever they are.
- * sp_msg_send() and sp_msg_recv() are thin wrappers over send()/recv().
+ * sp_msg_send() and sp_msg_recv() are thin wrappers over send()/recv();
+ * sp_msg_send_fds() and sp_msg_take_fds() pass fds along (SCM_RIGHTS).
  */
 #ifndef SPINDLE_CHANNEL_H
 #define SPINDLE_CHANNEL_H
@@ -25,12 +26,13 @@
 #define SP_MSG_HEADER     8      /* bytes */
 #define SP_MSG_MAX        512    /* bytes in the largest packet, header included */
 #define SP_MSG_REASON_MAX 200    /* bytes of text in SP_MSG_EXITING */
+#define SP_MSG_MAX_FDS    253    /* fds one message carries (the kernel's SCM_MAX_FD) */
 
 enum sp_msg_type {
     /* master -> worker, no payload */
     SP_MSG_DRAIN = 1,      /* stop accepting, finish in-flight work, then exit */
     SP_MSG_STOP = 2,       /* exit now */
-    SP_MSG_REOPEN = 3,     /* reopen log files */
+    SP_MSG_REOPEN = 3,     /* log files reopened: the new fds ride along (SCM_RIGHTS) */
     SP_MSG_STATUS_REQ = 4, /* answer with SP_MSG_STATUS */
 
     /* worker -> master */
@@ -111,5 +113,20 @@ int sp_msg_send(int fd, const struct sp_msg *m);
  * queued).  An invalid packet is consumed: the next call reads the next one.
  */
 ssize_t sp_msg_recv(int fd, struct sp_msg *m);
+
+/*
+ * Sends m on fd as sp_msg_send() does, with fds[0..nfds) attached
+ * (SCM_RIGHTS; at most SP_MSG_MAX_FDS).  The fds stay the caller's: the
+ * receiver gets copies.  Returns 0 or -errno.
+ */
+int sp_msg_send_fds(int fd, const struct sp_msg *m, const int *fds, unsigned nfds);
+
+/*
+ * Moves the fds a received message carried (SCM_RIGHTS in msg's control
+ * data) into fds[0..max), in the order sent, and closes any beyond max.
+ * Returns their count; the caller owns them.
+ */
+struct msghdr;
+unsigned sp_msg_take_fds(struct msghdr *msg, int *fds, unsigned max);
 
 #endif

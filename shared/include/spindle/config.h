@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #define SP_CONFIG_MAX_WORKERS  256
 #define SP_CONFIG_MAX_THREADS  64
@@ -28,6 +29,7 @@
 #define SP_CONFIG_MAX_LINE     4096 /* bytes in one line, without its newline */
 #define SP_CONFIG_MAX_FILE     (1024 * 1024)
 #define SP_CONFIG_ERR_SIZE     512 /* enough for any message the loader writes */
+#define SP_CONFIG_MAX_GROUPS   256 /* supplementary groups of [master] user */
 
 enum sp_service_kind { SP_SERVICE_HTTP = 1, SP_SERVICE_ECHO = 2 };
 
@@ -94,6 +96,15 @@ struct sp_config {
     const char *pid_file;        /* absolute */
     const char *control_socket;  /* absolute, fits in sockaddr_un.sun_path */
     const char *error_log;       /* absolute path; NULL: stderr */
+
+    /* [master] user and group: the identity the workers switch to, resolved
+     * when the file is loaded.  user NULL: they keep the master's. */
+    const char *user;
+    const char *group; /* NULL: user's primary group */
+    uid_t uid;         /* of user */
+    gid_t gid;         /* of group, else user's primary group */
+    unsigned ngroups;  /* groups[0..ngroups): user's groups, gid among them */
+    gid_t groups[SP_CONFIG_MAX_GROUPS];
 
     struct sp_service_conf *services; /* in file order */
     unsigned nservices;               /* >= 1 */

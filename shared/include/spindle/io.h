@@ -26,6 +26,11 @@ enum sp_io_dir { SP_IO_READ = 1, SP_IO_WRITE = 2 };
 /* Reads at most len bytes.  Returns the count (0 at end of stream) or -errno. */
 ssize_t sp_read(int fd, void *buf, size_t len, int64_t timeout_ms);
 
+/* recvmsg(2) on a socket (ancillary data, such as passed fds, included).
+ * Returns the count (0 at end of stream) or -errno.  Borrows msg. */
+struct msghdr;
+ssize_t sp_recvmsg(int fd, struct msghdr *msg, int flags, int64_t timeout_ms);
+
 /*
  * One read attempt that never parks: returns the count, 0 at end of stream,
  * -EAGAIN when nothing is there (the one call that shows EAGAIN), or -errno.

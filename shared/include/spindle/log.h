@@ -19,6 +19,21 @@ int sp_log_open(const char *path, const char *who);
 /* Reopens the current path (log rotation, SIGUSR1).  Returns 0 or -errno. */
 int sp_log_reopen(void);
 
+/*
+ * Opens path for appending as every log file is opened (O_APPEND, created
+ * 0644, close-on-exec).  Returns the fd, which the caller owns, or -errno.
+ * The master opens the log files of its workers with it.
+ */
+int sp_log_open_file(const char *path);
+
+/*
+ * Makes the log write to fd from now on, keeping the fd number lines go to
+ * (dup2), as a worker does with the error log its master reopened.  When
+ * the log is standard error nothing changes.  Takes ownership of fd.
+ * Returns 0 or -errno.
+ */
+int sp_log_adopt(int fd);
+
 /* Changes the process name printed in each line (after fork). */
 void sp_log_set_who(const char *who);
 
