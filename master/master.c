@@ -569,6 +569,10 @@ int master_run(struct master *m)
         goto out;
     }
     m->exit_code = 1;
+    if (pidfile_lock(m->pid_file, err, sizeof(err)) < 0) {
+        report_fatal(m, err);
+        goto out;
+    }
     if (control_listen(m, m->control_socket, err, sizeof(err)) < 0) {
         report_fatal(m, err);
         goto out;
@@ -619,8 +623,7 @@ int master_run(struct master *m)
 out:
     free(txn);
     control_close(m);
-    if (m->pid_written)
-        pidfile_remove(m->pid_file);
+    pidfile_remove(m->pid_file);
     listeners_close_all(m);
     /* Workers still in the table hold pointers into the iom and the
      * generations; only an exit after a scheduler failure leaves any. */

@@ -283,11 +283,18 @@ void master_notify_close(struct master *m);
 
 /* ---- pidfile.c ------------------------------------------------------ */
 
-/* Writes our pid into path atomically (temporary file and rename).
- * Returns 0 or -errno. */
+/*
+ * Opens (creates) the pid file at path and locks it for as long as this
+ * process, or the daemon it becomes, runs.  Returns 0; -EEXIST when another
+ * master holds it ("already running" in err); or -errno with the reason.
+ */
+int pidfile_lock(const char *path, char *err, size_t errlen);
+
+/* Writes our pid into the locked pid file.  Returns 0 or -errno. */
 int pidfile_write(const char *path);
 
-/* Removes path if it holds our pid. */
+/* Removes path if it is still the file we lock, and drops the lock.  Does
+ * nothing without the lock. */
 void pidfile_remove(const char *path);
 
 #endif

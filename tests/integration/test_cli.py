@@ -1,0 +1,95 @@
+"""What an operator meets at the command line and at start-up: an address or
+a configuration someone else already runs on, the control socket file, `-s`
+against the right master, waiting for an exit, what `-t` checks, messages."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+from harness import (BIN, Spindle, Tap, alive, check, eq, free_port, http_get, wait_for,
+                     wait_port)
+
+tap = Tap()
+
+
+def services(port, extra=""):
+    return ("[http main]\nlisten = 127.0.0.1:%d\nreturn /plaintext = 200 text/plain Hello\n%s"
+            % (port, extra))
+
+
+def run(args, cwd=None, timeout=20):
+    r = subprocess.run([BIN] + args, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    return r.returncode, r.stdout, r.stderr
+
+
+def start_expecting_failure(sp, timeout=10):
+    """Starts sp and waits for it to exit; returns (status, output).  A master
+    that keeps running is a failure of the test (stopped by the harness)."""
+    sp.start()
+    rc = sp.wait_exit(timeout)
+    check(rc is not None, "the master started and kept running; log:\n" + sp.logs())
+    return rc, sp.logs()
+
+
+# ---- an address or a configuration in use ----------------------------------
+
+@tap.case
+def second_master_other_config_same_port_refused():
+    port = free_port()
+    first = Spindle(services(port))
+    second = Spindle(services(port))
+    first.start(ports=[port])
+    try:
+        first.wait_ready(1)
+        rc, out = start_expecting_failure(second)
+        eq(rc, 1, "second master's exit status")
+        check("127.0.0.1:%d" % port in out and "in use" in out, "says why: %r" % out)
+        eq(http_get(port, "/plaintext")[0], 200, "the first master still serves")
+    finally:
+        second.stop()
+        first.stop()
+
+
+@tap.case
+def reload_onto_a_port_another_process_holds_fails():
+    port, taken = free_port(), free_port()
+    sp = Spindle(services(port))
+    other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    other.bind(("127.0.0.1", taken))
+    other.listen(16)
+    sp.start(ports=[port])
+    try:
+        sp.wait_ready(1)
+        sp.write_conf(services(port) + "[echo e]\nlisten = 127.0.0.1:%d\n" % taken)
+        rc, out = sp.ctl("reload")
+        check(rc != 0, "reload onto a held port succeeded: %r" % out)
+        check("127.0.0.1:%d" % taken in out, "names the address: %r" % out)
+        eq(http_get(port, "/plaintext")[0], 200, "still serves")
+    finally:
+        other.close()
+        sp.stop()
+
+
+@tap.case
+def second_master_same_config_without_socket_file_refused():
+    port = free_port()
+    sp = Spindle(services(port))
+    sp.start(ports=[port])
+    try:
+        sp.wait_ready(1)
+        os.unlink(sp.sock)
+        rc, out, err = run(["-c", sp.conf], cwd=sp.dir, timeout=10)
+        eq(rc, 1, "second master's exit status")
+        check("already running" in err and sp.pid_file in err, "says why: %r" % err)
+        with open(sp.pid_file) as f:
+            eq(f.read(), "%d\n" % sp.pid, "the first master's pid file is kept")
+        check(alive(sp.pid), "the first master runs on")
+    finally:
+        sp.stop()
+
+
+if __name__ == "__main__":
+    tap.run()
