@@ -65,7 +65,14 @@ int control_listen(struct master *m, const char *path, char *err, size_t errlen)
         return -EADDRINUSE;
     }
     if (errno == ECONNREFUSED) {
-        /* A socket file nobody listens on: left by a master that died. */
+        /* Connecting to a file that is not a socket is refused too: only
+         * a socket nobody listens on is left by a master that died. */
+        if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+            snprintf(err, errlen, "control_socket %s exists and is not a socket: not removing it",
+                     path);
+            close(fd);
+            return -EEXIST;
+        }
         if (unlink(path) != 0 && errno != ENOENT) {
             snprintf(err, errlen, "cannot remove stale control socket %s: %s", path,
                      strerror(errno));

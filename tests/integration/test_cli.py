@@ -91,5 +91,24 @@ def second_master_same_config_without_socket_file_refused():
         sp.stop()
 
 
+# ---- the control socket file -------------------------------------------------
+
+@tap.case
+def control_socket_naming_a_regular_file_keeps_it():
+    port = free_port()
+    sp = Spindle(services(port))
+    with open(sp.sock, "w") as f:
+        f.write("precious\n")
+    try:
+        rc, out = start_expecting_failure(sp)
+        eq(rc, 1, "exit status")
+        check(sp.sock in out and "not a socket" in out, "says why: %r" % out)
+        with open(sp.sock) as f:
+            eq(f.read(), "precious\n", "the file is left alone")
+        check(not os.path.exists(sp.pid_file), "no pid file left behind")
+    finally:
+        sp.stop()
+
+
 if __name__ == "__main__":
     tap.run()
