@@ -3,7 +3,10 @@
  * to the running master.
  *
  * The client sends one line, the command ("reload", "stop", "quit",
- * "reopen" or "status").  The master answers with "ok" or "error" on the
+ * "reopen" or "status"), optionally followed by a space and the absolute
+ * path of the configuration file it was given: the master then refuses the
+ * command unless that is the file it runs (two configurations may name the
+ * same control socket).  The master answers with "ok" or "error" on the
  * first line, then text, and closes the connection.  "reload" answers only
  * once the transaction is over, so the client learns whether it worked.
  */
@@ -233,11 +236,22 @@ static void reply(int fd, bool ok, const char *text)
     sp_writev(fd, iov, 3, CONTROL_IO_MS);
 }
 
+/* Whether path names the file the master was started with (the same name,
+ * or the same file through another name). */
+static bool is_our_config(struct master *m, const char *path)
+{
+    struct stat a, b;
+    if (strcmp(path, m->conf_path) == 0)
+        return true;
+    return stat(path, &a) == 0 && stat(m->conf_path, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
 static void client_fiber(void *arg)
 {
     struct master *m = ctl_master;
     int fd = (int)(intptr_t)arg;
-    char line[128];
+    char line[PATH_MAX + 32];
     size_t len = 0;
 
     while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
@@ -248,8 +262,17 @@ static void client_fiber(void *arg)
     }
     line[len] = '\0';
     line[strcspn(line, "\r\n")] = '\0';
+    char *conf = strchr(line, ' ');
+    if (conf)
+        *conf++ = '\0';
 
-    if (strcmp(line, "reload") == 0) {
+    if (conf && !is_our_config(m, conf)) {
+        char msg[2 * PATH_MAX + 96];
+        snprintf(msg, sizeof(msg),
+                 "%s is not the running master's configuration (it runs %s); nothing done", conf,
+                 m->conf_path);
+        reply(fd, false, msg);
+    } else if (strcmp(line, "reload") == 0) {
         char msg[1024];
         sp_log_info("control: reload requested");
         int rc = master_reload(m, msg, sizeof(msg));
@@ -391,8 +414,12 @@ int control_client(const char *conf_path, const char *cmd)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 
-    char req[64];
-    int n = snprintf(req, sizeof(req), "%s\n", cmd);
+    /* The master checks that it runs this file (by name or identity). */
+    char abs[PATH_MAX], cwd[PATH_MAX], req[PATH_MAX + 64];
+    if (!realpath(conf_path, abs) &&
+        (!getcwd(cwd, sizeof(cwd)) || sp_config_join_path(abs, sizeof(abs), cwd, conf_path) < 0))
+        snprintf(abs, sizeof(abs), "%s", conf_path);
+    int n = snprintf(req, sizeof(req), "%s %s\n", cmd, abs);
     if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
         fprintf(stderr, "spindle: sending to %s failed: %s\n", path, strerror(errno));
         close(fd);

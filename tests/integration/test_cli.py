@@ -110,5 +110,31 @@ def control_socket_naming_a_regular_file_keeps_it():
         sp.stop()
 
 
+# ---- -s reaches the right master -------------------------------------------------
+
+@tap.case
+def reload_with_another_config_file_is_refused():
+    port = free_port()
+    sp = Spindle(services(port))
+    other = os.path.join(sp.dir, "other.conf")
+    with open(other, "w") as f:
+        f.write("[master]\ncontrol_socket = %s\nworkers = many\n" % sp.sock)
+    sp.start(ports=[port])
+    try:
+        sp.wait_ready(1)
+        rc, out, err = run(["-c", other, "-s", "reload"], cwd=sp.dir)
+        check(rc != 0, "reload with another file succeeded: %r" % (out + err))
+        check(other in err and sp.conf in err, "names both files: %r" % err)
+        rc, out = sp.ctl("status")
+        check("last_reload: none" in out, "the master did not reload: %r" % out)
+        # The same file under another name is the master's configuration.
+        link = os.path.join(sp.dir, "link.conf")
+        os.symlink(sp.conf, link)
+        rc, out, err = run(["-c", link, "-s", "reload"], cwd=sp.dir)
+        eq(rc, 0, "reload through a link to the master's file: %r" % (out + err))
+    finally:
+        sp.stop()
+
+
 if __name__ == "__main__":
     tap.run()
