@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 #define MS                   (UINT64_C(1000000))
 #define CONTROL_IO_MS        5000
 #define CONTROL_CLIENT_WAIT  60 /* seconds the client waits for an answer */
+#define CONTROL_EXIT_SLACK   5  /* seconds past shutdown_timeout -s quit/stop waits */
 #define CONTROL_STATUS_BYTES 65536
 
 static struct master *ctl_master;
@@ -383,13 +385,59 @@ static void scan_socket_path(const char *conf_path, char *out, size_t outlen)
         snprintf(out, outlen, "%s", value);
 }
 
+/* Whether process pid has exited: gone, or a zombie its parent has not
+ * reaped yet (it has closed every file and released the pid file lock). */
+static bool exited(pid_t pid)
+{
+    char name[64], stat[512];
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return true;
+    snprintf(name, sizeof(name), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(name, "re");
+    if (!f)
+        return false;
+    size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+    fclose(f);
+    stat[n] = '\0';
+    const char *paren = strrchr(stat, ')');
+    return paren && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
+/* After stop or quit: waits until the master named in the answer has
+ * exited, for at most its drain deadline and some slack.  Returns the exit
+ * status of the client. */
+static int wait_exit(const char *answer, int64_t shutdown_timeout_ms)
+{
+    const char *p = strstr(answer, "master pid ");
+    int pid;
+    if (!p || sscanf(p, "master pid %d", &pid) != 1 || pid <= 0)
+        return 0;
+    fflush(stdout);
+    int64_t limit_ms = shutdown_timeout_ms + CONTROL_EXIT_SLACK * 1000;
+    for (int64_t waited = 0; !exited(pid); waited += 20) {
+        if (waited >= limit_ms) {
+            fprintf(stderr,
+                    "spindle: the master (pid %d) is still running after %.1fs "
+                    "(shutdown_timeout %.1fs + %ds); not waiting longer\n",
+                    pid, (double)waited / 1e3, (double)shutdown_timeout_ms / 1e3,
+                    CONTROL_EXIT_SLACK);
+            return 1;
+        }
+        usleep(20 * 1000);
+    }
+    printf("master pid %d exited\n", pid);
+    return 0;
+}
+
 int control_client(const char *conf_path, const char *cmd)
 {
     char path[PATH_MAX], err[SP_CONFIG_ERR_SIZE];
     struct sockaddr_un sun;
+    int64_t shutdown_timeout_ms = SP_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS;
 
     struct sp_config *cfg = sp_config_load(conf_path, err, sizeof(err));
     if (cfg) {
+        shutdown_timeout_ms = cfg->shutdown_timeout_ms;
         snprintf(path, sizeof(path), "%s", cfg->control_socket);
         sp_config_free(cfg);
     } else {
@@ -458,6 +506,8 @@ int control_client(const char *conf_path, const char *cmd)
     if (strncmp(buf, "ok\n", 3) == 0) {
         fputs(body, stdout);
         rc = 0;
+        if (strcmp(cmd, "stop") == 0 || strcmp(cmd, "quit") == 0)
+            rc = wait_exit(body, shutdown_timeout_ms);
     } else if (strncmp(buf, "error\n", 6) == 0) {
         fprintf(stderr, "spindle: %s", body);
         rc = 1;

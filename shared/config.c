@@ -778,7 +778,7 @@ static struct sp_config *parse(const char *text, size_t len, const char *name, c
     cfg->workers = online_cpus();
     cfg->threads = 1;
     cfg->stack_size = 64 * 1024;
-    cfg->shutdown_timeout_ms = 10 * 1000;
+    cfg->shutdown_timeout_ms = SP_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS;
 
     rc = ini_parse_stream(reader, L, handler, L);
     if (rc > 0 && (!L->failed || (L->errline > 0 && (unsigned)rc < L->errline))) {

@@ -136,5 +136,40 @@ def reload_with_another_config_file_is_refused():
         sp.stop()
 
 
+# ---- -s quit and -s stop wait for the exit -------------------------------------
+
+@tap.case
+def quit_and_stop_return_once_the_master_has_exited():
+    port = free_port()
+    sp = Spindle(services(port), shutdown_timeout="3s")
+    sp.start(ports=[port])
+    daemon = None
+    try:
+        sp.wait_ready(1)
+        # A request in progress keeps the worker draining for a while.
+        c = socket.create_connection(("127.0.0.1", port))
+        c.sendall(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.2)
+        rc, out = sp.ctl("quit")
+        eq(rc, 0, "-s quit: " + out)
+        check(not alive(sp.pid), "-s quit returned while the master runs")
+        c.close()
+        eq(sp.wait_exit(5), 0, "the master's exit status")
+        # What an operator does next: start it again at once.
+        rc, out, err = run(["-d", "-c", sp.conf], cwd=sp.dir)
+        eq(rc, 0, "a new master right after -s quit: %r" % err)
+        with open(sp.pid_file) as f:
+            daemon = int(f.read())
+        rc, out = sp.ctl("stop")
+        eq(rc, 0, "-s stop: " + out)
+        check(not alive(daemon), "-s stop returned while the master runs")
+        check(not os.path.exists(sp.pid_file) and not os.path.exists(sp.sock),
+              "files removed once -s stop returns")
+    finally:
+        if daemon and alive(daemon):
+            os.kill(daemon, signal.SIGKILL)
+        sp.stop()
+
+
 if __name__ == "__main__":
     tap.run()

@@ -19,15 +19,16 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define SP_CONFIG_MAX_WORKERS  256
-#define SP_CONFIG_MAX_THREADS  64
-#define SP_CONFIG_MAX_SLOTS    256
-#define SP_CONFIG_MAX_SERVICES 256
-#define SP_CONFIG_MAX_LISTENS  1024 /* in the whole file */
-#define SP_CONFIG_MAX_RETURNS  1024 /* per [http] section */
-#define SP_CONFIG_MAX_LINE     4096 /* bytes in one line, without its newline */
-#define SP_CONFIG_MAX_FILE     (1024 * 1024)
-#define SP_CONFIG_ERR_SIZE     512 /* enough for any message the loader writes */
+#define SP_CONFIG_MAX_WORKERS                 256
+#define SP_CONFIG_MAX_THREADS                 64
+#define SP_CONFIG_MAX_SLOTS                   256
+#define SP_CONFIG_MAX_SERVICES                256
+#define SP_CONFIG_MAX_LISTENS                 1024 /* in the whole file */
+#define SP_CONFIG_MAX_RETURNS                 1024 /* per [http] section */
+#define SP_CONFIG_MAX_LINE                    4096 /* bytes in one line, without its newline */
+#define SP_CONFIG_MAX_FILE                    (1024 * 1024)
+#define SP_CONFIG_ERR_SIZE                    512 /* enough for any message the loader writes */
+#define SP_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS (10 * 1000)
 
 enum sp_service_kind { SP_SERVICE_HTTP = 1, SP_SERVICE_ECHO = 2 };
 
