@@ -61,6 +61,12 @@ int control_listen(struct master *m, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "control_socket %s: path too long", path);
         return -ENAMETOOLONG;
     }
+    int rc = pidfile_make_run_dir(path);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create %s for control_socket %s: %s", sp_config_run_dir(),
+                 path, strerror(-rc));
+        return rc;
+    }
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         goto sys_fail;
@@ -338,14 +344,15 @@ int control_start(struct master *m)
 /*
  * Finds control_socket in a file the loader refused, so that `-s reload`
  * still reaches the master, which then reports what is wrong with it.
- * Looks for the key in [master] only; falls back to the default name.
+ * Looks for the key in [master] only; falls back to the default path.
  */
 static void scan_socket_path(const char *conf_path, char *out, size_t outlen)
 {
-    char dir[PATH_MAX], line[4096], value[PATH_MAX] = "spindle.sock";
+    char dir[PATH_MAX], line[4096], value[PATH_MAX] = "", real[PATH_MAX];
     bool in_master = false;
 
-    snprintf(dir, sizeof(dir), "%s", conf_path);
+    /* Relative to the file a link leads to, as the loader resolves it. */
+    snprintf(dir, sizeof(dir), "%s", realpath(conf_path, real) ? real : conf_path);
     char *slash = strrchr(dir, '/');
     if (slash && slash != dir)
         *slash = '\0';
@@ -381,8 +388,12 @@ static void scan_socket_path(const char *conf_path, char *out, size_t outlen)
     }
     if (f)
         fclose(f);
-    if (sp_config_join_path(out, outlen, dir, value) < 0)
+    if (!value[0]) {
+        if (sp_config_run_path(out, outlen, conf_path, "sock") < 0)
+            snprintf(out, outlen, "%s/spindle.sock", sp_config_run_dir());
+    } else if (sp_config_join_path(out, outlen, dir, value) < 0) {
         snprintf(out, outlen, "%s", value);
+    }
 }
 
 /* Whether process pid has exited: gone, or a zombie its parent has not

@@ -28,19 +28,24 @@ static void usage(FILE *out)
             "             status  the master, its workers and the last reload\n"
             "  -d       run in the background\n"
             "  -v       print the version and exit\n"
-            "  -h       print this help and exit\n");
+            "  -h       print this help and exit\n"
+            "default pid file: %s/NAME.pid, control socket: %s/NAME.sock\n"
+            "  (NAME: the configuration file's name without .conf)\n",
+            sp_config_run_dir(), sp_config_run_dir());
 }
 
+/* Loads the configuration and checks the files and directories it names.
+ * Returns 0, or 1 with the reason on stderr. */
 static int check_config(const char *path)
 {
-    char err[SP_CONFIG_ERR_SIZE];
+    char err[SP_CONFIG_ERR_SIZE + 2 * PATH_MAX];
     struct sp_config *cfg = sp_config_load(path, err, sizeof(err));
-    if (!cfg) {
+    if (!cfg || sp_config_check_files(cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
+        sp_config_free(cfg);
         return 1;
     }
     sp_config_free(cfg);
-    printf("configuration ok\n");
     return 0;
 }
 
@@ -97,8 +102,12 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (test)
-        return check_config(conf);
+    if (test) {
+        if (check_config(conf) != 0)
+            return 1;
+        printf("configuration ok\n");
+        return 0;
+    }
     if (cmd) {
         static const char *const cmds[] = {"reload", "stop", "quit", "reopen", "status"};
         for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
@@ -108,6 +117,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    /* What -t refuses cannot start: say so before anything is opened. */
+    if (check_config(conf) != 0)
+        return 1;
     if (absolute(conf, m.conf_path, sizeof(m.conf_path)) < 0) {
         fprintf(stderr, "spindle: configuration path too long: %s\n", conf);
         return 1;

@@ -290,6 +290,10 @@ void master_notify_close(struct master *m);
  */
 int pidfile_lock(const char *path, char *err, size_t errlen);
 
+/* Creates sp_config_run_dir() (and its parents) when path lies directly in
+ * it and it is missing.  Returns 0 or -errno. */
+int pidfile_make_run_dir(const char *path);
+
 /* Writes our pid into the locked pid file.  Returns 0 or -errno. */
 int pidfile_write(const char *path);
 

@@ -10,6 +10,9 @@
  *
  * The file is removed at exit only while the name still refers to the file
  * we lock, so that a master started after us keeps its own.
+ *
+ * The default pid file and control socket live in RUNDIR/spindle, which the
+ * master creates when it is missing (/run is a tmpfs, emptied at boot).
  */
 #include "config.h"
 
@@ -23,6 +26,7 @@
 #include <unistd.h>
 
 #include "master.h"
+#include "spindle/config.h"
 
 static int pid_fd = -1;
 
@@ -34,8 +38,39 @@ static bool same_file(int fd, const char *path)
            a.st_ino == b.st_ino;
 }
 
+int pidfile_make_run_dir(const char *path)
+{
+    const char *dir = sp_config_run_dir();
+    size_t n = strlen(dir);
+    char buf[PATH_MAX];
+
+    if (strncmp(path, dir, n) != 0 || path[n] != '/' || strchr(path + n + 1, '/'))
+        return 0;
+    if (n >= sizeof(buf))
+        return -ENAMETOOLONG;
+    memcpy(buf, dir, n + 1);
+    /* mkdir -p: RUNDIR itself may be missing on a system without it. */
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return -errno;
+        *p = c;
+        if (c == '\0')
+            return 0;
+    }
+}
+
 int pidfile_lock(const char *path, char *err, size_t errlen)
 {
+    int rc = pidfile_make_run_dir(path);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create %s for pid_file %s: %s", sp_config_run_dir(), path,
+                 strerror(-rc));
+        return rc;
+    }
     /* A master exiting unlinks the file while holding the lock: whoever
      * locks the unlinked file after it must open the name again. */
     for (int tries = 0; tries < 10; tries++) {

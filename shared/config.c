@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -248,13 +249,18 @@ static const char *resolve_path(struct loader *L, const char *base, const char *
     return dup_or_fail(L, out, strlen(out));
 }
 
-/* The absolute directory of the file called name (the current directory if
- * name has no slash). */
+/* The absolute directory of the file called name: of the file a symbolic
+ * link leads to, so that the master and `-s` agree however they name it.  A
+ * name that leads to no file (a string parsed in a test) is taken as it is,
+ * relative to the current directory. */
 static const char *config_dir(struct loader *L, const char *name)
 {
-    char cwd[PATH_MAX] = "/", dir[PATH_MAX] = ".";
-    const char *slash = strrchr(name, '/');
+    char cwd[PATH_MAX] = "/", dir[PATH_MAX] = ".", real[PATH_MAX];
+    const char *slash;
 
+    if (realpath(name, real) != NULL)
+        name = real;
+    slash = strrchr(name, '/');
     if (slash != NULL)
         snprintf(dir, sizeof(dir), "%.*s/", (int)(slash - name), name);
     if (dir[0] != '/' && getcwd(cwd, sizeof(cwd)) == NULL) {
@@ -321,6 +327,32 @@ static void set_size(struct loader *L, enum key k, const char *v, size_t *out)
              v);
     else if (rc < 0 || *out < (uint64_t)keys[k].min || *out > (uint64_t)keys[k].max)
         fail(L, L->lineno, "%s '%s' out of range (%s)", keys[k].name, v, keys[k].range);
+}
+
+/* A path, or for the log keys the keyword in keys[k].range (any case, as
+ * `access_log OFF` means off to whoever writes it).  A log key takes one
+ * word: nginx's forms with a level or a format would otherwise become part
+ * of the file name. */
+static void set_path(struct loader *L, enum key k, const char *v, const char **out)
+{
+    const char *range = keys[k].range;
+
+    if (range != NULL && strcasecmp(v, range) == 0) {
+        *out = NULL;
+        return;
+    }
+    if (range != NULL && strpbrk(v, " \t") != NULL) {
+        if (k == K_ERROR_LOG)
+            fail(L, L->lineno,
+                 "invalid error_log '%s': expected one path or stderr (spindle logs every level; "
+                 "there is no level to set)",
+                 v);
+        else
+            fail(L, L->lineno, "invalid %s '%s': expected one path or %s (no format or options)",
+                 keys[k].name, v, range);
+        return;
+    }
+    *out = resolve_path(L, L->cfg->dir, v);
 }
 
 static void add_listen(struct loader *L, const char *v)
@@ -537,10 +569,7 @@ static void set_key(struct loader *L, enum key k, const char *v)
         set_size(L, k, v, (size_t *)(void *)field);
         return;
     case V_PATH:
-        if (ki->range != NULL && strcmp(v, ki->range) == 0)
-            *(const char **)(void *)field = NULL;
-        else
-            *(const char **)(void *)field = resolve_path(L, cfg->dir, v);
+        set_path(L, k, v, (const char **)(void *)field);
         return;
     case V_OTHER:
         break;
@@ -714,6 +743,18 @@ static char *reader(char *str, int num, void *stream)
 
 /* ---- entry points -------------------------------------------------------- */
 
+/* The default of a run-time file: RUNDIR/spindle/NAME.suffix. */
+static const char *run_path(struct loader *L, const char *suffix)
+{
+    char out[PATH_MAX];
+
+    if (sp_config_run_path(out, sizeof(out), L->name, suffix) < 0) {
+        fail(L, 0, "default %s path too long", suffix);
+        return NULL;
+    }
+    return dup_or_fail(L, out, strlen(out));
+}
+
 static void finish(struct loader *L)
 {
     struct sp_config *cfg = L->cfg;
@@ -737,9 +778,9 @@ static void finish(struct loader *L)
     }
     L->lineno = 0; /* defaults below have no line to blame */
     if (cfg->pid_file == NULL)
-        cfg->pid_file = resolve_path(L, cfg->dir, "spindle.pid");
+        cfg->pid_file = run_path(L, "pid");
     if (cfg->control_socket == NULL)
-        cfg->control_socket = resolve_path(L, cfg->dir, "spindle.sock");
+        cfg->control_socket = run_path(L, "sock");
     if (L->failed)
         return;
     if (strlen(cfg->control_socket) >= sizeof(((struct sockaddr_un *)0)->sun_path))

@@ -4,14 +4,18 @@
  * file.  The parsers are pure: no allocation, no file system access and no
  * name resolution beyond the literal "localhost".
  */
+#include "config.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "spindle/net.h"
@@ -365,4 +369,83 @@ out:
         close(fd);
     free(buf);
     return cfg;
+}
+
+/* ---- run-time files and the file system ---------------------------------- */
+
+#define RUN_DIR SP_RUNDIR "/spindle"
+
+const char *sp_config_run_dir(void)
+{
+    return RUN_DIR;
+}
+
+int sp_config_run_path(char *out, size_t size, const char *conf_path, const char *suffix)
+{
+    char real[PATH_MAX], name[NAME_MAX + 1];
+    const char *base = realpath(conf_path, real) ? real : conf_path;
+    const char *slash = strrchr(base, '/');
+    size_t n;
+
+    base = slash ? slash + 1 : base;
+    n = strnlen(base, sizeof(name) - 1);
+    memcpy(name, base, n);
+    name[n] = '\0';
+    if (n > 5 && strcmp(name + n - 5, ".conf") == 0)
+        name[n -= 5] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') &&
+            c != '.' && c != '-' && c != '_')
+            name[i] = '_';
+    }
+    int len = snprintf(out, size, "%s/%s.%s", RUN_DIR, n > 0 ? name : "spindle", suffix);
+    return len < 0 || (size_t)len >= size ? -ENAMETOOLONG : 0;
+}
+
+/* Checks that path is a directory (want_dir) or that its directory is one.
+ * Returns 0 or -errno with the reason in err. */
+static int check_path(const struct sp_config *cfg, const char *section, const char *key,
+                      const char *path, bool want_dir, char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+
+    if (path == NULL)
+        return 0;
+    snprintf(dir, sizeof(dir), "%s", path);
+    if (!want_dir) {
+        char *slash = strrchr(dir, '/');
+        if (slash != NULL)
+            slash[slash == dir] = '\0';
+        if (strcmp(dir, RUN_DIR) == 0)
+            return 0;
+    }
+    int rc = stat(dir, &st) != 0 ? -errno : S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+    if (rc < 0 && want_dir)
+        snprintf(err, errlen, "%s: %s %s %s: %s", cfg->path, section, key, path, strerror(-rc));
+    else if (rc < 0)
+        snprintf(err, errlen, "%s: %s %s %s: directory %s: %s", cfg->path, section, key, path, dir,
+                 strerror(-rc));
+    return rc;
+}
+
+int sp_config_check_files(const struct sp_config *cfg, char *err, size_t errlen)
+{
+    int rc = check_path(cfg, "[master]", "pid_file", cfg->pid_file, false, err, errlen);
+    if (rc == 0)
+        rc = check_path(cfg, "[master]", "control_socket", cfg->control_socket, false, err, errlen);
+    if (rc == 0)
+        rc = check_path(cfg, "[master]", "error_log", cfg->error_log, false, err, errlen);
+    for (unsigned i = 0; rc == 0 && i < cfg->nservices; i++) {
+        const struct sp_service_conf *s = &cfg->services[i];
+        char label[96];
+        if (s->kind != SP_SERVICE_HTTP)
+            continue;
+        snprintf(label, sizeof(label), "[http %s]", s->name);
+        rc = check_path(cfg, label, "root", s->http.root, true, err, errlen);
+        if (rc == 0)
+            rc = check_path(cfg, label, "access_log", s->http.access_log, false, err, errlen);
+    }
+    return rc;
 }

@@ -171,5 +171,120 @@ def quit_and_stop_return_once_the_master_has_exited():
         sp.stop()
 
 
+# ---- what -t checks, paths, defaults -----------------------------------------
+
+def check_file(text, name="check.conf"):
+    sp = Spindle("")
+    path = os.path.join(sp.dir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    try:
+        return run(["-t", "-c", path], cwd=sp.dir) + (path, sp.dir)
+    finally:
+        sp.stop()
+
+
+@tap.case
+def check_refuses_directories_that_do_not_exist():
+    port = free_port()
+    missing = "/nonexistent-spindle-dir"
+    for master, service, what in (
+            ("", "root = %s/www\n" % missing, "root"),
+            ("error_log = %s/error.log\n" % missing, "", "error_log"),
+            ("", "access_log = %s/access.log\n" % missing, "access_log"),
+            ("pid_file = %s/x.pid\n" % missing, "", "pid_file"),
+            ("control_socket = %s/x.sock\n" % missing, "", "control_socket")):
+        base = "".join("%s = %s\n" % kv for kv in (("pid_file", "p.pid"),
+                                                   ("control_socket", "s.sock"))
+                       if kv[0] != what)
+        rc, out, err, path, _ = check_file("[master]\n%s%s\n%s"
+                                           % (base, master, services(port, service)))
+        eq(rc, 1, "-t with a missing directory for %s (%r)" % (what, out + err))
+        check(err.startswith(path) and what in err and missing in err,
+              "names the file, the key and the directory: %r" % err)
+
+
+@tap.case
+def log_values_take_no_extra_words():
+    port = free_port()
+    rc, out, err, path, _ = check_file("[master]\nerror_log = logs/x.log warn\n" + services(port))
+    eq(rc, 1, "-t with 'error_log = logs/x.log warn' (%r)" % out)
+    check(err.startswith("%s:2: " % path) and "error_log" in err, "names FILE:LINE, key: %r" % err)
+    rc, out, err, path, _ = check_file(services(port, "access_log = logs/a.log combined\n"))
+    eq(rc, 1, "-t with an access_log format word (%r)" % out)
+    check(err.startswith("%s:4: " % path) and "access_log" in err, "names FILE:LINE, key: %r" % err)
+
+    sp = Spindle(services(port, "access_log = OFF\n"))
+    sp.start(ports=[port])
+    try:
+        sp.wait_ready(1)
+        eq(http_get(port, "/plaintext")[0], 200, "request")
+        sp.ctl("reopen")
+        time.sleep(1.5)  # the access log is flushed every second
+        check(not os.path.exists(os.path.join(sp.dir, "OFF")), "'access_log = OFF' wrote a file")
+    finally:
+        sp.stop()
+
+
+@tap.case
+def config_through_a_symlink_resolves_against_its_target():
+    port = free_port()
+    sp = Spindle("")
+    real_dir = os.path.join(sp.dir, "real")
+    link_dir = os.path.join(sp.dir, "links")
+    os.mkdir(real_dir)
+    os.mkdir(link_dir)
+    real = os.path.join(real_dir, "site.conf")
+    link = os.path.join(link_dir, "site.conf")
+    with open(real, "w") as f:
+        f.write("[master]\nworkers = 1\npid_file = site.pid\ncontrol_socket = site.sock\n"
+                "error_log = error.log\n" + services(port))
+    os.symlink(real, link)
+    sp.conf, sp.log = link, os.path.join(real_dir, "error.log")
+    sp.start(ports=[port])
+    try:
+        check(os.path.exists(os.path.join(real_dir, "site.pid")),
+              "relative pid_file beside the file the link points to")
+        for conf in (real, link):
+            rc, out, err = run(["-c", conf, "-s", "status"], cwd=sp.dir)
+            eq(rc, 0, "-s status -c %s: %r" % (conf, out + err))
+    finally:
+        sp.stop()
+
+
+def default_rundir():
+    rc, out, err = run(["-h"])
+    m = re.search(r"default pid file: (\S+)/spindle/NAME\.pid", out)
+    check(m, "-h names the default pid file: %r" % out)
+    return m.group(1)
+
+
+@tap.case
+def pid_file_and_socket_default_to_rundir_by_config_name():
+    port = free_port()
+    rundir = default_rundir()
+    sp = Spindle("")
+    name = "spindle-test-%d" % os.getpid()
+    sp.conf = os.path.join(sp.dir, name + ".conf")
+    sp.pid_file = os.path.join(rundir, "spindle", name + ".pid")
+    sp.sock = os.path.join(rundir, "spindle", name + ".sock")
+    with open(sp.conf, "w") as f:
+        f.write("[master]\nworkers = 1\nerror_log = error.log\n" + services(port))
+    rc, out, err = run(["-t", "-c", sp.conf])
+    eq(rc, 0, "-t: %r" % err)
+    sp.start(ports=[port])
+    try:
+        sp.wait_ready(1)
+        check(not os.path.exists(os.path.join(sp.dir, "spindle.pid")), "pid file beside the conf")
+        with open(sp.pid_file) as f:
+            eq(f.read(), "%d\n" % sp.pid, "pid file in %s" % sp.pid_file)
+        check(os.path.exists(sp.sock), "control socket in %s" % sp.sock)
+        rc, out = sp.ctl("stop")
+        eq(rc, 0, "-s stop: " + out)
+        check(not os.path.exists(sp.pid_file) and not os.path.exists(sp.sock), "files removed")
+    finally:
+        sp.stop()
+
+
 if __name__ == "__main__":
     tap.run()

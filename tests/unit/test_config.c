@@ -176,6 +176,40 @@ static void test_full(void **state)
 }
 
 /* A config with only what is required: every default. */
+/* Two configurations in one folder get different default run-time files,
+ * in the run directory, named after the file. */
+static void test_run_path(void **state)
+{
+    char a[PATH_MAX], b[PATH_MAX], want[PATH_MAX];
+    (void)state;
+
+    assert_int_equal(sp_config_run_path(a, sizeof(a), "/etc/spindle/site-a.conf", "pid"), 0);
+    assert_int_equal(sp_config_run_path(b, sizeof(b), "/etc/spindle/site b.ini", "pid"), 0);
+    snprintf(want, sizeof(want), "%s/site-a.pid", sp_config_run_dir());
+    assert_string_equal(a, want);
+    snprintf(want, sizeof(want), "%s/site_b.ini.pid", sp_config_run_dir());
+    assert_string_equal(b, want);
+    assert_int_equal(sp_config_run_path(a, 8, "/etc/x.conf", "sock"), -ENAMETOOLONG);
+}
+
+/* The log keys take one word: off / stderr in any case, or a path. */
+static void test_log_keywords(void **state)
+{
+    (void)state;
+    struct sp_config *cfg = load_ok("[master]\nerror_log = STDERR\n[http h]\n"
+                                    "listen = 127.0.0.1:80\naccess_log = OFF\n",
+                                    "/etc/spindle/x.conf");
+    assert_null(cfg->error_log);
+    assert_null(cfg->services[0].http.access_log);
+    sp_config_free(cfg);
+    expect_error("[master]\nerror_log = logs/x.log warn\n[echo e]\nlisten = 127.0.0.1:7\n",
+                 "conf/bad.conf:2: invalid error_log 'logs/x.log warn': expected one path or "
+                 "stderr (spindle logs every level; there is no level to set)");
+    expect_error("[http h]\nlisten = 127.0.0.1:80\naccess_log = a.log combined\n",
+                 "conf/bad.conf:3: invalid access_log 'a.log combined': expected one path or off "
+                 "(no format or options)");
+}
+
 static void test_defaults(void **state)
 {
     struct sp_config *cfg = load_ok("[echo e]\nlisten = 127.0.0.1:7000\n", "/srv/x.conf");
@@ -188,8 +222,11 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->stack_size, 64 * 1024);
     assert_false(cfg->cpu_affinity);
     assert_int_equal(cfg->shutdown_timeout_ms, 10000);
-    assert_string_equal(cfg->pid_file, "/srv/spindle.pid");
-    assert_string_equal(cfg->control_socket, "/srv/spindle.sock");
+    char want[PATH_MAX];
+    snprintf(want, sizeof(want), "%s/x.pid", sp_config_run_dir());
+    assert_string_equal(cfg->pid_file, want);
+    snprintf(want, sizeof(want), "%s/x.sock", sp_config_run_dir());
+    assert_string_equal(cfg->control_socket, want);
     assert_null(cfg->error_log);
     assert_int_equal(cfg->services[0].echo.idle_timeout_ms, 300000);
     sp_config_free(cfg);
@@ -752,6 +789,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_run_path),
+        cmocka_unit_test(test_log_keywords),
         cmocka_unit_test(test_workers_auto),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_duplicate_across_sections),

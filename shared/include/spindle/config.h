@@ -9,7 +9,8 @@
  *
  * The format and every key are documented in spindle.conf.example.  Relative
  * paths (root, pid_file, control_socket, error_log, access_log) are resolved
- * against the directory of the configuration file and stored absolute.
+ * against the directory of the configuration file (of the file a symbolic
+ * link leads to) and stored absolute.
  */
 #ifndef SPINDLE_CONFIG_H
 #define SPINDLE_CONFIG_H
@@ -176,6 +177,27 @@ int sp_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len);
  * -EINVAL with *why set to a static description of the fault.
  */
 int sp_parse_return(char *s, struct sp_http_return *r, const char **why);
+
+/*
+ * The default path of a run-time file of the configuration at conf_path:
+ * RUNDIR/spindle/NAME.SUFFIX (RUNDIR from configure's --runstatedir), NAME
+ * being the name of the file conf_path leads to (symbolic links followed)
+ * without a ".conf" ending, so that configurations in one directory do not
+ * share it.  Returns 0, or -ENAMETOOLONG when it does not fit in size bytes.
+ */
+int sp_config_run_path(char *out, size_t size, const char *conf_path, const char *suffix);
+
+/* RUNDIR/spindle, the directory of those defaults; the master creates it. */
+const char *sp_config_run_dir(void);
+
+/*
+ * Checks what loading leaves to the file system, so that a configuration
+ * that passes cannot fail to start on it: every root is a directory and the
+ * directories of pid_file, control_socket, error_log and each access_log
+ * exist (sp_config_run_dir() need not: the master creates it).  Borrows cfg.
+ * Returns 0, or -errno with "FILE: [SECTION] KEY PATH: reason" in err.
+ */
+int sp_config_check_files(const struct sp_config *cfg, char *err, size_t errlen);
 
 /*
  * Joins base (absolute) and path and removes ".", ".." and repeated or
