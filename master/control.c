@@ -451,6 +451,9 @@ int control_client(const char *conf_path, const char *cmd)
         shutdown_timeout_ms = cfg->shutdown_timeout_ms;
         snprintf(path, sizeof(path), "%s", cfg->control_socket);
         sp_config_free(cfg);
+    } else if (access(conf_path, R_OK) != 0) {
+        fprintf(stderr, "spindle: %s\n", err); /* names the file and why it cannot be read */
+        return 1;
     } else {
         scan_socket_path(conf_path, path, sizeof(path));
     }

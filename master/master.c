@@ -511,14 +511,14 @@ static void startup_fiber(void *arg)
         return;
     }
     master_make_current(m, gen);
-    sp_log_info("spindle %s running: %u workers, generation %u", PACKAGE_VERSION, gen->cfg->workers,
-                gen->id);
+    sp_log_info("spindle %s running: %u worker%s, generation %u", PACKAGE_VERSION,
+                gen->cfg->workers, gen->cfg->workers == 1 ? "" : "s", gen->id);
     if (m->ready_fd >= 0) {
         close(m->ready_fd); /* end of stream without a message: success */
         m->ready_fd = -1;
     }
-    master_notify(m, "READY=1\nSTATUS=%u workers ready\nMAINPID=%d", gen->cfg->workers,
-                  (int)getpid());
+    master_notify(m, "READY=1\nSTATUS=%u worker%s ready\nMAINPID=%d", gen->cfg->workers,
+                  gen->cfg->workers == 1 ? "" : "s", (int)getpid());
 }
 
 static int setup_signals(struct master *m)

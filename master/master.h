@@ -281,6 +281,13 @@ void master_notify_reloading(struct master *m);
 
 void master_notify_close(struct master *m);
 
+/* ---- main.c --------------------------------------------------------- */
+
+/* Sets what ps shows for this process ("spindle: worker process"), as
+ * printf formats it: the command line (ps -o args) and the thread name
+ * (ps -o comm, its first 15 bytes). */
+void master_set_title(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* ---- pidfile.c ------------------------------------------------------ */
 
 /*

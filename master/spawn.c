@@ -132,6 +132,7 @@ static void child_main(struct master *m, struct master_worker *w)
 
     snprintf(who, sizeof(who), "worker %u", w->index);
     sp_log_set_who(who);
+    master_set_title("spindle: worker process");
     if (cfg->cpu_affinity)
         pin_to_cpu(w->index);
     struct worker_args args = {

@@ -372,7 +372,26 @@ static void add_listen(struct loader *L, const char *v)
     cfg->listens = all;
     ln = &all[cfg->nlistens];
     memset(ln, 0, sizeof(*ln));
-    if (sp_parse_listen(v, &ln->addr, &ln->addrlen) < 0) {
+    int rc = sp_parse_listen(v, &ln->addr, &ln->addrlen);
+    if (rc == -ERANGE) {
+        fail(L, L->lineno, "invalid listen '%s': port %s out of range (1..65535)", v,
+             strrchr(v, ':') + 1);
+        return;
+    }
+    if (rc == -EADDRNOTAVAIL && v[0] == '[') {
+        fail(L, L->lineno, "invalid listen '%s': '%.*s' is not an IPv6 address", v,
+             (int)(strchr(v, ']') - v - 1), v + 1);
+        return;
+    }
+    if (rc == -EADDRNOTAVAIL) {
+        int n = (int)(strrchr(v, ':') - v);
+        fail(L, L->lineno,
+             "invalid listen '%s': '%.*s' is not an IP address (host names are not resolved: "
+             "use an IPv4 address, [IPV6], localhost or *)",
+             v, n, v);
+        return;
+    }
+    if (rc < 0) {
         fail(L, L->lineno, "invalid listen '%s': expected HOST:PORT, [IPV6]:PORT or *:PORT", v);
         return;
     }
@@ -727,6 +746,17 @@ static char *reader(char *str, int num, void *stream)
         return L->failed ? NULL : str;
     }
     sep = strpbrk(line, "=:");
+    size_t word = strcspn(line, " \t");
+    if (!L->is_return && sep != NULL && sep > line && line[word] != '\0' && line + word < sep &&
+        line[word + strspn(line + word, " \t")] != *sep) {
+        /* "listen 127.0.0.1:80": a word, a space and more before any '='. */
+        fail(L, L->lineno, "syntax error: missing '=' after '%.*s'", (int)word, line);
+        return NULL;
+    }
+    if (!L->is_return && sep == NULL && line[word] != '\0') {
+        fail(L, L->lineno, "syntax error: missing '=' after '%.*s'", (int)word, line);
+        return NULL;
+    }
     if (sep == NULL || sep == line) {
         fail(L, L->lineno, "syntax error: expected [section] or key = value");
         return NULL;

@@ -144,13 +144,20 @@ int sp_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
     host[hlen] = '\0';
 
     s = colon + 1;
-    if (parse_digits(&s, 65535, &port) < 0 || *s != '\0' || port == 0)
+    if (s[0] < '0' || s[0] > '9')
         return -EINVAL;
+    for (const char *d = s; *d != '\0'; d++)
+        if (*d < '0' || *d > '9')
+            return -EINVAL;
+    if (parse_digits(&s, 65535, &port) < 0 || port == 0)
+        return -ERANGE;
+    if (!v6 && strchr(host, ':') != NULL)
+        return -EINVAL; /* an IPv6 address without its brackets */
 
     if (v6) {
         struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
         if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
-            return -EINVAL;
+            return -EADDRNOTAVAIL;
         sin6->sin6_family = AF_INET6;
         sin6->sin6_port = htons((uint16_t)port);
         *len = sizeof(*sin6);
@@ -161,7 +168,7 @@ int sp_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
         else if (strcmp(host, "localhost") == 0)
             sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-            return -EINVAL;
+            return -EADDRNOTAVAIL;
         sin->sin_family = AF_INET;
         sin->sin_port = htons((uint16_t)port);
         *len = sizeof(*sin);
@@ -197,12 +204,17 @@ int sp_parse_return(char *s, struct sp_http_return *r, const char **why)
     path[plen] = '\0';
     p++;
     p += strspn(p, " \t");
-    for (int i = 0; i < 3; i++, p++) {
-        if (*p < '0' || *p > '9')
-            return -EINVAL;
-        status = status * 10 + (unsigned)(*p - '0');
+    if (*p < '0' || *p > '9')
+        return -EINVAL;
+    for (; *p >= '0' && *p <= '9'; p++)
+        status = status > 999 ? status : status * 10 + (unsigned)(*p - '0');
+    if (*p != ' ' && *p != '\t' && *p != '\0')
+        return -EINVAL;
+    if (status < 200 || status > 599) {
+        *why = "the status must be 200..599";
+        return -EINVAL;
     }
-    if (*p != ' ' && *p != '\t')
+    if (*p == '\0')
         return -EINVAL;
     p += strspn(p, " \t");
     ctype = p;

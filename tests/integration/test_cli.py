@@ -286,5 +286,84 @@ def pid_file_and_socket_default_to_rundir_by_config_name():
         sp.stop()
 
 
+# ---- messages -----------------------------------------------------------------
+
+@tap.case
+def config_messages_name_the_real_fault():
+    for service, want in (
+            ("[http main]\nlisten 127.0.0.1:80\n", "missing '=' after 'listen'"),
+            ("[http main]\nlisten = 127.0.0.1:70000\n", "port 70000 out of range (1..65535)"),
+            ("[http main]\nlisten = example.com:80\n", "'example.com' is not an IP address"),
+            ("[http main]\nlisten = 127.0.0.1:8080\nreturn /x = 700 text/plain hi\n",
+             "the status must be 200..599"),
+            ("[http main]\nlisten = 127.0.0.1:8080\nreturn /x = 2000 text/plain hi\n",
+             "the status must be 200..599")):
+        rc, out, err, path, _ = check_file(service)
+        eq(rc, 1, "-t on %r" % service)
+        check(want in err, "message for %r: %r, want %r" % (service, err, want))
+
+
+@tap.case
+def s_with_a_missing_file_names_the_file():
+    sp = Spindle("")
+    try:
+        missing = os.path.join(sp.dir, "missing.conf")
+        rc, out, err = run(["-c", missing, "-s", "status"], cwd=sp.dir)
+        eq(rc, 1, "exit status")
+        check(missing in err and "No such file" in err and "cannot reach" not in err,
+              "names the file: %r" % err)
+    finally:
+        sp.stop()
+
+
+@tap.case
+def long_help_and_version():
+    rc, out, err = run(["--help"])
+    eq(rc, 0, "--help exit status (%r)" % err)
+    check(out.startswith("usage: spindle"), "--help prints the usage: %r" % out)
+    rc, out, err = run(["--version"])
+    eq(rc, 0, "--version exit status (%r)" % err)
+    check(re.match(r"spindle \d+\.\d+\.\d+\n$", out), "--version: %r" % out)
+
+
+def cmdline(pid):
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        return f.read().split(b"\0")[0].decode(errors="replace").strip()
+
+
+@tap.case
+def ps_names_master_and_workers():
+    port = free_port()
+    sp = Spindle(services(port), workers=2)
+    sp.start(ports=[port])
+    try:
+        pids = sp.wait_ready(2)
+        title = cmdline(sp.pid)
+        check(title.startswith("spindle: master process ") and sp.conf in title,
+              "master's title: %r" % title)
+        for p in pids:
+            eq(cmdline(p), "spindle: worker process", "worker's title")
+        wait_for(lambda: "running:" in sp.logs())
+        check(re.search(r"running: 2 workers,", sp.logs()), "start-up line: " + sp.logs())
+        r = subprocess.run(["ps", "-o", "args=", "-p", str(sp.pid)], capture_output=True,
+                           text=True)
+        check(r.stdout.startswith("spindle: master process"), "ps shows it: %r" % r.stdout)
+    finally:
+        sp.stop()
+
+
+@tap.case
+def one_worker_is_not_workers():
+    port = free_port()
+    sp = Spindle(services(port), workers=1)
+    sp.start(ports=[port])
+    try:
+        sp.wait_ready(1)
+        wait_for(lambda: "running:" in sp.logs())
+        check(re.search(r"running: 1 worker,", sp.logs()), "start-up line: " + sp.logs())
+    finally:
+        sp.stop()
+
+
 if __name__ == "__main__":
     tap.run()

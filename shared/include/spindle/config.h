@@ -163,7 +163,9 @@ const char *sp_config_kind_name(enum sp_service_kind kind);
  * sp_parse_listen: "A.B.C.D:PORT", "localhost:PORT" (127.0.0.1), "*:PORT"
  *   (every IPv4 address), "[IPV6]:PORT" ("[::]" for every IPv6 address);
  *   PORT is 1..65535.  Host names other than localhost are not resolved.
- *   Fills *ss (zeroed first) and *len.
+ *   Fills *ss (zeroed first) and *len.  Returns -ERANGE for a port out of
+ *   1..65535 and -EADDRNOTAVAIL for a host that is not an IP address (a host
+ *   name), -EINVAL for anything else malformed.
  */
 int sp_parse_size(const char *s, size_t *out);
 int sp_parse_duration(const char *s, int64_t *ms);
