@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 
-from harness import (BIN, Spindle, Tap, alive, check, eq, free_port, http_get, wait_for,
+from harness import (BIN, SRCDIR, Spindle, Tap, alive, check, eq, free_port, http_get, wait_for,
                      wait_port)
 
 tap = Tap()
@@ -363,6 +363,41 @@ def one_worker_is_not_workers():
         check(re.search(r"running: 1 worker,", sp.logs()), "start-up line: " + sp.logs())
     finally:
         sp.stop()
+
+
+# ---- the systemd unit ------------------------------------------------------------
+
+def verify_unit(text, where):
+    """systemd-analyze verify on text with ExecStart pointing at the binary
+    under test; fails on anything systemd reports."""
+    sp = Spindle("")
+    try:
+        unit = os.path.join(sp.dir, "spindle.service")
+        with open(unit, "w") as f:
+            f.write(re.sub(r"/usr/s?bin/spindle|/usr/local/s?bin/spindle", BIN, text))
+        r = subprocess.run(["systemd-analyze", "verify", unit], capture_output=True, text=True,
+                           timeout=60)
+        eq((r.returncode, r.stdout + r.stderr), (0, ""), "systemd-analyze verify of " + where)
+    finally:
+        sp.stop()
+
+
+@tap.case
+def systemd_unit_loads_on_this_systemd():
+    if subprocess.run(["sh", "-c", "command -v systemd-analyze"],
+                      capture_output=True).returncode != 0:
+        print("# systemd-analyze missing: the unit is not checked here")
+        return
+    path = os.path.join(SRCDIR, "docs", "spindle.service")
+    check(os.path.exists(path), "the unit is shipped as docs/spindle.service")
+    with open(path) as f:
+        shipped = f.read()
+    verify_unit(shipped, path)
+    with open(os.path.join(SRCDIR, "docs", "operations.md")) as f:
+        doc = f.read()
+    block = re.search(r"```ini\n(\[Unit\].*?)```", doc, re.S)
+    check(block, "docs/operations.md shows the unit")
+    eq(block.group(1), shipped, "the unit in docs/operations.md is the shipped one")
 
 
 if __name__ == "__main__":
