@@ -171,6 +171,30 @@ def quit_and_stop_return_once_the_master_has_exited():
         sp.stop()
 
 
+@tap.case
+def quit_says_when_the_master_outlives_the_bound():
+    port = free_port()
+    sp = Spindle(services(port), shutdown_timeout="60s")
+    sp.start(ports=[port])
+    try:
+        sp.wait_ready(1)
+        c = socket.create_connection(("127.0.0.1", port))
+        c.sendall(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.2)
+        # The file now says 0s; the running master drains for 60s.
+        sp.write_conf(services(port), shutdown_timeout="0s")
+        t0 = time.monotonic()
+        rc, out = sp.ctl("quit", timeout=30)
+        waited = time.monotonic() - t0
+        eq(rc, 1, "-s quit past its bound: " + out)
+        check("still running" in out and str(sp.pid) in out, "says so: %r" % out)
+        check(4 <= waited < 20, "waited %.1fs for a bound of 0s + 5s" % waited)
+        check(alive(sp.pid), "the master still drains")
+        c.close()
+    finally:
+        sp.stop()
+
+
 # ---- what -t checks, paths, defaults -----------------------------------------
 
 def check_file(text, name="check.conf"):
