@@ -67,8 +67,10 @@ int pidfile_lock(const char *path, char *err, size_t errlen)
 {
     int rc = pidfile_make_run_dir(path);
     if (rc < 0) {
-        snprintf(err, errlen, "cannot create %s for pid_file %s: %s", sp_config_run_dir(), path,
-                 strerror(-rc));
+        snprintf(err, errlen,
+                 "cannot create %s for pid_file %s: %s (set pid_file and control_socket, or "
+                 "build with --runstatedir)",
+                 sp_config_run_dir(), path, strerror(-rc));
         return rc;
     }
     /* A master exiting unlinks the file while holding the lock: whoever

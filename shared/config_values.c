@@ -415,6 +415,25 @@ int sp_config_run_path(char *out, size_t size, const char *conf_path, const char
     return len < 0 || (size_t)len >= size ? -ENAMETOOLONG : 0;
 }
 
+/* The run directory need not exist, but the master must be able to create
+ * it: its nearest existing ancestor must be writable. */
+static int check_run_dir(const struct sp_config *cfg, const char *key, const char *path, char *err,
+                         size_t errlen)
+{
+    char dir[sizeof(RUN_DIR)] = RUN_DIR;
+    char *slash;
+
+    while (access(dir, F_OK) != 0 && (slash = strrchr(dir, '/')) != NULL && slash != dir)
+        *slash = '\0';
+    if (strcmp(dir, RUN_DIR) == 0 || access(dir, W_OK) == 0)
+        return 0;
+    snprintf(err, errlen,
+             "%s: [master] %s %s: cannot create %s: %s (set pid_file and control_socket, or "
+             "build with --runstatedir)",
+             cfg->path, key, path, RUN_DIR, strerror(errno));
+    return -EACCES;
+}
+
 /* Checks that path is a directory (want_dir) or that its directory is one.
  * Returns 0 or -errno with the reason in err. */
 static int check_path(const struct sp_config *cfg, const char *section, const char *key,
@@ -431,7 +450,7 @@ static int check_path(const struct sp_config *cfg, const char *section, const ch
         if (slash != NULL)
             slash[slash == dir] = '\0';
         if (strcmp(dir, RUN_DIR) == 0)
-            return 0;
+            return check_run_dir(cfg, key, path, err, errlen);
     }
     int rc = stat(dir, &st) != 0 ? -errno : S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
     if (rc < 0 && want_dir)
