@@ -3,13 +3,17 @@
  * to the running master.
  *
  * The client sends one line, the command ("reload", "stop", "quit",
- * "reopen" or "status").  The master answers with "ok" or "error" on the
+ * "reopen" or "status"), optionally followed by a space and the absolute
+ * path of the configuration file it was given: the master then refuses the
+ * command unless that is the file it runs (two configurations may name the
+ * same control socket).  The master answers with "ok" or "error" on the
  * first line, then text, and closes the connection.  "reload" answers only
  * once the transaction is over, so the client learns whether it worked.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +34,7 @@
 #define MS                   (UINT64_C(1000000))
 #define CONTROL_IO_MS        5000
 #define CONTROL_CLIENT_WAIT  60 /* seconds the client waits for an answer */
+#define CONTROL_EXIT_SLACK   5  /* seconds past shutdown_timeout -s quit/stop waits */
 #define CONTROL_STATUS_BYTES 65536
 
 static struct master *ctl_master;
@@ -56,6 +61,12 @@ int control_listen(struct master *m, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "control_socket %s: path too long", path);
         return -ENAMETOOLONG;
     }
+    int rc = pidfile_make_run_dir(path);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create %s for control_socket %s: %s", sp_config_run_dir(),
+                 path, strerror(-rc));
+        return rc;
+    }
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         goto sys_fail;
@@ -65,7 +76,14 @@ int control_listen(struct master *m, const char *path, char *err, size_t errlen)
         return -EADDRINUSE;
     }
     if (errno == ECONNREFUSED) {
-        /* A socket file nobody listens on: left by a master that died. */
+        /* Connecting to a file that is not a socket is refused too: only
+         * a socket nobody listens on is left by a master that died. */
+        if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+            snprintf(err, errlen, "control_socket %s exists and is not a socket: not removing it",
+                     path);
+            close(fd);
+            return -EEXIST;
+        }
         if (unlink(path) != 0 && errno != ENOENT) {
             snprintf(err, errlen, "cannot remove stale control socket %s: %s", path,
                      strerror(errno));
@@ -226,11 +244,22 @@ static void reply(int fd, bool ok, const char *text)
     sp_writev(fd, iov, 3, CONTROL_IO_MS);
 }
 
+/* Whether path names the file the master was started with (the same name,
+ * or the same file through another name). */
+static bool is_our_config(struct master *m, const char *path)
+{
+    struct stat a, b;
+    if (strcmp(path, m->conf_path) == 0)
+        return true;
+    return stat(path, &a) == 0 && stat(m->conf_path, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
 static void client_fiber(void *arg)
 {
     struct master *m = ctl_master;
     int fd = (int)(intptr_t)arg;
-    char line[128];
+    char line[PATH_MAX + 32];
     size_t len = 0;
 
     while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
@@ -241,8 +270,17 @@ static void client_fiber(void *arg)
     }
     line[len] = '\0';
     line[strcspn(line, "\r\n")] = '\0';
+    char *conf = strchr(line, ' ');
+    if (conf)
+        *conf++ = '\0';
 
-    if (strcmp(line, "reload") == 0) {
+    if (conf && !is_our_config(m, conf)) {
+        char msg[2 * PATH_MAX + 96];
+        snprintf(msg, sizeof(msg),
+                 "%s is not the running master's configuration (it runs %s); nothing done", conf,
+                 m->conf_path);
+        reply(fd, false, msg);
+    } else if (strcmp(line, "reload") == 0) {
         char msg[1024];
         sp_log_info("control: reload requested");
         int rc = master_reload(m, msg, sizeof(msg));
@@ -306,14 +344,15 @@ int control_start(struct master *m)
 /*
  * Finds control_socket in a file the loader refused, so that `-s reload`
  * still reaches the master, which then reports what is wrong with it.
- * Looks for the key in [master] only; falls back to the default name.
+ * Looks for the key in [master] only; falls back to the default path.
  */
 static void scan_socket_path(const char *conf_path, char *out, size_t outlen)
 {
-    char dir[PATH_MAX], line[4096], value[PATH_MAX] = "spindle.sock";
+    char dir[PATH_MAX], line[4096], value[PATH_MAX] = "", real[PATH_MAX];
     bool in_master = false;
 
-    snprintf(dir, sizeof(dir), "%s", conf_path);
+    /* Relative to the file a link leads to, as the loader resolves it. */
+    snprintf(dir, sizeof(dir), "%s", realpath(conf_path, real) ? real : conf_path);
     char *slash = strrchr(dir, '/');
     if (slash && slash != dir)
         *slash = '\0';
@@ -349,19 +388,72 @@ static void scan_socket_path(const char *conf_path, char *out, size_t outlen)
     }
     if (f)
         fclose(f);
-    if (sp_config_join_path(out, outlen, dir, value) < 0)
+    if (!value[0]) {
+        if (sp_config_run_path(out, outlen, conf_path, "sock") < 0)
+            snprintf(out, outlen, "%s/spindle.sock", sp_config_run_dir());
+    } else if (sp_config_join_path(out, outlen, dir, value) < 0) {
         snprintf(out, outlen, "%s", value);
+    }
+}
+
+/* Whether process pid has exited: gone, or a zombie its parent has not
+ * reaped yet (it has closed every file and released the pid file lock). */
+static bool exited(pid_t pid)
+{
+    char name[64], stat[512];
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return true;
+    snprintf(name, sizeof(name), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(name, "re");
+    if (!f)
+        return false;
+    size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+    fclose(f);
+    stat[n] = '\0';
+    const char *paren = strrchr(stat, ')');
+    return paren && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
+/* After stop or quit: waits until the master named in the answer has
+ * exited, for at most its drain deadline and some slack.  Returns the exit
+ * status of the client. */
+static int wait_exit(const char *answer, int64_t shutdown_timeout_ms)
+{
+    const char *p = strstr(answer, "master pid ");
+    int pid;
+    if (!p || sscanf(p, "master pid %d", &pid) != 1 || pid <= 0)
+        return 0;
+    fflush(stdout);
+    int64_t limit_ms = shutdown_timeout_ms + CONTROL_EXIT_SLACK * 1000;
+    for (int64_t waited = 0; !exited(pid); waited += 20) {
+        if (waited >= limit_ms) {
+            fprintf(stderr,
+                    "spindle: the master (pid %d) is still running after %.1fs "
+                    "(shutdown_timeout %.1fs + %ds); not waiting longer\n",
+                    pid, (double)waited / 1e3, (double)shutdown_timeout_ms / 1e3,
+                    CONTROL_EXIT_SLACK);
+            return 1;
+        }
+        usleep(20 * 1000);
+    }
+    printf("master pid %d exited\n", pid);
+    return 0;
 }
 
 int control_client(const char *conf_path, const char *cmd)
 {
     char path[PATH_MAX], err[SP_CONFIG_ERR_SIZE];
     struct sockaddr_un sun;
+    int64_t shutdown_timeout_ms = SP_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS;
 
     struct sp_config *cfg = sp_config_load(conf_path, err, sizeof(err));
     if (cfg) {
+        shutdown_timeout_ms = cfg->shutdown_timeout_ms;
         snprintf(path, sizeof(path), "%s", cfg->control_socket);
         sp_config_free(cfg);
+    } else if (access(conf_path, R_OK) != 0) {
+        fprintf(stderr, "spindle: %s\n", err); /* names the file and why it cannot be read */
+        return 1;
     } else {
         scan_socket_path(conf_path, path, sizeof(path));
     }
@@ -384,8 +476,12 @@ int control_client(const char *conf_path, const char *cmd)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 
-    char req[64];
-    int n = snprintf(req, sizeof(req), "%s\n", cmd);
+    /* The master checks that it runs this file (by name or identity). */
+    char abs[PATH_MAX], cwd[PATH_MAX], req[PATH_MAX + 64];
+    if (!realpath(conf_path, abs) &&
+        (!getcwd(cwd, sizeof(cwd)) || sp_config_join_path(abs, sizeof(abs), cwd, conf_path) < 0))
+        snprintf(abs, sizeof(abs), "%s", conf_path);
+    int n = snprintf(req, sizeof(req), "%s %s\n", cmd, abs);
     if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
         fprintf(stderr, "spindle: sending to %s failed: %s\n", path, strerror(errno));
         close(fd);
@@ -424,6 +520,8 @@ int control_client(const char *conf_path, const char *cmd)
     if (strncmp(buf, "ok\n", 3) == 0) {
         fputs(body, stdout);
         rc = 0;
+        if (strcmp(cmd, "stop") == 0 || strcmp(cmd, "quit") == 0)
+            rc = wait_exit(body, shutdown_timeout_ms);
     } else if (strncmp(buf, "error\n", 6) == 0) {
         fprintf(stderr, "spindle: %s", body);
         rc = 1;

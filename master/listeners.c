@@ -10,6 +10,12 @@
  * them all: slot s belongs to worker s mod N), so nothing is closed while
  * the address stays.  An address dropped from the configuration is closed
  * once no generation that lists it has a worker left.
+ *
+ * SO_REUSEPORT would also let the sockets join a group another process (of
+ * the same uid) already listens with, which would then take part of the
+ * traffic unseen.  So before it opens a new address the master binds it once
+ * without the option: that fails while anyone listens there.  A process of
+ * the same uid can still join the group afterwards; nothing prevents that.
  */
 #include "config.h"
 
@@ -26,6 +32,32 @@
 #include "../worker/worker.h"
 
 #define LISTEN_BACKLOG 4096
+
+static uint16_t port_of(const struct sockaddr *a)
+{
+    return a->sa_family == AF_INET6 ? ((const struct sockaddr_in6 *)a)->sin6_port
+                                    : ((const struct sockaddr_in *)a)->sin_port;
+}
+
+/* Whether addr is free to open: nobody else listens on it.  A listener of
+ * our own on the same family and port (the wildcard beside a specific
+ * address, across a reload) would make the check fail, so it is skipped
+ * then.  Returns 0 or -errno with the reason in err. */
+static int check_free(struct master *m, const struct sp_listen_conf *lc, char *err, size_t errlen)
+{
+    const struct sockaddr *addr = (const struct sockaddr *)&lc->addr;
+    for (struct master_listener *l = m->listeners; l; l = l->next)
+        if (l->addr.ss_family == addr->sa_family &&
+            port_of((const struct sockaddr *)&l->addr) == port_of(addr))
+            return 0;
+    int rc = sp_net_probe_free(addr, lc->addrlen);
+    if (rc == -EADDRINUSE)
+        snprintf(err, errlen, "cannot listen on %s: address already in use by another process",
+                 lc->text);
+    else if (rc < 0)
+        snprintf(err, errlen, "cannot listen on %s: %s", lc->text, strerror(-rc));
+    return rc;
+}
 
 static struct master_listener *listeners_find(struct master *m, const struct sockaddr *addr)
 {
@@ -67,6 +99,9 @@ int listeners_prepare(struct master *m, const struct sp_config *cfg, struct list
         const struct sp_listen_conf *lc = &cfg->listens[i];
         struct master_listener *l = listeners_find(m, (const struct sockaddr *)&lc->addr);
         if (!l) {
+            rc = check_free(m, lc, err, errlen);
+            if (rc < 0)
+                goto fail;
             l = calloc(1, sizeof(*l));
             if (!l) {
                 snprintf(err, errlen, "out of memory");

@@ -6,13 +6,70 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "master.h"
 #include "spindle/config.h"
+
+/* ---- process title ---------------------------------------------------------
+ *
+ * As nginx's ngx_setproctitle(): `ps -o args` shows /proc/PID/cmdline, the
+ * memory argv points to, so the title is written over it, and over the
+ * environment strings that follow it once they are copied elsewhere.  The
+ * thread name (ps -o comm, top) is set with prctl(PR_SET_NAME).
+ */
+extern char **environ;
+static char *title_area; /* argv[0] up to the end of the last environment string */
+static size_t title_size;
+static char title_args[1024]; /* the original command line, spaces between words */
+
+static void title_init(int argc, char **argv)
+{
+    char *end = argv[0] + strlen(argv[0]) + 1;
+    size_t used = 0;
+
+    for (int i = 0; i < argc; i++) {
+        int n =
+            snprintf(title_args + used, sizeof(title_args) - used, "%s%s", i ? " " : "", argv[i]);
+        if (n > 0 && used + (size_t)n < sizeof(title_args))
+            used += (size_t)n;
+        if (argv[i] == end)
+            end = argv[i] + strlen(argv[i]) + 1;
+    }
+    for (int i = 0; environ[i]; i++) {
+        if (environ[i] != end)
+            continue;
+        end = environ[i] + strlen(environ[i]) + 1;
+        char *copy = strdup(environ[i]);
+        if (!copy)
+            return; /* keep the environment; the title stays unset */
+        environ[i] = copy;
+    }
+    title_area = argv[0];
+    title_size = (size_t)(end - argv[0]);
+}
+
+void master_set_title(const char *fmt, ...)
+{
+    char title[512], comm[16];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(title, sizeof(title), fmt, ap);
+    va_end(ap);
+    memcpy(comm, title, sizeof(comm) - 1);
+    comm[sizeof(comm) - 1] = '\0';
+    prctl(PR_SET_NAME, comm, 0, 0, 0);
+    if (!title_area || title_size < 2)
+        return;
+    memset(title_area, 0, title_size);
+    snprintf(title_area, title_size - 1, "%s", title);
+}
 
 static void usage(FILE *out)
 {
@@ -27,21 +84,26 @@ static void usage(FILE *out)
             "             reopen  reopen the log files (SIGUSR1)\n"
             "             status  the master, its workers and the last reload\n"
             "  -d       run in the background\n"
-            "  -v       print the version and exit\n"
-            "  -h       print this help and exit\n");
+            "  -v, --version  print the version and exit\n"
+            "  -h, --help     print this help and exit\n"
+            "default pid file: %s/NAME.pid, control socket: %s/NAME.sock\n"
+            "  (NAME: the configuration file's name without .conf)\n",
+            sp_config_run_dir(), sp_config_run_dir());
 }
 
+/* Loads the configuration and checks the files and directories it names.
+ * Returns 0, or 1 with the reason on stderr. */
 static int check_config(const char *path)
 {
-    char err[SP_CONFIG_ERR_SIZE];
+    char err[SP_CONFIG_ERR_SIZE + 2 * PATH_MAX];
     struct sp_config *cfg = sp_config_load(path, err, sizeof(err));
-    if (!cfg) {
+    if (!cfg || sp_config_check_files(cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
+        sp_config_free(cfg);
         return 1;
     }
     master_check_access(cfg);
     sp_config_free(cfg);
-    printf("configuration ok\n");
     return 0;
 }
 
@@ -68,7 +130,12 @@ int main(int argc, char **argv)
     const char *cmd = NULL;
     int test = 0, opt;
 
-    while ((opt = getopt(argc, argv, "c:ts:dvh")) != -1) {
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'v'},
+        {NULL, 0, NULL, 0},
+    };
+    while ((opt = getopt_long(argc, argv, "c:ts:dvh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             conf = optarg;
@@ -98,8 +165,12 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (test)
-        return check_config(conf);
+    if (test) {
+        if (check_config(conf) != 0)
+            return 1;
+        printf("configuration ok\n");
+        return 0;
+    }
     if (cmd) {
         static const char *const cmds[] = {"reload", "stop", "quit", "reopen", "status"};
         for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
@@ -109,9 +180,15 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    /* What -t refuses cannot start: say so before anything is opened. */
+    if (check_config(conf) != 0)
+        return 1;
     if (absolute(conf, m.conf_path, sizeof(m.conf_path)) < 0) {
         fprintf(stderr, "spindle: configuration path too long: %s\n", conf);
         return 1;
     }
+    /* Overwrites argv: conf and the other arguments are not used after it. */
+    title_init(argc, argv);
+    master_set_title("spindle: master process %s", title_args);
     return master_run(&m);
 }

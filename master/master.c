@@ -509,14 +509,14 @@ static void startup_fiber(void *arg)
         return;
     }
     master_make_current(m, gen);
-    sp_log_info("spindle %s running: %u workers, generation %u", PACKAGE_VERSION, gen->cfg->workers,
-                gen->id);
+    sp_log_info("spindle %s running: %u worker%s, generation %u", PACKAGE_VERSION,
+                gen->cfg->workers, gen->cfg->workers == 1 ? "" : "s", gen->id);
     if (m->ready_fd >= 0) {
         close(m->ready_fd); /* end of stream without a message: success */
         m->ready_fd = -1;
     }
-    master_notify(m, "READY=1\nSTATUS=%u workers ready\nMAINPID=%d", gen->cfg->workers,
-                  (int)getpid());
+    master_notify(m, "READY=1\nSTATUS=%u worker%s ready\nMAINPID=%d", gen->cfg->workers,
+                  gen->cfg->workers == 1 ? "" : "s", (int)getpid());
 }
 
 static int setup_signals(struct master *m)
@@ -568,6 +568,10 @@ int master_run(struct master *m)
         goto out;
     }
     m->exit_code = 1;
+    if (pidfile_lock(m->pid_file, err, sizeof(err)) < 0) {
+        report_fatal(m, err);
+        goto out;
+    }
     if (control_listen(m, m->control_socket, err, sizeof(err)) < 0) {
         report_fatal(m, err);
         goto out;
@@ -618,8 +622,7 @@ int master_run(struct master *m)
 out:
     free(txn);
     control_close(m);
-    if (m->pid_written)
-        pidfile_remove(m->pid_file);
+    pidfile_remove(m->pid_file);
     listeners_close_all(m);
     /* Workers still in the table hold pointers into the iom and the
      * generations; only an exit after a scheduler failure leaves any. */

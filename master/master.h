@@ -307,13 +307,35 @@ void master_notify_reloading(struct master *m);
 
 void master_notify_close(struct master *m);
 
+/* ---- main.c --------------------------------------------------------- */
+
+/* Sets what ps shows for this process ("spindle: worker process"), as
+ * printf formats it: the command line (ps -o args) and the thread name
+ * (ps -o comm, its first 15 bytes). */
+void master_set_title(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* ---- pidfile.c ------------------------------------------------------ */
 
-/* Writes our pid into path atomically (temporary file and rename).
- * Returns 0 or -errno. */
+/*
+ * Opens (creates) the pid file at path and locks it for as long as this
+ * process, or the daemon it becomes, runs.  Returns 0; -EEXIST when another
+ * master holds it ("already running" in err); or -errno with the reason.
+ */
+int pidfile_lock(const char *path, char *err, size_t errlen);
+
+/* The locked pid file's descriptor (-1 before pidfile_lock()): the daemon
+ * keeps it open, or the lock goes with it. */
+int pidfile_fd(void);
+
+/* Creates sp_config_run_dir() (and its parents) when path lies directly in
+ * it and it is missing.  Returns 0 or -errno. */
+int pidfile_make_run_dir(const char *path);
+
+/* Writes our pid into the locked pid file.  Returns 0 or -errno. */
 int pidfile_write(const char *path);
 
-/* Removes path if it holds our pid. */
+/* Removes path if it is still the file we lock, and drops the lock.  Does
+ * nothing without the lock. */
 void pidfile_remove(const char *path);
 
 #endif

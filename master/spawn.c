@@ -340,6 +340,7 @@ static void child_main(struct master *m, struct master_worker *w)
     char why[SP_MSG_REASON_MAX + 1];
     if (drop_privileges(cfg, why, sizeof(why)) != 0)
         child_fail(w, why);
+    master_set_title("spindle: worker process");
     if (cfg->cpu_affinity)
         pin_to_cpu(w->index);
     struct worker_args args = {
@@ -390,7 +391,7 @@ void master_serve_forks(struct master *m)
  */
 static void detach_fds(struct master *m, int ready_fd)
 {
-    unsigned max = 7;
+    unsigned max = 8;
     for (struct master_listener *l = m->listeners; l; l = l->next)
         max += l->nfds;
     int *keep = calloc(max, sizeof(*keep));
@@ -403,6 +404,7 @@ static void detach_fds(struct master *m, int ready_fd)
         keep[n++] = m->ctl_fd;
         keep[n++] = m->notify_fd;
         keep[n++] = sp_log_fd();
+        keep[n++] = pidfile_fd();
         for (struct master_listener *l = m->listeners; l; l = l->next)
             for (unsigned i = 0; i < l->nfds; i++)
                 keep[n++] = l->fds[i];

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -252,13 +253,18 @@ static const char *resolve_path(struct loader *L, const char *base, const char *
     return dup_or_fail(L, out, strlen(out));
 }
 
-/* The absolute directory of the file called name (the current directory if
- * name has no slash). */
+/* The absolute directory of the file called name: of the file a symbolic
+ * link leads to, so that the master and `-s` agree however they name it.  A
+ * name that leads to no file (a string parsed in a test) is taken as it is,
+ * relative to the current directory. */
 static const char *config_dir(struct loader *L, const char *name)
 {
-    char cwd[PATH_MAX] = "/", dir[PATH_MAX] = ".";
-    const char *slash = strrchr(name, '/');
+    char cwd[PATH_MAX] = "/", dir[PATH_MAX] = ".", real[PATH_MAX];
+    const char *slash;
 
+    if (realpath(name, real) != NULL)
+        name = real;
+    slash = strrchr(name, '/');
     if (slash != NULL)
         snprintf(dir, sizeof(dir), "%.*s/", (int)(slash - name), name);
     if (dir[0] != '/' && getcwd(cwd, sizeof(cwd)) == NULL) {
@@ -327,6 +333,32 @@ static void set_size(struct loader *L, enum key k, const char *v, size_t *out)
         fail(L, L->lineno, "%s '%s' out of range (%s)", keys[k].name, v, keys[k].range);
 }
 
+/* A path, or for the log keys the keyword in keys[k].range (any case, as
+ * `access_log OFF` means off to whoever writes it).  A log key takes one
+ * word: nginx's forms with a level or a format would otherwise become part
+ * of the file name. */
+static void set_path(struct loader *L, enum key k, const char *v, const char **out)
+{
+    const char *range = keys[k].range;
+
+    if (range != NULL && strcasecmp(v, range) == 0) {
+        *out = NULL;
+        return;
+    }
+    if (range != NULL && strpbrk(v, " \t") != NULL) {
+        if (k == K_ERROR_LOG)
+            fail(L, L->lineno,
+                 "invalid error_log '%s': expected one path or stderr (spindle logs every level; "
+                 "there is no level to set)",
+                 v);
+        else
+            fail(L, L->lineno, "invalid %s '%s': expected one path or %s (no format or options)",
+                 keys[k].name, v, range);
+        return;
+    }
+    *out = resolve_path(L, L->cfg->dir, v);
+}
+
 static void add_listen(struct loader *L, const char *v)
 {
     struct sp_config *cfg = L->cfg;
@@ -344,7 +376,26 @@ static void add_listen(struct loader *L, const char *v)
     cfg->listens = all;
     ln = &all[cfg->nlistens];
     memset(ln, 0, sizeof(*ln));
-    if (sp_parse_listen(v, &ln->addr, &ln->addrlen) < 0) {
+    int rc = sp_parse_listen(v, &ln->addr, &ln->addrlen);
+    if (rc == -ERANGE) {
+        fail(L, L->lineno, "invalid listen '%s': port %s out of range (1..65535)", v,
+             strrchr(v, ':') + 1);
+        return;
+    }
+    if (rc == -EADDRNOTAVAIL && v[0] == '[') {
+        fail(L, L->lineno, "invalid listen '%s': '%.*s' is not an IPv6 address", v,
+             (int)(strchr(v, ']') - v - 1), v + 1);
+        return;
+    }
+    if (rc == -EADDRNOTAVAIL) {
+        int n = (int)(strrchr(v, ':') - v);
+        fail(L, L->lineno,
+             "invalid listen '%s': '%.*s' is not an IP address (host names are not resolved: "
+             "use an IPv4 address, [IPV6], localhost or *)",
+             v, n, v);
+        return;
+    }
+    if (rc < 0) {
         fail(L, L->lineno, "invalid listen '%s': expected HOST:PORT, [IPV6]:PORT or *:PORT", v);
         return;
     }
@@ -541,10 +592,7 @@ static void set_key(struct loader *L, enum key k, const char *v)
         set_size(L, k, v, (size_t *)(void *)field);
         return;
     case V_PATH:
-        if (ki->range != NULL && strcmp(v, ki->range) == 0)
-            *(const char **)(void *)field = NULL;
-        else
-            *(const char **)(void *)field = resolve_path(L, cfg->dir, v);
+        set_path(L, k, v, (const char **)(void *)field);
         return;
     case V_OTHER:
         break;
@@ -706,6 +754,17 @@ static char *reader(char *str, int num, void *stream)
         return L->failed ? NULL : str;
     }
     sep = strpbrk(line, "=:");
+    size_t word = strcspn(line, " \t");
+    if (!L->is_return && sep != NULL && sep > line && line[word] != '\0' && line + word < sep &&
+        line[word + strspn(line + word, " \t")] != *sep) {
+        /* "listen 127.0.0.1:80": a word, a space and more before any '='. */
+        fail(L, L->lineno, "syntax error: missing '=' after '%.*s'", (int)word, line);
+        return NULL;
+    }
+    if (!L->is_return && sep == NULL && line[word] != '\0') {
+        fail(L, L->lineno, "syntax error: missing '=' after '%.*s'", (int)word, line);
+        return NULL;
+    }
     if (sep == NULL || sep == line) {
         fail(L, L->lineno, "syntax error: expected [section] or key = value");
         return NULL;
@@ -756,6 +815,18 @@ static void resolve_identity(struct loader *L)
              rc == -E2BIG ? "more than 256 groups" : strerror(-rc));
 }
 
+/* The default of a run-time file: RUNDIR/spindle/NAME.suffix. */
+static const char *run_path(struct loader *L, const char *suffix)
+{
+    char out[PATH_MAX];
+
+    if (sp_config_run_path(out, sizeof(out), L->name, suffix) < 0) {
+        fail(L, 0, "default %s path too long", suffix);
+        return NULL;
+    }
+    return dup_or_fail(L, out, strlen(out));
+}
+
 static void finish(struct loader *L)
 {
     struct sp_config *cfg = L->cfg;
@@ -782,9 +853,9 @@ static void finish(struct loader *L)
     }
     L->lineno = 0; /* defaults below have no line to blame */
     if (cfg->pid_file == NULL)
-        cfg->pid_file = resolve_path(L, cfg->dir, "spindle.pid");
+        cfg->pid_file = run_path(L, "pid");
     if (cfg->control_socket == NULL)
-        cfg->control_socket = resolve_path(L, cfg->dir, "spindle.sock");
+        cfg->control_socket = run_path(L, "sock");
     if (L->failed)
         return;
     if (strlen(cfg->control_socket) >= sizeof(((struct sockaddr_un *)0)->sun_path))
@@ -823,7 +894,7 @@ static struct sp_config *parse(const char *text, size_t len, const char *name, c
     cfg->workers = online_cpus();
     cfg->threads = 1;
     cfg->stack_size = 64 * 1024;
-    cfg->shutdown_timeout_ms = 10 * 1000;
+    cfg->shutdown_timeout_ms = SP_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS;
 
     rc = ini_parse_stream(reader, L, handler, L);
     if (rc > 0 && (!L->failed || (L->errline > 0 && (unsigned)rc < L->errline))) {

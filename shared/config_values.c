@@ -5,16 +5,20 @@
  * no allocation, no file system access and no name resolution beyond the
  * literal "localhost".
  */
+#include "config.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "spindle/net.h"
@@ -143,13 +147,20 @@ int sp_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
     host[hlen] = '\0';
 
     s = colon + 1;
-    if (parse_digits(&s, 65535, &port) < 0 || *s != '\0' || port == 0)
+    if (s[0] < '0' || s[0] > '9')
         return -EINVAL;
+    for (const char *d = s; *d != '\0'; d++)
+        if (*d < '0' || *d > '9')
+            return -EINVAL;
+    if (parse_digits(&s, 65535, &port) < 0 || port == 0)
+        return -ERANGE;
+    if (!v6 && strchr(host, ':') != NULL)
+        return -EINVAL; /* an IPv6 address without its brackets */
 
     if (v6) {
         struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
         if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
-            return -EINVAL;
+            return -EADDRNOTAVAIL;
         sin6->sin6_family = AF_INET6;
         sin6->sin6_port = htons((uint16_t)port);
         *len = sizeof(*sin6);
@@ -160,7 +171,7 @@ int sp_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
         else if (strcmp(host, "localhost") == 0)
             sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-            return -EINVAL;
+            return -EADDRNOTAVAIL;
         sin->sin_family = AF_INET;
         sin->sin_port = htons((uint16_t)port);
         *len = sizeof(*sin);
@@ -196,12 +207,17 @@ int sp_parse_return(char *s, struct sp_http_return *r, const char **why)
     path[plen] = '\0';
     p++;
     p += strspn(p, " \t");
-    for (int i = 0; i < 3; i++, p++) {
-        if (*p < '0' || *p > '9')
-            return -EINVAL;
-        status = status * 10 + (unsigned)(*p - '0');
+    if (*p < '0' || *p > '9')
+        return -EINVAL;
+    for (; *p >= '0' && *p <= '9'; p++)
+        status = status > 999 ? status : status * 10 + (unsigned)(*p - '0');
+    if (*p != ' ' && *p != '\t' && *p != '\0')
+        return -EINVAL;
+    if (status < 200 || status > 599) {
+        *why = "the status must be 200..599";
+        return -EINVAL;
     }
-    if (*p != ' ' && *p != '\t')
+    if (*p == '\0')
         return -EINVAL;
     p += strspn(p, " \t");
     ctype = p;
@@ -431,4 +447,102 @@ int sp__config_user_groups(const char *user, gid_t gid, gid_t *groups, unsigned 
         return -E2BIG;
     *n = (unsigned)count;
     return 0;
+}
+
+/* ---- run-time files and the file system ---------------------------------- */
+
+#define RUN_DIR SP_RUNDIR "/spindle"
+
+const char *sp_config_run_dir(void)
+{
+    return RUN_DIR;
+}
+
+int sp_config_run_path(char *out, size_t size, const char *conf_path, const char *suffix)
+{
+    char real[PATH_MAX], name[NAME_MAX + 1];
+    const char *base = realpath(conf_path, real) ? real : conf_path;
+    const char *slash = strrchr(base, '/');
+    size_t n;
+
+    base = slash ? slash + 1 : base;
+    n = strnlen(base, sizeof(name) - 1);
+    memcpy(name, base, n);
+    name[n] = '\0';
+    if (n > 5 && strcmp(name + n - 5, ".conf") == 0)
+        name[n -= 5] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') &&
+            c != '.' && c != '-' && c != '_')
+            name[i] = '_';
+    }
+    int len = snprintf(out, size, "%s/%s.%s", RUN_DIR, n > 0 ? name : "spindle", suffix);
+    return len < 0 || (size_t)len >= size ? -ENAMETOOLONG : 0;
+}
+
+/* The run directory need not exist, but the master must be able to create
+ * it: its nearest existing ancestor must be writable. */
+static int check_run_dir(const struct sp_config *cfg, const char *key, const char *path, char *err,
+                         size_t errlen)
+{
+    char dir[sizeof(RUN_DIR)] = RUN_DIR;
+    char *slash;
+
+    while (access(dir, F_OK) != 0 && (slash = strrchr(dir, '/')) != NULL && slash != dir)
+        *slash = '\0';
+    if (strcmp(dir, RUN_DIR) == 0 || access(dir, W_OK) == 0)
+        return 0;
+    snprintf(err, errlen,
+             "%s: [master] %s %s: cannot create %s: %s (set pid_file and control_socket, or "
+             "build with --runstatedir)",
+             cfg->path, key, path, RUN_DIR, strerror(errno));
+    return -EACCES;
+}
+
+/* Checks that path is a directory (want_dir) or that its directory is one.
+ * Returns 0 or -errno with the reason in err. */
+static int check_path(const struct sp_config *cfg, const char *section, const char *key,
+                      const char *path, bool want_dir, char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+
+    if (path == NULL)
+        return 0;
+    snprintf(dir, sizeof(dir), "%s", path);
+    if (!want_dir) {
+        char *slash = strrchr(dir, '/');
+        if (slash != NULL)
+            slash[slash == dir] = '\0';
+        if (strcmp(dir, RUN_DIR) == 0)
+            return check_run_dir(cfg, key, path, err, errlen);
+    }
+    int rc = stat(dir, &st) != 0 ? -errno : S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+    if (rc < 0 && want_dir)
+        snprintf(err, errlen, "%s: %s %s %s: %s", cfg->path, section, key, path, strerror(-rc));
+    else if (rc < 0)
+        snprintf(err, errlen, "%s: %s %s %s: directory %s: %s", cfg->path, section, key, path, dir,
+                 strerror(-rc));
+    return rc;
+}
+
+int sp_config_check_files(const struct sp_config *cfg, char *err, size_t errlen)
+{
+    int rc = check_path(cfg, "[master]", "pid_file", cfg->pid_file, false, err, errlen);
+    if (rc == 0)
+        rc = check_path(cfg, "[master]", "control_socket", cfg->control_socket, false, err, errlen);
+    if (rc == 0)
+        rc = check_path(cfg, "[master]", "error_log", cfg->error_log, false, err, errlen);
+    for (unsigned i = 0; rc == 0 && i < cfg->nservices; i++) {
+        const struct sp_service_conf *s = &cfg->services[i];
+        char label[96];
+        if (s->kind != SP_SERVICE_HTTP)
+            continue;
+        snprintf(label, sizeof(label), "[http %s]", s->name);
+        rc = check_path(cfg, label, "root", s->http.root, true, err, errlen);
+        if (rc == 0)
+            rc = check_path(cfg, label, "access_log", s->http.access_log, false, err, errlen);
+    }
+    return rc;
 }

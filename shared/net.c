@@ -17,7 +17,9 @@ socklen_t sp_net_addrlen(const struct sockaddr *addr)
     return addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 
-int sp_net_listen(const struct sockaddr *addr, socklen_t len, int backlog, int reuseport)
+/* A TCP socket bound to addr with SO_REUSEADDR (and SO_REUSEPORT when asked),
+ * IPv6 ones IPV6_V6ONLY.  Returns the fd or -errno. */
+static int bound_socket(const struct sockaddr *addr, socklen_t len, int reuseport)
 {
     int one = 1;
     int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -30,7 +32,7 @@ int sp_net_listen(const struct sockaddr *addr, socklen_t len, int backlog, int r
     if (addr->sa_family == AF_INET6 &&
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)
         goto fail;
-    if (bind(fd, addr, len) != 0 || listen(fd, backlog) != 0)
+    if (bind(fd, addr, len) != 0)
         goto fail;
     return fd;
 fail : {
@@ -38,6 +40,29 @@ fail : {
     close(fd);
     return -err;
 }
+}
+
+int sp_net_listen(const struct sockaddr *addr, socklen_t len, int backlog, int reuseport)
+{
+    int fd = bound_socket(addr, len, reuseport);
+    if (fd >= 0 && listen(fd, backlog) != 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+int sp_net_probe_free(const struct sockaddr *addr, socklen_t len)
+{
+    /* Without SO_REUSEPORT the kernel refuses the bind while any socket
+     * listens on an overlapping address, whoever opened it and however;
+     * SO_REUSEADDR still lets it pass connections left in TIME_WAIT. */
+    int fd = bound_socket(addr, len, 0);
+    if (fd < 0)
+        return fd;
+    close(fd);
+    return 0;
 }
 
 int sp_net_set_nonblock(int fd, int on)

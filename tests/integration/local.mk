@@ -20,7 +20,8 @@ INTEGRATION_TESTS += \
 	tests/integration/test_reload.py \
 	tests/integration/test_reload_threads.py \
 	tests/integration/test_signals.py \
-	tests/integration/test_notify.py
+	tests/integration/test_notify.py \
+	tests/integration/test_cli.py
 
 # Hardening: hostile and unlucky clients, descriptor exhaustion, 20k
 # connections, kill -9 under load (docs/security.md).

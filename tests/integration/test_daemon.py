@@ -129,9 +129,18 @@ def daemon_with_file_log_detaches():
         check(workers, "two workers")
         for p, who in [(pid, "master")] + [(w, "worker %d" % w) for w in workers]:
             check_stdio(p, who, {(st.st_dev, st.st_ino)}, leaked)
-        rc, out = sp.ctl("stop")
-        eq(rc, 0, "-s stop: " + out)
-        check(wait_for(lambda: not alive(pid), 10), "daemon exits on -s stop")
+        # The daemon kept the pid file's lock through its detaching: a second
+        # master of the same configuration is refused and changes nothing.
+        os.unlink(sp.sock)
+        second = subprocess.run([BIN, "-c", sp.conf], cwd=sp.dir, capture_output=True,
+                                text=True, timeout=10)
+        check(second.returncode != 0, "a second master of the configuration starts")
+        check("already running" in second.stderr, "second master says: %r" % second.stderr)
+        with open(sp.pid_file) as f:
+            eq(f.read().strip(), str(pid), "pid file after the refused second master")
+        eq(http_get(port, "/x")[2], b"daemon", "daemon still serves")
+        os.kill(pid, signal.SIGTERM)
+        check(wait_for(lambda: not alive(pid), 10), "daemon exits on SIGTERM")
     finally:
         kill_daemon(sp)
         sp.stop()

@@ -175,7 +175,6 @@ static void test_full(void **state)
     sp_config_free(cfg);
 }
 
-/* A config with only what is required: every default. */
 /* user and group resolve to ids and the user's group list (root exists on
  * every system this runs on). */
 static void test_user(void **state)
@@ -194,6 +193,41 @@ static void test_user(void **state)
     sp_config_free(cfg);
 }
 
+/* Two configurations in one folder get different default run-time files,
+ * in the run directory, named after the file. */
+static void test_run_path(void **state)
+{
+    char a[PATH_MAX], b[PATH_MAX], want[PATH_MAX];
+    (void)state;
+
+    assert_int_equal(sp_config_run_path(a, sizeof(a), "/etc/spindle/site-a.conf", "pid"), 0);
+    assert_int_equal(sp_config_run_path(b, sizeof(b), "/etc/spindle/site b.ini", "pid"), 0);
+    snprintf(want, sizeof(want), "%s/site-a.pid", sp_config_run_dir());
+    assert_string_equal(a, want);
+    snprintf(want, sizeof(want), "%s/site_b.ini.pid", sp_config_run_dir());
+    assert_string_equal(b, want);
+    assert_int_equal(sp_config_run_path(a, 8, "/etc/x.conf", "sock"), -ENAMETOOLONG);
+}
+
+/* The log keys take one word: off / stderr in any case, or a path. */
+static void test_log_keywords(void **state)
+{
+    (void)state;
+    struct sp_config *cfg = load_ok("[master]\nerror_log = STDERR\n[http h]\n"
+                                    "listen = 127.0.0.1:80\naccess_log = OFF\n",
+                                    "/etc/spindle/x.conf");
+    assert_null(cfg->error_log);
+    assert_null(cfg->services[0].http.access_log);
+    sp_config_free(cfg);
+    expect_error("[master]\nerror_log = logs/x.log warn\n[echo e]\nlisten = 127.0.0.1:7\n",
+                 "conf/bad.conf:2: invalid error_log 'logs/x.log warn': expected one path or "
+                 "stderr (spindle logs every level; there is no level to set)");
+    expect_error("[http h]\nlisten = 127.0.0.1:80\naccess_log = a.log combined\n",
+                 "conf/bad.conf:3: invalid access_log 'a.log combined': expected one path or off "
+                 "(no format or options)");
+}
+
+/* A config with only what is required: every default. */
 static void test_defaults(void **state)
 {
     struct sp_config *cfg = load_ok("[echo e]\nlisten = 127.0.0.1:7000\n", "/srv/x.conf");
@@ -208,8 +242,11 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->shutdown_timeout_ms, 10000);
     assert_null(cfg->user);
     assert_null(cfg->group);
-    assert_string_equal(cfg->pid_file, "/srv/spindle.pid");
-    assert_string_equal(cfg->control_socket, "/srv/spindle.sock");
+    char want[PATH_MAX];
+    snprintf(want, sizeof(want), "%s/x.pid", sp_config_run_dir());
+    assert_string_equal(cfg->pid_file, want);
+    snprintf(want, sizeof(want), "%s/x.sock", sp_config_run_dir());
+    assert_string_equal(cfg->control_socket, want);
     assert_null(cfg->error_log);
     assert_int_equal(cfg->services[0].echo.idle_timeout_ms, 300000);
     sp_config_free(cfg);
@@ -298,8 +335,9 @@ static void test_errors(void **state)
          "conf/bad.conf:3: duplicate key 'threads' in [master]"},
         {"[master]\nthreads =\n", "conf/bad.conf:2: missing value for threads"},
         {"[master]\nthreads = ; none\n", "conf/bad.conf:2: missing value for threads"},
-        {"[master]\njust words\n",
-         "conf/bad.conf:2: syntax error: expected [section] or key = value"},
+        {"[master]\njust words\n", "conf/bad.conf:2: syntax error: missing '=' after 'just'"},
+        {"[http h]\nlisten 127.0.0.1:80\n",
+         "conf/bad.conf:2: syntax error: missing '=' after 'listen'"},
         {"[master]\n= 3\n", "conf/bad.conf:2: syntax error: expected [section] or key = value"},
         /* values */
         {"[master]\nworkers = many\n",
@@ -342,24 +380,22 @@ static void test_errors(void **state)
          "conf/bad.conf:2: invalid listen '127.0.0.1': expected HOST:PORT, [IPV6]:PORT or *:PORT"},
         {"[echo e]\nlisten = :7000\n",
          "conf/bad.conf:2: invalid listen ':7000': expected HOST:PORT, [IPV6]:PORT or *:PORT"},
-        {"[echo e]\nlisten = 127.0.0.1:0\n", "conf/bad.conf:2: invalid listen '127.0.0.1:0': "
-                                             "expected HOST:PORT, [IPV6]:PORT or *:PORT"},
+        {"[echo e]\nlisten = 127.0.0.1:0\n",
+         "conf/bad.conf:2: invalid listen '127.0.0.1:0': port 0 out of range (1..65535)"},
         {"[echo e]\nlisten = 127.0.0.1:65536\n",
-         "conf/bad.conf:2: invalid listen '127.0.0.1:65536': expected HOST:PORT, [IPV6]:PORT or "
-         "*:PORT"},
+         "conf/bad.conf:2: invalid listen '127.0.0.1:65536': port 65536 out of range (1..65535)"},
         {"[echo e]\nlisten = example.com:80\n",
-         "conf/bad.conf:2: invalid listen 'example.com:80': expected HOST:PORT, [IPV6]:PORT or "
-         "*:PORT"},
+         "conf/bad.conf:2: invalid listen 'example.com:80': 'example.com' is not an IP address "
+         "(host names are not resolved: use an IPv4 address, [IPV6], localhost or *)"},
         {"[echo e]\nlisten = 256.0.0.1:80\n",
-         "conf/bad.conf:2: invalid listen '256.0.0.1:80': expected HOST:PORT, [IPV6]:PORT or "
-         "*:PORT"},
+         "conf/bad.conf:2: invalid listen '256.0.0.1:80': '256.0.0.1' is not an IP address "
+         "(host names are not resolved: use an IPv4 address, [IPV6], localhost or *)"},
         {"[echo e]\nlisten = ::1:80\n",
          "conf/bad.conf:2: invalid listen '::1:80': expected HOST:PORT, [IPV6]:PORT or *:PORT"},
         {"[echo e]\nlisten = [::1:80\n",
          "conf/bad.conf:2: invalid listen '[::1:80': expected HOST:PORT, [IPV6]:PORT or *:PORT"},
         {"[echo e]\nlisten = [127.0.0.1]:80\n",
-         "conf/bad.conf:2: invalid listen '[127.0.0.1]:80': expected HOST:PORT, [IPV6]:PORT or "
-         "*:PORT"},
+         "conf/bad.conf:2: invalid listen '[127.0.0.1]:80': '127.0.0.1' is not an IPv6 address"},
         {"[echo e]\nlisten = 127.0.0.1:7000\nlisten = 127.0.0.1:7000\n",
          "conf/bad.conf:3: duplicate listen 127.0.0.1:7000 (also at line 2)"},
         {"[echo e]\nlisten = [::1]:7000\nlisten = [0:0::1]:7000\n",
@@ -374,7 +410,9 @@ static void test_errors(void **state)
          "conf/bad.conf:3: invalid return: the path must start with '/' and hold no spaces or "
          "control characters"},
         {"[http h]\nlisten = 127.0.0.1:80\nreturn /x = 99 text/plain x\n",
-         "conf/bad.conf:3: invalid return: expected 'return PATH = STATUS CONTENT-TYPE [BODY]'"},
+         "conf/bad.conf:3: invalid return: the status must be 200..599"},
+        {"[http h]\nlisten = 127.0.0.1:80\nreturn /x = 2000 text/plain x\n",
+         "conf/bad.conf:3: invalid return: the status must be 200..599"},
         {"[http h]\nlisten = 127.0.0.1:80\nreturn /x = 600 text/plain x\n",
          "conf/bad.conf:3: invalid return: the status must be 200..599"},
         {"[http h]\nlisten = 127.0.0.1:80\nreturn /x = 200\n",
@@ -722,6 +760,33 @@ static void test_parse_duration(void **state)
     }
 }
 
+/* A port out of range and a host name get their own errors. */
+static void test_parse_listen_faults(void **state)
+{
+    static const struct {
+        const char *s;
+        int rc;
+    } cases[] = {
+        {"127.0.0.1:65536", -ERANGE},
+        {"*:0", -ERANGE},
+        {"*:99999999999999999999", -ERANGE},
+        {"example.com:80", -EADDRNOTAVAIL},
+        {"1.2.3:80", -EADDRNOTAVAIL},
+        {"[example]:80", -EADDRNOTAVAIL},
+        {"::1:80", -EINVAL},
+        {"*:80x", -EINVAL},
+        {"*:-1", -EINVAL},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        int rc = sp_parse_listen(cases[i].s, &ss, &len);
+        if (rc != cases[i].rc)
+            fail_msg("sp_parse_listen(\"%s\") = %d, want %d", cases[i].s, rc, cases[i].rc);
+    }
+}
+
 static void test_parse_listen(void **state)
 {
     static const struct {
@@ -752,7 +817,7 @@ static void test_parse_listen(void **state)
         char text[64];
         int rc = sp_parse_listen(cases[i].s, &ss, &len);
         if (cases[i].text == NULL) {
-            if (rc != -EINVAL)
+            if (rc >= 0)
                 fail_msg("sp_parse_listen(\"%s\") accepted", cases[i].s);
             continue;
         }
@@ -779,6 +844,8 @@ int main(void)
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_user),
+        cmocka_unit_test(test_run_path),
+        cmocka_unit_test(test_log_keywords),
         cmocka_unit_test(test_workers_auto),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_duplicate_across_sections),
@@ -791,6 +858,7 @@ int main(void)
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_listen),
+        cmocka_unit_test(test_parse_listen_faults),
         cmocka_unit_test(test_free_null),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

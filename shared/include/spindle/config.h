@@ -9,7 +9,8 @@
  *
  * The format and every key are documented in spindle.conf.example.  Relative
  * paths (root, pid_file, control_socket, error_log, access_log) are resolved
- * against the directory of the configuration file and stored absolute.
+ * against the directory of the configuration file (of the file a symbolic
+ * link leads to) and stored absolute.
  */
 #ifndef SPINDLE_CONFIG_H
 #define SPINDLE_CONFIG_H
@@ -20,16 +21,17 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-#define SP_CONFIG_MAX_WORKERS  256
-#define SP_CONFIG_MAX_THREADS  64
-#define SP_CONFIG_MAX_SLOTS    256
-#define SP_CONFIG_MAX_SERVICES 256
-#define SP_CONFIG_MAX_LISTENS  1024 /* in the whole file */
-#define SP_CONFIG_MAX_RETURNS  1024 /* per [http] section */
-#define SP_CONFIG_MAX_LINE     4096 /* bytes in one line, without its newline */
-#define SP_CONFIG_MAX_FILE     (1024 * 1024)
-#define SP_CONFIG_ERR_SIZE     512 /* enough for any message the loader writes */
-#define SP_CONFIG_MAX_GROUPS   256 /* supplementary groups of [master] user */
+#define SP_CONFIG_MAX_WORKERS                 256
+#define SP_CONFIG_MAX_THREADS                 64
+#define SP_CONFIG_MAX_SLOTS                   256
+#define SP_CONFIG_MAX_SERVICES                256
+#define SP_CONFIG_MAX_LISTENS                 1024 /* in the whole file */
+#define SP_CONFIG_MAX_RETURNS                 1024 /* per [http] section */
+#define SP_CONFIG_MAX_LINE                    4096 /* bytes in one line, without its newline */
+#define SP_CONFIG_MAX_FILE                    (1024 * 1024)
+#define SP_CONFIG_ERR_SIZE                    512 /* enough for any message the loader writes */
+#define SP_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS (10 * 1000)
+#define SP_CONFIG_MAX_GROUPS                  256 /* supplementary groups of [master] user */
 
 enum sp_service_kind { SP_SERVICE_HTTP = 1, SP_SERVICE_ECHO = 2 };
 
@@ -172,7 +174,9 @@ const char *sp_config_kind_name(enum sp_service_kind kind);
  * sp_parse_listen: "A.B.C.D:PORT", "localhost:PORT" (127.0.0.1), "*:PORT"
  *   (every IPv4 address), "[IPV6]:PORT" ("[::]" for every IPv6 address);
  *   PORT is 1..65535.  Host names other than localhost are not resolved.
- *   Fills *ss (zeroed first) and *len.
+ *   Fills *ss (zeroed first) and *len.  Returns -ERANGE for a port out of
+ *   1..65535 and -EADDRNOTAVAIL for a host that is not an IP address (a host
+ *   name), -EINVAL for anything else malformed.
  */
 int sp_parse_size(const char *s, size_t *out);
 int sp_parse_duration(const char *s, int64_t *ms);
@@ -186,6 +190,27 @@ int sp_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len);
  * -EINVAL with *why set to a static description of the fault.
  */
 int sp_parse_return(char *s, struct sp_http_return *r, const char **why);
+
+/*
+ * The default path of a run-time file of the configuration at conf_path:
+ * RUNDIR/spindle/NAME.SUFFIX (RUNDIR from configure's --runstatedir), NAME
+ * being the name of the file conf_path leads to (symbolic links followed)
+ * without a ".conf" ending, so that configurations in one directory do not
+ * share it.  Returns 0, or -ENAMETOOLONG when it does not fit in size bytes.
+ */
+int sp_config_run_path(char *out, size_t size, const char *conf_path, const char *suffix);
+
+/* RUNDIR/spindle, the directory of those defaults; the master creates it. */
+const char *sp_config_run_dir(void);
+
+/*
+ * Checks what loading leaves to the file system, so that a configuration
+ * that passes cannot fail to start on it: every root is a directory and the
+ * directories of pid_file, control_socket, error_log and each access_log
+ * exist (sp_config_run_dir() need not: the master creates it).  Borrows cfg.
+ * Returns 0, or -errno with "FILE: [SECTION] KEY PATH: reason" in err.
+ */
+int sp_config_check_files(const struct sp_config *cfg, char *err, size_t errlen);
 
 /*
  * Joins base (absolute) and path and removes ".", ".." and repeated or

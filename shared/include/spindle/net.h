@@ -15,6 +15,16 @@
  */
 int sp_net_listen(const struct sockaddr *addr, socklen_t len, int backlog, int reuseport);
 
+/*
+ * Checks that nobody listens on addr yet: binds a socket without SO_REUSEPORT
+ * and closes it again.  Such a bind fails while any socket listens on addr,
+ * or on the wildcard address of its family and port (or, for the wildcard,
+ * on any address of that port), SO_REUSEPORT or not.  It says nothing of
+ * later: a process of the same uid may still join a reuseport group opened
+ * after the check.  Returns 0, -EADDRINUSE, or another -errno.
+ */
+int sp_net_probe_free(const struct sockaddr *addr, socklen_t len);
+
 /* Sets or clears O_NONBLOCK.  Returns 0 or -errno. */
 int sp_net_set_nonblock(int fd, int on);
 
