@@ -292,6 +292,18 @@ class Spindle:
                 pass
         return text
 
+    def log_count(self, pattern):
+        """How many lines of the error log match the regular expression."""
+        try:
+            with open(self.log, errors="replace") as f:
+                return len(re.findall(pattern, f.read(), re.M))
+        except OSError:
+            return 0
+
+    def wait_log(self, pattern, count=1, timeout=10.0):
+        """Waits until count lines of the error log match pattern; True if they do."""
+        return bool(wait_for(lambda: self.log_count(pattern) >= count, timeout))
+
     def stop(self):
         if self in _running:
             _running.remove(self)
