@@ -7,6 +7,7 @@ EXTRA_DIST += \
 	bench/pack-static.sh \
 	bench/nginx.conf.in \
 	bench/plot.gp \
+	bench/test_chart.py \
 	bench/load/pipeline.lua
 
 if ENABLE_BENCH

@@ -117,6 +117,17 @@ def _live_where(field, value):
     return sorted(out)
 
 
+def wait_state(pid, states, timeout=10.0):
+    """Waits until process pid is in one of states (letters of /proc/PID/stat,
+    e.g. "Tt" for stopped); False if it is not by timeout or is gone."""
+    def now_in():
+        fields = proc_stat(pid)
+        return fields is None or fields[0] in states
+    wait_for(now_in, timeout, step=0.001)
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] in states
+
+
 def children_of(pid):
     """Pids whose parent is pid, read from /proc."""
     return _live_where(1, pid)
@@ -280,6 +291,18 @@ class Spindle:
             except OSError:
                 pass
         return text
+
+    def log_count(self, pattern):
+        """How many lines of the error log match the regular expression."""
+        try:
+            with open(self.log, errors="replace") as f:
+                return len(re.findall(pattern, f.read(), re.M))
+        except OSError:
+            return 0
+
+    def wait_log(self, pattern, count=1, timeout=10.0):
+        """Waits until count lines of the error log match pattern; True if they do."""
+        return bool(wait_for(lambda: self.log_count(pattern) >= count, timeout))
 
     def stop(self):
         if self in _running:

@@ -6,8 +6,8 @@ import re
 import socket
 import time
 
-from harness import Tap, check, eq, fd_count, free_port
-from hostile import LimitedSpindle, cpu_share, exchange, get_ok
+from harness import Tap, check, eq, fd_count, free_port, wait_for
+from hostile import LimitedSpindle, cpu_share, exchange, get_ok, peer_ports
 
 tap = Tap()
 PORT = free_port()
@@ -61,16 +61,24 @@ def hogs_exhaust_the_workers_descriptors():
         s.sendall(REQ)
         HOG_SOCKS.append(s)
     # Accepted hogs are answered at once; the rest wait in the accept queue.
-    time.sleep(1.0)
-    answered = 0
-    for s in HOG_SOCKS:
-        s.setblocking(False)
-        try:
-            if s.recv(4096).startswith(b"HTTP/1.1 200 "):
-                answered += 1
-        except BlockingIOError:
-            pass
-        s.setblocking(True)
+    # Wait until the worker is at its limit and every hog it holds has its answer.
+    wait_for(lambda: fd_count(WORKER) >= NOFILE - 2, 10)
+    hog_ports = {s.getsockname()[1] for s in HOG_SOCKS}
+    got = set()
+
+    def all_held_answered():
+        for s in HOG_SOCKS:
+            if s not in got:
+                s.setblocking(False)
+                try:
+                    if s.recv(4096).startswith(b"HTTP/1.1 200 "):
+                        got.add(s)
+                except BlockingIOError:
+                    pass
+                s.setblocking(True)
+        return len(got) >= len(peer_ports(WORKER) & hog_ports)
+    wait_for(all_held_answered, 10)
+    answered = len(got)
     fds = fd_count(WORKER)
     print("# %d of %d hogs answered; worker holds %d fds (limit %d)"
           % (answered, HOGS, fds, NOFILE), flush=True)

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 
-from harness import Spindle, Tap, check, eq, fd_count, free_port
+from harness import Spindle, Tap, check, eq, fd_count, free_port, wait_for, wait_state
 from hostile import get_ok, peer_ports
 
 tap = Tap()
@@ -89,19 +89,6 @@ class Load:
             s.close()
 
 
-def wait_stopped(pid, timeout=1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                stat = f.read()
-        except OSError:
-            return
-        if stat[stat.rindex(")") + 2] in "Tt":
-            return
-        time.sleep(0.001)
-
-
 def setup():
     global S
     S = Spindle("""
@@ -110,7 +97,7 @@ listen = 127.0.0.1:%d
 return /a = 200 text/plain AAA
 """ % PORT, workers=WORKERS)
     S.start(ports=[PORT])
-    S.wait_workers(WORKERS)
+    S.wait_ready(WORKERS)
 
 
 @tap.case
@@ -118,35 +105,40 @@ def kill_a_random_worker_every_second_under_load():
     seed = int(time.time())
     rnd = random.Random(seed)
     print("# random seed %d" % seed, flush=True)
-    time.sleep(0.3)
     R["master_fds"] = fd_count(S.pid)
     load = Load()
     R["load"] = load
     for t in load.threads:
         t.start()
-    time.sleep(1.0)
-    check(load.ok > 0 and not load.failures, "load runs cleanly before the kills: %r"
-          % load.failures[:5])
+    # Every client gets a few answers before the first kill.
+    check(wait_for(lambda: load.ok >= 10 * CLIENTS or load.failures, TIMEOUT) and
+          not load.failures, "load runs cleanly before the kills: %d ok, %r"
+          % (load.ok, load.failures[:5]))
     kills = []  # (time, pid, client ports it held)
     t_next = time.monotonic()
     for _ in range(KILLS):
         t_next += 1.0
-        victims = S.workers()
-        check(victims, "a worker to kill")
+        # A victim still dying is listed until it is a zombie: never pick one
+        # twice.  When every index waits out its respawn back-off, the next
+        # kill waits for the first replacement.
+        killed = {k[1] for k in kills}
+        victims = wait_for(lambda: [p for p in S.workers() if p not in killed], TIMEOUT)
+        check(victims, "a worker to kill (master has %r, killed %r)" % (S.workers(), killed))
         pid = rnd.choice(victims)
         # Stopped, the victim accepts nothing more while its connections are
         # listed; then it dies as if killed outright.
         os.kill(pid, signal.SIGSTOP)
-        wait_stopped(pid)
+        check(wait_state(pid, "Tt"), "worker %d stopped" % pid)
         ports = peer_ports(pid)
         kills.append((time.monotonic(), pid, ports))
         os.kill(pid, signal.SIGKILL)
         time.sleep(max(0.0, t_next - time.monotonic()))
     R["kills"] = kills
-    # Every index is replaced, then the load runs on for a moment.
+    # Every index is replaced, then the load runs on until every client could
+    # have had a few more answers.
     S.wait_workers(WORKERS, timeout=TIMEOUT, exclude=[k[1] for k in kills])
     ok0 = load.ok
-    time.sleep(1.0)
+    wait_for(lambda: load.ok >= ok0 + 10 * CLIENTS, TIMEOUT)
     load.stop.set()
     for t in load.threads:
         t.join(TIMEOUT + 2)
@@ -197,9 +189,7 @@ def master_logs_every_death_and_respawns():
 
 @tap.case
 def master_leaks_no_descriptors():
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and fd_count(S.pid) != R["master_fds"]:
-        time.sleep(0.1)
+    wait_for(lambda: fd_count(S.pid) == R["master_fds"], 10.0, step=0.05)
     eq(fd_count(S.pid), R["master_fds"], "master fds before and after")
 
 

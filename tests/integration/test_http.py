@@ -376,7 +376,7 @@ def access_log_is_reopened_on_usr1():
     rotated = ACCESS + ".1"
     os.rename(ACCESS, rotated)
     S.signal(signal.SIGUSR1)
-    time.sleep(0.3)
+    check(wait_for(lambda: os.path.exists(ACCESS), 5), "access log reopened")
     with Conn(PORT) as c:
         get(c, "/a?after-rotate=1")
     check(wait_for(lambda: os.path.exists(ACCESS) and "after-rotate" in open(ACCESS).read(), 3),
@@ -445,7 +445,7 @@ def draining_worker_answers_with_close():
     with Conn(PORT) as c:
         eq(get(c, "/a").status, 200, "before")
         S.signal(signal.SIGQUIT)
-        time.sleep(0.2)
+        check(S.wait_log(r"draining \("), "worker draining")
         r = get(c, "/b")
         eq(r.status, 200, "answered while draining")
         eq(r.header("connection"), "close", "with Connection: close")

@@ -57,11 +57,13 @@ def sigquit_under_load_completes_in_flight_requests():
         # And a request whose head is only half sent when the signal comes.
         half = socket.create_connection(("127.0.0.1", port), timeout=5)
         half.sendall(b"GET /plaintext HTTP/1.1\r\nHo")
-        time.sleep(0.05)
+        half_port = half.getsockname()[1]
+        check(wait_for(lambda: any(half_port in peer_ports_of(w, port) for w in children(sp.pid))),
+              "half-sent request accepted before the signal")
 
         t_quit = time.monotonic()
         sp.signal(signal.SIGQUIT)
-        time.sleep(0.2)
+        check(sp.wait_log(r"draining \(", 2), "both workers draining")
         half.sendall(b"st: x\r\n\r\n")
         status, headers, body = recv_response(half)
         eq((status, body), (200, BODY), "half-sent request answered")

@@ -24,6 +24,8 @@
 
 #include <cmocka.h>
 
+#include "skip.h"
+
 #ifdef HAVE_VALGRIND_VALGRIND_H
 #include <valgrind/valgrind.h>
 #else

@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "skip.h"
+
 #include "spindle/config.h"
 #include "spindle/net.h"
 
@@ -664,7 +666,7 @@ static void test_example(void **state)
     (void)state;
 
     if (src == NULL)
-        skip();
+        SKIP("SPINDLE_SRCDIR is not set");
     snprintf(path, sizeof(path), "%s/spindle.conf.example", src);
     cfg = sp_config_load(path, err, sizeof(err));
     if (cfg == NULL)

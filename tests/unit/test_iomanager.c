@@ -816,8 +816,7 @@ static void test_watch_late_for_want_of_a_stack(void **state)
 {
     (void)state;
     if (RUNNING_ON_VALGRIND || SP_TEST_ASAN) {
-        print_message("an address-space limit does not mix with valgrind or ASan\n");
-        return;
+        SKIP("an address-space limit does not mix with valgrind or ASan");
     }
     pid_t pid = fork();
     assert_true(pid >= 0);
