@@ -338,8 +338,11 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
     size_t off = 0;
 
     while (off < c->len) {
-        ssize_t r = sp_http_parse_request(c->in + off, c->len - off, &hs->limits, &req, hdrs,
-                                          HTTP_MAX_HDRS);
+        /* c->head belongs to the request at off: a partial head left by the
+         * previous batch, moved to the front, or a fresh one (reset by the
+         * parser once a head is complete). */
+        ssize_t r = sp_http_parse_request_resume(&c->head, c->in + off, c->len - off, &hs->limits,
+                                                 &req, hdrs, HTTP_MAX_HDRS);
         if (r == SP_HTTP_INCOMPLETE)
             break;
         txn_init(&t, c, &req);

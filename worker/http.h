@@ -105,8 +105,9 @@ struct http_conn {
     struct http_svc *hs;
     int fd;
     char *in;
-    size_t cap, len; /* in[0..len) holds unparsed input */
-    char *heap_in;   /* in when it had to grow past the stack buffer */
+    size_t cap, len;            /* in[0..len) holds unparsed input */
+    char *heap_in;              /* in when it had to grow past the stack buffer */
+    struct sp_http_resume head; /* how far the partial head at in[0] was parsed */
     struct http_out out;
     char date[HTTP_DATE_LEN];
     char peer[64]; /* "addr" for the access log, filled on first use */
