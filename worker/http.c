@@ -539,15 +539,17 @@ static void conn_frame_run(struct conn_frame *f, struct http_svc *hs, int fd, bo
     conn_run(&f->c, fresh);
 }
 
-/* Runs a connection's active stretch with its buffers on this fiber's stack,
- * or on the heap when the configured stack is too small for them. */
-static void conn_start(struct http_svc *hs, int fd, bool fresh)
+/* The frame of a deep enough stack.  Apart from conn_start() so that the
+ * heap path does not reserve it too: a frame larger than a small stack
+ * would jump over its guard page. */
+static __attribute__((noinline)) void conn_start_on_stack(struct http_svc *hs, int fd, bool fresh)
 {
-    if (hs->bufs_on_stack) {
-        struct conn_frame f;
-        conn_frame_run(&f, hs, fd, fresh);
-        return;
-    }
+    struct conn_frame f;
+    conn_frame_run(&f, hs, fd, fresh);
+}
+
+static __attribute__((noinline)) void conn_start_on_heap(struct http_svc *hs, int fd, bool fresh)
+{
     struct conn_frame *f = malloc(sizeof(*f));
     if (!f) {
         sp_log_error("http: no memory for connection buffers; closing fd %d", fd);
@@ -556,6 +558,16 @@ static void conn_start(struct http_svc *hs, int fd, bool fresh)
     }
     conn_frame_run(f, hs, fd, fresh);
     free(f);
+}
+
+/* Runs a connection's active stretch with its buffers on this fiber's stack,
+ * or on the heap when the configured stack is too small for them. */
+static void conn_start(struct http_svc *hs, int fd, bool fresh)
+{
+    if (hs->bufs_on_stack)
+        conn_start_on_stack(hs, fd, fresh);
+    else
+        conn_start_on_heap(hs, fd, fresh);
 }
 
 /* The watch of an idle connection ended. */

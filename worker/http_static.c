@@ -50,6 +50,7 @@
 #define CACHE_TOTAL_MAX (16 * 1024 * 1024)
 #define CACHE_BUCKETS   1024 /* a power of two */
 #define META_HDRS_MAX   160
+#define REL_STACK       512 /* longer paths relative to root are copied to the heap */
 
 #define OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
 
@@ -203,8 +204,9 @@ static void cache_drop(struct http_static *st, struct http_file *f)
 
 /* ---- opening files beneath root ---------------------------------------------- */
 
-/* Without openat2: accept fd only if its real path is root or below it. */
-static int check_beneath(struct http_static *st, int fd)
+/* Without openat2: accept fd only if its real path is root or below it.
+ * Not inlined: its PATH_MAX buffer stays off the stack of the usual path. */
+static __attribute__((noinline)) int check_beneath(struct http_static *st, int fd)
 {
     char link[64], real[PATH_MAX];
     snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
@@ -512,24 +514,40 @@ static int open_error(struct http_conn *c, struct http_txn *t, int err)
     }
 }
 
+static int serve_rel(struct http_conn *c, struct http_txn *t, const char *rel, size_t rl,
+                     bool dir_request);
+
 int http_static_serve(struct http_conn *c, struct http_txn *t, const char *path, size_t len)
 {
     struct http_static *st = c->hs->st;
     const char *index = st->index;
     size_t il = st->index_len;
-    char rel[PATH_MAX];
+    char stack_rel[REL_STACK], *rel = stack_rel;
     size_t rl = len - 1;
     bool dir_request = path[len - 1] == '/';
+    int rc;
 
-    if (rl + il + 1 > sizeof(rel))
+    if (rl + il + 1 > PATH_MAX)
         return http_error(&c->out, t, 404, NULL);
+    if (rl + il + 1 > sizeof(stack_rel) && !(rel = malloc(rl + il + 1)))
+        return http_error(&c->out, t, 503, NULL);
     memcpy(rel, path + 1, rl);
     if (dir_request) {
         memcpy(rel + rl, index, il);
         rl += il;
     }
     rel[rl] = '\0';
+    rc = serve_rel(c, t, rel, rl, dir_request);
+    if (rel != stack_rel)
+        free(rel);
+    return rc;
+}
 
+/* Answers for rel, the path relative to root (NUL-terminated, not empty). */
+static int serve_rel(struct http_conn *c, struct http_txn *t, const char *rel, size_t rl,
+                     bool dir_request)
+{
+    struct http_static *st = c->hs->st;
     uint64_t h = http_hash(rel, rl);
     size_t hash = (size_t)(h ^ (h >> 32));
     time_t now = time(NULL), checked = 0;

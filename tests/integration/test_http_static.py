@@ -9,8 +9,8 @@ import random
 import subprocess
 import time
 
-from harness import Spindle, Tap, check, eq, free_port
-from httpclient import Conn, build, write_file
+from harness import Spindle, Tap, check, connect, eq, free_port
+from httpclient import Conn, build, chunked, write_file
 
 tap = Tap()
 PORT = free_port()
@@ -255,6 +255,51 @@ def missing_files_get_404():
     eq(get("/nope.html").status, 404, "missing")
     eq(get("/sub/nope/").status, 404, "missing directory")
     eq(get("/small.txt/x").status, 404, "file used as a directory")
+
+
+@tap.case
+def the_smallest_stack_size_serves_every_kind_of_request():
+    """stack_size = 16k, the bottom of its documented range: return routes,
+    static files (cached, sent with sendfile, 304, Range, redirect), the status
+    page, a request body (Content-Length and chunked), access log, echo; the
+    worker must survive all of them."""
+    port, echo = free_port(), free_port()
+    small = Spindle("""
+[http small]
+listen = 127.0.0.1:%d
+root = %s
+status = /status
+return /r = 200 text/plain RRR
+access_log = %s
+
+[echo e]
+listen = 127.0.0.1:%d
+""" % (port, ROOT, os.path.join(ROOT, "..", "access-16k.log"), echo), master="stack_size = 16k")
+    try:
+        small.start(ports=[port, echo])
+        workers = small.wait_ready(1)
+        with Conn(port) as c:
+            eq(c.request("GET", "/r").body, b"RRR", "return route")
+            eq(c.request("POST", "/r", body=b"x" * 5000).body, b"RRR", "POST with a body")
+            eq(c.request("POST", "/r", headers={"Transfer-Encoding": "chunked"},
+                         body=chunked(b"y" * 3000)).body, b"RRR", "chunked body")
+            eq(c.request("GET", "/small.txt").body, SMALL, "small cached file")
+            r = c.request("GET", "/medium.bin")
+            eq((r.status, r.body == BIG[:300000]), (200, True), "large file (sendfile)")
+            etag = r.header("etag")
+            eq(c.request("GET", "/medium.bin", {"If-None-Match": etag}).status, 304, "304")
+            r = c.request("GET", "/medium.bin", {"Range": "bytes=100-199"})
+            eq((r.status, r.body), (206, BIG[100:200]), "Range")
+            eq(c.request("GET", "/sub").status, 301, "directory redirect")
+            eq(c.request("GET", "/nothing-here").status, 404, "404")
+            eq(c.request("GET", "/sub/..//small.txt").body, SMALL, "path to clean")
+            check(b"requests" in c.request("GET", "/status").body, "status page")
+        with connect(echo) as e:
+            e.sendall(b"ping")
+            eq(e.recv(16), b"ping", "echo")
+        eq(small.workers(), workers, "the worker survived (log: %s)" % small.logs()[-600:])
+    finally:
+        small.stop()
 
 
 setup()
