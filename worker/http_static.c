@@ -481,22 +481,55 @@ static int respond(struct http_conn *c, struct http_txn *t, const struct file_me
     return 0;
 }
 
-/* 301 to the same path with a '/' added, as sent (still encoded), query kept. */
-static int redirect_dir(struct http_conn *c, struct http_txn *t)
+/* Appends p[0..n) to dst (room for cap bytes) with every byte but unreserved
+ * ones, sub-delims, ':', '@' and '/' percent-encoded.  Returns the new length,
+ * or cap + 1 when it does not fit. */
+static size_t pct_encode(char *dst, size_t len, size_t cap, const char *p, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        bool plain = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                     (ch >= '0' && ch <= '9') || strchr("-._~!$&'()*+,;=:@/", ch) != NULL;
+        if (len + 3 > cap)
+            return cap + 1;
+        if (plain && ch != '\0') {
+            dst[len++] = (char)ch;
+        } else {
+            dst[len++] = '%';
+            dst[len++] = hex[ch >> 4];
+            dst[len++] = hex[ch & 15];
+        }
+    }
+    return len;
+}
+
+/*
+ * 301 to the clean path ("/" + rel) with a '/' added, the query kept as sent.  The
+ * Location comes from the decoded and normalised path, re-encoded (as nginx
+ * does), never from the raw one: "//evil.example/..%2fdir" names "/dir"
+ * here, and echoing it back would send a browser to evil.example.  A clean
+ * path never starts with "//".
+ */
+static int redirect_dir(struct http_conn *c, struct http_txn *t, const char *rel, size_t rl)
 {
     const struct sp_http_request *req = t->req;
+    static const char pre[] = "Location: /";
     char loc[1024];
-    size_t pl = req->path_len ? req->path_len : 1;
-    const char *path = req->path_len ? req->path : "/";
-    int n;
+    size_t n = sizeof(pre) - 1;
 
-    if (req->query)
-        n = snprintf(loc, sizeof(loc), "Location: %.*s/?%.*s\r\n", (int)pl, path,
-                     (int)req->query_len, req->query);
-    else
-        n = snprintf(loc, sizeof(loc), "Location: %.*s/\r\n", (int)pl, path);
-    if (n < 0 || (size_t)n >= sizeof(loc))
+    memcpy(loc, pre, n);
+    n = pct_encode(loc, n, sizeof(loc) - 4, rel, rl);
+    if (n <= sizeof(loc) - 4)
+        loc[n++] = '/';
+    if (n <= sizeof(loc) - 4 && req->query) {
+        int q = snprintf(loc + n, sizeof(loc) - n, "?%.*s", (int)req->query_len, req->query);
+        n = q < 0 ? sizeof(loc) : n + (size_t)q;
+    }
+    if (n > sizeof(loc) - 3)
         return http_error(&c->out, t, 404, NULL);
+    memcpy(loc + n, "\r\n", 3);
     return http_error(&c->out, t, 301, loc);
 }
 
@@ -571,7 +604,7 @@ static int serve_rel(struct http_conn *c, struct http_txn *t, const char *rel, s
     }
     if (S_ISDIR(sb.st_mode)) {
         /* "/dir" is redirected to "/dir/"; an index that is a directory is refused. */
-        rc = dir_request ? http_error(&c->out, t, 403, NULL) : redirect_dir(c, t);
+        rc = dir_request ? http_error(&c->out, t, 403, NULL) : redirect_dir(c, t, rel, rl);
         goto out;
     }
     if (f && meta_same(&f->meta, &sb)) {

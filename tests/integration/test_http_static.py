@@ -38,6 +38,7 @@ def setup():
     w("sub/page.html", "page\n")
     w("with space.txt", "spaced\n")
     os.makedirs(os.path.join(ROOT, "noindex"))
+    os.makedirs(os.path.join(ROOT, "sp ce?"))
     BIG = random.Random(7).randbytes(10 * 1024 * 1024)
     w("big.bin", BIG)
     w("medium.bin", BIG[:300000])
@@ -84,6 +85,19 @@ def directory_without_slash_is_redirected():
     eq(r.header("location"), "/sub/?x=1", "query kept")
     r = get("/noindex/")
     eq(r.status, 404, "directory without index: no listing")
+
+
+@tap.case
+def a_redirect_never_leads_to_another_host():
+    """The Location of a directory redirect is built from the clean path: a
+    raw "//host/..%2fdir" echoed back would send a browser to that host."""
+    for path in ("//evil.example/..%2fsub", "//evil.example/../sub", "/\\evil.example/..%2fsub",
+                 "//evil.example/%2e%2e/sub", "/./sub", "/x/..//sub"):
+        r = get(path)
+        eq((r.status, r.header("location")), (301, "/sub/"), "redirect for %s" % path)
+    r = get("//evil.example/..%2fsub?a=b")
+    eq(r.header("location"), "/sub/?a=b", "query kept")
+    eq(get("/sp%20ce%3f").header("location"), "/sp%20ce%3F/", "re-encoded Location")
 
 
 @tap.case
