@@ -325,6 +325,20 @@ static enum conn_end fail_request(struct http_conn *c, struct http_txn *t, unsig
     return END_LINGER;
 }
 
+/* The length of the complete empty lines (CRLF or LF) at the start of p[0..n). */
+static size_t blank_lines(const char *p, size_t n)
+{
+    size_t i = 0;
+    for (;;) {
+        if (i < n && p[i] == '\n')
+            i++;
+        else if (i + 1 < n && p[i] == '\r' && p[i + 1] == '\n')
+            i += 2;
+        else
+            return i;
+    }
+}
+
 /*
  * Answers every complete request in c->in[0..len) and moves a partial one to
  * the front.  *served counts the answers.
@@ -338,6 +352,17 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
     size_t off = 0;
 
     while (off < c->len) {
+        /* RFC 9112 2.2: empty lines before a request line are ignored.  Drop
+         * them here, so that a stray CRLF after a request leaves nothing
+         * pending: the connection goes idle (keepalive_timeout) instead of
+         * waiting for a head (header_timeout, then an unsolicited 408).  A
+         * lone CR waits for its LF. */
+        size_t blank = blank_lines(c->in + off, c->len - off);
+        if (blank > 0) {
+            off += blank;
+            c->head = (struct sp_http_resume){0};
+            continue;
+        }
         /* c->head belongs to the request at off: a partial head left by the
          * previous batch, moved to the front, or a fresh one (reset by the
          * parser once a head is complete). */

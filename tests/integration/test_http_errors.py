@@ -235,6 +235,30 @@ def header_timeout_gets_408_and_close():
 
 
 @tap.case
+def a_stray_crlf_after_a_request_is_ignored():
+    """RFC 9112 2.2: empty lines before a request line are ignored, so a CRLF
+    after a request leaves the connection idle, not inside a head that
+    header_timeout ends with an unsolicited 408."""
+    with Conn(SHORT) as c:
+        for extra in (b"\r\n", b"\n", b"\r\n\r\n"):
+            c.send(build("GET", "/a") + extra)
+            eq(c.response().body, b"AAA", "answer before %r" % extra)
+            c.sock.settimeout(1.0)  # three header_timeouts
+            try:
+                data = c.sock.recv(100)
+            except socket.timeout:
+                data = None
+            eq(data, None, "nothing unsolicited after %r" % extra)
+            c.sock.settimeout(5.0)
+        c.send(b"\r\n\r\n" + build("GET", "/a"))
+        eq(c.response().body, b"AAA", "empty lines before a request line")
+        c.send(b"\r\n")
+        time.sleep(0.1)
+        c.send(build("GET", "/a"))
+        eq(c.response().body, b"AAA", "a CRLF alone, then a request")
+
+
+@tap.case
 def header_timeout_counts_from_the_first_byte_of_the_head():
     # A head trickling in slower than header_timeout in total fails even
     # though each piece arrives quickly.
