@@ -314,11 +314,11 @@ static void txn_init(struct http_txn *t, struct http_conn *c, const struct sp_ht
     t->body_len = 0;
 }
 
-/* Answers an error that ends the connection. */
+/* Answers an error that ends the connection.  A HEAD (when the request line
+ * was read) gets the head of the answer only, as for any other status. */
 static enum conn_end fail_request(struct http_conn *c, struct http_txn *t, unsigned status)
 {
     t->close = true;
-    t->head = false;
     http_error(&c->out, t, status, NULL);
     if (c->hs->log)
         http_log_request(c->hs->log, c, t);

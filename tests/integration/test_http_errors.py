@@ -114,6 +114,31 @@ def head_of_an_error_has_no_body():
 
 
 @tap.case
+def head_refused_with_an_error_that_closes_has_no_body():
+    """A HEAD answered 413 (or 400 for a bad header) ends the connection; the
+    answer must still be headers only, whatever Content-Length says."""
+    for raw, status in ((build("HEAD", "/a", headers={"Content-Length": "5000"}), 413),
+                        (b"HEAD /a HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n", 400)):
+        with Conn(PORT) as c:
+            c.send(raw)
+            r = c.response(head_only=True)
+            eq(r.status, status, "status")
+            eq(r.header("connection"), "close", "close")
+            check(int(r.header("content-length")) > 0, "length of the GET body")
+            c.sock.settimeout(2.0)
+            rest = b""
+            try:
+                while True:
+                    chunk = c.sock.recv(4096)
+                    if not chunk:
+                        break
+                    rest += chunk
+            except (socket.timeout, ConnectionResetError):
+                pass
+            eq(c.buf + rest, b"", "bytes after the head of a %d to HEAD" % status)
+
+
+@tap.case
 def method_not_allowed_names_the_allowed_ones():
     r = expect_error(build("PUT", "/index.html", body=b"x"), 405, closes=False)
     eq(r.header("allow"), "GET, HEAD", "Allow for files")
