@@ -312,6 +312,21 @@ static void txn_init(struct http_txn *t, struct http_conn *c, const struct sp_ht
                worker_draining(c->hs->svc->worker);
     t->status = 0;
     t->body_len = 0;
+    t->body_at = 0;
+    t->line = NULL;
+    t->line_len = 0;
+}
+
+/* The request line at p[0..n) as received, without its end (or as much of
+ * it as arrived, up to a bound: the log cuts it shorter anyway). */
+static void txn_line(struct http_txn *t, const char *p, size_t n)
+{
+    const char *lf = memchr(p, '\n', n < 8192 ? n : 8192);
+    size_t len = lf ? (size_t)(lf - p) : (n < 8192 ? n : 8192);
+    if (len > 0 && p[len - 1] == '\r')
+        len--;
+    t->line = p;
+    t->line_len = len;
 }
 
 /* Answers an error that ends the connection.  A HEAD (when the request line
@@ -320,8 +335,7 @@ static enum conn_end fail_request(struct http_conn *c, struct http_txn *t, unsig
 {
     t->close = true;
     http_error(&c->out, t, status, NULL);
-    if (c->hs->log)
-        http_log_request(c->hs->log, c, t);
+    http_log_add(c, t);
     return END_LINGER;
 }
 
@@ -371,6 +385,7 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
         if (r == SP_HTTP_INCOMPLETE)
             break;
         txn_init(&t, c, &req);
+        txn_line(&t, c->in + off, r > 0 ? (size_t)r : c->len - off);
         (*served)++;
         if (r == SP_HTTP_INVALID)
             return fail_request(c, &t, (unsigned)sp_http_error_status(req.error));
@@ -386,7 +401,9 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
                 /* The rest of the body is read into the space after the head
                  * (the body bytes already here are dropped first).  Make room
                  * by moving this request to the front, or by growing the
-                 * buffer, and parse it again where it now lies. */
+                 * buffer, and parse it again where it now lies.  Log what
+                 * was answered first: its slices point where this moves. */
+                http_log_commit(c);
                 if (off > 0) {
                     memmove(c->in, c->in + off, c->len - off);
                     c->len -= off;
@@ -405,8 +422,7 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
         }
 
         int rc = dispatch(c, &t);
-        if (hs->log && t.status)
-            http_log_request(hs->log, c, &t);
+        http_log_add(c, &t);
         if (rc != 0)
             return END_DROP;
         if (t.close) {
@@ -417,6 +433,7 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
         off = body_at;
     }
     if (off > 0) {
+        http_log_commit(c);
         memmove(c->in, c->in + off, c->len - off);
         c->len -= off;
     }
@@ -494,7 +511,9 @@ static void conn_run(struct http_conn *c, bool fresh)
                 struct http_txn t;
                 http_date_now(c->date);
                 txn_init(&t, c, &none);
+                txn_line(&t, c->in, c->len);
                 end = fail_request(c, &t, 408);
+                http_log_commit(c);
                 http_out_flush(&c->out);
                 atomic_fetch_add(&wc->requests, 1);
                 break;
@@ -509,6 +528,7 @@ static void conn_run(struct http_conn *c, bool fresh)
         c->len += (size_t)n;
         http_date_now(c->date);
         end = process(c, &served, &bytes_in);
+        http_log_commit(c);
         if (http_out_flush(&c->out) != 0)
             end = END_DROP;
         atomic_fetch_add(&wc->bytes_in, bytes_in);

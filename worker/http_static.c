@@ -474,10 +474,13 @@ static int respond(struct http_conn *c, struct http_txn *t, const struct file_me
     if ((rc = http_out_flush(o)) != 0)
         return rc;
     off_t off = (off_t)start;
+    o->queued += count;
     ssize_t n = sp_sendfile(c->fd, fd, &off, (size_t)count, o->send_timeout_ms);
+    /* The offset has advanced by what the socket took, even on failure. */
+    o->sent += (uint64_t)(off - (off_t)start);
+    o->written += (uint64_t)(off - (off_t)start);
     if (n < 0)
         return o->error = (int)n;
-    o->sent += (uint64_t)n;
     return 0;
 }
 
