@@ -316,5 +316,49 @@ listen = 127.0.0.1:%d
         small.stop()
 
 
+@tap.case
+def a_root_behind_a_symlink_follows_a_deploy_at_once():
+    """The usual deploy: root = .../current, a symlink to the release,
+    switched with a rename (mv -T).  The next request is served from the new
+    release, cached small files included, and deleting the old one changes
+    nothing (nginx resolves root on every request too)."""
+    import shutil
+    base = os.path.join(S.dir, "deploy")
+    for rel, text in (("release1", b"one"), ("release2", b"two")):
+        write_file(os.path.join(base, rel, "page.html"), text * 10)
+        write_file(os.path.join(base, rel, "index.html"), b"index " + text)
+        write_file(os.path.join(base, rel, "big.bin"), text * 100000)
+        os.makedirs(os.path.join(base, rel, "dir"))
+    current = os.path.join(base, "current")
+    os.symlink("release1", current)
+    port = free_port()
+    dep = Spindle("""
+[http deploy]
+listen = 127.0.0.1:%d
+root = %s
+""" % (port, current))
+    try:
+        dep.start(ports=[port])
+        with Conn(port) as c:
+            for rel, text in (("release1", b"one"), ("release2", b"two")):
+                if rel == "release2":
+                    os.symlink("release2", current + ".new")
+                    os.rename(current + ".new", current)
+                eq(c.request("GET", "/page.html").body, text * 10, "small file of %s" % rel)
+                eq(c.request("GET", "/big.bin").body, text * 100000, "large file of %s" % rel)
+                eq(c.request("GET", "/").body, b"index " + text, "index of %s" % rel)
+                eq(c.request("GET", "/dir").status, 301, "redirect in %s" % rel)
+            shutil.rmtree(os.path.join(base, "release1"))
+            time.sleep(1.1)  # past the cache's once-a-second check
+            eq(c.request("GET", "/page.html").body, b"two" * 10, "after the old release is gone")
+            eq(c.request("GET", "/big.bin").body, b"two" * 100000, "large file then")
+            os.unlink(current)
+            eq(c.request("GET", "/page.html").status, 404, "root gone: 404")
+            os.symlink("release2", current)
+            eq(c.request("GET", "/page.html").body, b"two" * 10, "root back")
+    finally:
+        dep.stop()
+
+
 setup()
 tap.run()
