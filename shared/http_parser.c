@@ -487,16 +487,20 @@ static const struct sp_http_limits default_limits = {
     .max_target = SP_HTTP_MAX_TARGET_DEFAULT,
 };
 
+/* The full parse; *sc tells where it stopped. */
 static ssize_t parse_head(struct scan *sc, const char *buf, size_t len,
                           const struct sp_http_limits *lim, struct sp_http_request *req,
                           struct sp_http_header *headers, size_t max_headers)
 {
-    struct scan s = {.p = buf, .len = len, .max_head = lim->max_head, .req = req, .blank = true};
     ssize_t rc;
 
     *req = (struct sp_http_request){.headers = headers};
-    s.end = buf + (len < lim->max_head ? len : lim->max_head);
-    *sc = s;
+    *sc = (struct scan){.p = buf,
+                        .end = buf + (len < lim->max_head ? len : lim->max_head),
+                        .len = len,
+                        .max_head = lim->max_head,
+                        .req = req,
+                        .blank = true};
 
     if ((rc = parse_request_line(sc, lim)) != 0)
         return rc;
