@@ -2,9 +2,12 @@
  * HTTP/1.1 request head parser and chunked body decoder.
  *
  * The head parser is a single forward scan with one table lookup per byte, in
- * the manner of picohttpparser.  It restarts from the first byte on each call
- * and keeps no state between calls, which keeps it simple and fuzzable; heads
- * are small and usually arrive in one read.
+ * the manner of picohttpparser.  A full parse starts from the first byte and
+ * keeps no state, which keeps it simple and fuzzable.  A head that arrives in
+ * pieces is not parsed again after every piece (with a 1 MB limit that would
+ * cost gigabytes of scanning per trickled head): the resuming entry point
+ * looks at each new byte once, for the end of the head, and parses in full
+ * once (like picohttpparser's last_len, but with the line state kept).
  *
  * Every error is raised by a byte that no continuation can make valid, or by a
  * complete line.  So a prefix of a valid head is always SP_HTTP_INCOMPLETE, and
@@ -49,6 +52,7 @@ struct scan {
     const char *p, *end;
     size_t len, max_head;
     struct sp_http_request *req;
+    bool blank; /* still in the empty lines before the request line */
 };
 
 static ssize_t fail(struct sp_http_request *req, enum sp_http_error e)
@@ -231,6 +235,7 @@ static ssize_t parse_request_line(struct scan *s, const struct sp_http_limits *l
             return n == 0 ? need_more(s) : fail(req, SP_HTTP_ELINE);
         p += n;
     }
+    s->blank = false;
 
     for (m = p; p < end && IS(*p, C_TOKEN); p++)
         ;
@@ -477,28 +482,29 @@ static ssize_t parse_headers(struct scan *s, struct sp_http_header *headers, siz
     return 0;
 }
 
-ssize_t sp_http_parse_request(const char *buf, size_t len, const struct sp_http_limits *limits,
-                              struct sp_http_request *req, struct sp_http_header *headers,
-                              size_t max_headers)
+static const struct sp_http_limits default_limits = {
+    .max_head = SP_HTTP_MAX_HEAD_DEFAULT,
+    .max_target = SP_HTTP_MAX_TARGET_DEFAULT,
+};
+
+/* The full parse; *sc tells where it stopped. */
+static ssize_t parse_head(struct scan *sc, const char *buf, size_t len,
+                          const struct sp_http_limits *lim, struct sp_http_request *req,
+                          struct sp_http_header *headers, size_t max_headers)
 {
-    static const struct sp_http_limits defaults = {
-        .max_head = SP_HTTP_MAX_HEAD_DEFAULT,
-        .max_target = SP_HTTP_MAX_TARGET_DEFAULT,
-    };
-    const struct sp_http_limits *lim = limits != NULL ? limits : &defaults;
-    struct scan s;
     ssize_t rc;
 
     *req = (struct sp_http_request){.headers = headers};
-    s.req = req;
-    s.len = len;
-    s.max_head = lim->max_head;
-    s.p = buf;
-    s.end = buf + (len < lim->max_head ? len : lim->max_head);
+    *sc = (struct scan){.p = buf,
+                        .end = buf + (len < lim->max_head ? len : lim->max_head),
+                        .len = len,
+                        .max_head = lim->max_head,
+                        .req = req,
+                        .blank = true};
 
-    if ((rc = parse_request_line(&s, lim)) != 0)
+    if ((rc = parse_request_line(sc, lim)) != 0)
         return rc;
-    if ((rc = parse_headers(&s, headers, max_headers)) != 0)
+    if ((rc = parse_headers(sc, headers, max_headers)) != 0)
         return rc;
 
     if (req->minor_version == 1 && !(req->flags & SP_HTTP_F_HOST))
@@ -509,8 +515,133 @@ ssize_t sp_http_parse_request(const char *buf, size_t len, const struct sp_http_
         req->host = req->authority;
         req->host_len = req->authority_len;
     }
-    req->head_len = (size_t)(s.p - buf);
+    req->head_len = (size_t)(sc->p - buf);
     return (ssize_t)req->head_len;
+}
+
+ssize_t sp_http_parse_request(const char *buf, size_t len, const struct sp_http_limits *limits,
+                              struct sp_http_request *req, struct sp_http_header *headers,
+                              size_t max_headers)
+{
+    struct scan s;
+
+    return parse_head(&s, buf, len, limits != NULL ? limits : &default_limits, req, headers,
+                      max_headers);
+}
+
+/*
+ * The line scan of a resumed parse: where it stands before the next byte.  It
+ * only finds where the head ends (an empty line after a non-empty one) and the
+ * bytes that make any head invalid; the full parse does the rest, once.
+ */
+enum {
+    L_BLANK = 0, /* at the start of a line, no request line yet */
+    L_BLANK_CR,  /* after a CR there */
+    L_LINE,      /* inside a line */
+    L_LINE_CR,   /* after a CR inside a line */
+    L_LF,        /* at the start of a line after a non-empty one */
+    L_LF_CR,     /* after a CR there */
+};
+
+/* The line scan's state at the end of buf[0..len), len > 0, where a full
+ * parse returned SP_HTTP_INCOMPLETE (no end of head, no bad byte).  Only the
+ * last two bytes matter, and whether a request line has begun. */
+static unsigned scan_state_at(const char *buf, size_t len, bool blank)
+{
+    char last = buf[len - 1];
+
+    if (blank)
+        return last == '\r' ? L_BLANK_CR : L_BLANK;
+    if (last == '\n')
+        return L_LF;
+    if (last == '\r')
+        return len >= 2 && buf[len - 2] == '\n' ? L_LF_CR : L_LINE_CR;
+    return L_LINE;
+}
+
+/* Runs the line scan over buf[from..end).  Returns true when a full parse is
+ * due: the head has ended, or a byte that no head may hold came; false with
+ * *state updated when neither happened. */
+static bool scan_lines(const char *p, const char *end, unsigned *state)
+{
+    unsigned st = *state;
+
+    for (; p < end; p++) {
+        unsigned char c = (unsigned char)*p;
+
+        switch (st) {
+        case L_BLANK:
+            if (c == '\r')
+                st = L_BLANK_CR;
+            else if (c != '\n')
+                st = L_LINE;
+            break;
+        case L_LF:
+            if (c == '\n')
+                return true;
+            if (c == '\r') {
+                st = L_LF_CR;
+                break;
+            }
+            if (is_ows((char)c)) /* obs-fold */
+                return true;
+            st = L_LINE;
+            break;
+        case L_LINE:
+            if (c == '\n')
+                st = L_LF;
+            else if (c == '\r')
+                st = L_LINE_CR;
+            break;
+        case L_BLANK_CR:
+        case L_LINE_CR:
+        case L_LF_CR:
+            /* A bare CR is invalid; CR LF at the start of a line after the
+             * request line ends the head. */
+            if (c != '\n' || st == L_LF_CR)
+                return true;
+            st = st == L_BLANK_CR ? L_BLANK : L_LF;
+            continue;
+        }
+        /* No head holds a control byte but HTAB, CR and LF, or DEL. */
+        if (cls[c] == 0 && c != '\r' && c != '\n')
+            return true;
+    }
+    *state = st;
+    return false;
+}
+
+ssize_t sp_http_parse_request_resume(struct sp_http_resume *rs, const char *buf, size_t len,
+                                     const struct sp_http_limits *limits,
+                                     struct sp_http_request *req, struct sp_http_header *headers,
+                                     size_t max_headers)
+{
+    const struct sp_http_limits *lim = limits != NULL ? limits : &default_limits;
+    size_t end = len < lim->max_head ? len : lim->max_head;
+    struct scan s;
+    ssize_t rc;
+
+    if (rs->scanned > 0 && len < lim->max_head) {
+        /* Bytes before rs->scanned were scanned already; the scan state
+         * carries what they told. */
+        if (end <= rs->scanned)
+            return SP_HTTP_INCOMPLETE;
+        rs->examined += end - rs->scanned;
+        if (!scan_lines(buf + rs->scanned, buf + end, &rs->state)) {
+            rs->scanned = end;
+            return SP_HTTP_INCOMPLETE;
+        }
+    }
+    rc = parse_head(&s, buf, len, lim, req, headers, max_headers);
+    rs->examined += rc > 0 ? (size_t)rc : end;
+    if (rc == SP_HTTP_INCOMPLETE && len > 0) {
+        rs->scanned = len;
+        rs->state = scan_state_at(buf, len, s.blank);
+    } else {
+        rs->scanned = 0;
+        rs->state = L_BLANK;
+    }
+    return rc;
 }
 
 int sp_http_error_status(enum sp_http_error err)

@@ -313,17 +313,45 @@ static void txn_init(struct http_txn *t, struct http_conn *c, const struct sp_ht
                worker_draining(c->hs->svc->worker);
     t->status = 0;
     t->body_len = 0;
+    t->body_at = 0;
+    t->line = NULL;
+    t->line_len = 0;
 }
 
-/* Answers an error that ends the connection. */
+/* The request line at p[0..n) as received, without its end (or as much of
+ * it as arrived, up to a bound: the log cuts it shorter anyway). */
+static void txn_line(struct http_txn *t, const char *p, size_t n)
+{
+    const char *lf = memchr(p, '\n', n < 8192 ? n : 8192);
+    size_t len = lf ? (size_t)(lf - p) : (n < 8192 ? n : 8192);
+    if (len > 0 && p[len - 1] == '\r')
+        len--;
+    t->line = p;
+    t->line_len = len;
+}
+
+/* Answers an error that ends the connection.  A HEAD (when the request line
+ * was read) gets the head of the answer only, as for any other status. */
 static enum conn_end fail_request(struct http_conn *c, struct http_txn *t, unsigned status)
 {
     t->close = true;
-    t->head = false;
     http_error(&c->out, t, status, NULL);
-    if (c->hs->log)
-        http_log_request(c->hs->log, c, t);
+    http_log_add(c, t);
     return END_LINGER;
+}
+
+/* The length of the complete empty lines (CRLF or LF) at the start of p[0..n). */
+static size_t blank_lines(const char *p, size_t n)
+{
+    size_t i = 0;
+    for (;;) {
+        if (i < n && p[i] == '\n')
+            i++;
+        else if (i + 1 < n && p[i] == '\r' && p[i + 1] == '\n')
+            i += 2;
+        else
+            return i;
+    }
 }
 
 /*
@@ -339,11 +367,26 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
     size_t off = 0;
 
     while (off < c->len) {
-        ssize_t r = sp_http_parse_request(c->in + off, c->len - off, &hs->limits, &req, hdrs,
-                                          HTTP_MAX_HDRS);
+        /* RFC 9112 2.2: empty lines before a request line are ignored.  Drop
+         * them here, so that a stray CRLF after a request leaves nothing
+         * pending: the connection goes idle (keepalive_timeout) instead of
+         * waiting for a head (header_timeout, then an unsolicited 408).  A
+         * lone CR waits for its LF. */
+        size_t blank = blank_lines(c->in + off, c->len - off);
+        if (blank > 0) {
+            off += blank;
+            c->head = (struct sp_http_resume){0};
+            continue;
+        }
+        /* c->head belongs to the request at off: a partial head left by the
+         * previous batch, moved to the front, or a fresh one (reset by the
+         * parser once a head is complete). */
+        ssize_t r = sp_http_parse_request_resume(&c->head, c->in + off, c->len - off, &hs->limits,
+                                                 &req, hdrs, HTTP_MAX_HDRS);
         if (r == SP_HTTP_INCOMPLETE)
             break;
         txn_init(&t, c, &req);
+        txn_line(&t, c->in + off, r > 0 ? (size_t)r : c->len - off);
         (*served)++;
         if (r == SP_HTTP_INVALID)
             return fail_request(c, &t, (unsigned)sp_http_error_status(req.error));
@@ -359,7 +402,9 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
                 /* The rest of the body is read into the space after the head
                  * (the body bytes already here are dropped first).  Make room
                  * by moving this request to the front, or by growing the
-                 * buffer, and parse it again where it now lies. */
+                 * buffer, and parse it again where it now lies.  Log what
+                 * was answered first: its slices point where this moves. */
+                http_log_commit(c);
                 if (off > 0) {
                     memmove(c->in, c->in + off, c->len - off);
                     c->len -= off;
@@ -378,8 +423,7 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
         }
 
         int rc = dispatch(c, &t);
-        if (hs->log && t.status)
-            http_log_request(hs->log, c, &t);
+        http_log_add(c, &t);
         if (rc != 0)
             return END_DROP;
         if (t.close) {
@@ -390,6 +434,7 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
         off = body_at;
     }
     if (off > 0) {
+        http_log_commit(c);
         memmove(c->in, c->in + off, c->len - off);
         c->len -= off;
     }
@@ -467,7 +512,9 @@ static void conn_run(struct http_conn *c, bool fresh)
                 struct http_txn t;
                 http_date_now(c->date);
                 txn_init(&t, c, &none);
+                txn_line(&t, c->in, c->len);
                 end = fail_request(c, &t, 408);
+                http_log_commit(c);
                 http_out_flush(&c->out);
                 atomic_fetch_add(&wc->requests, 1);
                 break;
@@ -482,6 +529,7 @@ static void conn_run(struct http_conn *c, bool fresh)
         c->len += (size_t)n;
         http_date_now(c->date);
         end = process(c, &served, &bytes_in);
+        http_log_commit(c);
         if (http_out_flush(&c->out) != 0)
             end = END_DROP;
         atomic_fetch_add(&wc->bytes_in, bytes_in);
@@ -537,15 +585,17 @@ static void conn_frame_run(struct conn_frame *f, struct http_svc *hs, int fd, bo
     conn_run(&f->c, fresh);
 }
 
-/* Runs a connection's active stretch with its buffers on this fiber's stack,
- * or on the heap when the configured stack is too small for them. */
-static void conn_start(struct http_svc *hs, int fd, bool fresh)
+/* The frame of a deep enough stack.  Apart from conn_start() so that the
+ * heap path does not reserve it too: a frame larger than a small stack
+ * would jump over its guard page. */
+static __attribute__((noinline)) void conn_start_on_stack(struct http_svc *hs, int fd, bool fresh)
 {
-    if (hs->bufs_on_stack) {
-        struct conn_frame f;
-        conn_frame_run(&f, hs, fd, fresh);
-        return;
-    }
+    struct conn_frame f;
+    conn_frame_run(&f, hs, fd, fresh);
+}
+
+static __attribute__((noinline)) void conn_start_on_heap(struct http_svc *hs, int fd, bool fresh)
+{
     struct conn_frame *f = malloc(sizeof(*f));
     if (!f) {
         sp_log_error("http: no memory for connection buffers; closing fd %d", fd);
@@ -554,6 +604,16 @@ static void conn_start(struct http_svc *hs, int fd, bool fresh)
     }
     conn_frame_run(f, hs, fd, fresh);
     free(f);
+}
+
+/* Runs a connection's active stretch with its buffers on this fiber's stack,
+ * or on the heap when the configured stack is too small for them. */
+static void conn_start(struct http_svc *hs, int fd, bool fresh)
+{
+    if (hs->bufs_on_stack)
+        conn_start_on_stack(hs, fd, fresh);
+    else
+        conn_start_on_heap(hs, fd, fresh);
 }
 
 /* The watch of an idle connection ended. */

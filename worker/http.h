@@ -87,6 +87,8 @@ struct http_out {
     int nrefs;
     int64_t send_timeout_ms; /* a write the peer takes nothing of this long fails */
     uint64_t sent;           /* bytes written so far, for the counters */
+    uint64_t queued;         /* bytes handed to the output since the connection began */
+    uint64_t written;        /* of those, bytes the socket took (a prefix of the stream) */
     int error;               /* first write error (-errno); once set, nothing more is sent */
 };
 
@@ -98,18 +100,35 @@ struct http_txn {
     bool close;       /* the connection ends after this response */
     unsigned status;  /* what was answered, for the access log */
     uint64_t body_len;
+    uint64_t body_at; /* out.queued where the body begins */
+    const char *line; /* the request line as received, without its end, or NULL */
+    size_t line_len;
 };
+
+/* An answered request waiting for its bytes to be written before it is
+ * logged.  The slices point into the connection's input. */
+struct http_log_entry {
+    const char *line, *referer, *agent;
+    size_t line_len, referer_len, agent_len;
+    unsigned status;
+    uint64_t body_at, body_len;
+};
+
+#define HTTP_LOG_QUEUE 8 /* requests of one batch logged together */
 
 /* The active part of a connection, on its fiber's stack. */
 struct http_conn {
     struct http_svc *hs;
     int fd;
     char *in;
-    size_t cap, len; /* in[0..len) holds unparsed input */
-    char *heap_in;   /* in when it had to grow past the stack buffer */
+    size_t cap, len;            /* in[0..len) holds unparsed input */
+    char *heap_in;              /* in when it had to grow past the stack buffer */
+    struct sp_http_resume head; /* how far the partial head at in[0] was parsed */
     struct http_out out;
     char date[HTTP_DATE_LEN];
     char peer[64]; /* "addr" for the access log, filled on first use */
+    struct http_log_entry logq[HTTP_LOG_QUEUE];
+    unsigned nlogq;
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -147,6 +166,7 @@ char *http_out_space(struct http_out *o, size_t n);
 static inline void http_out_commit(struct http_out *o, size_t n)
 {
     o->len += n;
+    o->queued += n;
 }
 
 /* Appends a copy of p[0..n).  Returns 0 or o->error. */
@@ -226,8 +246,15 @@ int http_status_page(struct http_conn *c, struct http_txn *t);
  * Returns NULL with a message in err. */
 struct http_log *http_log_open(const char *path, int fd, bool mt, char *err, size_t errlen);
 
-/* Appends one line for the answered request t from c's peer. */
-void http_log_request(struct http_log *log, struct http_conn *c, const struct http_txn *t);
+/* Queues the access log line of the answered request t (nothing when the
+ * service has no log or t was not answered).  Its slices must stay valid
+ * until http_log_commit(); a full queue is committed first. */
+void http_log_add(struct http_conn *c, const struct http_txn *t);
+
+/* Writes out what c->out holds, then logs the queued requests with the body
+ * bytes the socket actually took (a response cut by send_timeout or a reset
+ * counts what went out, as nginx's $body_bytes_sent). */
+void http_log_commit(struct http_conn *c);
 
 /* Writes what is buffered. */
 void http_log_flush(struct http_log *log);

@@ -3,7 +3,10 @@
  *
  *   127.0.0.1 - - [23/Nov/2026:03:45:38 +0000] "GET /a HTTP/1.1" 200 13 "-" "curl/8.5.0"
  *
- * (the byte count is the body's).  Lines collect in a per-worker buffer that
+ * (the request line as received; the byte count is that of the body bytes
+ * the client was sent, less than the body's length when a write failed).
+ * Lines of a batch of pipelined requests are queued until their bytes are
+ * written (http_log_commit), then collect in a per-worker buffer that
  * is written with one write(2) when it is full, every second (a fiber of the
  * service), on reopen and at exit.  The file is opened O_APPEND and only whole
  * lines are written, so the workers' lines never interleave.  The master
@@ -158,24 +161,23 @@ static const struct sp_http_header *find_header(const struct sp_http_request *re
     return NULL;
 }
 
-static size_t quoted_header(char *d, const struct sp_http_request *req, const char *name,
-                            size_t max)
+static size_t quoted(char *d, const char *v, size_t vl, size_t max)
 {
-    const struct sp_http_header *h = find_header(req, name, strlen(name));
     size_t n = 0;
     d[n++] = ' ';
     d[n++] = '"';
-    if (h && h->value_len)
-        n += escape(d + n, h->value, h->value_len, max);
+    if (vl)
+        n += escape(d + n, v, vl, max);
     else
         d[n++] = '-';
     d[n++] = '"';
     return n;
 }
 
-void http_log_request(struct http_log *log, struct http_conn *c, const struct http_txn *t)
+/* Appends one line for e, whose body_sent bytes went out. */
+static void log_line(struct http_log *log, struct http_conn *c, const struct http_log_entry *e,
+                     uint64_t body_sent)
 {
-    const struct sp_http_request *req = t->req;
     char line[LOG_LINE_MAX];
     size_t n;
 
@@ -187,22 +189,12 @@ void http_log_request(struct http_log *log, struct http_conn *c, const struct ht
     n += 5;
     size_t time_at = n;
     n += 28; /* "[dd/Mon/yyyy:hh:mm:ss +0000]" filled in under the lock */
-    line[n++] = ' ';
-    line[n++] = '"';
-    if (req->method_str && req->method_len) {
-        n += escape(line + n, req->method_str, req->method_len, 32);
-        if (req->target) {
-            line[n++] = ' ';
-            n += escape(line + n, req->target, req->target_len, LOG_FIELD_MAX * 2);
-        }
-        n += (size_t)snprintf(line + n, 16, " HTTP/1.%d", req->minor_version);
-    } else {
-        line[n++] = '-';
-    }
-    line[n++] = '"';
-    n += (size_t)snprintf(line + n, 48, " %u %llu", t->status, (unsigned long long)t->body_len);
-    n += quoted_header(line + n, req, "Referer", LOG_FIELD_MAX / 2);
-    n += quoted_header(line + n, req, "User-Agent", LOG_FIELD_MAX / 2);
+    /* The request line as received, like nginx's $request: a 414 keeps its
+     * (cut) target, an "HTTP/2.0" line its version. */
+    n += quoted(line + n, e->line, e->line_len, LOG_FIELD_MAX * 2 + 64);
+    n += (size_t)snprintf(line + n, 48, " %u %llu", e->status, (unsigned long long)body_sent);
+    n += quoted(line + n, e->referer, e->referer_len, LOG_FIELD_MAX / 2);
+    n += quoted(line + n, e->agent, e->agent_len, LOG_FIELD_MAX / 2);
     line[n++] = '\n';
 
     http_lock(&log->lock, log->mt);
@@ -219,4 +211,44 @@ void http_log_request(struct http_log *log, struct http_conn *c, const struct ht
     memcpy(log->buf + log->len, line, n);
     log->len += n;
     http_unlock(&log->lock, log->mt);
+}
+
+void http_log_add(struct http_conn *c, const struct http_txn *t)
+{
+    const struct sp_http_request *req = t->req;
+    const struct sp_http_header *h;
+
+    if (!c->hs->log || !t->status)
+        return;
+    if (c->nlogq == HTTP_LOG_QUEUE)
+        http_log_commit(c);
+    struct http_log_entry *e = &c->logq[c->nlogq++];
+    *e = (struct http_log_entry){.line = t->line,
+                                 .line_len = t->line_len,
+                                 .status = t->status,
+                                 .body_at = t->body_at,
+                                 .body_len = t->body_len};
+    if ((h = find_header(req, "Referer", 7)) != NULL) {
+        e->referer = h->value;
+        e->referer_len = h->value_len;
+    }
+    if ((h = find_header(req, "User-Agent", 10)) != NULL) {
+        e->agent = h->value;
+        e->agent_len = h->value_len;
+    }
+}
+
+void http_log_commit(struct http_conn *c)
+{
+    struct http_out *o = &c->out;
+
+    if (c->nlogq == 0)
+        return;
+    http_out_flush(o);
+    for (unsigned i = 0; i < c->nlogq; i++) {
+        const struct http_log_entry *e = &c->logq[i];
+        uint64_t sent = o->written > e->body_at ? o->written - e->body_at : 0;
+        log_line(c->hs->log, c, e, sent < e->body_len ? sent : e->body_len);
+    }
+    c->nlogq = 0;
 }

@@ -29,6 +29,8 @@ void http_out_init(struct http_out *o, int fd, char *buf, size_t cap, int64_t se
     o->niov = 0;
     o->nrefs = 0;
     o->sent = 0;
+    o->queued = 0;
+    o->written = 0;
     o->error = 0;
 }
 
@@ -54,11 +56,19 @@ int http_out_flush(struct http_out *o)
 {
     seal_text(o);
     if (o->niov > 0 && o->error == 0) {
+        size_t total = 0, left = 0;
+        for (int i = 0; i < o->niov; i++)
+            total += o->iov[i].iov_len;
         ssize_t n = sp_writev(o->fd, o->iov, o->niov, o->send_timeout_ms);
-        if (n < 0)
+        if (n < 0) {
+            /* sp_writev consumed iov[] as far as the socket took it. */
+            for (int i = 0; i < o->niov; i++)
+                left += o->iov[i].iov_len;
             o->error = (int)n;
-        else
-            o->sent += (uint64_t)n;
+            n = (ssize_t)(total - left);
+        }
+        o->sent += (uint64_t)n;
+        o->written += (uint64_t)n;
     }
     release_refs(o);
     o->niov = 0;
@@ -89,10 +99,12 @@ int http_out_text(struct http_out *o, const void *p, size_t n)
     if (n > o->cap) {
         if (http_out_flush(o) != 0)
             return o->error;
+        o->queued += n;
         ssize_t w = sp_write(o->fd, p, n, o->send_timeout_ms);
         if (w < 0)
             return o->error = (int)w;
         o->sent += (uint64_t)w;
+        o->written += (uint64_t)w;
         return 0;
     }
     char *d = http_out_space(o, n);
@@ -119,6 +131,7 @@ int http_out_ref(struct http_out *o, const void *p, size_t n, struct http_file *
     o->iov[o->niov].iov_base = (void *)p;
     o->iov[o->niov].iov_len = n;
     o->niov++;
+    o->queued += n;
     if (ref)
         o->refs[o->nrefs++] = ref;
     return 0;
@@ -401,6 +414,7 @@ int http_head(struct http_out *o, struct http_txn *t, unsigned status, const cha
     http_out_commit(o, n);
     t->status = status;
     t->body_len = status_has_body(status) && !t->head ? content_length : 0;
+    t->body_at = o->queued;
     return 0;
 }
 
@@ -473,6 +487,7 @@ int http_prebuilt_send(struct http_out *o, struct http_txn *t, const struct http
     http_out_commit(o, n);
     t->status = pb->status;
     t->body_len = body;
+    t->body_at = o->queued - copy;
     if (body > copy)
         return http_out_ref(o, pb->body, body, NULL);
     return 0;

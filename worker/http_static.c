@@ -4,9 +4,16 @@
  * Lookup never leaves root: the request path arrives decoded and normalised
  * (no "..", no NUL), and the file is opened relative to a descriptor of root
  * with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS), so that no symlink
- * can lead out either.  Where openat2 is missing (Linux < 5.6) the opened
- * file's real path is checked against root's instead.  Anything refused is a
- * 404, indistinguishable from a missing file.  "/dir" is redirected (301) to
+ * can lead out either.
+ *
+ * root is looked up again on every request (one stat of its path): when it
+ * names another directory than before, as after the usual deploy that
+ * switches a "current" symlink, the new one is opened and the cache emptied,
+ * so that the very next request is served from the new tree (as nginx does,
+ * which opens every file by its full path).  Requests under way keep the
+ * directory they started with (reference counted).  Where openat2 is missing (Linux < 5.6) the
+ * opened file's real path is checked against root's instead.  Anything refused is a 404,
+ * indistinguishable from a missing file.  "/dir" is redirected (301) to
  * "/dir/", which serves the index file; a directory without one is a 404
  * (there are no listings).
  *
@@ -50,6 +57,7 @@
 #define CACHE_TOTAL_MAX (16 * 1024 * 1024)
 #define CACHE_BUCKETS   1024 /* a power of two */
 #define META_HDRS_MAX   160
+#define REL_STACK       512 /* longer paths relative to root are copied to the heap */
 
 #define OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
 
@@ -69,6 +77,7 @@ struct file_meta {
 
 struct http_file {
     struct http_file *hnext;       /* hash chain */
+    unsigned gen;                  /* of the root it was read under */
     struct http_file *prev, *next; /* LRU list, most recent first */
     atomic_uint refs;              /* one for the cache while listed, one per user */
     bool listed;
@@ -80,14 +89,23 @@ struct http_file {
     char path[]; /* relative to root, NUL-terminated */
 };
 
+/* The directory root named when it was last looked up. */
+struct http_root {
+    atomic_uint refs; /* one for the service while current, one per request */
+    unsigned gen;     /* counts the directories root has named */
+    int fd;
+    dev_t dev;
+    ino_t ino;
+    char *real; /* its real path, for the check without openat2 */
+    size_t real_len;
+};
+
 struct http_static {
     const struct sp_http_conf *conf;
     const char *index; /* the index file name, borrowed */
     size_t index_len;
-    int rootfd;
+    struct http_root *root; /* current; replaced under lock */
     atomic_bool openat2_ok;
-    char *root_real; /* realpath of root, for the check without openat2 */
-    size_t root_real_len;
     bool mt;
     pthread_mutex_t lock; /* guards the cache in multi-thread mode */
     struct http_file *buckets[CACHE_BUCKETS];
@@ -147,12 +165,14 @@ static void cache_remove_locked(struct http_static *st, struct http_file *f)
 /* Returns the entry for path with a reference taken and its last check time,
  * or NULL. */
 static struct http_file *cache_get(struct http_static *st, const char *path, size_t len,
-                                   size_t hash, time_t *checked)
+                                   size_t hash, unsigned gen, time_t *checked)
 {
     http_lock(&st->lock, st->mt);
     struct http_file *f = st->buckets[hash & (CACHE_BUCKETS - 1)];
     while (f && !(f->hash == hash && f->path_len == len && memcmp(f->path, path, len) == 0))
         f = f->hnext;
+    if (f && f->gen != gen)
+        f = NULL; /* read under another root (a request that began before a switch) */
     if (f) {
         atomic_fetch_add(&f->refs, 1);
         *checked = f->checked;
@@ -173,10 +193,15 @@ static void cache_touch(struct http_static *st, struct http_file *f, time_t now)
 }
 
 /* Lists f (the caller keeps its own reference), replacing an entry for the
- * same path and evicting the least recently used ones to make room. */
+ * same path and evicting the least recently used ones to make room.  An
+ * entry read under a root that is no longer current is not listed. */
 static void cache_insert(struct http_static *st, struct http_file *f)
 {
     http_lock(&st->lock, st->mt);
+    if (!st->root || st->root->gen != f->gen) {
+        http_unlock(&st->lock, st->mt);
+        return;
+    }
     struct http_file *old = st->buckets[f->hash & (CACHE_BUCKETS - 1)];
     while (old && !(old->hash == f->hash && old->path_len == f->path_len &&
                     memcmp(old->path, f->path, f->path_len) == 0))
@@ -201,27 +226,121 @@ static void cache_drop(struct http_static *st, struct http_file *f)
     http_unlock(&st->lock, st->mt);
 }
 
+/* ---- root ---------------------------------------------------------------------- */
+
+static void root_release(struct http_root *r)
+{
+    if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+        close(r->fd);
+        free(r->real);
+        free(r);
+    }
+}
+
+/* Opens the directory path names now.  Returns it (one reference) or NULL
+ * with errno set. */
+static struct http_root *root_open(const char *path)
+{
+    struct http_root *r = calloc(1, sizeof(*r));
+    char link[64], real[PATH_MAX];
+    struct stat sb;
+    ssize_t n;
+
+    if (!r)
+        return NULL;
+    r->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (r->fd < 0 || fstat(r->fd, &sb) != 0)
+        goto fail;
+    r->dev = sb.st_dev;
+    r->ino = sb.st_ino;
+    /* The real path of this very directory, even if path changes meanwhile. */
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", r->fd);
+    if ((n = readlink(link, real, sizeof(real) - 1)) > 0) {
+        real[n] = '\0';
+        r->real = strdup(real);
+    } else {
+        r->real = realpath(path, NULL);
+    }
+    if (!r->real)
+        goto fail;
+    r->real_len = strlen(r->real);
+    atomic_init(&r->refs, 1);
+    return r;
+fail:
+    if (r->fd >= 0) {
+        int err = errno;
+        close(r->fd);
+        errno = err;
+    }
+    free(r);
+    return NULL;
+}
+
+/*
+ * The directory root names now, with a reference for the caller; NULL (a
+ * 404) when it names none.  Costs one stat(2) of the path when nothing
+ * changed; otherwise opens the new directory, makes it current and empties
+ * the cache, whose entries were read under the old one.
+ */
+static struct http_root *root_get(struct http_static *st)
+{
+    struct http_root *r, *old;
+    struct stat sb;
+
+    if (stat(st->conf->root, &sb) != 0)
+        return NULL;
+    http_lock(&st->lock, st->mt);
+    r = st->root;
+    if (r && r->dev == sb.st_dev && r->ino == sb.st_ino) {
+        atomic_fetch_add(&r->refs, 1);
+        http_unlock(&st->lock, st->mt);
+        return r;
+    }
+    http_unlock(&st->lock, st->mt);
+
+    if (!(r = root_open(st->conf->root)))
+        return NULL;
+    http_lock(&st->lock, st->mt);
+    old = st->root;
+    if (old && old->dev == r->dev && old->ino == r->ino) {
+        /* Another thread got there first. */
+        atomic_fetch_add(&old->refs, 1);
+        http_unlock(&st->lock, st->mt);
+        root_release(r);
+        return old;
+    }
+    r->gen = old ? old->gen + 1 : 0;
+    atomic_fetch_add(&r->refs, 1);
+    st->root = r;
+    while (st->lru_tail)
+        cache_remove_locked(st, st->lru_tail);
+    http_unlock(&st->lock, st->mt);
+    root_release(old);
+    return r;
+}
+
 /* ---- opening files beneath root ---------------------------------------------- */
 
-/* Without openat2: accept fd only if its real path is root or below it. */
-static int check_beneath(struct http_static *st, int fd)
+/* Without openat2: accept fd only if its real path is root or below it.
+ * Not inlined: its PATH_MAX buffer stays off the stack of the usual path. */
+static __attribute__((noinline)) int check_beneath(const struct http_root *root, int fd)
 {
     char link[64], real[PATH_MAX];
     snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
     ssize_t n = readlink(link, real, sizeof(real) - 1);
     if (n < 0)
         return -EXDEV; /* cannot tell: refuse */
-    if ((size_t)n < st->root_real_len || memcmp(real, st->root_real, st->root_real_len) != 0)
+    if ((size_t)n < root->real_len || memcmp(real, root->real, root->real_len) != 0)
         return -EXDEV;
-    if ((size_t)n > st->root_real_len && real[st->root_real_len] != '/' &&
-        !(st->root_real_len == 1 && st->root_real[0] == '/'))
+    if ((size_t)n > root->real_len && real[root->real_len] != '/' &&
+        !(root->real_len == 1 && root->real[0] == '/'))
         return -EXDEV;
     return 0;
 }
 
 /* Opens rel (relative to root, not empty, no leading '/').  Returns the fd or -errno;
  * -EXDEV when it would leave root. */
-static int open_beneath(struct http_static *st, const char *rel)
+static int open_beneath(struct http_static *st, const struct http_root *root, const char *rel)
 {
 #ifdef HAVE_OPENAT2
     if (atomic_load_explicit(&st->openat2_ok, memory_order_relaxed)) {
@@ -229,7 +348,7 @@ static int open_beneath(struct http_static *st, const char *rel)
             .flags = OPEN_FLAGS,
             .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
         };
-        long fd = syscall(SYS_openat2, st->rootfd, rel, &how, sizeof(how));
+        long fd = syscall(SYS_openat2, root->fd, rel, &how, sizeof(how));
         if (fd >= 0)
             return (int)fd;
         if (errno != ENOSYS && errno != EPERM)
@@ -238,10 +357,10 @@ static int open_beneath(struct http_static *st, const char *rel)
         atomic_store(&st->openat2_ok, false);
     }
 #endif
-    int fd = openat(st->rootfd, rel, OPEN_FLAGS);
+    int fd = openat(root->fd, rel, OPEN_FLAGS);
     if (fd < 0)
         return -errno;
-    int rc = check_beneath(st, fd);
+    int rc = check_beneath(root, fd);
     if (rc < 0) {
         close(fd);
         return rc;
@@ -472,29 +591,65 @@ static int respond(struct http_conn *c, struct http_txn *t, const struct file_me
     if ((rc = http_out_flush(o)) != 0)
         return rc;
     off_t off = (off_t)start;
+    o->queued += count;
     ssize_t n = sp_sendfile(c->fd, fd, &off, (size_t)count, o->send_timeout_ms);
+    /* The offset has advanced by what the socket took, even on failure. */
+    o->sent += (uint64_t)(off - (off_t)start);
+    o->written += (uint64_t)(off - (off_t)start);
     if (n < 0)
         return o->error = (int)n;
-    o->sent += (uint64_t)n;
     return 0;
 }
 
-/* 301 to the same path with a '/' added, as sent (still encoded), query kept. */
-static int redirect_dir(struct http_conn *c, struct http_txn *t)
+/* Appends p[0..n) to dst (room for cap bytes) with every byte but unreserved
+ * ones, sub-delims, ':', '@' and '/' percent-encoded.  Returns the new length,
+ * or cap + 1 when it does not fit. */
+static size_t pct_encode(char *dst, size_t len, size_t cap, const char *p, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        bool plain = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                     (ch >= '0' && ch <= '9') || strchr("-._~!$&'()*+,;=:@/", ch) != NULL;
+        if (len + 3 > cap)
+            return cap + 1;
+        if (plain && ch != '\0') {
+            dst[len++] = (char)ch;
+        } else {
+            dst[len++] = '%';
+            dst[len++] = hex[ch >> 4];
+            dst[len++] = hex[ch & 15];
+        }
+    }
+    return len;
+}
+
+/*
+ * 301 to the clean path ("/" + rel) with a '/' added, the query kept as sent.  The
+ * Location comes from the decoded and normalised path, re-encoded (as nginx
+ * does), never from the raw one: "//evil.example/..%2fdir" names "/dir"
+ * here, and echoing it back would send a browser to evil.example.  A clean
+ * path never starts with "//".
+ */
+static int redirect_dir(struct http_conn *c, struct http_txn *t, const char *rel, size_t rl)
 {
     const struct sp_http_request *req = t->req;
+    static const char pre[] = "Location: /";
     char loc[1024];
-    size_t pl = req->path_len ? req->path_len : 1;
-    const char *path = req->path_len ? req->path : "/";
-    int n;
+    size_t n = sizeof(pre) - 1;
 
-    if (req->query)
-        n = snprintf(loc, sizeof(loc), "Location: %.*s/?%.*s\r\n", (int)pl, path,
-                     (int)req->query_len, req->query);
-    else
-        n = snprintf(loc, sizeof(loc), "Location: %.*s/\r\n", (int)pl, path);
-    if (n < 0 || (size_t)n >= sizeof(loc))
+    memcpy(loc, pre, n);
+    n = pct_encode(loc, n, sizeof(loc) - 4, rel, rl);
+    if (n <= sizeof(loc) - 4)
+        loc[n++] = '/';
+    if (n <= sizeof(loc) - 4 && req->query) {
+        int q = snprintf(loc + n, sizeof(loc) - n, "?%.*s", (int)req->query_len, req->query);
+        n = q < 0 ? sizeof(loc) : n + (size_t)q;
+    }
+    if (n > sizeof(loc) - 3)
         return http_error(&c->out, t, 404, NULL);
+    memcpy(loc + n, "\r\n", 3);
     return http_error(&c->out, t, 301, loc);
 }
 
@@ -512,32 +667,50 @@ static int open_error(struct http_conn *c, struct http_txn *t, int err)
     }
 }
 
+static int serve_rel(struct http_conn *c, struct http_txn *t, const struct http_root *root,
+                     const char *rel, size_t rl, bool dir_request);
+
 int http_static_serve(struct http_conn *c, struct http_txn *t, const char *path, size_t len)
 {
     struct http_static *st = c->hs->st;
     const char *index = st->index;
     size_t il = st->index_len;
-    char rel[PATH_MAX];
+    char stack_rel[REL_STACK], *rel = stack_rel;
     size_t rl = len - 1;
     bool dir_request = path[len - 1] == '/';
+    int rc;
 
-    if (rl + il + 1 > sizeof(rel))
+    if (rl + il + 1 > PATH_MAX)
         return http_error(&c->out, t, 404, NULL);
+    if (rl + il + 1 > sizeof(stack_rel) && !(rel = malloc(rl + il + 1)))
+        return http_error(&c->out, t, 503, NULL);
     memcpy(rel, path + 1, rl);
     if (dir_request) {
         memcpy(rel + rl, index, il);
         rl += il;
     }
     rel[rl] = '\0';
+    struct http_root *root = root_get(st);
+    rc = root ? serve_rel(c, t, root, rel, rl, dir_request) : http_error(&c->out, t, 404, NULL);
+    root_release(root);
+    if (rel != stack_rel)
+        free(rel);
+    return rc;
+}
 
+/* Answers for rel, the path relative to root (NUL-terminated, not empty). */
+static int serve_rel(struct http_conn *c, struct http_txn *t, const struct http_root *root,
+                     const char *rel, size_t rl, bool dir_request)
+{
+    struct http_static *st = c->hs->st;
     uint64_t h = http_hash(rel, rl);
     size_t hash = (size_t)(h ^ (h >> 32));
     time_t now = time(NULL), checked = 0;
-    struct http_file *f = cache_get(st, rel, rl, hash, &checked);
+    struct http_file *f = cache_get(st, rel, rl, hash, root->gen, &checked);
     if (f && checked == now)
         return respond(c, t, &f->meta, f, -1);
 
-    int fd = open_beneath(st, rel);
+    int fd = open_beneath(st, root, rel);
     if (fd < 0) {
         if (f) {
             cache_drop(st, f);
@@ -553,7 +726,7 @@ int http_static_serve(struct http_conn *c, struct http_txn *t, const char *path,
     }
     if (S_ISDIR(sb.st_mode)) {
         /* "/dir" is redirected to "/dir/"; an index that is a directory is refused. */
-        rc = dir_request ? http_error(&c->out, t, 403, NULL) : redirect_dir(c, t);
+        rc = dir_request ? http_error(&c->out, t, 403, NULL) : redirect_dir(c, t, rel, rl);
         goto out;
     }
     if (f && meta_same(&f->meta, &sb)) {
@@ -568,6 +741,7 @@ int http_static_serve(struct http_conn *c, struct http_txn *t, const char *path,
     }
     if (sb.st_size <= CACHE_FILE_MAX && (f = file_load(fd, &sb, rel, rl, hash)) != NULL) {
         f->checked = now;
+        f->gen = root->gen;
         cache_insert(st, f);
         close(fd);
         return respond(c, t, &f->meta, f, -1);
@@ -600,17 +774,13 @@ struct http_static *http_static_new(const struct sp_http_conf *conf, bool mt, ch
     st->mt = mt;
     atomic_init(&st->openat2_ok, true);
     pthread_mutex_init(&st->lock, NULL);
-    st->rootfd = open(conf->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (st->rootfd < 0) {
+    /* Checked at start so that a wrong root is reported; looked up again
+     * on every request. */
+    st->root = root_open(conf->root);
+    if (!st->root) {
         snprintf(err, errlen, "root %s: %s", conf->root, strerror(errno));
         goto fail;
     }
-    st->root_real = realpath(conf->root, NULL);
-    if (!st->root_real) {
-        snprintf(err, errlen, "root %s: %s", conf->root, strerror(errno));
-        goto fail;
-    }
-    st->root_real_len = strlen(st->root_real);
     return st;
 fail:
     http_static_free(st);
@@ -623,9 +793,7 @@ static void http_static_free(struct http_static *st)
         return;
     while (st->lru_tail)
         cache_remove_locked(st, st->lru_tail);
-    if (st->rootfd >= 0)
-        close(st->rootfd);
-    free(st->root_real);
+    root_release(st->root);
     pthread_mutex_destroy(&st->lock);
     free(st);
 }

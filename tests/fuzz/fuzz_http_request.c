@@ -5,7 +5,7 @@
  * input: results lie inside the input, a complete head is found again in any
  * longer input, its prefixes are incomplete, invalid input stays invalid when
  * more bytes arrive, and each limit fails with its own error just below the
- * size of a head that parsed.
+ * size of a head that parsed; the resuming parser agrees with the full one.
  */
 #include "spindle/http_parser.h"
 
@@ -112,6 +112,41 @@ static ssize_t parse(const char *buf, size_t len, const struct sp_http_limits *l
     return rc;
 }
 
+/* The resuming parser, fed buf in pieces (one byte each for short inputs,
+ * else thirds), agrees with a full parse of the same bytes at every step, but
+ * may report an invalid head later. */
+static void check_resume(const char *buf, size_t size, ssize_t full_rc,
+                         const struct sp_http_request *full)
+{
+    struct sp_http_header h[MAX_HEADERS];
+    struct sp_http_request req;
+    struct sp_http_resume rs = {0};
+    size_t step = size <= 512 ? 1 : size / 3 + 1;
+    ssize_t rc = SP_HTTP_INCOMPLETE;
+
+    for (size_t n = step < size ? step : size; rc == SP_HTTP_INCOMPLETE; n += step) {
+        if (n > size)
+            n = size;
+        rc = sp_http_parse_request_resume(&rs, buf, n, NULL, &req, h, MAX_HEADERS);
+        CHECK(rc > 0 || rc == SP_HTTP_INVALID || rc == SP_HTTP_INCOMPLETE);
+        if (n == size)
+            break;
+    }
+    CHECK(rs.examined <= 2 * (uint64_t)size + 3 * size / (step ? step : 1) + 3);
+    if (rc == SP_HTTP_INCOMPLETE) {
+        CHECK(full_rc == SP_HTTP_INCOMPLETE || full_rc == SP_HTTP_INVALID);
+        return;
+    }
+    CHECK(rs.scanned == 0);
+    if (rc > 0) {
+        /* A head found early is the same head as the full parse's. */
+        CHECK(full_rc == rc && req.num_headers == full->num_headers);
+        CHECK(req.content_length == full->content_length && req.flags == full->flags);
+    } else {
+        CHECK(full_rc == SP_HTTP_INVALID && req.error == full->error);
+    }
+}
+
 /* A clean path is absolute and holds no empty, "." or ".." segment. */
 static void check_path(const char *path, size_t len)
 {
@@ -147,6 +182,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct sp_http_request req, again;
     struct sp_http_limits lim = {SP_HTTP_MAX_HEAD_DEFAULT, SP_HTTP_MAX_TARGET_DEFAULT};
     ssize_t rc = parse(buf, size, NULL, &req, h, MAX_HEADERS);
+
+    check_resume(buf, size, rc, &req);
 
     if (rc > 0) {
         size_t head = (size_t)rc, target_len = req.target_len, nh = req.num_headers;

@@ -4,10 +4,11 @@ and (for malformed input) Connection: close followed by the close itself;
 request smuggling attempts; timeouts."""
 import errno
 import os
+import re
 import socket
 import time
 
-from harness import Spindle, Tap, check, eq, free_port
+from harness import Spindle, Tap, check, eq, free_port, wait_for
 from httpclient import Conn, build, chunked, write_file
 
 tap = Tap()
@@ -16,13 +17,15 @@ SHORT = free_port()
 STRICT = free_port()
 BIGHEAD = free_port()
 S = None
+ACCESS = None
 # Far more than the socket buffers of one connection hold on loopback.
 BIG = os.urandom(1 << 20) * 16
 
 
 def setup():
-    global S
+    global S, ACCESS
     S = Spindle("")
+    ACCESS = os.path.join(S.dir, "access.log")
     root = os.path.join(S.dir, "www")
     write_file(os.path.join(root, "index.html"), "home\n")
     with open(os.path.join(root, "big.bin"), "wb") as f:
@@ -34,6 +37,7 @@ root = %s
 return /a = 200 text/plain AAA
 max_header_size = 2k
 max_body_size = 1k
+access_log = %s
 
 [http short]
 listen = 127.0.0.1:%d
@@ -42,6 +46,7 @@ return /a = 200 text/plain AAA
 header_timeout = 300ms
 body_timeout = 300ms
 send_timeout = 1s
+access_log = %s
 
 [http strict]
 listen = 127.0.0.1:%d
@@ -53,7 +58,7 @@ keepalive_timeout = 0
 listen = 127.0.0.1:%d
 return /a = 200 text/plain AAA
 max_header_size = 64k
-""" % (PORT, root, SHORT, root, STRICT, BIGHEAD))
+""" % (PORT, root, ACCESS, SHORT, root, ACCESS, STRICT, BIGHEAD))
     S.start(ports=[PORT, SHORT, STRICT, BIGHEAD])
 
 
@@ -111,6 +116,31 @@ def head_of_an_error_has_no_body():
         eq(r.status, 404, "status")
         check(int(r.header("content-length")) > 0, "length of the GET body")
         eq(c.request("GET", "/a").body, b"AAA", "no stray body before the next response")
+
+
+@tap.case
+def head_refused_with_an_error_that_closes_has_no_body():
+    """A HEAD answered 413 (or 400 for a bad header) ends the connection; the
+    answer must still be headers only, whatever Content-Length says."""
+    for raw, status in ((build("HEAD", "/a", headers={"Content-Length": "5000"}), 413),
+                        (b"HEAD /a HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n", 400)):
+        with Conn(PORT) as c:
+            c.send(raw)
+            r = c.response(head_only=True)
+            eq(r.status, status, "status")
+            eq(r.header("connection"), "close", "close")
+            check(int(r.header("content-length")) > 0, "length of the GET body")
+            c.sock.settimeout(2.0)
+            rest = b""
+            try:
+                while True:
+                    chunk = c.sock.recv(4096)
+                    if not chunk:
+                        break
+                    rest += chunk
+            except (socket.timeout, ConnectionResetError):
+                pass
+            eq(c.buf + rest, b"", "bytes after the head of a %d to HEAD" % status)
 
 
 @tap.case
@@ -235,6 +265,30 @@ def header_timeout_gets_408_and_close():
 
 
 @tap.case
+def a_stray_crlf_after_a_request_is_ignored():
+    """RFC 9112 2.2: empty lines before a request line are ignored, so a CRLF
+    after a request leaves the connection idle, not inside a head that
+    header_timeout ends with an unsolicited 408."""
+    with Conn(SHORT) as c:
+        for extra in (b"\r\n", b"\n", b"\r\n\r\n"):
+            c.send(build("GET", "/a") + extra)
+            eq(c.response().body, b"AAA", "answer before %r" % extra)
+            c.sock.settimeout(1.0)  # three header_timeouts
+            try:
+                data = c.sock.recv(100)
+            except socket.timeout:
+                data = None
+            eq(data, None, "nothing unsolicited after %r" % extra)
+            c.sock.settimeout(5.0)
+        c.send(b"\r\n\r\n" + build("GET", "/a"))
+        eq(c.response().body, b"AAA", "empty lines before a request line")
+        c.send(b"\r\n")
+        time.sleep(0.1)
+        c.send(build("GET", "/a"))
+        eq(c.response().body, b"AAA", "a CRLF alone, then a request")
+
+
+@tap.case
 def header_timeout_counts_from_the_first_byte_of_the_head():
     # A head trickling in slower than header_timeout in total fails even
     # though each piece arrives quickly.
@@ -296,6 +350,27 @@ def body_too_large_is_answered_while_the_client_is_still_sending():
         eq(r.status, 413, "413 read despite the unread body")
 
 
+def access_lines(pattern, timeout=3.0):
+    """Lines of the access log matching pattern (a regex), waiting up to
+    timeout for the first (the log is written every second)."""
+    def find():
+        try:
+            with open(ACCESS, errors="replace") as f:
+                return [m for m in (re.search(pattern, l) for l in f.read().splitlines()) if m]
+        except OSError:
+            return []
+    return wait_for(find, timeout)
+
+
+@tap.case
+def access_log_keeps_the_request_line_as_received():
+    expect_error(b"GET /" + b"u" * 3000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414)
+    expect_error(b"GET /a?v2 HTTP/2.0\r\nHost: x\r\n\r\n", 505)
+    # The 414 is answered at max_header_size: the line as far as it was read.
+    check(access_lines(r'"GET /u{1000,}" 414 '), "414 logged with its URI")
+    check(access_lines(r'"GET /a\?v2 HTTP/2\.0" 505 '), "HTTP/2.0 logged as sent")
+
+
 def small_window(rcvbuf):
     """A connection to SHORT whose receive buffer is fixed at rcvbuf."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -311,7 +386,7 @@ def send_timeout_drops_a_client_that_stops_reading():
     eq(S.wait_connections(0, 3), 0, "no connection open before")
     s = small_window(4096)
     try:
-        s.sendall(build("GET", "/big.bin"))
+        s.sendall(build("GET", "/big.bin?cut"))
         t0 = time.monotonic()
         eq(S.wait_connections(1, 0.5), 1, "the download is under way")
         eq(S.wait_connections(0, 5), 0, "the stalled connection was dropped")
@@ -328,6 +403,12 @@ def send_timeout_drops_a_client_that_stops_reading():
         except OSError as e:
             check(e.errno == errno.ECONNRESET, "EOF or reset, not %s" % e)
         check(got < len(BIG), "the response was cut (%d of %d bytes)" % (got, len(BIG)))
+        # The access log counts the body bytes that went out, not the file's size.
+        logged = access_lines(r'"GET /big\.bin\?cut HTTP/1\.1" 200 (\d+) ')
+        check(logged, "the cut response is logged")
+        sent = int(logged[0].group(1))
+        check(got - 1000 <= sent < len(BIG) // 2,
+              "logged %d body bytes; the client got %d of %d" % (sent, got, len(BIG)))
     finally:
         s.close()
 

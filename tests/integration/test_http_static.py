@@ -9,8 +9,8 @@ import random
 import subprocess
 import time
 
-from harness import Spindle, Tap, check, eq, free_port
-from httpclient import Conn, build, write_file
+from harness import Spindle, Tap, check, connect, eq, free_port
+from httpclient import Conn, build, chunked, write_file
 
 tap = Tap()
 PORT = free_port()
@@ -38,6 +38,7 @@ def setup():
     w("sub/page.html", "page\n")
     w("with space.txt", "spaced\n")
     os.makedirs(os.path.join(ROOT, "noindex"))
+    os.makedirs(os.path.join(ROOT, "sp ce?"))
     BIG = random.Random(7).randbytes(10 * 1024 * 1024)
     w("big.bin", BIG)
     w("medium.bin", BIG[:300000])
@@ -84,6 +85,19 @@ def directory_without_slash_is_redirected():
     eq(r.header("location"), "/sub/?x=1", "query kept")
     r = get("/noindex/")
     eq(r.status, 404, "directory without index: no listing")
+
+
+@tap.case
+def a_redirect_never_leads_to_another_host():
+    """The Location of a directory redirect is built from the clean path: a
+    raw "//host/..%2fdir" echoed back would send a browser to that host."""
+    for path in ("//evil.example/..%2fsub", "//evil.example/../sub", "/\\evil.example/..%2fsub",
+                 "//evil.example/%2e%2e/sub", "/./sub", "/x/..//sub"):
+        r = get(path)
+        eq((r.status, r.header("location")), (301, "/sub/"), "redirect for %s" % path)
+    r = get("//evil.example/..%2fsub?a=b")
+    eq(r.header("location"), "/sub/?a=b", "query kept")
+    eq(get("/sp%20ce%3f").header("location"), "/sp%20ce%3F/", "re-encoded Location")
 
 
 @tap.case
@@ -255,6 +269,95 @@ def missing_files_get_404():
     eq(get("/nope.html").status, 404, "missing")
     eq(get("/sub/nope/").status, 404, "missing directory")
     eq(get("/small.txt/x").status, 404, "file used as a directory")
+
+
+@tap.case
+def the_smallest_stack_size_serves_every_kind_of_request():
+    """stack_size = 16k, the bottom of its documented range: return routes,
+    static files (cached, sent with sendfile, 304, Range, redirect), the status
+    page, a request body (Content-Length and chunked), access log, echo; the
+    worker must survive all of them."""
+    port, echo = free_port(), free_port()
+    small = Spindle("""
+[http small]
+listen = 127.0.0.1:%d
+root = %s
+status = /status
+return /r = 200 text/plain RRR
+access_log = %s
+
+[echo e]
+listen = 127.0.0.1:%d
+""" % (port, ROOT, os.path.join(ROOT, "..", "access-16k.log"), echo), master="stack_size = 16k")
+    try:
+        small.start(ports=[port, echo])
+        workers = small.wait_ready(1)
+        with Conn(port) as c:
+            eq(c.request("GET", "/r").body, b"RRR", "return route")
+            eq(c.request("POST", "/r", body=b"x" * 5000).body, b"RRR", "POST with a body")
+            eq(c.request("POST", "/r", headers={"Transfer-Encoding": "chunked"},
+                         body=chunked(b"y" * 3000)).body, b"RRR", "chunked body")
+            eq(c.request("GET", "/small.txt").body, SMALL, "small cached file")
+            r = c.request("GET", "/medium.bin")
+            eq((r.status, r.body == BIG[:300000]), (200, True), "large file (sendfile)")
+            etag = r.header("etag")
+            eq(c.request("GET", "/medium.bin", {"If-None-Match": etag}).status, 304, "304")
+            r = c.request("GET", "/medium.bin", {"Range": "bytes=100-199"})
+            eq((r.status, r.body), (206, BIG[100:200]), "Range")
+            eq(c.request("GET", "/sub").status, 301, "directory redirect")
+            eq(c.request("GET", "/nothing-here").status, 404, "404")
+            eq(c.request("GET", "/sub/..//small.txt").body, SMALL, "path to clean")
+            check(b"requests" in c.request("GET", "/status").body, "status page")
+        with connect(echo) as e:
+            e.sendall(b"ping")
+            eq(e.recv(16), b"ping", "echo")
+        eq(small.workers(), workers, "the worker survived (log: %s)" % small.logs()[-600:])
+    finally:
+        small.stop()
+
+
+@tap.case
+def a_root_behind_a_symlink_follows_a_deploy_at_once():
+    """The usual deploy: root = .../current, a symlink to the release,
+    switched with a rename (mv -T).  The next request is served from the new
+    release, cached small files included, and deleting the old one changes
+    nothing (nginx resolves root on every request too)."""
+    import shutil
+    base = os.path.join(S.dir, "deploy")
+    for rel, text in (("release1", b"one"), ("release2", b"two")):
+        write_file(os.path.join(base, rel, "page.html"), text * 10)
+        write_file(os.path.join(base, rel, "index.html"), b"index " + text)
+        write_file(os.path.join(base, rel, "big.bin"), text * 100000)
+        os.makedirs(os.path.join(base, rel, "dir"))
+    current = os.path.join(base, "current")
+    os.symlink("release1", current)
+    port = free_port()
+    dep = Spindle("""
+[http deploy]
+listen = 127.0.0.1:%d
+root = %s
+""" % (port, current))
+    try:
+        dep.start(ports=[port])
+        with Conn(port) as c:
+            for rel, text in (("release1", b"one"), ("release2", b"two")):
+                if rel == "release2":
+                    os.symlink("release2", current + ".new")
+                    os.rename(current + ".new", current)
+                eq(c.request("GET", "/page.html").body, text * 10, "small file of %s" % rel)
+                eq(c.request("GET", "/big.bin").body, text * 100000, "large file of %s" % rel)
+                eq(c.request("GET", "/").body, b"index " + text, "index of %s" % rel)
+                eq(c.request("GET", "/dir").status, 301, "redirect in %s" % rel)
+            shutil.rmtree(os.path.join(base, "release1"))
+            time.sleep(1.1)  # past the cache's once-a-second check
+            eq(c.request("GET", "/page.html").body, b"two" * 10, "after the old release is gone")
+            eq(c.request("GET", "/big.bin").body, b"two" * 100000, "large file then")
+            os.unlink(current)
+            eq(c.request("GET", "/page.html").status, 404, "root gone: 404")
+            os.symlink("release2", current)
+            eq(c.request("GET", "/page.html").body, b"two" * 10, "root back")
+    finally:
+        dep.stop()
 
 
 setup()

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,6 +313,124 @@ static bool slice_is(const char *p, size_t n, const char *want)
     if (want == NULL)
         return p == NULL && n == 0;
     return p != NULL && n == strlen(want) && memcmp(p, want, n) == 0;
+}
+
+/* Feeds c->raw one byte at a time to the resuming parser, then once more
+ * with an end of head appended; checks each answer against a full parse of
+ * the same bytes. */
+static void resume_case(const struct req_case *c, const char *raw, size_t len, bool ended)
+{
+    struct sp_http_limits lim = {
+        .max_head = c->max_head ? c->max_head : SP_HTTP_MAX_HEAD_DEFAULT,
+        .max_target = c->max_target ? c->max_target : SP_HTTP_MAX_TARGET_DEFAULT,
+    };
+    size_t nh = c->max_headers ? c->max_headers : MAX_HEADERS;
+    struct sp_http_resume rs = {0};
+    struct sp_http_request req, full;
+    static struct sp_http_header fh[MAX_HEADERS];
+
+    for (size_t n = 1; n <= len; n++) {
+        ssize_t rc = sp_http_parse_request_resume(&rs, raw, n, &lim, &req, hdrs, nh);
+        ssize_t want = sp_http_parse_request(raw, n, &lim, &full, fh, nh);
+
+        bool late = rc == SP_HTTP_INCOMPLETE && want == SP_HTTP_INVALID && !(ended && n == len);
+
+        if (rc != want && !late)
+            print_error("\"%.*s\" at %zu: rc %zd, full parse %zd\n", (int)len, raw, n, rc, want);
+        if (late)
+            continue;
+        assert_int_equal(rc, want);
+        if (rc == SP_HTTP_INVALID)
+            assert_int_equal(req.error, full.error);
+        if (rc != SP_HTTP_INCOMPLETE)
+            return;
+    }
+}
+
+/* The resuming parser answers as a full parse does, or later (never
+ * differently) for an invalid head, but at the latest at its end. */
+static void test_resume_table(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct req_case *c = &cases[i];
+        char *buf = malloc(c->len + 4);
+
+        assert_non_null(buf);
+        memcpy(buf, c->raw, c->len);
+        memcpy(buf + c->len, "\r\n\r\n", 4);
+        resume_case(c, buf, c->len, false);
+        resume_case(c, buf, c->len + 4, true);
+        free(buf);
+    }
+}
+
+/* Builds a head of about size bytes: a request line, Host, and header lines
+ * of up to 16 KB.  Returns its length. */
+static size_t big_head(char *buf, size_t size)
+{
+    size_t len = (size_t)sprintf(buf, "GET /big HTTP/1.1\r\nHost: example.com\r\n");
+
+    for (int i = 0; len + 64 < size; i++) {
+        size_t n = size - len - 64 < 16384 ? size - len - 64 : 16384;
+        len += (size_t)sprintf(buf + len, "X-Pad-%d: ", i);
+        memset(buf + len, 'a' + i % 26, n);
+        len += n;
+        memcpy(buf + len, "\r\n", 2);
+        len += 2;
+    }
+    memcpy(buf + len, "\r\n", 2);
+    return len + 2;
+}
+
+/* A head that trickles in one byte at a time is looked at no more than twice
+ * in all, not once per piece: 600 KB would otherwise cost 180 GB of scanning. */
+static void test_resume_linear(void **state)
+{
+    struct sp_http_limits lim = {.max_head = 1 << 20, .max_target = 8192};
+    size_t cap = 600 * 1024;
+    char *buf = malloc(cap);
+    struct sp_http_resume rs = {0};
+    struct sp_http_request req;
+    ssize_t rc = SP_HTTP_INCOMPLETE;
+    size_t len, n;
+
+    (void)state;
+    assert_non_null(buf);
+    len = big_head(buf, cap);
+    for (n = 1; n <= len && rc == SP_HTTP_INCOMPLETE; n++) {
+        rc = sp_http_parse_request_resume(&rs, buf, n, &lim, &req, hdrs, MAX_HEADERS);
+        if (rs.examined > 2 * (uint64_t)len)
+            break;
+    }
+    if (rs.examined > 2 * (uint64_t)len)
+        print_error("%" PRIu64 " bytes examined after %zu of a %zu-byte head\n", rs.examined, n,
+                    len);
+    assert_true(rs.examined <= 2 * (uint64_t)len);
+    assert_int_equal(rc, (ssize_t)len);
+    assert_int_equal(n - 1, len);
+    assert_true(req.num_headers > 30);
+    assert_true(slice_is(req.host, req.host_len, "example.com"));
+    assert_true(slice_is(req.headers[req.num_headers - 1].name,
+                         req.headers[req.num_headers - 1].name_len, "X-Pad-37"));
+    assert_int_equal(rs.scanned, 0);
+
+    /* The next head starts afresh: a pipelined request costs one parse. */
+    rs.examined = 0;
+    rc = sp_http_parse_request_resume(&rs, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 27, &lim, &req,
+                                      hdrs, MAX_HEADERS);
+    assert_int_equal(rc, 27);
+    assert_int_equal(rs.examined, 27);
+
+    /* Garbage after the first piece fails at once, not at max_head. */
+    rs = (struct sp_http_resume){0};
+    memcpy(buf, "GET / HTTP/1.1\r\nHost: a\r\nX: \x01", 29);
+    assert_int_equal(sp_http_parse_request_resume(&rs, buf, 20, &lim, &req, hdrs, MAX_HEADERS),
+                     SP_HTTP_INCOMPLETE);
+    assert_int_equal(sp_http_parse_request_resume(&rs, buf, 29, &lim, &req, hdrs, MAX_HEADERS),
+                     SP_HTTP_INVALID);
+    assert_int_equal(req.error, SP_HTTP_EHEADER_VALUE);
+    free(buf);
 }
 
 static void test_fields(void **state)
@@ -953,6 +1072,8 @@ int main(void)
         cmocka_unit_test(test_chunked_after_done),
         cmocka_unit_test(test_path_clean),
         cmocka_unit_test(test_path_buffers),
+        cmocka_unit_test(test_resume_table),
+        cmocka_unit_test(test_resume_linear),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -183,11 +183,42 @@ struct sp_http_request {
  * Only a positive return makes req meaningful; otherwise it holds the partial
  * parse and, on SP_HTTP_INVALID, the error and the flags seen so far.  The parse
  * restarts from buf[0] on every call: a head arriving in n pieces costs n scans
- * of at most max_head bytes.
+ * of up to max_head bytes.  sp_http_parse_request_resume() avoids that.
  */
 ssize_t sp_http_parse_request(const char *buf, size_t len, const struct sp_http_limits *limits,
                               struct sp_http_request *req, struct sp_http_header *headers,
                               size_t max_headers);
+
+/*
+ * Where the parse of an incomplete head stopped.  Zero it for a new head.  It
+ * counts from the head's first byte, so the caller may move the head between
+ * calls.  scanned and state are private.
+ */
+struct sp_http_resume {
+    size_t scanned;    /* bytes of the head known to hold no end and no bad byte */
+    unsigned state;    /* where the line scan stands at buf[scanned] */
+    uint64_t examined; /* bytes looked at by all calls so far; never reset */
+};
+
+/*
+ * sp_http_parse_request() for a head that arrives in pieces.  The first call
+ * (rs zeroed) parses at once, as cheaply as sp_http_parse_request().  After an
+ * SP_HTTP_INCOMPLETE, later calls look only at the new bytes, for the blank
+ * line that ends the head or a byte no head may hold (a control byte, a bare
+ * CR, a folded line), and parse in full once, when one shows up or the input
+ * reaches max_head.  Fed one byte at a time, a head of n bytes costs at most
+ * 2n bytes examined instead of about n^2/2.
+ *
+ * Returns what sp_http_parse_request() returns for buf[0..len), except that a
+ * head made invalid by a later piece may be reported only once its blank line
+ * or max_head bytes have arrived (SP_HTTP_INCOMPLETE until then).  On
+ * SP_HTTP_INCOMPLETE req may be left untouched.  On any other return rs is
+ * reset (but for examined), ready for the next head.
+ */
+ssize_t sp_http_parse_request_resume(struct sp_http_resume *rs, const char *buf, size_t len,
+                                     const struct sp_http_limits *limits,
+                                     struct sp_http_request *req, struct sp_http_header *headers,
+                                     size_t max_headers);
 
 /* Whether the connection may stay open after this request: HTTP/1.1 unless
  * "Connection: close", HTTP/1.0 only with "Connection: keep-alive". */
