@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "spindle/channel.h"
@@ -45,6 +46,7 @@ struct worker {
     unsigned nservices;
     struct acceptor *acceptors;
     unsigned nacceptors;
+    int sigfd; /* QUIT, TERM, INT; -1 if signalfd() failed */
     char exit_reason[SP_MSG_REASON_MAX + 1];
 };
 
@@ -191,6 +193,14 @@ static void worker_drain(struct worker *w, const char *why)
     maybe_finish(w);
 }
 
+static void worker_stop(struct worker *w, const char *why)
+{
+    if (!atomic_exchange(&w->exiting, 1)) {
+        snprintf(w->exit_reason, sizeof(w->exit_reason), "%s", why);
+        sp_iom_stop(w->iom);
+    }
+}
+
 static void worker_reopen(struct worker *w)
 {
     int rc = sp_log_reopen();
@@ -272,10 +282,7 @@ static void channel_fiber(void *arg)
             worker_drain(w, "master asked");
             break;
         case SP_MSG_STOP:
-            if (!atomic_exchange(&w->exiting, 1)) {
-                snprintf(w->exit_reason, sizeof(w->exit_reason), "stopped");
-                sp_iom_stop(w->iom);
-            }
+            worker_stop(w, "stopped");
             return;
         case SP_MSG_REOPEN:
             worker_reopen(w);
@@ -287,6 +294,64 @@ static void channel_fiber(void *arg)
         default:
             sp_log_error("unexpected control message type %u ignored", (unsigned)m.type);
             break;
+        }
+    }
+}
+
+/* ---- signals ------------------------------------------------------------- */
+
+/*
+ * Signals are meant for the master, but `killall` and `systemctl kill` send
+ * them to every process.  HUP, USR1 and USR2 are ignored (the master's
+ * reload and reopen reach us over the channel); QUIT drains and TERM and INT
+ * stop, as the master would have asked.  Blocked before the scheduler's
+ * threads exist, so that each of them inherits the mask and only the
+ * signalfd sees them.
+ */
+static int setup_signals(struct worker *w)
+{
+    sigset_t set;
+
+    w->sigfd = -1;
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        return -errno;
+    w->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (w->sigfd < 0) {
+        int err = errno;
+        sigprocmask(SIG_UNBLOCK, &set, NULL); /* default actions rather than none */
+        return -err;
+    }
+    return 0;
+}
+
+static void signal_fiber(void *arg)
+{
+    struct worker *w = arg;
+    struct signalfd_siginfo si;
+
+    for (;;) {
+        ssize_t n = sp_read(w->sigfd, &si, sizeof(si), -1);
+        if (n == -ECANCELED)
+            return;
+        if (n != (ssize_t)sizeof(si)) {
+            sp_log_error("read(%d) from the signalfd failed: %s", w->sigfd,
+                         n < 0 ? strerror((int)-n) : "short read");
+            return;
+        }
+        if (si.ssi_signo == SIGQUIT) {
+            worker_drain(w, "SIGQUIT");
+        } else {
+            sp_log_info("%s: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            worker_stop(w, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            return;
         }
     }
 }
@@ -307,7 +372,10 @@ int worker_main(const struct worker_args *args)
     struct sp_msg m;
     int rc;
 
-    signal(SIGPIPE, SIG_IGN);
+    rc = setup_signals(w);
+    if (rc < 0)
+        sp_log_warn("signalfd() failed: %s; QUIT, TERM and INT keep their default actions",
+                    strerror(-rc));
     w->cfg = cfg;
     w->generation = args->generation;
     w->index = args->index;
@@ -356,7 +424,8 @@ int worker_main(const struct worker_args *args)
             goto fail;
         }
     }
-    if (w->channel_fd >= 0 && sp_iom_spawn(w->iom, channel_fiber, w) != 0) {
+    if ((w->channel_fd >= 0 && sp_iom_spawn(w->iom, channel_fiber, w) != 0) ||
+        (w->sigfd >= 0 && sp_iom_spawn(w->iom, signal_fiber, w) != 0)) {
         snprintf(w->exit_reason, sizeof(w->exit_reason), "out of memory");
         goto fail;
     }

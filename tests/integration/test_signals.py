@@ -220,5 +220,97 @@ def sigusr1_reopens_logs():
         sp.stop()
 
 
+def start_download(port, path="/big.bin"):
+    """A download that a slow reader keeps in flight: returns the socket and
+    the first bytes read."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", port))
+    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+    first = s.recv(4096)
+    check(first.startswith(b"HTTP/1.1 200"), "download started: %r" % first[:40])
+    return s, first
+
+
+def finish_download(s, first, size):
+    """Reads the rest of a download of size bytes; returns its body."""
+    head, _, body = first.partition(b"\r\n\r\n")
+    chunks = [body]
+    got = len(body)
+    while got < size:
+        try:
+            chunk = s.recv(1 << 20)
+        except OSError as e:
+            raise AssertionError("download cut after %d bytes: %s" % (got, e))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    s.close()
+    return b"".join(chunks)
+
+
+def server_with_big_file(workers=2):
+    port = free_port()
+    sp = Spindle("", workers=workers, shutdown_timeout="10s")
+    root = os.path.join(sp.dir, "www")
+    os.mkdir(root)
+    big = os.urandom(24 << 20)
+    with open(os.path.join(root, "big.bin"), "wb") as f:
+        f.write(big)
+    sp.write_conf(services(port, root), workers=workers, shutdown_timeout="10s")
+    return port, sp, big
+
+
+@tap.case
+def workers_ignore_hup_usr1_usr2_sent_to_every_process():
+    # killall -USR1 spindle, systemctl kill -s USR1: every process gets it.
+    port, sp, big = server_with_big_file()
+    sp.start(ports=[port])
+    try:
+        workers = wait_ready(sp, 2)
+        dl, first = start_download(port)
+        os.killpg(sp.pid, signal.SIGUSR1)
+        for w in workers:
+            os.kill(w, signal.SIGHUP)
+            os.kill(w, signal.SIGUSR2)
+        time.sleep(0.3)
+        eq([w for w in workers if not alive(w)], [], "workers killed by HUP/USR1/USR2")
+        check(finish_download(dl, first, len(big)) == big, "download completed across the signals")
+        eq(http_get(port, "/plaintext")[0], 200, "serving after the signals")
+        eq(sorted(children(sp.pid)), workers, "the same workers")
+    finally:
+        sp.stop()
+
+
+@tap.case
+def worker_drains_on_quit_and_stops_on_term():
+    port, sp, big = server_with_big_file()
+    sp.start(ports=[port])
+    try:
+        workers = wait_ready(sp, 2)
+        dl, first = start_download(port)
+        lport = dl.getsockname()[1]
+        server = [w for w in workers if lport in peer_ports_of(w, port)]
+        eq(len(server), 1, "one worker serves the download")
+        os.kill(server[0], signal.SIGQUIT)
+        check(wait_for(lambda: "draining (SIGQUIT)" in sp.logs(), 3),
+              "drain logged: " + sp.logs())
+        check(finish_download(dl, first, len(big)) == big, "download completed across SIGQUIT")
+        check(wait_for(lambda: not alive(server[0]), 5), "drained worker exited")
+
+        other = [w for w in workers if w != server[0]][0]
+        t0 = time.monotonic()
+        os.kill(other, signal.SIGTERM)
+        check(wait_for(lambda: not alive(other), 3), "worker still alive after SIGTERM")
+        check(time.monotonic() - t0 < 2.5, "SIGTERM took %.1fs" % (time.monotonic() - t0))
+        check(wait_for(lambda: "SIGTERM: stopping" in sp.logs(), 2), "stop logged: " + sp.logs())
+        wait_ready(sp, 2)
+        eq(http_get(port, "/plaintext")[0], 200, "serving after the replacements")
+    finally:
+        sp.stop()
+
+
 if __name__ == "__main__":
     tap.run()
