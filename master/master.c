@@ -27,7 +27,7 @@
 /* Fibers get only a pointer-sized argument; the one master is here. */
 static struct master *the_master;
 
-static const int master_signals[] = {SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGCHLD};
+static const int master_signals[] = {SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGCHLD};
 
 struct master_worker *master_find_pid(struct master *m, pid_t pid)
 {
@@ -396,6 +396,12 @@ static void signal_fiber(void *arg)
             break;
         case SIGUSR1:
             master_reopen(m);
+            break;
+        case SIGUSR2:
+            /* nginx's binary upgrade signal: an operator used to it must not
+             * take the site down by sending it. */
+            sp_log_warn("SIGUSR2 ignored: binary upgrade is not supported (restart, or HUP to "
+                        "reload the configuration)");
             break;
         default:
             break;

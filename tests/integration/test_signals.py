@@ -312,5 +312,23 @@ def worker_drains_on_quit_and_stops_on_term():
         sp.stop()
 
 
+@tap.case
+def sigusr2_is_logged_and_ignored():
+    port = free_port()
+    sp = Spindle(services(port), workers=2)
+    sp.start(ports=[port])
+    try:
+        workers = wait_ready(sp, 2)
+        os.killpg(sp.pid, signal.SIGUSR2)
+        check(wait_for(lambda: "binary upgrade is not supported" in sp.logs(), 3),
+              "SIGUSR2 logged: " + sp.logs())
+        time.sleep(0.2)
+        check(alive(sp.pid), "master alive after SIGUSR2")
+        eq(sorted(children(sp.pid)), workers, "the same workers")
+        eq(http_get(port, "/plaintext")[0], 200, "serving after SIGUSR2")
+    finally:
+        sp.stop()
+
+
 if __name__ == "__main__":
     tap.run()
