@@ -42,6 +42,7 @@ void master_make_current(struct master *m, struct master_gen *gen)
     m->cur = gen;
     for (unsigned i = 0; i < SP_CONFIG_MAX_WORKERS; i++)
         m->index[i].delay_ms = 0;
+    master_slots_balance(m);
 }
 
 /* SIGKILL to every worker not yet reaped: the last resort. */
@@ -246,16 +247,23 @@ static void worker_gone(struct master *m, struct master_worker *w)
         if (sp_iom_spawn(m->iom, respawn_fiber, (void *)(uintptr_t)w->index) != 0)
             sp_log_error("cannot respawn worker %u: out of memory", w->index);
     }
+    master_slots_forget(m, w);
     free(w);
     master_gen_prune(m);
+    master_slots_balance(m);
 }
 
 static void handle_msg(struct master_worker *w, const struct sp_msg *msg)
 {
     switch (msg->type) {
     case SP_MSG_READY:
-        if (w->state == MASTER_WORKER_STARTING)
+        if (w->state == MASTER_WORKER_STARTING) {
             w->state = MASTER_WORKER_READY;
+            master_slots_balance(the_master);
+        }
+        break;
+    case SP_MSG_PONG:
+        master_heartbeat_pong(the_master, w);
         break;
     case SP_MSG_STATUS:
         w->status = msg->status;
@@ -308,6 +316,8 @@ static void channel_fiber(void *arg)
     w->channel_done = true;
     if (w->reaped)
         worker_gone(m, w);
+    else
+        master_slots_balance(m);
 }
 
 static void reap(struct master *m)
@@ -327,6 +337,8 @@ static void reap(struct master *m)
         w->wstatus = st;
         if (w->channel_done)
             worker_gone(m, w);
+        else
+            master_slots_balance(m);
     }
 }
 
@@ -604,7 +616,8 @@ int master_run(struct master *m)
     struct sp_iom_config icfg = {.threads = 1, .pool = {.stack_size = 128 * 1024}};
     m->iom = sp_iom_new(&icfg);
     if (!m->iom || sp_iom_spawn(m->iom, signal_fiber, m) != 0 ||
-        sp_iom_spawn(m->iom, deadline_fiber, m) != 0 || control_start(m) != 0 ||
+        sp_iom_spawn(m->iom, deadline_fiber, m) != 0 ||
+        sp_iom_spawn(m->iom, master_heartbeat_fiber, m) != 0 || control_start(m) != 0 ||
         sp_iom_spawn(m->iom, startup_fiber, m) != 0) {
         report_fatal(m, "cannot start the scheduler: out of memory");
         goto out;
@@ -623,6 +636,7 @@ int master_run(struct master *m)
     }
 
 out:
+    master_slots_forget(m, NULL);
     free(txn);
     control_close(m);
     if (m->pid_written)

@@ -6,11 +6,13 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "spindle/channel.h"
 
 #define READY_SIZE   12
 #define STATUS_SIZE  60
+#define SLOT_SIZE    8
 #define EXITING_BASE 6 /* code + reason_len, then the reason */
 
 /* A cursor over a packet: writes past end are counted, not done. */
@@ -47,8 +49,13 @@ static long payload_size(unsigned type)
     case SP_MSG_STOP:
     case SP_MSG_REOPEN:
     case SP_MSG_STATUS_REQ:
+    case SP_MSG_PING:
     case SP_MSG_DRAINING:
+    case SP_MSG_PONG:
         return 0;
+    case SP_MSG_ADOPT:
+    case SP_MSG_RELEASE:
+        return SLOT_SIZE;
     case SP_MSG_READY:
         return READY_SIZE;
     case SP_MSG_STATUS:
@@ -99,6 +106,11 @@ ssize_t sp_msg_encode(const struct sp_msg *m, void *buf, size_t size)
         put(&c, s->uptime_ms, 8);
         break;
     }
+    case SP_MSG_ADOPT:
+    case SP_MSG_RELEASE:
+        put(&c, m->slot.key, 4);
+        put(&c, m->slot.service, 4);
+        break;
     case SP_MSG_EXITING:
         put(&c, (uint32_t)m->exiting.code, 4);
         put(&c, reason_len, 2);
@@ -151,6 +163,11 @@ int sp_msg_decode(const void *buf, size_t len, struct sp_msg *m)
         s->uptime_ms = get(&c, 8);
         break;
     }
+    case SP_MSG_ADOPT:
+    case SP_MSG_RELEASE:
+        m->slot.key = (uint32_t)get(&c, 4);
+        m->slot.service = (uint32_t)get(&c, 4);
+        break;
     case SP_MSG_EXITING: {
         size_t rlen;
         if (plen < EXITING_BASE)
@@ -181,6 +198,14 @@ const char *sp_msg_type_name(unsigned type)
         return "REOPEN";
     case SP_MSG_STATUS_REQ:
         return "STATUS_REQ";
+    case SP_MSG_PING:
+        return "PING";
+    case SP_MSG_ADOPT:
+        return "ADOPT";
+    case SP_MSG_RELEASE:
+        return "RELEASE";
+    case SP_MSG_PONG:
+        return "PONG";
     case SP_MSG_READY:
         return "READY";
     case SP_MSG_STATUS:
@@ -195,13 +220,39 @@ const char *sp_msg_type_name(unsigned type)
 
 int sp_msg_send(int fd, const struct sp_msg *m)
 {
+    return sp_msg_send_fd(fd, m, -1);
+}
+
+int sp_msg_send_fd(int fd, const struct sp_msg *m, int pass_fd)
+{
     unsigned char buf[SP_MSG_MAX];
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct iovec iov;
+    struct msghdr mh;
     ssize_t n = sp_msg_encode(m, buf, sizeof(buf));
 
     if (n < 0)
         return (int)n;
+    iov.iov_base = buf;
+    iov.iov_len = (size_t)n;
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (pass_fd >= 0) {
+        memset(&ctl, 0, sizeof(ctl));
+        mh.msg_control = ctl.space;
+        mh.msg_controllen = sizeof(ctl.space);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+    }
     for (;;) {
-        ssize_t w = send(fd, buf, (size_t)n, MSG_NOSIGNAL);
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
         if (w == n)
             return 0;
         if (w >= 0)
@@ -209,6 +260,49 @@ int sp_msg_send(int fd, const struct sp_msg *m)
         if (errno != EINTR)
             return -errno;
     }
+}
+
+ssize_t sp_msg_recv_packet(int fd, void *buf, size_t size, int *passed)
+{
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(4 * sizeof(int))];
+    } ctl;
+    struct iovec iov = {.iov_base = buf, .iov_len = size};
+    struct msghdr mh;
+    ssize_t n;
+
+    *passed = -1;
+    for (;;) {
+        memset(&mh, 0, sizeof(mh));
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = ctl.space;
+        mh.msg_controllen = sizeof(ctl.space);
+        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+        if (n >= 0 || errno != EINTR)
+            break;
+    }
+    if (n < 0)
+        return -errno;
+    /* Every descriptor that came is ours now: keep the first, close the rest
+     * (a truncated control buffer has already closed what did not fit). */
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int got;
+            memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (*passed < 0)
+                *passed = got;
+            else
+                close(got);
+        }
+    }
+    if (mh.msg_flags & MSG_TRUNC)
+        return (ssize_t)size + 1;
+    return n;
 }
 
 ssize_t sp_msg_recv(int fd, struct sp_msg *m)

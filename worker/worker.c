@@ -7,10 +7,15 @@
  * no queued connection is lost), asks each service to close its idle
  * connections, and ends the process when the last connection is gone or
  * shutdown_timeout has passed.
+ *
+ * The master may lend us the slots of a worker that is gone or does not
+ * answer (ADOPT, with the socket attached): each gets an acceptor like our
+ * own until RELEASE or the drain closes our copy.
  */
 #include "worker.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +38,15 @@ struct acceptor {
     struct service *svc;
 };
 
+/* A slot of another worker, accepted on until the master asks for it back.
+ * On w->adopted while its fd is open; its fiber frees it. */
+struct adopted {
+    struct acceptor a; /* first: the acceptor fiber's argument */
+    uint32_t key;
+    bool linked;
+    struct adopted *next;
+};
+
 struct worker {
     const struct sp_config *cfg;
     struct sp_iom *iom;
@@ -46,7 +60,9 @@ struct worker {
     unsigned nservices;
     struct acceptor *acceptors;
     unsigned nacceptors;
-    int sigfd; /* QUIT, TERM, INT; -1 if signalfd() failed */
+    int sigfd;                  /* QUIT, TERM, INT; -1 if signalfd() failed */
+    pthread_mutex_t adopt_lock; /* guards adopted: acceptors may run on other threads */
+    struct adopted *adopted;
     char exit_reason[SP_MSG_REASON_MAX + 1];
 };
 
@@ -155,6 +171,104 @@ static void acceptor_fiber(void *arg)
     }
 }
 
+/* ---- adopted slots ----------------------------------------------------------- */
+
+/* Unlinks a from w->adopted and closes its fd, which ends its acceptor.  The
+ * caller holds adopt_lock. */
+static void adopted_unlink(struct worker *w, struct adopted *a)
+{
+    for (struct adopted **p = &w->adopted; *p; p = &(*p)->next) {
+        if (*p == a) {
+            *p = a->next;
+            break;
+        }
+    }
+    a->linked = false;
+    int fd = a->a.fd;
+    a->a.fd = -1; /* read by the acceptor before each accept: it ends on -EBADF */
+    sp_close(fd);
+}
+
+static void adopted_fiber(void *arg)
+{
+    struct adopted *a = arg;
+    struct worker *w = a->a.w;
+
+    acceptor_fiber(&a->a);
+    pthread_mutex_lock(&w->adopt_lock);
+    if (a->linked)
+        adopted_unlink(w, a);
+    pthread_mutex_unlock(&w->adopt_lock);
+    free(a);
+}
+
+/* The master hands us fd, a slot of a worker that is gone or does not
+ * answer: accept on it too until it asks for it back.  Takes fd. */
+static void adopt_slot(struct worker *w, const struct sp_msg_slot *slot, int fd)
+{
+    struct adopted *a = NULL;
+
+    if (fd < 0) {
+        sp_log_error("ADOPT of slot %u came without a descriptor", (unsigned)slot->key);
+        return;
+    }
+    if (slot->service >= w->nservices || atomic_load(&w->draining))
+        goto drop;
+    pthread_mutex_lock(&w->adopt_lock);
+    for (struct adopted *o = w->adopted; o; o = o->next)
+        if (o->key == slot->key)
+            a = o;
+    pthread_mutex_unlock(&w->adopt_lock);
+    if (a) /* already ours */
+        goto drop;
+    a = calloc(1, sizeof(*a));
+    if (!a) {
+        sp_log_error("cannot adopt slot %u: out of memory", (unsigned)slot->key);
+        goto drop;
+    }
+    sp_net_set_nonblock(fd, 1);
+    a->a.w = w;
+    a->a.fd = fd;
+    a->a.svc = &w->services[slot->service];
+    a->key = slot->key;
+    pthread_mutex_lock(&w->adopt_lock);
+    a->linked = true;
+    a->next = w->adopted;
+    w->adopted = a;
+    pthread_mutex_unlock(&w->adopt_lock);
+    if (sp_iom_spawn(w->iom, adopted_fiber, a) != 0) {
+        sp_log_error("cannot adopt slot %u: out of memory", (unsigned)slot->key);
+        pthread_mutex_lock(&w->adopt_lock);
+        adopted_unlink(w, a);
+        pthread_mutex_unlock(&w->adopt_lock);
+        free(a);
+    }
+    return;
+
+drop:
+    close(fd);
+}
+
+static void release_slot(struct worker *w, uint32_t key)
+{
+    pthread_mutex_lock(&w->adopt_lock);
+    for (struct adopted *a = w->adopted; a; a = a->next) {
+        if (a->key == key) {
+            adopted_unlink(w, a);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&w->adopt_lock);
+}
+
+static void adopted_close_all(struct worker *w)
+{
+    pthread_mutex_lock(&w->adopt_lock);
+    while (w->adopted)
+        adopted_unlink(w, w->adopted);
+    pthread_mutex_unlock(&w->adopt_lock);
+}
+
 /* ---- drain, stop, channel ------------------------------------------------ */
 
 static void drain_deadline_fiber(void *arg)
@@ -185,6 +299,7 @@ static void worker_drain(struct worker *w, const char *why)
             w->acceptors[i].fd = -1;
         }
     }
+    adopted_close_all(w);
     sp_iom_expire_watches(w->iom, WORKER_DRAIN_IDLE_MS);
     for (unsigned i = 0; i < w->nservices; i++)
         if (w->services[i].ops->drain)
@@ -261,9 +376,15 @@ static void channel_fiber(void *arg)
     struct worker *w = arg;
     unsigned char buf[SP_MSG_MAX];
     struct sp_msg m;
+    int fd;
 
     for (;;) {
-        ssize_t n = sp_read(w->channel_fd, buf, sizeof(buf), -1);
+        ssize_t n = sp_msg_recv_packet(w->channel_fd, buf, sizeof(buf), &fd);
+        if (n == -EAGAIN) {
+            n = sp_wait(w->channel_fd, SP_IO_READ, -1);
+            if (n == 0)
+                continue;
+        }
         if (n == -ECANCELED)
             return;
         if (n <= 0) {
@@ -273,10 +394,18 @@ static void channel_fiber(void *arg)
             worker_drain(w, "master gone");
             return;
         }
-        if (sp_msg_decode(buf, (size_t)n, &m) != 0) {
+        if ((size_t)n > sizeof(buf) || sp_msg_decode(buf, (size_t)n, &m) != 0) {
             sp_log_error("bad control message (%zd bytes) ignored", n);
+            if (fd >= 0)
+                close(fd);
             continue;
         }
+        if (m.type == SP_MSG_ADOPT) {
+            adopt_slot(w, &m.slot, fd);
+            continue;
+        }
+        if (fd >= 0)
+            close(fd); /* only ADOPT carries one */
         switch (m.type) {
         case SP_MSG_DRAIN:
             worker_drain(w, "master asked");
@@ -290,6 +419,14 @@ static void channel_fiber(void *arg)
         case SP_MSG_STATUS_REQ:
             fill_status(w, &m);
             send_msg(w, &m);
+            break;
+        case SP_MSG_PING:
+            memset(&m, 0, sizeof(m));
+            m.type = SP_MSG_PONG;
+            send_msg(w, &m);
+            break;
+        case SP_MSG_RELEASE:
+            release_slot(w, m.slot.key);
             break;
         default:
             sp_log_error("unexpected control message type %u ignored", (unsigned)m.type);
@@ -376,6 +513,7 @@ int worker_main(const struct worker_args *args)
     if (rc < 0)
         sp_log_warn("signalfd() failed: %s; QUIT, TERM and INT keep their default actions",
                     strerror(-rc));
+    pthread_mutex_init(&w->adopt_lock, NULL);
     w->cfg = cfg;
     w->generation = args->generation;
     w->index = args->index;

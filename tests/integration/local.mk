@@ -17,6 +17,7 @@ INTEGRATION_TESTS += \
 	tests/integration/test_master.py \
 	tests/integration/test_reload.py \
 	tests/integration/test_signals.py \
+	tests/integration/test_supervision.py \
 	tests/integration/test_notify.py
 
 # Hardening: hostile and unlucky clients, descriptor exhaustion, 20k

@@ -32,8 +32,8 @@ static size_t round_trip(const struct sp_msg *m, struct sp_msg *out, size_t payl
 
 static void test_empty_types(void **state)
 {
-    static const uint16_t types[] = {SP_MSG_DRAIN, SP_MSG_STOP, SP_MSG_REOPEN, SP_MSG_STATUS_REQ,
-                                     SP_MSG_DRAINING};
+    static const uint16_t types[] = {SP_MSG_DRAIN,    SP_MSG_STOP, SP_MSG_REOPEN, SP_MSG_STATUS_REQ,
+                                     SP_MSG_DRAINING, SP_MSG_PING, SP_MSG_PONG};
     (void)state;
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         struct sp_msg m = {.type = types[i]}, out;
@@ -52,6 +52,22 @@ static void test_ready(void **state)
     assert_int_equal(out.ready.pid, 4242);
     assert_int_equal(out.ready.generation, 7);
     assert_int_equal(out.ready.slot, 3);
+}
+
+static void test_slot(void **state)
+{
+    static const uint16_t types[] = {SP_MSG_ADOPT, SP_MSG_RELEASE};
+    (void)state;
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        struct sp_msg m = {.type = types[i]}, out;
+        m.slot.key = 0x01020304;
+        m.slot.service = 9;
+        round_trip(&m, &out, 8);
+        assert_int_equal(out.slot.key, 0x01020304);
+        assert_int_equal(out.slot.service, 9);
+    }
+    assert_string_equal(sp_msg_type_name(SP_MSG_ADOPT), "ADOPT");
+    assert_string_equal(sp_msg_type_name(SP_MSG_PONG), "PONG");
 }
 
 static void test_status(void **state)
@@ -208,7 +224,8 @@ static void test_unknown_type_and_magic(void **state)
     for (unsigned t = 0; t < 64; t++) {
         buf[2] = (unsigned char)t;
         int known = t == SP_MSG_DRAIN || t == SP_MSG_STOP || t == SP_MSG_REOPEN ||
-                    t == SP_MSG_STATUS_REQ || t == SP_MSG_DRAINING;
+                    t == SP_MSG_STATUS_REQ || t == SP_MSG_DRAINING || t == SP_MSG_PING ||
+                    t == SP_MSG_PONG;
         assert_int_equal(sp_msg_decode(buf, (size_t)n, &out), known ? 0 : -1);
     }
     buf[2] = SP_MSG_DRAIN;
@@ -260,19 +277,55 @@ static void test_socketpair(void **state)
     close(sv[1]);
 }
 
+/* A descriptor travels with its packet; packets without one report -1, and
+ * a descriptor sent with a packet the receiver cannot use is still handed
+ * over (to be closed), never leaked. */
+static void test_pass_fd(void **state)
+{
+    int sv[2], p[2], got;
+    struct sp_msg m = {.type = SP_MSG_ADOPT}, out;
+    unsigned char buf[SP_MSG_MAX];
+    char c = 0;
+    (void)state;
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(pipe(p), 0);
+    m.slot.key = 7;
+    assert_int_equal(sp_msg_send_fd(sv[0], &m, p[1]), 0);
+    m.type = SP_MSG_PING;
+    assert_int_equal(sp_msg_send(sv[0], &m), 0);
+
+    ssize_t n = sp_msg_recv_packet(sv[1], buf, sizeof(buf), &got);
+    assert_int_equal(n, SP_MSG_HEADER + 8);
+    assert_int_equal(sp_msg_decode(buf, (size_t)n, &out), 0);
+    assert_int_equal(out.type, SP_MSG_ADOPT);
+    assert_int_equal(out.slot.key, 7);
+    assert_true(got >= 0 && got != p[1]);
+    assert_int_equal(write(got, "x", 1), 1); /* the same pipe */
+    assert_int_equal(read(p[0], &c, 1), 1);
+    assert_int_equal(c, 'x');
+    close(got);
+
+    n = sp_msg_recv_packet(sv[1], buf, sizeof(buf), &got);
+    assert_int_equal(n, SP_MSG_HEADER);
+    assert_int_equal(got, -1);
+    close(sv[0]);
+    assert_int_equal(sp_msg_recv_packet(sv[1], buf, sizeof(buf), &got), 0);
+    assert_int_equal(got, -1);
+    close(sv[1]);
+    close(p[0]);
+    close(p[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_empty_types),
-        cmocka_unit_test(test_ready),
-        cmocka_unit_test(test_status),
-        cmocka_unit_test(test_exiting),
-        cmocka_unit_test(test_encode_refuses),
-        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_wrong_lengths),
-        cmocka_unit_test(test_bad_reason),
-        cmocka_unit_test(test_unknown_type_and_magic),
-        cmocka_unit_test(test_socketpair),
+        cmocka_unit_test(test_empty_types), cmocka_unit_test(test_ready),
+        cmocka_unit_test(test_slot),        cmocka_unit_test(test_status),
+        cmocka_unit_test(test_exiting),     cmocka_unit_test(test_encode_refuses),
+        cmocka_unit_test(test_truncated),   cmocka_unit_test(test_wrong_lengths),
+        cmocka_unit_test(test_bad_reason),  cmocka_unit_test(test_unknown_type_and_magic),
+        cmocka_unit_test(test_socketpair),  cmocka_unit_test(test_pass_fd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
