@@ -35,8 +35,8 @@
 /* Ready, of the current generation and answering: may serve and adopt. */
 static bool serving(const struct master *m, const struct master_worker *w)
 {
-    return w->gen == m->cur && w->state == MASTER_WORKER_READY && !w->reaped &&
-           !w->channel_done && !w->killed && !w->unresponsive && w->channel_fd >= 0;
+    return w->gen == m->cur && w->state == MASTER_WORKER_READY && !w->reaped && !w->channel_done &&
+           !w->killed && !w->unresponsive && w->channel_fd >= 0;
 }
 
 static void forget(struct master_adoption *a)
@@ -61,8 +61,8 @@ static void release(struct master *m, unsigned index)
         if (rc < 0) {
             /* Left accepting on a slot that has its owner back costs nothing
              * but balance; the worker exits with it eventually. */
-            sp_log_warn("send(RELEASE) to worker %u (pid %d) failed: %s", by->index,
-                        (int)by->pid, strerror(-rc));
+            sp_log_warn("send(RELEASE) to worker %u (pid %d) failed: %s", by->index, (int)by->pid,
+                        strerror(-rc));
             break;
         }
     }
@@ -162,8 +162,8 @@ static void beat(struct master *m, struct master_worker *w, uint64_t now, bool o
         w->missed = 0;
     }
     if (w->ping_ns && ++w->missed >= MASTER_HEARTBEAT_MISSES) {
-        sp_log_error("worker %u (pid %d, generation %u) missed %u heartbeats; killing it",
-                     w->index, (int)w->pid, w->gen->id, w->missed);
+        sp_log_error("worker %u (pid %d, generation %u) missed %u heartbeats; killing it", w->index,
+                     (int)w->pid, w->gen->id, w->missed);
         snprintf(w->exit_reason, sizeof(w->exit_reason), "missed %u heartbeats", w->missed);
         kill(w->pid, SIGKILL);
         w->killed = true;

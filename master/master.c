@@ -199,10 +199,21 @@ static void respawn_fiber(void *arg)
 
     if (ix->respawn_ms)
         sp_sleep((int64_t)ix->respawn_ms);
-    if (m->stopping || !m->cur || m->cur->id != gen_id || index >= m->cur->cfg->workers ||
-        index_alive(m, m->cur, index))
-        return;
-    master_fork_worker(m, m->cur, index);
+    /* A fork can fail for want of descriptors or memory (socketpair, fork):
+     * try again, backing off, for as long as the index needs a worker. */
+    for (int64_t retry_ms = 0;;) {
+        if (m->stopping || !m->cur || m->cur->id != gen_id || index >= m->cur->cfg->workers ||
+            index_alive(m, m->cur, index))
+            return;
+        if (master_fork_worker(m, m->cur, index))
+            return;
+        retry_ms = retry_ms == 0
+                       ? MASTER_RESPAWN_MIN_MS
+                       : (retry_ms * 2 > MASTER_RETRY_MAX_MS ? MASTER_RETRY_MAX_MS : retry_ms * 2);
+        sp_log_error("worker %u (generation %u) not respawned; retrying in %lld ms", index, gen_id,
+                     (long long)retry_ms);
+        sp_sleep(retry_ms);
+    }
 }
 
 /* The worker has been reaped and its channel has ended: log how it went,

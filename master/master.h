@@ -36,6 +36,7 @@
 #define MASTER_RESPAWN_MIN_MS    100   /* first delay of a crashing index */
 #define MASTER_RESPAWN_MAX_MS    10000 /* the delay doubles up to this */
 #define MASTER_RESPAWN_STABLE_MS 60000 /* a worker alive this long resets its index's delay */
+#define MASTER_RETRY_MAX_MS      1000  /* a respawn that failed to fork retries at most this late */
 #define MASTER_REASON_MAX        256
 #define MASTER_HEARTBEAT_MS      1000 /* a PING to every ready worker this often */
 #define MASTER_HEARTBEAT_LATE_MS 500  /* unanswered this long: its slots are adopted */

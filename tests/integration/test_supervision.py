@@ -5,12 +5,14 @@ killed and replaced.  Each case measures the longest connect-to-response wait
 of new connections and holds it to a bound."""
 import os
 import re
+import resource
 import signal
 import socket
 import threading
 import time
 
-from harness import Spindle, Tap, alive, check, eq, free_port, http_get, recv_response, wait_for
+from harness import (Spindle, Tap, alive, check, eq, fd_count, free_port, http_get, recv_response,
+                     wait_for)
 from loadgen import children, wait_ready
 
 tap = Tap()
@@ -177,6 +179,47 @@ def crash_looping_worker_slots_are_adopted():
         stop_killing.set()
         if prober:
             prober.stop()
+        sp.stop()
+
+
+@tap.case
+def worker_respawned_after_descriptor_exhaustion():
+    port = free_port()
+    sp = Spindle(services(port), workers=2)
+    sp.start(ports=[port])
+    clients = []
+    try:
+        workers = wait_ready(sp, 2)
+        # Leave the master a few descriptors, then take them with idle control
+        # connections (the master waits for their command line); more wait in
+        # the backlog.
+        used = fd_count(sp.pid)
+        soft, hard = resource.prlimit(sp.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(sp.pid, resource.RLIMIT_NOFILE, (used + 4, hard))
+        for _ in range(12):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.connect(sp.sock)
+            clients.append(c)
+        check(wait_for(lambda: fd_count(sp.pid) >= used + 4, 3),
+              "master descriptors: %d of %d" % (fd_count(sp.pid), used + 4))
+        before = sp.logs().count("on the control socket failed")
+        os.kill(workers[1], signal.SIGKILL)
+        check(wait_for(lambda: re.search(r"socketpair\(.*\) for worker 1 failed", sp.logs()), 3),
+              "the respawn ran out of descriptors:\n" + sp.logs())
+        time.sleep(1.5)
+        logged = sp.logs().count("on the control socket failed") - before
+        check(logged <= 2, "control socket accept failures logged %d times in 1.5 s" % logged)
+        # Descriptors come back: the worker must too, without a reload.
+        for c in clients:
+            c.close()
+        clients = []
+        resource.prlimit(sp.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        pids = wait_ready(sp, 2, timeout=5)
+        check(workers[1] not in pids, "replacement: %r" % pids)
+        eq(http_get(port, "/plaintext")[0], 200, "serving")
+    finally:
+        for c in clients:
+            c.close()
         sp.stop()
 
 
