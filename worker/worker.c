@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -388,10 +389,12 @@ static void channel_fiber(void *arg)
         if (n == -ECANCELED)
             return;
         if (n <= 0) {
-            /* The master is gone: nobody will tell us to stop any more. */
-            sp_log_warn("control channel closed (%s); draining",
+            /* The master is gone (PR_SET_PDEATHSIG normally ends us first).
+             * A new master cannot be started while we live, and our listener
+             * copies would take a share of its connections: stop now. */
+            sp_log_warn("control channel closed (%s); stopping",
                         n == 0 ? "master exited" : strerror((int)-n));
-            worker_drain(w, "master gone");
+            worker_stop(w, "master gone");
             return;
         }
         if ((size_t)n > sizeof(buf) || sp_msg_decode(buf, (size_t)n, &m) != 0) {
@@ -567,6 +570,12 @@ int worker_main(const struct worker_args *args)
         snprintf(w->exit_reason, sizeof(w->exit_reason), "out of memory");
         goto fail;
     }
+
+    /* Die with the master, even stopped or wedged (see channel_fiber).  Set
+     * here, after any change of credentials, which clears it; a master that
+     * died before this shows as end of stream on the channel. */
+    if (w->channel_fd >= 0 && prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        sp_log_warn("prctl(PR_SET_PDEATHSIG) failed: %s", strerror(errno));
 
     memset(&m, 0, sizeof(m));
     m.type = SP_MSG_READY;

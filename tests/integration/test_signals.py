@@ -343,5 +343,55 @@ def sigusr2_is_logged_and_ignored():
         sp.stop()
 
 
+@tap.case
+def new_master_serves_at_once_after_kill_9():
+    # systemd restarts a master that died only once its old workers are gone,
+    # and a worker left holding its listener copies would take a share of the
+    # new master's connections: the workers must go with the master, even a
+    # busy or stopped one.
+    port, sp, big = server_with_big_file()
+    sp.start(ports=[port])
+    sp2 = None
+    stopped = None
+    try:
+        workers = wait_ready(sp, 2)
+        dl, first = start_download(port)
+        idle = socket.create_connection(("127.0.0.1", port), timeout=5)
+        idle.sendall(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n")
+        recv_response(idle)
+        lport = dl.getsockname()[1]
+        stopped = [w for w in workers if lport not in peer_ports_of(w, port)][0]
+        os.kill(stopped, signal.SIGSTOP)
+        os.kill(sp.pid, signal.SIGKILL)
+        sp.wait_exit(5)
+        t0 = time.monotonic()
+        check(wait_for(lambda: not any(alive(p) for p in workers), 2.0),
+              "old workers alive %.1fs after the master died: %r"
+              % (time.monotonic() - t0, [p for p in workers if alive(p)]))
+        check(not listening_on(port), "port still listening without a master")
+
+        sp2 = Spindle("", workers=2)
+        for attr in ("dir", "conf", "pid_file", "sock", "log", "out"):
+            setattr(sp2, attr, getattr(sp, attr))
+        sp2.start(ports=[port])
+        wait_ready(sp2, 2)
+        print("# new master ready %.2fs after the old one died" % (time.monotonic() - t0))
+        for _ in range(40):
+            t1 = time.monotonic()
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"GET /plaintext HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                eq(recv_response(s)[0], 200, "answered by the new master's workers")
+            check(time.monotonic() - t1 < 1.0, "a connection waited %.2fs" % (time.monotonic() - t1))
+        dl.close()
+        idle.close()
+    finally:
+        if stopped and alive(stopped):
+            os.kill(stopped, signal.SIGKILL)
+            os.kill(stopped, signal.SIGCONT)
+        if sp2:
+            sp2.stop()
+        sp.stop()
+
+
 if __name__ == "__main__":
     tap.run()
