@@ -13,7 +13,7 @@ import time
 
 from harness import (Spindle, Tap, alive, check, eq, fd_count, free_port, http_get, recv_response,
                      wait_for)
-from loadgen import children, wait_ready
+from loadgen import children, peer_ports_of, wait_ready
 
 tap = Tap()
 
@@ -179,6 +179,41 @@ def crash_looping_worker_slots_are_adopted():
         stop_killing.set()
         if prober:
             prober.stop()
+        sp.stop()
+
+
+@tap.case
+def briefly_stopped_worker_gets_its_slots_back():
+    port = free_port()
+    sp = Spindle(services(port), workers=2, master="slots = 4")
+    sp.start(ports=[port])
+    victim = None
+    try:
+        workers = wait_ready(sp, 2)
+        victim = workers[1]
+        os.kill(victim, signal.SIGSTOP)
+        check(wait_for(lambda: "accepts on the 2 slots of worker 1" in sp.logs(), 3),
+              "adoption logged:\n" + sp.logs())
+        os.kill(victim, signal.SIGCONT)
+        check(wait_for(lambda: "returns the slots of worker 1" in sp.logs(), 3),
+              "release logged:\n" + sp.logs())
+        check("worker 1 (pid %d) answers again" % victim in sp.logs(), "logged:\n" + sp.logs())
+        time.sleep(3.5)  # past three heartbeats: it is not killed
+        eq(wait_ready(sp, 2), workers, "the same workers")
+        # Both serve their own slots again: 16 keep-alive connections spread
+        # over both.
+        socks = []
+        for _ in range(16):
+            c = socket.create_connection(("127.0.0.1", port), timeout=5)
+            c.sendall(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n")
+            eq(recv_response(c)[0], 200, "answered")
+            socks.append(c)
+        check(peer_ports_of(victim, port), "the continued worker serves new connections")
+        for c in socks:
+            c.close()
+    finally:
+        if victim and alive(victim):
+            os.kill(victim, signal.SIGCONT)
         sp.stop()
 
 
