@@ -4,9 +4,11 @@
  *
  * Every second the master sends PING to each ready worker, which answers
  * PONG.  A worker that leaves a PING unanswered for MASTER_HEARTBEAT_LATE_MS
- * (stopped, wedged) counts as not answering; one that misses
- * MASTER_HEARTBEAT_MISSES heartbeats in a row is killed and, being of the
- * current generation, respawned.
+ * (stopped, wedged) counts as not answering.  One that misses
+ * MASTER_HEARTBEAT_MISSES heartbeats in a row while stopped, or
+ * MASTER_HEARTBEAT_MISSES_RUNNING while running (wedged in a loop; a worker
+ * merely starved by a burst or a loaded machine answers well before), is
+ * killed and, being of the current generation, respawned.
  *
  * Worker i serves the slots s with s mod N == i.  While index i has no ready,
  * answering worker (not answering, dead, or respawning after a back-off), a
@@ -155,6 +157,22 @@ void master_heartbeat_pong(struct master *m, struct master_worker *w)
     }
 }
 
+/* True when pid is stopped (SIGSTOP, a debugger): it cannot be making any
+ * progress, however loaded the machine. */
+static bool is_stopped(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold anything */
+    return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
+}
+
 static void beat(struct master *m, struct master_worker *w, uint64_t now, bool on_time)
 {
     if (!on_time) { /* the master did not run: no answer could be read */
@@ -162,13 +180,23 @@ static void beat(struct master *m, struct master_worker *w, uint64_t now, bool o
         w->missed = 0;
     }
     if (w->ping_ns && ++w->missed >= MASTER_HEARTBEAT_MISSES) {
-        sp_log_error("worker %u (pid %d, generation %u) missed %u heartbeats; killing it", w->index,
-                     (int)w->pid, w->gen->id, w->missed);
-        snprintf(w->exit_reason, sizeof(w->exit_reason), "missed %u heartbeats", w->missed);
-        kill(w->pid, SIGKILL);
-        w->killed = true;
-        master_slots_balance(m);
-        return;
+        /* A running worker that does not answer may only be starved (a
+         * burst of connections, an overloaded machine): it gets longer. */
+        bool stopped = is_stopped(w->pid);
+        if (stopped || w->missed >= MASTER_HEARTBEAT_MISSES_RUNNING) {
+            sp_log_error("worker %u (pid %d, generation %u) missed %u heartbeats%s; killing it",
+                         w->index, (int)w->pid, w->gen->id, w->missed, stopped ? " (stopped)" : "");
+            snprintf(w->exit_reason, sizeof(w->exit_reason), "missed %u heartbeats", w->missed);
+            kill(w->pid, SIGKILL);
+            w->killed = true;
+            master_slots_balance(m);
+            return;
+        }
+        if (w->missed == MASTER_HEARTBEAT_MISSES)
+            sp_log_warn("worker %u (pid %d, generation %u) missed %u heartbeats but is running; "
+                        "killing it at %u",
+                        w->index, (int)w->pid, w->gen->id, w->missed,
+                        MASTER_HEARTBEAT_MISSES_RUNNING);
     }
     if (!w->ping_ns)
         w->ping_ns = now;

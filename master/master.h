@@ -29,18 +29,19 @@
 #include "spindle/config.h"
 
 /* Bounds of the master's own waits. */
-#define MASTER_READY_TIMEOUT_MS  5000  /* a new worker must say READY within this */
-#define MASTER_STOP_GRACE_MS     1000  /* after STOP, before SIGKILL */
-#define MASTER_DRAIN_GRACE_MS    1000  /* after shutdown_timeout, before SIGKILL */
-#define MASTER_STATUS_TIMEOUT_MS 1000  /* for the workers' STATUS answers */
-#define MASTER_RESPAWN_MIN_MS    100   /* first delay of a crashing index */
-#define MASTER_RESPAWN_MAX_MS    10000 /* the delay doubles up to this */
-#define MASTER_RESPAWN_STABLE_MS 60000 /* a worker alive this long resets its index's delay */
-#define MASTER_RETRY_MAX_MS      1000  /* a respawn that failed to fork retries at most this late */
-#define MASTER_REASON_MAX        256
-#define MASTER_HEARTBEAT_MS      1000 /* a PING to every ready worker this often */
-#define MASTER_HEARTBEAT_LATE_MS 500  /* unanswered this long: its slots are adopted */
-#define MASTER_HEARTBEAT_MISSES  3    /* heartbeats missed in a row before SIGKILL */
+#define MASTER_READY_TIMEOUT_MS         5000  /* a new worker must say READY within this */
+#define MASTER_STOP_GRACE_MS            1000  /* after STOP, before SIGKILL */
+#define MASTER_DRAIN_GRACE_MS           1000  /* after shutdown_timeout, before SIGKILL */
+#define MASTER_STATUS_TIMEOUT_MS        1000  /* for the workers' STATUS answers */
+#define MASTER_RESPAWN_MIN_MS           100   /* first delay of a crashing index */
+#define MASTER_RESPAWN_MAX_MS           10000 /* the delay doubles up to this */
+#define MASTER_RESPAWN_STABLE_MS        60000 /* a worker alive this long resets its index's delay */
+#define MASTER_RETRY_MAX_MS             1000 /* a respawn that failed to fork retries at most this late */
+#define MASTER_REASON_MAX               256
+#define MASTER_HEARTBEAT_MS             1000 /* a PING to every ready worker this often */
+#define MASTER_HEARTBEAT_LATE_MS        500  /* unanswered this long: its slots are adopted */
+#define MASTER_HEARTBEAT_MISSES         3  /* heartbeats missed in a row before SIGKILL, stopped */
+#define MASTER_HEARTBEAT_MISSES_RUNNING 10 /* the same for a worker that runs */
 
 struct sp_iom;
 

@@ -117,8 +117,8 @@ def stopped_worker_slots_are_adopted_and_it_is_replaced():
                         logs), "not answering logged:\n" + logs)
         check(re.search(r"worker 0 \(pid \d+\) accepts on the 2 slots of worker 1", logs),
               "adoption logged:\n" + logs)
-        check(re.search(r"worker 1 \(pid %d, generation 1\) missed 3 heartbeats; killing it"
-                        % victim, logs), "kill logged:\n" + logs)
+        check(re.search(r"worker 1 \(pid %d, generation 1\) missed 3 heartbeats \(stopped\); "
+                        r"killing it" % victim, logs), "kill logged:\n" + logs)
         check(re.search(r"returns the slots of worker 1", logs), "release logged:\n" + logs)
         eq(http_get(port, "/plaintext")[0], 200, "serving after the replacement")
     finally:
