@@ -218,6 +218,39 @@ def briefly_stopped_worker_gets_its_slots_back():
 
 
 @tap.case
+def reload_while_a_worker_is_stopped():
+    port = free_port()
+    sp = Spindle(services(port), workers=2, master="slots = 4", shutdown_timeout="1s")
+    sp.start(ports=[port])
+    victim = None
+    prober = None
+    try:
+        workers = wait_ready(sp, 2)
+        victim = workers[1]
+        os.kill(victim, signal.SIGSTOP)
+        check(wait_for(lambda: "accepts on the 2 slots of worker 1" in sp.logs(), 3),
+              "adoption logged:\n" + sp.logs())
+        prober = Prober(port).start()
+        rc, out = sp.ctl("reload")
+        eq(rc, 0, "reload: " + out)
+        new = wait_ready(sp, 2)
+        check(not set(new) & set(workers), "a new generation: %r" % new)
+        check(wait_for(lambda: not alive(victim), 5), "the stopped old worker is gone")
+        time.sleep(0.5)
+        prober.stop()
+        print("# reload with a stopped worker: " + prober.summary())
+        eq(prober.errors, [], "failed connections")
+        check(prober.longest() < 3.0, "a connection waited %.3fs" % prober.longest())
+    finally:
+        if prober:
+            prober.stop()
+        if victim and alive(victim):
+            os.kill(victim, signal.SIGKILL)
+            os.kill(victim, signal.SIGCONT)
+        sp.stop()
+
+
+@tap.case
 def worker_respawned_after_descriptor_exhaustion():
     port = free_port()
     sp = Spindle(services(port), workers=2)
