@@ -317,10 +317,31 @@ static void client_fiber(void *arg)
 static void acceptor_fiber(void *arg)
 {
     struct master *m = arg;
+    int64_t backoff_ms = 0;
+    unsigned quiet = 0; /* failures not logged since the last line */
+
     for (;;) {
         int fd = sp_accept(m->ctl_fd, NULL, NULL, -1);
         if (fd == -ECANCELED || fd == -EBADF)
             return;
+        if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+            /* Out of descriptors or memory: the client waits in the backlog.
+             * Back off to a second and log once per stretch of failures, not
+             * at every retry. */
+            if (backoff_ms == 0)
+                sp_log_error("accept4(%d) on the control socket failed: %s; retrying", m->ctl_fd,
+                             strerror(-fd));
+            else
+                quiet++;
+            backoff_ms = backoff_ms == 0 ? 100 : (backoff_ms * 2 > 1000 ? 1000 : backoff_ms * 2);
+            sp_sleep(backoff_ms);
+            continue;
+        }
+        if (backoff_ms && fd >= 0) {
+            sp_log_info("control socket accepting again (%u more failures)", quiet);
+            backoff_ms = 0;
+            quiet = 0;
+        }
         if (fd < 0) {
             sp_log_error("accept4(%d) on the control socket failed: %s", m->ctl_fd, strerror(-fd));
             sp_sleep(100);

@@ -4,6 +4,7 @@ spindle_SOURCES += \
 	master/master.h \
 	master/main.c \
 	master/master.c \
+	master/heartbeat.c \
 	master/reload.c \
 	master/listeners.c \
 	master/control.c \

@@ -27,7 +27,7 @@
 /* Fibers get only a pointer-sized argument; the one master is here. */
 static struct master *the_master;
 
-static const int master_signals[] = {SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGCHLD};
+static const int master_signals[] = {SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGCHLD};
 
 struct master_worker *master_find_pid(struct master *m, pid_t pid)
 {
@@ -42,6 +42,7 @@ void master_make_current(struct master *m, struct master_gen *gen)
     m->cur = gen;
     for (unsigned i = 0; i < SP_CONFIG_MAX_WORKERS; i++)
         m->index[i].delay_ms = 0;
+    master_slots_balance(m);
 }
 
 /* SIGKILL to every worker not yet reaped: the last resort. */
@@ -198,10 +199,21 @@ static void respawn_fiber(void *arg)
 
     if (ix->respawn_ms)
         sp_sleep((int64_t)ix->respawn_ms);
-    if (m->stopping || !m->cur || m->cur->id != gen_id || index >= m->cur->cfg->workers ||
-        index_alive(m, m->cur, index))
-        return;
-    master_fork_worker(m, m->cur, index);
+    /* A fork can fail for want of descriptors or memory (socketpair, fork):
+     * try again, backing off, for as long as the index needs a worker. */
+    for (int64_t retry_ms = 0;;) {
+        if (m->stopping || !m->cur || m->cur->id != gen_id || index >= m->cur->cfg->workers ||
+            index_alive(m, m->cur, index))
+            return;
+        if (master_fork_worker(m, m->cur, index))
+            return;
+        retry_ms = retry_ms == 0
+                       ? MASTER_RESPAWN_MIN_MS
+                       : (retry_ms * 2 > MASTER_RETRY_MAX_MS ? MASTER_RETRY_MAX_MS : retry_ms * 2);
+        sp_log_error("worker %u (generation %u) not respawned; retrying in %lld ms", index, gen_id,
+                     (long long)retry_ms);
+        sp_sleep(retry_ms);
+    }
 }
 
 /* The worker has been reaped and its channel has ended: log how it went,
@@ -246,16 +258,23 @@ static void worker_gone(struct master *m, struct master_worker *w)
         if (sp_iom_spawn(m->iom, respawn_fiber, (void *)(uintptr_t)w->index) != 0)
             sp_log_error("cannot respawn worker %u: out of memory", w->index);
     }
+    master_slots_forget(m, w);
     free(w);
     master_gen_prune(m);
+    master_slots_balance(m);
 }
 
 static void handle_msg(struct master_worker *w, const struct sp_msg *msg)
 {
     switch (msg->type) {
     case SP_MSG_READY:
-        if (w->state == MASTER_WORKER_STARTING)
+        if (w->state == MASTER_WORKER_STARTING) {
             w->state = MASTER_WORKER_READY;
+            master_slots_balance(the_master);
+        }
+        break;
+    case SP_MSG_PONG:
+        master_heartbeat_pong(the_master, w);
         break;
     case SP_MSG_STATUS:
         w->status = msg->status;
@@ -308,6 +327,8 @@ static void channel_fiber(void *arg)
     w->channel_done = true;
     if (w->reaped)
         worker_gone(m, w);
+    else
+        master_slots_balance(m);
 }
 
 static void reap(struct master *m)
@@ -327,6 +348,8 @@ static void reap(struct master *m)
         w->wstatus = st;
         if (w->channel_done)
             worker_gone(m, w);
+        else
+            master_slots_balance(m);
     }
 }
 
@@ -394,6 +417,12 @@ static void signal_fiber(void *arg)
             break;
         case SIGUSR1:
             master_reopen(m);
+            break;
+        case SIGUSR2:
+            /* nginx's binary upgrade signal: an operator used to it must not
+             * take the site down by sending it. */
+            sp_log_warn("SIGUSR2 ignored: binary upgrade is not supported (restart, or HUP to "
+                        "reload the configuration)");
             break;
         default:
             break;
@@ -601,7 +630,8 @@ int master_run(struct master *m)
     struct sp_iom_config icfg = {.threads = 1, .pool = {.stack_size = 128 * 1024}};
     m->iom = sp_iom_new(&icfg);
     if (!m->iom || sp_iom_spawn(m->iom, signal_fiber, m) != 0 ||
-        sp_iom_spawn(m->iom, deadline_fiber, m) != 0 || control_start(m) != 0 ||
+        sp_iom_spawn(m->iom, deadline_fiber, m) != 0 ||
+        sp_iom_spawn(m->iom, master_heartbeat_fiber, m) != 0 || control_start(m) != 0 ||
         sp_iom_spawn(m->iom, startup_fiber, m) != 0) {
         report_fatal(m, "cannot start the scheduler: out of memory");
         goto out;
@@ -620,6 +650,7 @@ int master_run(struct master *m)
     }
 
 out:
+    master_slots_forget(m, NULL);
     free(txn);
     control_close(m);
     pidfile_remove(m->pid_file);

@@ -29,14 +29,19 @@
 #include "spindle/config.h"
 
 /* Bounds of the master's own waits. */
-#define MASTER_READY_TIMEOUT_MS  5000  /* a new worker must say READY within this */
-#define MASTER_STOP_GRACE_MS     1000  /* after STOP, before SIGKILL */
-#define MASTER_DRAIN_GRACE_MS    1000  /* after shutdown_timeout, before SIGKILL */
-#define MASTER_STATUS_TIMEOUT_MS 1000  /* for the workers' STATUS answers */
-#define MASTER_RESPAWN_MIN_MS    100   /* first delay of a crashing index */
-#define MASTER_RESPAWN_MAX_MS    10000 /* the delay doubles up to this */
-#define MASTER_RESPAWN_STABLE_MS 60000 /* a worker alive this long resets its index's delay */
-#define MASTER_REASON_MAX        256
+#define MASTER_READY_TIMEOUT_MS         5000  /* a new worker must say READY within this */
+#define MASTER_STOP_GRACE_MS            1000  /* after STOP, before SIGKILL */
+#define MASTER_DRAIN_GRACE_MS           1000  /* after shutdown_timeout, before SIGKILL */
+#define MASTER_STATUS_TIMEOUT_MS        1000  /* for the workers' STATUS answers */
+#define MASTER_RESPAWN_MIN_MS           100   /* first delay of a crashing index */
+#define MASTER_RESPAWN_MAX_MS           10000 /* the delay doubles up to this */
+#define MASTER_RESPAWN_STABLE_MS        60000 /* a worker alive this long resets its index's delay */
+#define MASTER_RETRY_MAX_MS             1000 /* a respawn that failed to fork retries at most this late */
+#define MASTER_REASON_MAX               256
+#define MASTER_HEARTBEAT_MS             1000 /* a PING to every ready worker this often */
+#define MASTER_HEARTBEAT_LATE_MS        500  /* unanswered this long: its slots are adopted */
+#define MASTER_HEARTBEAT_MISSES         3  /* heartbeats missed in a row before SIGKILL, stopped */
+#define MASTER_HEARTBEAT_MISSES_RUNNING 10 /* the same for a worker that runs */
 
 struct sp_iom;
 
@@ -72,6 +77,9 @@ struct master_worker {
     bool channel_done; /* its channel reached end of stream */
     int wstatus;       /* from waitpid() */
     char exit_reason[SP_MSG_REASON_MAX + 1];
+    uint64_t ping_ns;            /* when the oldest unanswered PING went out; 0: none */
+    unsigned missed;             /* heartbeats missed in a row */
+    bool unresponsive;           /* a PING unanswered for MASTER_HEARTBEAT_LATE_MS */
     struct sp_msg_status status; /* the last STATUS answer */
     unsigned status_seq;         /* bumped by every STATUS answer */
     struct master_worker *next, *prev;
@@ -87,6 +95,14 @@ struct master_index {
     uint64_t delay_ms;    /* the next respawn waits this long; 0: at once */
     unsigned respawn_gen; /* generation the pending respawn is for */
     uint64_t respawn_ms;  /* and its delay */
+};
+
+/* The slots of one worker index of the current generation, while another
+ * worker accepts on them (heartbeat.c). */
+struct master_adoption {
+    struct master_worker *by; /* NULL: not adopted */
+    int *keys;                /* the slots handed over (the master's fds) */
+    unsigned nkeys;
 };
 
 /* One configured address and its reuseport sockets ("slots"). */
@@ -118,6 +134,7 @@ struct master {
     struct master_worker *workers; /* every worker not yet gone */
     struct master_listener *listeners;
     struct master_index index[SP_CONFIG_MAX_WORKERS];
+    struct master_adoption adopted[SP_CONFIG_MAX_WORKERS];
     int sigfd;
     int ctl_fd;
     dev_t ctl_dev;
@@ -218,6 +235,25 @@ void master_check_user(const struct sp_config *cfg);
  * number of warnings.
  */
 int master_check_access(const struct sp_config *cfg);
+/* ---- heartbeat.c ---------------------------------------------------- */
+
+/* Sends the heartbeats, notices workers that stop answering (their slots
+ * are adopted) and kills those that miss MASTER_HEARTBEAT_MISSES. */
+void master_heartbeat_fiber(void *arg);
+
+/* A PONG came from w. */
+void master_heartbeat_pong(struct master *m, struct master_worker *w);
+
+/*
+ * Makes every slot of the current generation whose worker index has no
+ * ready, answering worker adopted by one that has, and releases adopted
+ * slots whose owner is back.  Call it whenever a worker changes state.
+ */
+void master_slots_balance(struct master *m);
+
+/* Forgets the adoptions held by w (NULL: all) without telling anyone:
+ * w is gone, or so is the master. */
+void master_slots_forget(struct master *m, struct master_worker *w);
 
 /* ---- reload.c ------------------------------------------------------- */
 

@@ -173,7 +173,8 @@ static int transaction(struct master *m, char *msg, size_t len)
         goto fail_cfg;
     }
     gen->busy = true;
-    sp_log_info("reload: starting generation %u (%u workers)", gen->id, cfg->workers);
+    sp_log_info("reload: starting generation %u (%u worker%s)", gen->id, cfg->workers,
+                cfg->workers == 1 ? "" : "s");
     if (master_start_generation(m, gen, err, sizeof(err)) != 0) {
         snprintf(msg, len, "new workers failed: %s", err);
         gen->busy = false;
@@ -199,8 +200,9 @@ static int transaction(struct master *m, char *msg, size_t len)
     free(txn);
     master_gen_prune(m);
     snprintf(msg, len,
-             "reloaded: generation %u, %u workers ready in %llu ms, %u old workers draining",
-             gen->id, cfg->workers, (unsigned long long)((now - t0) / MS), drained);
+             "reloaded: generation %u, %u worker%s ready in %llu ms, %u old worker%s draining",
+             gen->id, cfg->workers, cfg->workers == 1 ? "" : "s",
+             (unsigned long long)((now - t0) / MS), drained, drained == 1 ? "" : "s");
     return 0;
 
 fail_cfg:

@@ -12,6 +12,7 @@
 
 #define READY_SIZE   12
 #define STATUS_SIZE  60
+#define SLOT_SIZE    8
 #define EXITING_BASE 6 /* code + reason_len, then the reason */
 
 /* A cursor over a packet: writes past end are counted, not done. */
@@ -48,8 +49,13 @@ static long payload_size(unsigned type)
     case SP_MSG_STOP:
     case SP_MSG_REOPEN:
     case SP_MSG_STATUS_REQ:
+    case SP_MSG_PING:
     case SP_MSG_DRAINING:
+    case SP_MSG_PONG:
         return 0;
+    case SP_MSG_ADOPT:
+    case SP_MSG_RELEASE:
+        return SLOT_SIZE;
     case SP_MSG_READY:
         return READY_SIZE;
     case SP_MSG_STATUS:
@@ -100,6 +106,11 @@ ssize_t sp_msg_encode(const struct sp_msg *m, void *buf, size_t size)
         put(&c, s->uptime_ms, 8);
         break;
     }
+    case SP_MSG_ADOPT:
+    case SP_MSG_RELEASE:
+        put(&c, m->slot.key, 4);
+        put(&c, m->slot.service, 4);
+        break;
     case SP_MSG_EXITING:
         put(&c, (uint32_t)m->exiting.code, 4);
         put(&c, reason_len, 2);
@@ -152,6 +163,11 @@ int sp_msg_decode(const void *buf, size_t len, struct sp_msg *m)
         s->uptime_ms = get(&c, 8);
         break;
     }
+    case SP_MSG_ADOPT:
+    case SP_MSG_RELEASE:
+        m->slot.key = (uint32_t)get(&c, 4);
+        m->slot.service = (uint32_t)get(&c, 4);
+        break;
     case SP_MSG_EXITING: {
         size_t rlen;
         if (plen < EXITING_BASE)
@@ -182,6 +198,14 @@ const char *sp_msg_type_name(unsigned type)
         return "REOPEN";
     case SP_MSG_STATUS_REQ:
         return "STATUS_REQ";
+    case SP_MSG_PING:
+        return "PING";
+    case SP_MSG_ADOPT:
+        return "ADOPT";
+    case SP_MSG_RELEASE:
+        return "RELEASE";
+    case SP_MSG_PONG:
+        return "PONG";
     case SP_MSG_READY:
         return "READY";
     case SP_MSG_STATUS:
@@ -196,20 +220,7 @@ const char *sp_msg_type_name(unsigned type)
 
 int sp_msg_send(int fd, const struct sp_msg *m)
 {
-    unsigned char buf[SP_MSG_MAX];
-    ssize_t n = sp_msg_encode(m, buf, sizeof(buf));
-
-    if (n < 0)
-        return (int)n;
-    for (;;) {
-        ssize_t w = send(fd, buf, (size_t)n, MSG_NOSIGNAL);
-        if (w == n)
-            return 0;
-        if (w >= 0)
-            return -EMSGSIZE; /* a seqpacket send is all or nothing */
-        if (errno != EINTR)
-            return -errno;
-    }
+    return sp_msg_send_fds(fd, m, NULL, 0);
 }
 
 ssize_t sp_msg_recv(int fd, struct sp_msg *m)

@@ -7,14 +7,21 @@
  * no queued connection is lost), asks each service to close its idle
  * connections, and ends the process when the last connection is gone or
  * shutdown_timeout has passed.
+ *
+ * The master may lend us the slots of a worker that is gone or does not
+ * answer (ADOPT, with the socket attached): each gets an acceptor like our
+ * own until RELEASE or the drain closes our copy.
  */
 #include "worker.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,6 +40,15 @@ struct acceptor {
     struct service *svc;
 };
 
+/* A slot of another worker, accepted on until the master asks for it back.
+ * On w->adopted while its fd is open; its fiber frees it. */
+struct adopted {
+    struct acceptor a; /* first: the acceptor fiber's argument */
+    uint32_t key;
+    bool linked;
+    struct adopted *next;
+};
+
 struct worker {
     const struct sp_config *cfg;
     struct sp_iom *iom;
@@ -46,7 +62,10 @@ struct worker {
     unsigned nservices;
     struct acceptor *acceptors;
     unsigned nacceptors;
-    atomic_uint accepting; /* acceptor fibers not yet ended */
+    atomic_uint accepting;      /* acceptor fibers not yet ended */
+    int sigfd;                  /* QUIT, TERM, INT; -1 if signalfd() failed */
+    pthread_mutex_t adopt_lock; /* guards adopted: acceptors may run on other threads */
+    struct adopted *adopted;
     char exit_reason[SP_MSG_REASON_MAX + 1];
 };
 
@@ -165,6 +184,104 @@ static void acceptor_fiber(void *arg)
     maybe_finish(w);
 }
 
+/* ---- adopted slots ----------------------------------------------------------- */
+
+/* Unlinks a from w->adopted and closes its fd, which ends its acceptor.  The
+ * caller holds adopt_lock. */
+static void adopted_unlink(struct worker *w, struct adopted *a)
+{
+    for (struct adopted **p = &w->adopted; *p; p = &(*p)->next) {
+        if (*p == a) {
+            *p = a->next;
+            break;
+        }
+    }
+    a->linked = false;
+    int fd = a->a.fd;
+    a->a.fd = -1; /* read by the acceptor before each accept: it ends on -EBADF */
+    sp_close(fd);
+}
+
+static void adopted_fiber(void *arg)
+{
+    struct adopted *a = arg;
+    struct worker *w = a->a.w;
+
+    acceptor_fiber(&a->a);
+    pthread_mutex_lock(&w->adopt_lock);
+    if (a->linked)
+        adopted_unlink(w, a);
+    pthread_mutex_unlock(&w->adopt_lock);
+    free(a);
+}
+
+/* The master hands us fd, a slot of a worker that is gone or does not
+ * answer: accept on it too until it asks for it back.  Takes fd. */
+static void adopt_slot(struct worker *w, const struct sp_msg_slot *slot, int fd)
+{
+    struct adopted *a = NULL;
+
+    if (fd < 0) {
+        sp_log_error("ADOPT of slot %u came without a descriptor", (unsigned)slot->key);
+        return;
+    }
+    if (slot->service >= w->nservices || atomic_load(&w->draining))
+        goto drop;
+    pthread_mutex_lock(&w->adopt_lock);
+    for (struct adopted *o = w->adopted; o; o = o->next)
+        if (o->key == slot->key)
+            a = o;
+    pthread_mutex_unlock(&w->adopt_lock);
+    if (a) /* already ours */
+        goto drop;
+    a = calloc(1, sizeof(*a));
+    if (!a) {
+        sp_log_error("cannot adopt slot %u: out of memory", (unsigned)slot->key);
+        goto drop;
+    }
+    sp_net_set_nonblock(fd, 1);
+    a->a.w = w;
+    a->a.fd = fd;
+    a->a.svc = &w->services[slot->service];
+    a->key = slot->key;
+    pthread_mutex_lock(&w->adopt_lock);
+    a->linked = true;
+    a->next = w->adopted;
+    w->adopted = a;
+    pthread_mutex_unlock(&w->adopt_lock);
+    if (sp_iom_spawn(w->iom, adopted_fiber, a) != 0) {
+        sp_log_error("cannot adopt slot %u: out of memory", (unsigned)slot->key);
+        pthread_mutex_lock(&w->adopt_lock);
+        adopted_unlink(w, a);
+        pthread_mutex_unlock(&w->adopt_lock);
+        free(a);
+    }
+    return;
+
+drop:
+    close(fd);
+}
+
+static void release_slot(struct worker *w, uint32_t key)
+{
+    pthread_mutex_lock(&w->adopt_lock);
+    for (struct adopted *a = w->adopted; a; a = a->next) {
+        if (a->key == key) {
+            adopted_unlink(w, a);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&w->adopt_lock);
+}
+
+static void adopted_close_all(struct worker *w)
+{
+    pthread_mutex_lock(&w->adopt_lock);
+    while (w->adopted)
+        adopted_unlink(w, w->adopted);
+    pthread_mutex_unlock(&w->adopt_lock);
+}
+
 /* ---- drain, stop, channel ------------------------------------------------ */
 
 static void drain_deadline_fiber(void *arg)
@@ -172,11 +289,11 @@ static void drain_deadline_fiber(void *arg)
     struct worker *w = arg;
     sp_sleep(w->cfg->shutdown_timeout_ms);
     if (!atomic_exchange(&w->exiting, 1)) {
+        unsigned long n = (unsigned long)atomic_load(&w->counters.connections);
         snprintf(w->exit_reason, sizeof(w->exit_reason),
-                 "shutdown_timeout with %lu connections open",
-                 (unsigned long)atomic_load(&w->counters.connections));
-        sp_log_warn("drain deadline reached with %lu connections open; exiting",
-                    (unsigned long)atomic_load(&w->counters.connections));
+                 "shutdown_timeout with %lu connection%s open", n, n == 1 ? "" : "s");
+        sp_log_warn("drain deadline reached with %lu connection%s open; exiting", n,
+                    n == 1 ? "" : "s");
         sp_iom_stop(w->iom);
     }
 }
@@ -185,8 +302,8 @@ static void worker_drain(struct worker *w, const char *why)
 {
     if (atomic_exchange(&w->draining, 1))
         return;
-    sp_log_info("draining (%s), %lu connections open", why,
-                (unsigned long)atomic_load(&w->counters.connections));
+    unsigned long nconn = (unsigned long)atomic_load(&w->counters.connections);
+    sp_log_info("draining (%s), %lu connection%s open", why, nconn, nconn == 1 ? "" : "s");
     /* Closing our copies wakes the acceptors with -ECANCELED.  The master
      * still holds every listener, so nothing queued in the kernel is lost. */
     for (unsigned i = 0; i < w->nacceptors; i++) {
@@ -194,12 +311,21 @@ static void worker_drain(struct worker *w, const char *why)
         if (fd >= 0)
             sp_close(fd);
     }
+    adopted_close_all(w);
     sp_iom_expire_watches(w->iom, WORKER_DRAIN_IDLE_MS);
     for (unsigned i = 0; i < w->nservices; i++)
         if (w->services[i].ops->drain)
             w->services[i].ops->drain(&w->services[i]);
     sp_iom_spawn(w->iom, drain_deadline_fiber, w);
     maybe_finish(w);
+}
+
+static void worker_stop(struct worker *w, const char *why)
+{
+    if (!atomic_exchange(&w->exiting, 1)) {
+        snprintf(w->exit_reason, sizeof(w->exit_reason), "%s", why);
+        sp_iom_stop(w->iom);
+    }
 }
 
 /*
@@ -232,9 +358,9 @@ static void worker_reopen(struct worker *w, int *fds, unsigned nfds)
 }
 
 /*
- * Reads one control message into *m, and the fds a REOPEN carries into fds
- * (*nfds of them, owned by the caller; fds on any other message are
- * closed).  Returns the packet length, 0 at end of stream, -EBADMSG for a
+ * Reads one control message into *m, and the fds a REOPEN or an ADOPT
+ * carries into fds (*nfds of them, owned by the caller; fds on any other
+ * message are closed).  Returns the packet length, 0 at end of stream, -EBADMSG for a
  * packet that is no valid message, or -errno.
  */
 static ssize_t channel_recv(struct worker *w, struct sp_msg *m, int *fds, unsigned *nfds)
@@ -256,7 +382,7 @@ static ssize_t channel_recv(struct worker *w, struct sp_msg *m, int *fds, unsign
     if (msg.msg_flags & MSG_CTRUNC)
         sp_log_warn("control message carried more fds than expected; some were dropped");
     bool bad = n > 0 && sp_msg_decode(buf, (size_t)n, m) != 0;
-    if (n == 0 || bad || m->type != SP_MSG_REOPEN)
+    if (n == 0 || bad || (m->type != SP_MSG_REOPEN && m->type != SP_MSG_ADOPT))
         while (*nfds > 0)
             close(fds[--*nfds]);
     return bad ? -EBADMSG : n;
@@ -323,21 +449,31 @@ static void channel_fiber(void *arg)
             continue;
         }
         if (n <= 0) {
-            /* The master is gone: nobody will tell us to stop any more. */
-            sp_log_warn("control channel closed (%s); draining",
+            /* The master is gone (PR_SET_PDEATHSIG normally ends us first).
+             * A new master cannot be started while we live, and our listener
+             * copies would take a share of its connections: stop now. */
+            sp_log_warn("control channel closed (%s); stopping",
                         n == 0 ? "master exited" : strerror((int)-n));
-            worker_drain(w, "master gone");
+            worker_stop(w, "master gone");
             return;
+        }
+        if (m.type == SP_MSG_ADOPT) {
+            if (nfds == 1)
+                adopt_slot(w, &m.slot, fds[0]);
+            else {
+                sp_log_error("ADOPT of slot %u came with %u descriptors", (unsigned)m.slot.key,
+                             nfds);
+                while (nfds > 0)
+                    close(fds[--nfds]);
+            }
+            continue;
         }
         switch (m.type) {
         case SP_MSG_DRAIN:
             worker_drain(w, "master asked");
             break;
         case SP_MSG_STOP:
-            if (!atomic_exchange(&w->exiting, 1)) {
-                snprintf(w->exit_reason, sizeof(w->exit_reason), "stopped");
-                sp_iom_stop(w->iom);
-            }
+            worker_stop(w, "stopped");
             return;
         case SP_MSG_REOPEN:
             worker_reopen(w, fds, nfds);
@@ -346,9 +482,75 @@ static void channel_fiber(void *arg)
             fill_status(w, &m);
             send_msg(w, &m);
             break;
+        case SP_MSG_PING:
+            memset(&m, 0, sizeof(m));
+            m.type = SP_MSG_PONG;
+            send_msg(w, &m);
+            break;
+        case SP_MSG_RELEASE:
+            release_slot(w, m.slot.key);
+            break;
         default:
             sp_log_error("unexpected control message type %u ignored", (unsigned)m.type);
             break;
+        }
+    }
+}
+
+/* ---- signals ------------------------------------------------------------- */
+
+/*
+ * Signals are meant for the master, but `killall` and `systemctl kill` send
+ * them to every process.  HUP, USR1 and USR2 are ignored (the master's
+ * reload and reopen reach us over the channel); QUIT drains and TERM and INT
+ * stop, as the master would have asked.  Blocked before the scheduler's
+ * threads exist, so that each of them inherits the mask and only the
+ * signalfd sees them.
+ */
+static int setup_signals(struct worker *w)
+{
+    sigset_t set;
+
+    w->sigfd = -1;
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        return -errno;
+    w->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (w->sigfd < 0) {
+        int err = errno;
+        sigprocmask(SIG_UNBLOCK, &set, NULL); /* default actions rather than none */
+        return -err;
+    }
+    return 0;
+}
+
+static void signal_fiber(void *arg)
+{
+    struct worker *w = arg;
+    struct signalfd_siginfo si;
+
+    for (;;) {
+        ssize_t n = sp_read(w->sigfd, &si, sizeof(si), -1);
+        if (n == -ECANCELED)
+            return;
+        if (n != (ssize_t)sizeof(si)) {
+            sp_log_error("read(%d) from the signalfd failed: %s", w->sigfd,
+                         n < 0 ? strerror((int)-n) : "short read");
+            return;
+        }
+        if (si.ssi_signo == SIGQUIT) {
+            worker_drain(w, "SIGQUIT");
+        } else {
+            sp_log_info("%s: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            worker_stop(w, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            return;
         }
     }
 }
@@ -369,7 +571,11 @@ int worker_main(const struct worker_args *args)
     struct sp_msg m;
     int rc;
 
-    signal(SIGPIPE, SIG_IGN);
+    rc = setup_signals(w);
+    if (rc < 0)
+        sp_log_warn("signalfd() failed: %s; QUIT, TERM and INT keep their default actions",
+                    strerror(-rc));
+    pthread_mutex_init(&w->adopt_lock, NULL);
     w->cfg = cfg;
     w->generation = args->generation;
     w->index = args->index;
@@ -420,10 +626,17 @@ int worker_main(const struct worker_args *args)
             goto fail;
         }
     }
-    if (w->channel_fd >= 0 && sp_iom_spawn(w->iom, channel_fiber, w) != 0) {
+    if ((w->channel_fd >= 0 && sp_iom_spawn(w->iom, channel_fiber, w) != 0) ||
+        (w->sigfd >= 0 && sp_iom_spawn(w->iom, signal_fiber, w) != 0)) {
         snprintf(w->exit_reason, sizeof(w->exit_reason), "out of memory");
         goto fail;
     }
+
+    /* Die with the master, even stopped or wedged (see channel_fiber).  Set
+     * here, after any change of credentials, which clears it; a master that
+     * died before this shows as end of stream on the channel. */
+    if (w->channel_fd >= 0 && prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        sp_log_warn("prctl(PR_SET_PDEATHSIG) failed: %s", strerror(errno));
 
     memset(&m, 0, sizeof(m));
     m.type = SP_MSG_READY;

@@ -20,6 +20,7 @@ INTEGRATION_TESTS += \
 	tests/integration/test_reload.py \
 	tests/integration/test_reload_threads.py \
 	tests/integration/test_signals.py \
+	tests/integration/test_supervision.py \
 	tests/integration/test_notify.py \
 	tests/integration/test_cli.py
 

@@ -392,6 +392,15 @@ def one_worker_is_not_workers():
         sp.wait_ready(1)
         wait_for(lambda: "running:" in sp.logs())
         check(re.search(r"running: 1 worker,", sp.logs()), "start-up line: " + sp.logs())
+        rc, out = sp.ctl("reload")
+        eq(rc, 0, "-s reload: " + out)
+        check(re.search(r"1 worker ready in \d+ ms, 1 old worker draining", out),
+              "reload answer: " + out)
+        check(re.search(r"starting generation 2 \(1 worker\)", sp.logs()), "reload log line")
+        check(wait_for(lambda: re.search(r"draining \(master asked\), [01] connections? open",
+                                         sp.logs())), "drain log line: " + sp.logs())
+        check(not re.search(r"\b1 (workers|connections)\b", sp.logs()),
+              "no '1 workers' or '1 connections' in the log: " + sp.logs())
     finally:
         sp.stop()
 

@@ -139,11 +139,24 @@ def killed_worker_is_replaced_and_others_unaffected():
         def replaced():
             kids = children(sp.pid)
             replacement[:] = [p for p in kids if p not in workers]
-            return replacement and peer_ports_of(replacement[0], port)
+            return replacement
 
         check(wait_for(replaced, 1.0, step=0.005),
-              "a replacement serves within a second: %r" % replacement)
-        print("# replacement %d serving after %.3fs" % (replacement[0], time.monotonic() - t0))
+              "a replacement within a second: %r" % replacement)
+        wait_ready(sp, 2)
+        print("# replacement %d ready after %.3fs" % (replacement[0], time.monotonic() - t0))
+        # The other worker accepted on the victim's slots meanwhile, so the
+        # reconnecting clients may all be there; new connections reach the
+        # replacement.
+        fresh = []
+        for _ in range(16):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n")
+            eq(recv_response(s)[0], 200, "fresh connection answered")
+            fresh.append(s)
+        check(peer_ports_of(replacement[0], port), "the replacement serves new connections")
+        for s in fresh:
+            s.close()
         eq(len(children(sp.pid)), 2, "two workers")
         check(load.wait_requests(500), "load continues: " + load.summary())
         load.stop()
@@ -219,6 +232,166 @@ def sigusr1_reopens_logs():
             old = f.read()
         check("reload" not in old, "reload logged into the rotated file")
     finally:
+        sp.stop()
+
+
+def start_download(port, path="/big.bin"):
+    """A download that a slow reader keeps in flight: returns the socket and
+    the first bytes read."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", port))
+    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+    first = s.recv(4096)
+    check(first.startswith(b"HTTP/1.1 200"), "download started: %r" % first[:40])
+    return s, first
+
+
+def finish_download(s, first, size):
+    """Reads the rest of a download of size bytes; returns its body."""
+    head, _, body = first.partition(b"\r\n\r\n")
+    chunks = [body]
+    got = len(body)
+    while got < size:
+        try:
+            chunk = s.recv(1 << 20)
+        except OSError as e:
+            raise AssertionError("download cut after %d bytes: %s" % (got, e))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    s.close()
+    return b"".join(chunks)
+
+
+def server_with_big_file(workers=2):
+    port = free_port()
+    sp = Spindle("", workers=workers, shutdown_timeout="10s")
+    root = os.path.join(sp.dir, "www")
+    os.mkdir(root)
+    big = os.urandom(24 << 20)
+    with open(os.path.join(root, "big.bin"), "wb") as f:
+        f.write(big)
+    sp.write_conf(services(port, root), workers=workers, shutdown_timeout="10s")
+    return port, sp, big
+
+
+@tap.case
+def workers_ignore_hup_usr1_usr2_sent_to_every_process():
+    # killall -USR1 spindle, systemctl kill -s USR1: every process gets it.
+    port, sp, big = server_with_big_file()
+    sp.start(ports=[port])
+    try:
+        workers = wait_ready(sp, 2)
+        dl, first = start_download(port)
+        os.killpg(sp.pid, signal.SIGUSR1)
+        for w in workers:
+            os.kill(w, signal.SIGHUP)
+            os.kill(w, signal.SIGUSR2)
+        time.sleep(0.3)
+        eq([w for w in workers if not alive(w)], [], "workers killed by HUP/USR1/USR2")
+        check(finish_download(dl, first, len(big)) == big, "download completed across the signals")
+        eq(http_get(port, "/plaintext")[0], 200, "serving after the signals")
+        eq(sorted(children(sp.pid)), workers, "the same workers")
+    finally:
+        sp.stop()
+
+
+@tap.case
+def worker_drains_on_quit_and_stops_on_term():
+    port, sp, big = server_with_big_file()
+    sp.start(ports=[port])
+    try:
+        workers = wait_ready(sp, 2)
+        dl, first = start_download(port)
+        lport = dl.getsockname()[1]
+        server = [w for w in workers if lport in peer_ports_of(w, port)]
+        eq(len(server), 1, "one worker serves the download")
+        os.kill(server[0], signal.SIGQUIT)
+        check(wait_for(lambda: "draining (SIGQUIT)" in sp.logs(), 3),
+              "drain logged: " + sp.logs())
+        check(finish_download(dl, first, len(big)) == big, "download completed across SIGQUIT")
+        check(wait_for(lambda: not alive(server[0]), 5), "drained worker exited")
+
+        other = [w for w in workers if w != server[0]][0]
+        t0 = time.monotonic()
+        os.kill(other, signal.SIGTERM)
+        check(wait_for(lambda: not alive(other), 3), "worker still alive after SIGTERM")
+        check(time.monotonic() - t0 < 2.5, "SIGTERM took %.1fs" % (time.monotonic() - t0))
+        check(wait_for(lambda: "SIGTERM: stopping" in sp.logs(), 2), "stop logged: " + sp.logs())
+        wait_ready(sp, 2)
+        eq(http_get(port, "/plaintext")[0], 200, "serving after the replacements")
+    finally:
+        sp.stop()
+
+
+@tap.case
+def sigusr2_is_logged_and_ignored():
+    port = free_port()
+    sp = Spindle(services(port), workers=2)
+    sp.start(ports=[port])
+    try:
+        workers = wait_ready(sp, 2)
+        os.killpg(sp.pid, signal.SIGUSR2)
+        check(wait_for(lambda: "binary upgrade is not supported" in sp.logs(), 3),
+              "SIGUSR2 logged: " + sp.logs())
+        time.sleep(0.2)
+        check(alive(sp.pid), "master alive after SIGUSR2")
+        eq(sorted(children(sp.pid)), workers, "the same workers")
+        eq(http_get(port, "/plaintext")[0], 200, "serving after SIGUSR2")
+    finally:
+        sp.stop()
+
+
+@tap.case
+def new_master_serves_at_once_after_kill_9():
+    # systemd restarts a master that died only once its old workers are gone,
+    # and a worker left holding its listener copies would take a share of the
+    # new master's connections: the workers must go with the master, even a
+    # busy or stopped one.
+    port, sp, big = server_with_big_file()
+    sp.start(ports=[port])
+    sp2 = None
+    stopped = None
+    try:
+        workers = wait_ready(sp, 2)
+        dl, first = start_download(port)
+        idle = socket.create_connection(("127.0.0.1", port), timeout=5)
+        idle.sendall(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n")
+        recv_response(idle)
+        lport = dl.getsockname()[1]
+        stopped = [w for w in workers if lport not in peer_ports_of(w, port)][0]
+        os.kill(stopped, signal.SIGSTOP)
+        os.kill(sp.pid, signal.SIGKILL)
+        sp.wait_exit(5)
+        t0 = time.monotonic()
+        check(wait_for(lambda: not any(alive(p) for p in workers), 2.0),
+              "old workers alive %.1fs after the master died: %r"
+              % (time.monotonic() - t0, [p for p in workers if alive(p)]))
+        check(not listening_on(port), "port still listening without a master")
+
+        sp2 = Spindle("", workers=2)
+        for attr in ("dir", "conf", "pid_file", "sock", "log", "out"):
+            setattr(sp2, attr, getattr(sp, attr))
+        sp2.start(ports=[port])
+        wait_ready(sp2, 2)
+        print("# new master ready %.2fs after the old one died" % (time.monotonic() - t0))
+        for _ in range(40):
+            t1 = time.monotonic()
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"GET /plaintext HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                eq(recv_response(s)[0], 200, "answered by the new master's workers")
+            check(time.monotonic() - t1 < 1.0, "a connection waited %.2fs" % (time.monotonic() - t1))
+        dl.close()
+        idle.close()
+    finally:
+        if stopped and alive(stopped):
+            os.kill(stopped, signal.SIGKILL)
+            os.kill(stopped, signal.SIGCONT)
+        if sp2:
+            sp2.stop()
         sp.stop()
 
 

@@ -32,8 +32,8 @@ static size_t round_trip(const struct sp_msg *m, struct sp_msg *out, size_t payl
 
 static void test_empty_types(void **state)
 {
-    static const uint16_t types[] = {SP_MSG_DRAIN, SP_MSG_STOP, SP_MSG_REOPEN, SP_MSG_STATUS_REQ,
-                                     SP_MSG_DRAINING};
+    static const uint16_t types[] = {SP_MSG_DRAIN,    SP_MSG_STOP, SP_MSG_REOPEN, SP_MSG_STATUS_REQ,
+                                     SP_MSG_DRAINING, SP_MSG_PING, SP_MSG_PONG};
     (void)state;
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         struct sp_msg m = {.type = types[i]}, out;
@@ -52,6 +52,22 @@ static void test_ready(void **state)
     assert_int_equal(out.ready.pid, 4242);
     assert_int_equal(out.ready.generation, 7);
     assert_int_equal(out.ready.slot, 3);
+}
+
+static void test_slot(void **state)
+{
+    static const uint16_t types[] = {SP_MSG_ADOPT, SP_MSG_RELEASE};
+    (void)state;
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        struct sp_msg m = {.type = types[i]}, out;
+        m.slot.key = 0x01020304;
+        m.slot.service = 9;
+        round_trip(&m, &out, 8);
+        assert_int_equal(out.slot.key, 0x01020304);
+        assert_int_equal(out.slot.service, 9);
+    }
+    assert_string_equal(sp_msg_type_name(SP_MSG_ADOPT), "ADOPT");
+    assert_string_equal(sp_msg_type_name(SP_MSG_PONG), "PONG");
 }
 
 static void test_status(void **state)
@@ -208,7 +224,8 @@ static void test_unknown_type_and_magic(void **state)
     for (unsigned t = 0; t < 64; t++) {
         buf[2] = (unsigned char)t;
         int known = t == SP_MSG_DRAIN || t == SP_MSG_STOP || t == SP_MSG_REOPEN ||
-                    t == SP_MSG_STATUS_REQ || t == SP_MSG_DRAINING;
+                    t == SP_MSG_STATUS_REQ || t == SP_MSG_DRAINING || t == SP_MSG_PING ||
+                    t == SP_MSG_PONG;
         assert_int_equal(sp_msg_decode(buf, (size_t)n, &out), known ? 0 : -1);
     }
     buf[2] = SP_MSG_DRAIN;
@@ -313,11 +330,52 @@ static void test_fds(void **state)
     close(sv[1]);
 }
 
+/* ADOPT carries its slot and one listener fd: the same socket arrives. */
+static void test_adopt_carries_the_slot_fd(void **state)
+{
+    int sv[2], p[2], got[2];
+    struct sp_msg m = {.type = SP_MSG_ADOPT}, out;
+    unsigned char buf[SP_MSG_MAX];
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * 2)];
+    } ctl;
+    char c = 0;
+    (void)state;
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(pipe(p), 0);
+    m.slot.key = 7;
+    m.slot.service = 3;
+    assert_int_equal(sp_msg_send_fds(sv[0], &m, &p[1], 1), 0);
+
+    struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl)};
+    ssize_t n = recvmsg(sv[1], &msg, MSG_CMSG_CLOEXEC);
+    assert_int_equal(n, SP_MSG_HEADER + 8);
+    assert_int_equal(sp_msg_decode(buf, (size_t)n, &out), 0);
+    assert_int_equal(out.type, SP_MSG_ADOPT);
+    assert_int_equal(out.slot.key, 7);
+    assert_int_equal(out.slot.service, 3);
+    assert_int_equal(sp_msg_take_fds(&msg, got, 2), 1);
+    assert_true(got[0] >= 0 && got[0] != p[1]);
+    assert_int_equal(write(got[0], "x", 1), 1); /* the same pipe */
+    assert_int_equal(read(p[0], &c, 1), 1);
+    assert_int_equal(c, 'x');
+    close(got[0]);
+    close(sv[0]);
+    close(sv[1]);
+    close(p[0]);
+    close(p[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_empty_types),
         cmocka_unit_test(test_ready),
+        cmocka_unit_test(test_slot),
         cmocka_unit_test(test_status),
         cmocka_unit_test(test_exiting),
         cmocka_unit_test(test_encode_refuses),
@@ -327,6 +385,7 @@ int main(void)
         cmocka_unit_test(test_unknown_type_and_magic),
         cmocka_unit_test(test_socketpair),
         cmocka_unit_test(test_fds),
+        cmocka_unit_test(test_adopt_carries_the_slot_fd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

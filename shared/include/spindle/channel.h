@@ -34,12 +34,18 @@ enum sp_msg_type {
     SP_MSG_STOP = 2,       /* exit now */
     SP_MSG_REOPEN = 3,     /* log files reopened: the new fds ride along (SCM_RIGHTS) */
     SP_MSG_STATUS_REQ = 4, /* answer with SP_MSG_STATUS */
+    SP_MSG_PING = 5,       /* heartbeat: answer with SP_MSG_PONG */
+
+    /* master -> worker, struct sp_msg_slot */
+    SP_MSG_ADOPT = 8,   /* accept on the slot passed with this packet too (SCM_RIGHTS) */
+    SP_MSG_RELEASE = 9, /* stop accepting on an adopted slot and close it */
 
     /* worker -> master */
     SP_MSG_READY = 16,    /* struct sp_msg_ready: listening and serving */
     SP_MSG_STATUS = 17,   /* struct sp_msg_status */
     SP_MSG_DRAINING = 18, /* no payload: accepting no more connections */
     SP_MSG_EXITING = 19,  /* struct sp_msg_exiting: about to exit */
+    SP_MSG_PONG = 20,     /* no payload: the answer to SP_MSG_PING */
 };
 
 /* Payload of SP_MSG_READY: 12 bytes. */
@@ -63,6 +69,16 @@ struct sp_msg_status {
     uint64_t uptime_ms;
 };
 
+/*
+ * Payload of SP_MSG_ADOPT and SP_MSG_RELEASE: 8 bytes.  A live worker adopts
+ * the slots of a worker that is gone or does not answer, until that worker
+ * is back; key names the slot in both messages.
+ */
+struct sp_msg_slot {
+    uint32_t key;     /* the master's descriptor number of the slot */
+    uint32_t service; /* index into the generation's services */
+};
+
 /* Payload of SP_MSG_EXITING: i32 code, u16 reason length, then the reason's
  * bytes (no NUL among them, none after them): 6 + strlen(reason) bytes. */
 struct sp_msg_exiting {
@@ -76,6 +92,7 @@ struct sp_msg {
         struct sp_msg_ready ready;     /* SP_MSG_READY */
         struct sp_msg_status status;   /* SP_MSG_STATUS */
         struct sp_msg_exiting exiting; /* SP_MSG_EXITING */
+        struct sp_msg_slot slot;       /* SP_MSG_ADOPT, SP_MSG_RELEASE */
     };
 };
 
