@@ -41,14 +41,22 @@ static void title_init(int argc, char **argv)
         if (argv[i] == end)
             end = argv[i] + strlen(argv[i]) + 1;
     }
-    for (int i = 0; environ[i]; i++) {
-        if (environ[i] != end)
-            continue;
-        end = environ[i] + strlen(environ[i]) + 1;
-        char *copy = strdup(environ[i]);
-        if (!copy)
+    /* The environment strings that follow argv move to one block of their
+     * own, kept for the process's life (held here, so that it stays
+     * reachable even after a variable is unset). */
+    char *env_end = end;
+    int nenv = 0;
+    for (; environ[nenv] && environ[nenv] == env_end; nenv++)
+        env_end = environ[nenv] + strlen(environ[nenv]) + 1;
+    if (nenv > 0) {
+        static char *env_copy;
+        env_copy = malloc((size_t)(env_end - end));
+        if (!env_copy)
             return; /* keep the environment; the title stays unset */
-        environ[i] = copy;
+        memcpy(env_copy, end, (size_t)(env_end - end));
+        for (int i = 0; i < nenv; i++)
+            environ[i] = env_copy + (environ[i] - end);
+        end = env_end;
     }
     title_area = argv[0];
     title_size = (size_t)(end - argv[0]);
