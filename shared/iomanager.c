@@ -1,14 +1,21 @@
 /*
- * The IOManager: epoll, timers, fiber pool and run queue.  This is the only
- * file that calls epoll_*.
+ * The IOManager: the fd table, its two arming policies, timers, fiber pool,
+ * run queue and scheduler.  The kernel's readiness interface sits behind the
+ * poller backend (poller.h, poller_epoll.c); this file decides what to wait
+ * for and when.
  *
  * Per-fd state lives in a flat table indexed by fd (chunks that never move,
  * because timer nodes are embedded in them).  Each entry has a generation
  * number that is bumped on every sp_close(); the generation travels in the
- * epoll event's data next to the fd, so an event queued for an fd that has
+ * poller event's data next to the fd, so an event queued for an fd that has
  * been closed (and perhaps reused) since is recognised and dropped.
  *
- * A hang-up (EPOLLRDHUP, EPOLLHUP, EPOLLERR) is remembered in the entry until
+ * Two arming policies: single-thread mode registers every fd once,
+ * edge-triggered, for everything, and caches readiness; multi-thread mode arms
+ * a one-shot registration for what the waiters want and re-arms it after each
+ * event.
+ *
+ * A hang-up (SP_POLL_RDHUP, SP_POLL_HUP, SP_POLL_ERR) is remembered in the entry until
  * sp_close(): edge-triggered mode reports it once, and a connection that read
  * the last bytes before the FIN without reaching the end of stream (a short
  * read) must still learn of it.  A watch or a wait on such an fd completes at
@@ -19,8 +26,8 @@
  * the timer) once the fiber's stack is no longer in use.  In multi-thread mode
  * that ordering is what keeps another thread from resuming a fiber that has
  * not finished switching out.  All shared state is then guarded by one mutex,
- * which is never held while a fiber runs or while a thread sleeps in
- * epoll_wait.
+ * which is never held while a fiber runs or while a thread sleeps in the
+ * poller.
  */
 #include "internal.h"
 
@@ -29,25 +36,27 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "poller.h"
 #include "spindle/io.h"
+
+/* The backend is compiled into this file, as redis's ae.c includes
+ * ae_epoll.c: its small functions then inline into the loop. */
+#include "poller_epoll.c"
 
 #define FD_CHUNK_BITS  12
 #define FD_CHUNK       (1u << FD_CHUNK_BITS)
 #define FD_CHUNKS      1024 /* fds up to 4 Mi */
 #define MAX_EVENTS     256
-#define WAKE_DATA      UINT64_MAX
 #define DEFAULT_BUDGET 16
 
 struct fdctx {
     int fd;
     uint32_t gen;
-    unsigned char registered;   /* EPOLL_CTL_ADD done */
+    unsigned char registered;   /* added to the poller */
     unsigned char ready;        /* cached readiness (single-thread mode): SP_IO_READ|SP_IO_WRITE */
-    unsigned char armed;        /* multi-thread mode: events armed by the last ONESHOT MOD */
+    unsigned char armed;        /* multi-thread mode: events armed by the last one-shot arming */
     unsigned char hup;          /* the peer hung up or the fd failed: the directions (SP_IO_*)
                                    that will never block again; kept until sp_close() */
     struct sp_fiber *waiter[2]; /* parked reader, writer */
@@ -62,8 +71,7 @@ struct fdctx {
 };
 
 struct sp_iom {
-    int epfd;
-    int wakefd;
+    struct sp_poller *poller;
     int mt;
     unsigned nthreads;
     unsigned budget;
@@ -88,7 +96,7 @@ struct sp_iom {
  * Every IOManager of the process.  An fd number is process-wide, so sp_close()
  * called outside any scheduler (before or between runs) must still make each
  * of them forget the fd: a stale "registered" would keep the next socket that
- * gets the number out of epoll.
+ * gets the number out of the poller.
  */
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sp_iom *all_ioms;
@@ -250,15 +258,15 @@ static void watch_entry(void *arg)
     call.fn(call.fd, call.status, call.arg);
 }
 
-/* ---- epoll registration ----------------------------------------------- */
+/* ---- poller registration ---------------------------------------------- */
 
 static uint32_t wanted_events(struct fdctx *ctx)
 {
     uint32_t ev = 0;
     if (ctx->waiter[0] || (ctx->watch_fn && !ctx->due))
-        ev |= EPOLLIN | EPOLLRDHUP;
+        ev |= SP_POLL_IN | SP_POLL_RDHUP;
     if (ctx->waiter[1])
-        ev |= EPOLLOUT;
+        ev |= SP_POLL_OUT;
     return ev;
 }
 
@@ -270,24 +278,25 @@ static uint32_t wanted_events(struct fdctx *ctx)
  */
 static int arm(struct sp_iom *iom, int fd, struct fdctx *ctx)
 {
-    struct epoll_event ev;
-    ev.data.u64 = (uint32_t)fd | ((uint64_t)ctx->gen << 32);
+    uint64_t data = (uint32_t)fd | ((uint64_t)ctx->gen << 32);
+    int rc;
     if (!iom->mt) {
         if (ctx->registered)
             return 0;
-        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-        if (epoll_ctl(iom->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
-            return -errno;
+        rc = sp__poller_add(iom->poller, fd,
+                            SP_POLL_IN | SP_POLL_OUT | SP_POLL_RDHUP | SP_POLL_EDGE, data);
+        if (rc < 0)
+            return rc;
         ctx->registered = 1;
         return 0;
     }
     uint32_t want = wanted_events(ctx);
     if (!want || (ctx->armed & want) == want)
         return 0;
-    ev.events = want | EPOLLONESHOT;
-    int op = ctx->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl(iom->epfd, op, fd, &ev) != 0)
-        return -errno;
+    rc = ctx->registered ? sp__poller_mod(iom->poller, fd, want | SP_POLL_ONESHOT, data)
+                         : sp__poller_add(iom->poller, fd, want | SP_POLL_ONESHOT, data);
+    if (rc < 0)
+        return rc;
     ctx->registered = 1;
     ctx->armed = (unsigned char)want;
     return 0;
@@ -538,7 +547,7 @@ static int forget_fd(struct sp_iom *iom, int fd)
     /* The listening sockets are shared with other processes: closing our
      * fd alone would leave the registration alive. */
     if (ctx->registered)
-        epoll_ctl(iom->epfd, EPOLL_CTL_DEL, fd, NULL);
+        sp__poller_del(iom->poller, fd);
     ctx->registered = 0;
     ctx->ready = 0;
     ctx->armed = 0;
@@ -577,10 +586,11 @@ int sp__iom_close(int fd)
 
 /* ---- the scheduler loop --------------------------------------------- */
 
-static void handle_event(struct sp_iom *iom, struct epoll_event *ev)
+static void handle_event(struct sp_iom *iom, const struct sp_poll_event *ev)
 {
-    int fd = (int)(uint32_t)ev->data.u64;
-    uint32_t gen = (uint32_t)(ev->data.u64 >> 32);
+    uint64_t data = sp__poll_event_data(ev);
+    int fd = (int)(uint32_t)data;
+    uint32_t gen = (uint32_t)(data >> 32);
     struct fdctx *ctx = fdctx_get(iom, fd, 0);
 
     /* Stale event: the fd was closed after this event was queued, and the
@@ -588,14 +598,14 @@ static void handle_event(struct sp_iom *iom, struct epoll_event *ev)
     if (!ctx || ctx->gen != gen || !ctx->registered)
         return;
 
-    uint32_t e = ev->events;
-    int readable = (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
-    int writable = (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
+    uint32_t e = sp__poll_event_events(ev);
+    int readable = (e & (SP_POLL_IN | SP_POLL_RDHUP | SP_POLL_HUP | SP_POLL_ERR)) != 0;
+    int writable = (e & (SP_POLL_OUT | SP_POLL_HUP | SP_POLL_ERR)) != 0;
     if (iom->mt)
         ctx->armed = 0;
-    if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+    if (e & (SP_POLL_RDHUP | SP_POLL_HUP | SP_POLL_ERR))
         ctx->hup |= SP_IO_READ;
-    if (e & (EPOLLHUP | EPOLLERR))
+    if (e & (SP_POLL_HUP | SP_POLL_ERR))
         ctx->hup |= SP_IO_WRITE;
     if (readable) {
         if (ctx->waiter[0])
@@ -632,9 +642,7 @@ static void after_switch(struct sp_iom *iom, struct sp_fiber *f)
 
 static void wake_all_threads(struct sp_iom *iom)
 {
-    uint64_t one = 1;
-    ssize_t n = write(iom->wakefd, &one, sizeof(one));
-    (void)n;
+    sp__poller_wake(iom->poller);
 }
 
 /* Runs f until it switches out, then does what it asked for.  Lock held on
@@ -676,7 +684,7 @@ static void run_due(struct sp_iom *iom)
 
 static int loop(struct sp_iom *iom)
 {
-    struct epoll_event events[MAX_EVENTS];
+    struct sp_poll_event events[MAX_EVENTS];
     int rc = 0;
 
     tls_iom = iom;
@@ -707,24 +715,21 @@ static int loop(struct sp_iom *iom)
         if (iom->due_stalled && (timeout < 0 || timeout > 10))
             timeout = 10;
         unlock(iom);
-        int n = epoll_wait(iom->epfd, events, MAX_EVENTS, timeout);
+        int n = sp__poller_wait(iom->poller, events, MAX_EVENTS, timeout);
         lock(iom);
         if (n < 0) {
-            if (errno == EINTR)
+            if (n == -EINTR)
                 continue;
-            rc = -errno;
+            rc = n;
             iom->error = rc;
             atomic_store(&iom->stopping, 1);
             wake_all_threads(iom);
             break;
         }
         for (int i = 0; i < n; i++) {
-            if (events[i].data.u64 == WAKE_DATA) {
-                if (!atomic_load(&iom->stopping)) {
-                    uint64_t v;
-                    ssize_t r = read(iom->wakefd, &v, sizeof(v));
-                    (void)r;
-                }
+            if (sp__poll_event_data(&events[i]) == SP_POLL_WAKE) {
+                if (!atomic_load(&iom->stopping))
+                    sp__poller_clear_wake(iom->poller);
                 continue;
             }
             handle_event(iom, &events[i]);
@@ -765,9 +770,7 @@ int sp_iom_run(struct sp_iom *iom)
     for (unsigned i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
     /* Leave the wake-up fd quiet for the next run. */
-    uint64_t v;
-    ssize_t r = read(iom->wakefd, &v, sizeof(v));
-    (void)r;
+    sp__poller_clear_wake(iom->poller);
     if (!rc)
         rc = lrc ? lrc : iom->error;
     iom->error = 0;
@@ -788,8 +791,6 @@ struct sp_iom *sp_iom_new(const struct sp_iom_config *cfg)
     struct sp_iom *iom = calloc(1, sizeof(*iom));
     if (!iom)
         return NULL;
-    iom->epfd = -1;
-    iom->wakefd = -1;
     iom->nthreads = cfg && cfg->threads > 1 ? cfg->threads : 1;
     if (iom->nthreads > 64)
         iom->nthreads = 64;
@@ -801,14 +802,8 @@ struct sp_iom *sp_iom_new(const struct sp_iom_config *cfg)
     iom->pool = sp_fiber_pool_new(cfg ? &cfg->pool : NULL);
     if (!iom->pool)
         goto fail;
-    iom->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (iom->epfd < 0)
-        goto fail;
-    iom->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (iom->wakefd < 0)
-        goto fail;
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_DATA};
-    if (epoll_ctl(iom->epfd, EPOLL_CTL_ADD, iom->wakefd, &ev) != 0)
+    iom->poller = sp__poller_new();
+    if (!iom->poller)
         goto fail;
     pthread_mutex_lock(&all_lock);
     iom->next_all = all_ioms;
@@ -844,10 +839,7 @@ void sp_iom_free(struct sp_iom *iom)
     for (unsigned i = 0; i < FD_CHUNKS; i++)
         free(iom->chunks[i]);
     sp_timer_heap_close(&iom->timers);
-    if (iom->epfd >= 0)
-        close(iom->epfd);
-    if (iom->wakefd >= 0)
-        close(iom->wakefd);
+    sp__poller_free(iom->poller);
     pthread_mutex_destroy(&iom->lock);
     free(iom);
 }

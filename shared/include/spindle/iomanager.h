@@ -1,5 +1,5 @@
 /*
- * IOManager: one epoll instance, a timer heap, a fiber pool and the scheduler
+ * IOManager: one poller (epoll), a timer heap, a fiber pool and the scheduler
  * loop that ties them together.
  *
  * Single-thread mode (threads = 1, the default): every fd is registered once,
@@ -9,7 +9,7 @@
  * after it was reported completes at once.
  *
  * Multi-thread mode (threads > 1): that many scheduler threads share the
- * epoll instance.  Fds are registered with EPOLLONESHOT and re-armed after each
+ * poller.  Fds are registered one-shot (EPOLLONESHOT) and re-armed after each
  * event, so an fd's waiter is only ever woken on one thread at a time; a fiber
  * may resume on another thread than the one it parked on.  (A reader fiber and
  * a writer fiber parked on the same fd are two waiters and may run at once:
@@ -28,7 +28,7 @@
 struct sp_iom;
 
 struct sp_iom_config {
-    unsigned threads; /* scheduler threads sharing the epoll; 0 or 1 = single-thread mode */
+    unsigned threads; /* scheduler threads sharing the poller; 0 or 1 = single-thread mode */
     unsigned budget;  /* successful I/O calls a fiber may make in a row before it yields to
                          the others; 0 = 16 */
     struct sp_fiber_pool_config pool;
@@ -67,7 +67,7 @@ int sp_iom_spawn(struct sp_iom *iom, sp_fiber_fn *fn, void *arg);
 /*
  * Runs the scheduler on the calling thread, plus threads - 1 more.  Returns 0
  * when sp_iom_stop() is called or when nothing is left to do (no live fiber,
- * no watch, no timer); -errno if a thread or epoll_wait fails.
+ * no watch, no timer); -errno if a thread or the poller's wait fails.
  */
 int sp_iom_run(struct sp_iom *iom);
 
@@ -81,7 +81,7 @@ struct sp_iom *sp_iom_current(void);
  * Waits for fd (non-blocking) to become readable without holding a fiber:
  * fn(fd, status, arg) runs on a fresh fiber when it does, or after timeout_ms
  * (-1 = never).  One watch per fd.  Returns 0, -EBUSY if the fd already has a
- * watch or a waiting fiber, -ENOMEM, or -errno from epoll_ctl.  The caller
+ * watch or a waiting fiber, -ENOMEM, or -errno from the poller (epoll_ctl).  The caller
  * keeps ownership of arg.
  */
 int sp_iom_watch(struct sp_iom *iom, int fd, int64_t timeout_ms, sp_watch_fn *fn, void *arg);
