@@ -60,6 +60,13 @@ int sp__poller_mod(struct sp_poller *p, int fd, uint32_t events, uint64_t data);
 int sp__poller_del(struct sp_poller *p, int fd);
 
 /*
+ * Makes p report an event carrying data whenever inner has events to report
+ * (level-triggered): how a thread's poller includes a poller shared by
+ * several threads.  Returns 0 or -errno.
+ */
+int sp__poller_add_poller(struct sp_poller *p, struct sp_poller *inner, uint64_t data);
+
+/*
  * Waits up to timeout_ms (-1 = forever, 0 = not at all) for events and stores
  * at most max of them in out.  Returns how many, or -errno (-EINTR included).
  * Safe from several threads at once.

@@ -5,10 +5,13 @@
  */
 #include "poller.h"
 
+#include "internal.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 _Static_assert(SP_POLL_IN == EPOLLIN && SP_POLL_OUT == EPOLLOUT && SP_POLL_ERR == EPOLLERR &&
@@ -91,11 +94,20 @@ int sp__poller_del(struct sp_poller *p, int fd)
     return epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, NULL) == 0 ? 0 : -errno;
 }
 
+int sp__poller_add_poller(struct sp_poller *p, struct sp_poller *inner, uint64_t data)
+{
+    return ctl(p, EPOLL_CTL_ADD, inner->epfd, EPOLLIN, data);
+}
+
 int sp__poller_wait(struct sp_poller *p, struct sp_poll_event *out, int max, int timeout_ms)
 {
     /* The array is one of struct epoll_event: the wrapper adds nothing. */
     _Static_assert(sizeof(struct sp_poll_event) == sizeof(struct epoll_event), "no padding");
-    int n = epoll_wait(p->epfd, (struct epoll_event *)(void *)out, max, timeout_ms);
+    struct epoll_event *ev = (struct epoll_event *)(void *)out;
+    /* With several threads, not epoll_wait(): see sys_read() in io.c. */
+    int n = sp__threaded
+                ? (int)syscall(SYS_epoll_pwait, p->epfd, ev, max, timeout_ms, NULL, (size_t)8)
+                : epoll_wait(p->epfd, ev, max, timeout_ms);
     return n < 0 ? -errno : n;
 }
 

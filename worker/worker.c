@@ -1,8 +1,10 @@
 /*
  * The worker process: acceptors, control channel, drain and exit.
  *
- * Every listener copy gets an acceptor fiber that accepts until EAGAIN and
- * starts one fiber per connection.  The channel fiber reads the master's
+ * Every listener copy is handed to the IOManager (sp_iom_listen): when
+ * connections are queued, one scheduler thread runs an accept batch that
+ * accepts until EAGAIN and starts one fiber per connection on that thread,
+ * where the connection then stays.  The channel fiber reads the master's
  * messages.  A drain closes our listener copies (the master keeps its own, so
  * no queued connection is lost), asks each service to close its idle
  * connections, and ends the process when the last connection is gone or
@@ -28,8 +30,11 @@
 
 struct acceptor {
     struct worker *w;
-    atomic_int fd; /* -1 once a drain has closed it (on another thread, with threads > 1) */
+    atomic_int fd; /* -1 once a drain has closed it */
     struct service *svc;
+    /* Touched by one batch at a time (the listener's one-shot guard). */
+    int backoff;
+    uint64_t last_warn;
 };
 
 struct worker {
@@ -45,7 +50,7 @@ struct worker {
     unsigned nservices;
     struct acceptor *acceptors;
     unsigned nacceptors;
-    atomic_uint accepting; /* acceptor fibers not yet ended */
+    atomic_uint accepting; /* listeners whose -ECANCELED batch call has not run */
     char exit_reason[SP_MSG_REASON_MAX + 1];
 };
 
@@ -86,8 +91,8 @@ int worker_draining(struct worker *w)
 
 static void maybe_finish(struct worker *w)
 {
-    /* An acceptor that is still running may hold a connection it has
-     * accepted and not yet counted (threads > 1): it ends first. */
+    /* An accept batch that is still running may hold a connection it has
+     * accepted and not yet counted (threads > 1): its listener ends last. */
     if (atomic_load(&w->draining) && atomic_load(&w->counters.connections) == 0 &&
         atomic_load(&w->accepting) == 0 && !atomic_exchange(&w->exiting, 1)) {
         snprintf(w->exit_reason, sizeof(w->exit_reason), "drained");
@@ -115,24 +120,23 @@ static void connection_fiber(void *arg)
     svc->ops->handle(svc, (int)(uint32_t)v);
 }
 
-static void acceptor_fiber(void *arg)
+/* One accept batch, on the thread the listener woke; the listener is not
+ * armed again until it returns. */
+static void accept_batch(int lfd, int status, void *arg)
 {
     struct acceptor *a = arg;
     struct worker *w = a->w;
     uintptr_t svc_bits = (uintptr_t)(a->svc - w->services) << 32;
-    int backoff = ACCEPT_BACKOFF_MIN_MS;
-    uint64_t last_warn = 0;
 
+    if (status < 0) { /* our copy of the listener was closed: draining */
+        atomic_fetch_sub(&w->accepting, 1);
+        maybe_finish(w);
+        return;
+    }
     while (!atomic_load(&w->draining)) {
-        int lfd = atomic_load(&a->fd);
-        if (lfd < 0)
-            break;
-        /* A drain that closes lfd once the call has begun ends it with
-         * -ECANCELED, even if the number is reused before the call parks
-         * (io.h); one that closes it before finds a->fd changed below. */
-        int fd = sp_accept(lfd, NULL, NULL, -1);
+        int fd = sp_try_accept(lfd, NULL, NULL);
         if (fd >= 0) {
-            backoff = ACCEPT_BACKOFF_MIN_MS;
+            a->backoff = ACCEPT_BACKOFF_MIN_MS;
             sp_net_set_nodelay(fd);
             atomic_fetch_add(&w->counters.connections, 1);
             atomic_fetch_add(&w->counters.accepted, 1);
@@ -142,26 +146,25 @@ static void acceptor_fiber(void *arg)
             }
             continue;
         }
-        if (fd == -ECANCELED || fd == -EBADF || atomic_load(&a->fd) != lfd)
-            break; /* our copy of the listener was closed: draining */
+        if (fd == -EAGAIN)
+            return;
         if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
             /* Out of descriptors or memory: the connection stays queued in the
              * kernel.  Back off instead of spinning on a listener that stays ready. */
             uint64_t now = sp_now_ns();
-            if (now - last_warn > 1000000000ull) {
+            if (now - a->last_warn > 1000000000ull) {
                 sp_log_warn("accept4(%d) failed: %s; retrying in %d ms", lfd, strerror(-fd),
-                            backoff);
-                last_warn = now;
+                            a->backoff);
+                a->last_warn = now;
             }
-            sp_sleep(backoff);
-            backoff = backoff * 2 > ACCEPT_BACKOFF_MAX_MS ? ACCEPT_BACKOFF_MAX_MS : backoff * 2;
+            sp_sleep(a->backoff);
+            a->backoff =
+                a->backoff * 2 > ACCEPT_BACKOFF_MAX_MS ? ACCEPT_BACKOFF_MAX_MS : a->backoff * 2;
             continue;
         }
         sp_log_error("accept4(%d) failed: %s", lfd, strerror(-fd));
         sp_sleep(ACCEPT_BACKOFF_MIN_MS);
     }
-    atomic_fetch_sub(&w->accepting, 1);
-    maybe_finish(w);
 }
 
 /* ---- drain, stop, channel ------------------------------------------------ */
@@ -186,8 +189,9 @@ static void worker_drain(struct worker *w, const char *why)
         return;
     sp_log_info("draining (%s), %lu connections open", why,
                 (unsigned long)atomic_load(&w->counters.connections));
-    /* Closing our copies wakes the acceptors with -ECANCELED.  The master
-     * still holds every listener, so nothing queued in the kernel is lost. */
+    /* Closing our copies ends each listener with a -ECANCELED batch call
+     * (once a running batch has returned).  The master still holds every
+     * listener, so nothing queued in the kernel is lost. */
     for (unsigned i = 0; i < w->nacceptors; i++) {
         int fd = atomic_exchange(&w->acceptors[i].fd, -1);
         if (fd >= 0)
@@ -361,9 +365,13 @@ int worker_main(const struct worker_args *args)
         a->w = w;
         atomic_init(&a->fd, args->listeners[i].fd);
         a->svc = &w->services[args->listeners[i].service];
-        atomic_fetch_add(&w->accepting, 1); /* before it can run and end */
-        if (sp_iom_spawn(w->iom, acceptor_fiber, a) != 0) {
-            snprintf(w->exit_reason, sizeof(w->exit_reason), "out of memory");
+        a->backoff = ACCEPT_BACKOFF_MIN_MS;
+        atomic_fetch_add(&w->accepting, 1); /* before it can end */
+        rc = sp_iom_listen(w->iom, args->listeners[i].fd, accept_batch, a);
+        if (rc != 0) {
+            atomic_fetch_sub(&w->accepting, 1);
+            snprintf(w->exit_reason, sizeof(w->exit_reason), "cannot watch listener %d: %s",
+                     args->listeners[i].fd, strerror(-rc));
             goto fail;
         }
     }
