@@ -508,6 +508,84 @@ static void test_mt_owner_check_fires_without_the_listener_guard(void **state)
     assert_int_equal(WTERMSIG(status), SIGABRT);
 }
 
+/* ---- a closed fd is nobody's --------------------------------------------- */
+
+struct reuse {
+    int fd[2];
+    ssize_t read_rc;
+    atomic_int closed;
+    int reused;
+};
+
+static void reuse_reader(void *arg)
+{
+    struct reuse *r = arg;
+    char c;
+    r->read_rc = sp_read(r->fd[0], &c, 1, 5000);
+}
+
+/* Wakes the reader, then closes its fd before it runs again. */
+static void reuse_closer(void *arg)
+{
+    struct reuse *r = arg;
+    char c = 'x';
+    CHECK(write(r->fd[1], &c, 1) == 1);
+    sp_yield(); /* the poll in between queues the reader behind us */
+    CHECK(sp_close(r->fd[0]) == 0);
+    sp_yield(); /* the reader finds its fd closed */
+    atomic_store(&r->closed, 1);
+}
+
+static void reuse_starter(void *arg)
+{
+    CHECK(sp_iom_spawn(sp_iom_current(), reuse_reader, arg) == 0);
+    CHECK(sp_iom_spawn(sp_iom_current(), reuse_closer, arg) == 0);
+}
+
+/* On the other thread: the next socket gets the closed number. */
+static void reuse_other_thread(void *arg)
+{
+    struct reuse *r = arg;
+    for (int i = 0; i < 5000 && !atomic_load(&r->closed); i++)
+        sp_sleep(1);
+    int sv[2];
+    unix_pair(sv);
+    r->reused = sv[0] == r->fd[0] || sv[1] == r->fd[0];
+    CHECK(sp_wait(sv[0], SP_IO_WRITE, 1000) == 0);
+    CHECK(sp_wait(sv[1], SP_IO_WRITE, 1000) == 0);
+    CHECK(sp_close(sv[0]) == 0);
+    CHECK(sp_close(sv[1]) == 0);
+}
+
+/* A fiber woken from a read whose fd is closed before it runs again gets
+ * -ECANCELED, and leaves the closed number free for the thread that reuses
+ * it (taking it would abort that thread's next call on its own socket). */
+static void test_mt_closed_fd_is_nobodys(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(20);
+        static struct reuse r;
+        unix_pair(r.fd);
+        struct sp_iom *iom = new_iom(2);
+        /* Spawned from outside: the threads in turn. */
+        if (sp_iom_spawn(iom, reuse_starter, &r) != 0 ||
+            sp_iom_spawn(iom, reuse_other_thread, &r) != 0 || sp_iom_run(iom) != 0)
+            _exit(3);
+        if (r.read_rc != -ECANCELED)
+            _exit(4);
+        if (!r.reused)
+            _exit(5);
+        _exit(atomic_load(&rt_failures) ? 6 : 0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -518,6 +596,7 @@ int main(void)
         RT_TEST(test_mt_close_from_outside),
         RT_TEST(test_mt_listener_connections_stay_on_their_thread),
         RT_TEST(test_mt_owner_check_fires_without_the_listener_guard),
+        RT_TEST(test_mt_closed_fd_is_nobodys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
