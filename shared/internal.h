@@ -72,10 +72,11 @@ struct sp_fiber {
 
 /*
  * io.c -> iomanager.c: the generation of fd in the running fiber's
- * IOManager (0 off a fiber).  A call takes it before its first system call
- * and hands it to every park, so that a wait never lands on another file
- * that got the number after an sp_close() in between (on another thread, or
- * by another fiber while this one was queued to run).
+ * IOManager (0 off a fiber).  With several scheduler threads it also checks
+ * that no other thread has fd (and aborts if one has).  A call takes it
+ * before its first system call and hands it to every park, so that a wait
+ * never lands on another file that got the number after an sp_close() in
+ * between (by another fiber while this one was queued to run).
  */
 uint32_t sp__iom_fd_gen(int fd);
 
@@ -91,6 +92,14 @@ void sp__iom_io_done(void);
 
 /* Forgets cached readiness of fd for dir (a non-parking read saw EAGAIN). */
 void sp__iom_clear_ready(int fd, unsigned dir);
+
+/* Set once the process has started scheduler threads (and stays set: so
+ * does libc's own notion).  See sys_read() in io.c. */
+extern int sp__threaded;
+
+/* Tests only: arm listeners without the one-shot guard (sp_iom_listen), so
+ * that two threads can be woken for one listener at once. */
+extern int sp__iom_unguarded_listeners;
 
 /* Closes fd through the IOManager of this thread (see sp_close). */
 int sp__iom_close(int fd);

@@ -7,10 +7,9 @@
  * not the whole transfer.
  *
  * The raw system calls sit in small functions that turn errno into a return
- * value on the spot.  A fiber may resume on another thread (multi-thread
- * IOManager) and errno is thread-local: its address must never be reused
- * across a park, and a call boundary the compiler cannot see through is what
- * guarantees that.
+ * value on the spot, before anything else can run on the thread and
+ * overwrite errno.  (A fiber stays on its thread, so errno's address would
+ * also stay valid across a park.)
  */
 #include "internal.h"
 
@@ -19,15 +18,23 @@
 #include <stdbool.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "spindle/io.h"
 
 #define NOINLINE __attribute__((noinline))
 
+/*
+ * Once the process has several threads, the calls made for every request go
+ * through syscall(): libc's read(), write() and writev() are thread
+ * cancellation points, which then cost two calls around every system call
+ * (spindle never cancels a thread).  With one thread the libc calls are the
+ * cheaper ones.
+ */
 static NOINLINE ssize_t sys_read(int fd, void *buf, size_t len)
 {
-    ssize_t n = read(fd, buf, len);
+    ssize_t n = sp__threaded ? syscall(SYS_read, fd, buf, len) : read(fd, buf, len);
     return n < 0 ? -errno : n;
 }
 
@@ -39,13 +46,13 @@ static NOINLINE ssize_t sys_recvmsg(int fd, struct msghdr *msg, int flags)
 
 static NOINLINE ssize_t sys_write(int fd, const void *buf, size_t len)
 {
-    ssize_t n = write(fd, buf, len);
+    ssize_t n = sp__threaded ? syscall(SYS_write, fd, buf, len) : write(fd, buf, len);
     return n < 0 ? -errno : n;
 }
 
 static NOINLINE ssize_t sys_writev(int fd, const struct iovec *iov, int iovcnt)
 {
-    ssize_t n = writev(fd, iov, iovcnt);
+    ssize_t n = sp__threaded ? syscall(SYS_writev, fd, iov, iovcnt) : writev(fd, iov, iovcnt);
     return n < 0 ? -errno : n;
 }
 
@@ -231,6 +238,16 @@ int sp_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t timeout
         int rc = park(fd, SP_IO_READ, timeout_ms, &deadline, &armed, gen);
         if (rc < 0)
             return rc;
+    }
+}
+
+int sp_try_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
+{
+    (void)sp__iom_fd_gen(fd); /* the owner check */
+    for (;;) {
+        int c = sys_accept(fd, addr, addrlen);
+        if (c != -EINTR && c != -ECONNABORTED)
+            return c;
     }
 }
 

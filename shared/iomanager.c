@@ -1,14 +1,32 @@
 /*
- * The IOManager: epoll, timers, fiber pool and run queue.  This is the only
- * file that calls epoll_*.
+ * The IOManager: per scheduler thread an fd table, timers, fiber pool, run
+ * queue and scheduler loop; per IOManager the listeners its threads share.
+ * The kernel's readiness interface sits behind the poller backend (poller.h,
+ * poller_epoll.c); this file decides what to wait for and when.
+ *
+ * Fibers are thread-affine: with threads > 1 each thread is a complete
+ * single-thread scheduler with its own poller, and a fiber never leaves the
+ * thread it started on (per-thread library state - errno, an SSL error queue
+ * - stays valid across a park).  A connection belongs to the thread that
+ * accepted it.  Only the listeners can wake any thread: they sit in one
+ * poller shared by the threads and nested in each thread's, armed one-shot,
+ * so one thread at a time runs a listener's accept batch, and it is armed
+ * again when the batch ends.  An owner map checks, on every fd operation,
+ * that no second thread touches an fd (see owner_check).  Work for another
+ * thread (a spawn from outside, a close of its fd, expiring its watches)
+ * goes through that thread's inbox.
  *
  * Per-fd state lives in a flat table indexed by fd (chunks that never move,
  * because timer nodes are embedded in them).  Each entry has a generation
  * number that is bumped on every sp_close(); the generation travels in the
- * epoll event's data next to the fd, so an event queued for an fd that has
+ * poller event's data next to the fd, so an event queued for an fd that has
  * been closed (and perhaps reused) since is recognised and dropped.
  *
- * A hang-up (EPOLLRDHUP, EPOLLHUP, EPOLLERR) is remembered in the entry until
+ * Two arming policies: a thread's own fds are registered once,
+ * edge-triggered, for everything, with readiness cached; listeners are armed
+ * one-shot and re-armed after each accept batch.
+ *
+ * A hang-up (SP_POLL_RDHUP, SP_POLL_HUP, SP_POLL_ERR) is remembered in the entry until
  * sp_close(): edge-triggered mode reports it once, and a connection that read
  * the last bytes before the FIN without reaching the end of stream (a short
  * read) must still learn of it.  A watch or a wait on such an fd completes at
@@ -16,38 +34,38 @@
  *
  * A fiber never arms its own wake-up: it records what it waits for and
  * switches to the scheduler, which commits the wait (registers the fd, arms
- * the timer) once the fiber's stack is no longer in use.  In multi-thread mode
- * that ordering is what keeps another thread from resuming a fiber that has
- * not finished switching out.  All shared state is then guarded by one mutex,
- * which is never held while a fiber runs or while a thread sleeps in
- * epoll_wait.
+ * the timer) once the fiber's stack is no longer in use.  The lock of the
+ * threads' shared state is taken only for work that crosses threads, never
+ * while a fiber runs or a thread sleeps in the poller.
  */
 #include "internal.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "poller.h"
 #include "spindle/io.h"
+
+/* The backend is compiled into this file, as redis's ae.c includes
+ * ae_epoll.c: its small functions then inline into the loop. */
+#include "poller_epoll.c"
 
 #define FD_CHUNK_BITS  12
 #define FD_CHUNK       (1u << FD_CHUNK_BITS)
 #define FD_CHUNKS      1024 /* fds up to 4 Mi */
 #define MAX_EVENTS     256
-#define WAKE_DATA      UINT64_MAX
 #define DEFAULT_BUDGET 16
 
 struct fdctx {
     int fd;
     uint32_t gen;
-    unsigned char registered;   /* EPOLL_CTL_ADD done */
+    unsigned char registered;   /* added to the poller */
     unsigned char ready;        /* cached readiness (single-thread mode): SP_IO_READ|SP_IO_WRITE */
-    unsigned char armed;        /* multi-thread mode: events armed by the last ONESHOT MOD */
     unsigned char hup;          /* the peer hung up or the fd failed: the directions (SP_IO_*)
                                    that will never block again; kept until sp_close() */
     struct sp_fiber *waiter[2]; /* parked reader, writer */
@@ -61,13 +79,16 @@ struct fdctx {
     struct fdctx *due_next; /* NULL at the end */
 };
 
+struct group;
+
+/* One scheduler thread's state, touched only by that thread (but for the
+ * fields marked "group lock"). */
 struct sp_iom {
-    int epfd;
-    int wakefd;
-    int mt;
-    unsigned nthreads;
+    struct sp_poller *poller;
+    struct group *g;
+    unsigned index;         /* in g->members */
+    unsigned char owner_id; /* index + 1 in g's owner map; 0 = one thread, no checks */
     unsigned budget;
-    pthread_mutex_t lock;
     struct sp_fiber_pool *pool;
     struct sp_timer_heap timers;
     struct sp_fiber *runq_head, *runq_tail;
@@ -80,15 +101,66 @@ struct sp_iom {
     atomic_int stopping;
     atomic_int running; /* inside sp_iom_run() */
     int error;
+    int idle;                           /* group lock: found nothing to do */
+    struct request *inbox, *inbox_tail; /* group lock: work from other threads */
+    atomic_int inbox_pending;
     struct sp_iom *next_all;
     struct fdctx *chunks[FD_CHUNKS];
 };
+
+/* Work another thread hands to a scheduler thread (see post()). */
+enum { REQ_SPAWN, REQ_CLOSE, REQ_EXPIRE };
+struct request {
+    struct request *next;
+    int kind;
+    sp_fiber_fn *fn;
+    void *arg;
+    int fd;
+    int64_t ms;
+};
+
+#define MAX_LISTENERS 64
+#define LISTEN_DATA   (UINT64_MAX - 1) /* the listener poller, nested in a thread's */
+
+/* A listening socket that every thread of the group may be woken for. */
+struct listener {
+    int fd;        /* -1 once closed */
+    int in_use;    /* until the -ECANCELED call has run */
+    int closing;   /* sp_close() called: no more batches */
+    unsigned busy; /* batches running (one at most while the one-shot guard is on) */
+    int cancel_fd;
+    sp_watch_fn *fn;
+    void *arg;
+};
+
+/*
+ * The threads of one IOManager.  Each has its own poller, fd table, timers,
+ * fiber pool and run queue, and a fiber never leaves the thread it started
+ * on.  What they share: the listener poller (one-shot registrations, nested in
+ * every thread's poller), the owner map and the inboxes, under one lock that
+ * is taken only for work that crosses threads.
+ */
+struct group {
+    unsigned n;
+    struct sp_iom **members; /* members[0] is the handle sp_iom_new() returned */
+    pthread_mutex_t lock;
+    struct sp_poller *lpoller;
+    struct listener listeners[MAX_LISTENERS];
+    unsigned nlisteners; /* slots in use */
+    atomic_uint next_spawn;
+    _Atomic(unsigned char) *owner[FD_CHUNKS]; /* n > 1: which thread has each fd, 0 = none */
+};
+
+/* Tests only: listeners armed level-triggered, without the one-shot guard. */
+int sp__iom_unguarded_listeners;
+
+int sp__threaded;
 
 /*
  * Every IOManager of the process.  An fd number is process-wide, so sp_close()
  * called outside any scheduler (before or between runs) must still make each
  * of them forget the fd: a stale "registered" would keep the next socket that
- * gets the number out of epoll.
+ * gets the number out of the poller.
  */
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sp_iom *all_ioms;
@@ -96,9 +168,9 @@ static struct sp_iom *all_ioms;
 static __thread struct sp_iom *tls_iom;
 
 /*
- * Fibers may migrate between threads, and a compiler may keep the address of
- * a thread-local variable in a register across a call: read it through a
- * function it cannot see through.
+ * The scheduler thread this code runs on.  (Read through a function the
+ * compiler cannot see through, which costs nothing measurable and keeps the
+ * read right should fibers ever move between threads again.)
  */
 static __attribute__((noinline)) struct sp_iom *current_iom(void)
 {
@@ -112,19 +184,108 @@ struct sp_iom *sp_iom_current(void)
     return current_iom();
 }
 
-static inline void lock(struct sp_iom *iom)
-{
-    if (iom->mt)
-        pthread_mutex_lock(&iom->lock);
-}
-
-static inline void unlock(struct sp_iom *iom)
-{
-    if (iom->mt)
-        pthread_mutex_unlock(&iom->lock);
-}
-
 static void watch_timer_fired(struct sp_timer *t);
+
+/* ---- fd ownership ---------------------------------------------------------
+ *
+ * With several threads, each fd belongs to one of them: the first that
+ * operates on it, until sp_close().  A listener belongs to the thread running
+ * its accept batch, for the batch.  Every fd operation checks: a second
+ * thread touching an fd is a bug that would corrupt the fd's state, and it
+ * aborts at once with both threads named.
+ */
+
+static __attribute__((noinline)) _Atomic(unsigned char) *owner_chunk_new(struct group *g,
+                                                                         unsigned c)
+{
+    _Atomic(unsigned char) *chunk = NULL, *fresh = calloc(FD_CHUNK, 1);
+    if (!fresh)
+        return NULL;
+    if (atomic_compare_exchange_strong(&g->owner[c], &chunk, fresh))
+        return fresh;
+    free(fresh); /* another thread was first */
+    return chunk;
+}
+
+static inline _Atomic(unsigned char) *owner_slot(struct group *g, int fd)
+{
+    if (fd < 0 || (unsigned)fd >= FD_CHUNK * FD_CHUNKS)
+        return NULL;
+    unsigned c = (unsigned)fd >> FD_CHUNK_BITS;
+    _Atomic(unsigned char) *chunk = atomic_load_explicit(&g->owner[c], memory_order_acquire);
+    if (__builtin_expect(!chunk, 0) && !(chunk = owner_chunk_new(g, c)))
+        return NULL;
+    return &chunk[(unsigned)fd & (FD_CHUNK - 1)];
+}
+
+static __attribute__((noinline, noreturn)) void owner_violation(int fd, unsigned me, unsigned other)
+{
+    char msg[128];
+    int n = snprintf(msg, sizeof(msg),
+                     "spindle: fd %d used by scheduler thread %u while thread %u has it\n", fd, me,
+                     other);
+    ssize_t w = write(2, msg, n > 0 ? (size_t)n : 0);
+    (void)w;
+    abort();
+}
+
+/* Takes fd for this thread, or aborts if another one has it. */
+static inline void owner_check(struct sp_iom *iom, int fd)
+{
+    if (!iom->owner_id)
+        return;
+    _Atomic(unsigned char) *slot = owner_slot(iom->g, fd);
+    if (!slot)
+        return;
+    unsigned char o = atomic_load_explicit(slot, memory_order_relaxed);
+    if (o == iom->owner_id)
+        return;
+    if (o == 0 && atomic_compare_exchange_strong(slot, &o, iom->owner_id))
+        return;
+    owner_violation(fd, iom->owner_id, o);
+}
+
+static unsigned owner_of(struct group *g, int fd)
+{
+    _Atomic(unsigned char) *slot = g->n > 1 ? owner_slot(g, fd) : NULL;
+    return slot ? atomic_load(slot) : 0;
+}
+
+static void owner_release(struct sp_iom *iom, int fd)
+{
+    _Atomic(unsigned char) *slot = iom->owner_id ? owner_slot(iom->g, fd) : NULL;
+    if (slot)
+        atomic_store(slot, 0);
+}
+
+/* ---- work for another thread ---------------------------------------------- */
+
+/* Queues r on thread m and wakes it. */
+static void post(struct sp_iom *m, struct request *r)
+{
+    struct group *g = m->g;
+    r->next = NULL;
+    pthread_mutex_lock(&g->lock);
+    if (m->inbox_tail)
+        m->inbox_tail->next = r;
+    else
+        m->inbox = r;
+    m->inbox_tail = r;
+    m->idle = 0;
+    atomic_store(&m->inbox_pending, 1);
+    pthread_mutex_unlock(&g->lock);
+    sp__poller_wake(m->poller);
+}
+
+static int post_new(struct sp_iom *m, int kind, sp_fiber_fn *fn, void *arg, int fd, int64_t ms)
+{
+    struct request *r = malloc(sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    *r = (struct request){.kind = kind, .fn = fn, .arg = arg, .fd = fd, .ms = ms};
+    post(m, r);
+    return 0;
+}
 
 /* Returns the entry for fd, creating its chunk when create is set; NULL if out of range or memory.
  */
@@ -150,14 +311,20 @@ static struct fdctx *fdctx_get(struct sp_iom *iom, int fd, int create)
 }
 
 /* An entry not created yet has generation 0, as it will have once created. */
+static uint32_t fd_gen(struct sp_iom *iom, int fd)
+{
+    struct fdctx *chunk =
+        __atomic_load_n(&iom->chunks[(unsigned)fd >> FD_CHUNK_BITS], __ATOMIC_ACQUIRE);
+    return chunk ? __atomic_load_n(&chunk[(unsigned)fd & (FD_CHUNK - 1)].gen, __ATOMIC_RELAXED) : 0;
+}
+
 uint32_t sp__iom_fd_gen(int fd)
 {
     struct sp_fiber *f = sp_fiber_current();
     if (!f || !f->iom || fd < 0 || (unsigned)fd >= FD_CHUNK * FD_CHUNKS)
         return 0;
-    struct fdctx *chunk =
-        __atomic_load_n(&f->iom->chunks[(unsigned)fd >> FD_CHUNK_BITS], __ATOMIC_ACQUIRE);
-    return chunk ? __atomic_load_n(&chunk[(unsigned)fd & (FD_CHUNK - 1)].gen, __ATOMIC_RELAXED) : 0;
+    owner_check(f->iom, fd);
+    return fd_gen(f->iom, fd);
 }
 
 /* ---- run queue and fiber life ---------------------------------------- */
@@ -187,7 +354,7 @@ static struct sp_fiber *runq_pop(struct sp_iom *iom)
 
 static void fiber_timer_fired(struct sp_timer *t);
 
-/* Takes a fiber from the pool and counts it live.  Lock held. */
+/* Takes a fiber from the pool and counts it live. */
 static struct sp_fiber *fiber_start(struct sp_iom *iom, sp_fiber_fn *fn, void *arg)
 {
     struct sp_fiber *f = sp_fiber_new(iom->pool, fn, arg);
@@ -205,8 +372,8 @@ static struct sp_fiber *fiber_start(struct sp_iom *iom, sp_fiber_fn *fn, void *a
     return f;
 }
 
-/* Takes a fiber from the pool and queues it.  Lock held. */
-static struct sp_fiber *spawn_locked(struct sp_iom *iom, sp_fiber_fn *fn, void *arg)
+/* Takes a fiber from the pool and queues it. */
+static struct sp_fiber *spawn_local(struct sp_iom *iom, sp_fiber_fn *fn, void *arg)
 {
     struct sp_fiber *f = fiber_start(iom, fn, arg);
     if (f)
@@ -227,12 +394,21 @@ static void fiber_retire(struct sp_iom *iom, struct sp_fiber *f)
     sp_fiber_release(f);
 }
 
+/*
+ * A fiber spawned on one of the IOManager's threads stays on that thread (a
+ * connection lives where it was accepted); one spawned from elsewhere goes to
+ * the threads in turn.
+ */
 int sp_iom_spawn(struct sp_iom *iom, sp_fiber_fn *fn, void *arg)
 {
-    lock(iom);
-    struct sp_fiber *f = spawn_locked(iom, fn, arg);
-    unlock(iom);
-    return f ? 0 : -ENOMEM;
+    struct sp_iom *cur = current_iom();
+    if (cur && cur->g == iom->g)
+        return spawn_local(cur, fn, arg) ? 0 : -ENOMEM;
+    struct group *g = iom->g;
+    struct sp_iom *m = g->n == 1 ? iom : g->members[atomic_fetch_add(&g->next_spawn, 1) % g->n];
+    if (g->n > 1 && atomic_load(&m->running))
+        return post_new(m, REQ_SPAWN, fn, arg, -1, 0);
+    return spawn_local(m, fn, arg) ? 0 : -ENOMEM;
 }
 
 /* A due watch callback and its arguments, handed to the fiber that runs it. */
@@ -250,46 +426,24 @@ static void watch_entry(void *arg)
     call.fn(call.fd, call.status, call.arg);
 }
 
-/* ---- epoll registration ----------------------------------------------- */
-
-static uint32_t wanted_events(struct fdctx *ctx)
-{
-    uint32_t ev = 0;
-    if (ctx->waiter[0] || (ctx->watch_fn && !ctx->due))
-        ev |= EPOLLIN | EPOLLRDHUP;
-    if (ctx->waiter[1])
-        ev |= EPOLLOUT;
-    return ev;
-}
+/* ---- poller registration ---------------------------------------------- */
 
 /*
- * Single-thread mode: register once, edge-triggered, for everything.
- * Multi-thread mode: (re-)arm a one-shot, level-triggered registration for
- * what the waiters want; the kernel checks readiness at arm time, so data that
- * arrived before the fiber parked is not missed.
+ * An fd of a scheduler thread is registered once, edge-triggered, for
+ * everything; readiness is cached, so a blocking call costs no system call
+ * beyond its own.  (Listeners, the fds every thread may be woken for, are
+ * armed one-shot in the group's listener poller instead: see sp_iom_listen.)
  */
 static int arm(struct sp_iom *iom, int fd, struct fdctx *ctx)
 {
-    struct epoll_event ev;
-    ev.data.u64 = (uint32_t)fd | ((uint64_t)ctx->gen << 32);
-    if (!iom->mt) {
-        if (ctx->registered)
-            return 0;
-        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-        if (epoll_ctl(iom->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
-            return -errno;
-        ctx->registered = 1;
+    if (ctx->registered)
         return 0;
-    }
-    uint32_t want = wanted_events(ctx);
-    if (!want || (ctx->armed & want) == want)
-        return 0;
-    ev.events = want | EPOLLONESHOT;
-    int op = ctx->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl(iom->epfd, op, fd, &ev) != 0)
-        return -errno;
+    uint64_t data = (uint32_t)fd | ((uint64_t)ctx->gen << 32);
+    int rc = sp__poller_add(iom->poller, fd,
+                            SP_POLL_IN | SP_POLL_OUT | SP_POLL_RDHUP | SP_POLL_EDGE, data);
+    if (rc < 0)
+        return rc;
     ctx->registered = 1;
-    ctx->armed = (unsigned char)want;
     return 0;
 }
 
@@ -352,7 +506,10 @@ static void watch_timer_fired(struct sp_timer *t)
 int sp_iom_watch(struct sp_iom *iom, int fd, int64_t timeout_ms, sp_watch_fn *fn, void *arg)
 {
     int rc = 0;
-    lock(iom);
+    struct sp_iom *cur = current_iom();
+    if (cur && cur != iom && cur->g == iom->g)
+        iom = cur; /* the fd stays on the thread that handles it */
+    owner_check(iom, fd);
     struct fdctx *ctx = fdctx_get(iom, fd, 1);
     if (!ctx) {
         rc = fd < 0 ? -EBADF : -ENOMEM;
@@ -370,7 +527,7 @@ int sp_iom_watch(struct sp_iom *iom, int fd, int64_t timeout_ms, sp_watch_fn *fn
         rc = -ENOMEM;
         goto undo;
     }
-    if ((ctx->hup & SP_IO_READ) || (!iom->mt && (ctx->ready & SP_IO_READ))) {
+    if ((ctx->hup & SP_IO_READ) || (ctx->ready & SP_IO_READ)) {
         /* Bytes or a hang-up arrived while nobody was waiting: edge-triggered
          * mode will not tell again. */
         ctx->ready &= ~SP_IO_READ;
@@ -386,7 +543,6 @@ undo:
     ctx->watch_arg = NULL;
     iom->nwatches--;
 out:
-    unlock(iom);
     return rc;
 }
 
@@ -406,13 +562,15 @@ int sp__iom_park(int fd, unsigned dir, uint64_t deadline, int retry, uint32_t ge
     f->parking = 1;
     sp_fiber_yield();
     /* Woken, then the fd was closed before we ran again: the caller's next
-     * system call would reach whatever file has the number now. */
-    if (f->wait_result == 0 && fd >= 0 && sp__iom_fd_gen(fd) != gen)
+     * system call would reach whatever file has the number now.  (Read
+     * without the owner check, which would take the closed number.) */
+    if (f->wait_result == 0 && fd >= 0 && (unsigned)fd < FD_CHUNK * FD_CHUNKS &&
+        fd_gen(f->iom, fd) != gen)
         return -ECANCELED;
     return f->wait_result;
 }
 
-/* Commits the wait a fiber asked for; runs on the scheduler with the lock held. */
+/* Commits the wait a fiber asked for; runs on the scheduler. */
 static void commit_park(struct sp_iom *iom, struct sp_fiber *f)
 {
     int fd = f->wait_fd;
@@ -426,8 +584,9 @@ static void commit_park(struct sp_iom *iom, struct sp_fiber *f)
             return;
         }
         if (ctx->gen != f->wait_gen) {
-            /* Closed since the call began (another thread, or another fiber
-             * while this one was queued): the number may be another file's. */
+            /* Closed since the call began (by another fiber while this one
+             * was queued, or for another thread): the number may be another
+             * file's. */
             f->wait_fd = -1;
             f->wait_result = -ECANCELED;
             runq_push(iom, f);
@@ -444,15 +603,13 @@ static void commit_park(struct sp_iom *iom, struct sp_fiber *f)
             runq_push(iom, f);
             return;
         }
-        if (!iom->mt) {
-            if (f->wait_retry)
-                ctx->ready &= ~d;
-            else if (ctx->ready & d) {
-                ctx->ready &= ~d;
-                f->wait_fd = -1;
-                runq_push(iom, f);
-                return;
-            }
+        if (f->wait_retry)
+            ctx->ready &= ~d;
+        else if (ctx->ready & d) {
+            ctx->ready &= ~d;
+            f->wait_fd = -1;
+            runq_push(iom, f);
+            return;
         }
         ctx->waiter[d - 1] = f;
         int rc = arm(iom, fd, ctx);
@@ -488,19 +645,17 @@ void sp_yield(void)
 void sp__iom_clear_ready(int fd, unsigned dir)
 {
     struct sp_iom *iom = current_iom();
-    /* Multi-thread mode keeps no readiness cache (one-shot arming checks the fd). */
-    if (!iom || iom->mt)
+    if (!iom)
         return;
     struct fdctx *ctx = fdctx_get(iom, fd, 0);
     if (ctx)
         ctx->ready &= (unsigned char)~dir;
 }
 
-unsigned sp_iom_expire_watches(struct sp_iom *iom, int64_t timeout_ms)
+static unsigned expire_local(struct sp_iom *iom, int64_t timeout_ms)
 {
     uint64_t deadline = sp__deadline(timeout_ms < 0 ? 0 : timeout_ms);
     unsigned n = 0;
-    lock(iom);
     for (unsigned c = 0; c < FD_CHUNKS; c++) {
         struct fdctx *chunk = iom->chunks[c];
         for (unsigned i = 0; chunk && i < FD_CHUNK; i++) {
@@ -514,13 +669,29 @@ unsigned sp_iom_expire_watches(struct sp_iom *iom, int64_t timeout_ms)
             n++;
         }
     }
-    unlock(iom);
+    return n;
+}
+
+/* Brings the watches of every thread forward; those of other running threads
+ * are their own to change, and are not counted. */
+unsigned sp_iom_expire_watches(struct sp_iom *iom, int64_t timeout_ms)
+{
+    struct group *g = iom->g;
+    struct sp_iom *cur = current_iom();
+    unsigned n = 0;
+    for (unsigned i = 0; i < g->n; i++) {
+        struct sp_iom *m = g->members[i];
+        if (m == cur || !atomic_load(&m->running))
+            n += expire_local(m, timeout_ms);
+        else
+            post_new(m, REQ_EXPIRE, NULL, NULL, -1, timeout_ms);
+    }
     return n;
 }
 
 static void wake_all_threads(struct sp_iom *iom);
 
-/* Wakes whoever waits on fd, ends its watch and forgets its state.  Lock held.
+/* Wakes whoever waits on fd, ends its watch and forgets its state.
  * Returns whether a fiber was queued. */
 static int forget_fd(struct sp_iom *iom, int fd)
 {
@@ -538,37 +709,187 @@ static int forget_fd(struct sp_iom *iom, int fd)
     /* The listening sockets are shared with other processes: closing our
      * fd alone would leave the registration alive. */
     if (ctx->registered)
-        epoll_ctl(iom->epfd, EPOLL_CTL_DEL, fd, NULL);
+        sp__poller_del(iom->poller, fd);
     ctx->registered = 0;
     ctx->ready = 0;
-    ctx->armed = 0;
     ctx->hup = 0;
     __atomic_store_n(&ctx->gen, ctx->gen + 1, __ATOMIC_RELAXED);
     return queued;
+}
+
+/* ---- listeners ---------------------------------------------------------- */
+
+static void listener_cancel_entry(void *arg)
+{
+    struct listener *l = arg;
+    struct group *g = current_iom()->g;
+    l->fn(l->cancel_fd, -ECANCELED, l->arg);
+    pthread_mutex_lock(&g->lock);
+    l->in_use = 0;
+    g->nlisteners--;
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Closes a listener no batch runs on, and has its -ECANCELED call run. */
+static void listener_finish(struct group *g, struct listener *l, struct sp_iom *cur)
+{
+    l->cancel_fd = l->fd;
+    __atomic_store_n(&l->fd, -1, __ATOMIC_RELEASE);
+    close(l->cancel_fd);
+    if (cur && cur->g == g)
+        spawn_local(cur, listener_cancel_entry, l);
+    else
+        sp_iom_spawn(g->members[0], listener_cancel_entry, l);
+}
+
+/* sp_close() of a listener: 0, or 1 when fd is none of g's listeners. */
+static int listener_close(struct group *g, int fd, struct sp_iom *cur)
+{
+    for (unsigned i = 0; i < MAX_LISTENERS; i++) {
+        struct listener *l = &g->listeners[i];
+        if (__atomic_load_n(&l->fd, __ATOMIC_ACQUIRE) != fd)
+            continue;
+        pthread_mutex_lock(&g->lock);
+        if (l->fd != fd || l->closing) {
+            pthread_mutex_unlock(&g->lock);
+            continue;
+        }
+        l->closing = 1;
+        sp__poller_del(g->lpoller, fd);
+        int busy = l->busy != 0;
+        pthread_mutex_unlock(&g->lock);
+        /* A batch still running closes it when it ends: the fd is never
+         * closed under a thread that uses it. */
+        if (!busy)
+            listener_finish(g, l, cur);
+        return 0;
+    }
+    return 1;
+}
+
+static uint32_t listen_events(void)
+{
+    return SP_POLL_IN | (sp__iom_unguarded_listeners ? 0 : SP_POLL_ONESHOT);
+}
+
+/* One accept batch on the thread the kernel woke; the listener is armed
+ * again (or closed) when it ends. */
+static void listen_entry(void *arg)
+{
+    struct listener *l = arg;
+    struct sp_iom *iom = current_iom();
+    struct group *g = iom->g;
+    int fd = l->fd;
+    l->fn(fd, 0, l->arg);
+    pthread_mutex_lock(&g->lock);
+    owner_release(iom, fd);
+    l->busy--;
+    int finish = l->closing && !l->busy;
+    if (!l->closing)
+        sp__poller_mod(g->lpoller, fd, listen_events(), (uint64_t)(l - g->listeners));
+    pthread_mutex_unlock(&g->lock);
+    if (finish)
+        listener_finish(g, l, iom);
+}
+
+int sp_iom_listen(struct sp_iom *iom, int fd, sp_watch_fn *fn, void *arg)
+{
+    struct group *g = iom->g;
+    int rc = -ENOSPC;
+    pthread_mutex_lock(&g->lock);
+    for (unsigned i = 0; i < MAX_LISTENERS; i++) {
+        struct listener *l = &g->listeners[i];
+        if (l->in_use)
+            continue;
+        rc = sp__poller_add(g->lpoller, fd, listen_events(), i);
+        if (rc < 0)
+            break;
+        *l = (struct listener){.in_use = 1, .fn = fn, .arg = arg};
+        __atomic_store_n(&l->fd, fd, __ATOMIC_RELEASE);
+        g->nlisteners++;
+        break;
+    }
+    pthread_mutex_unlock(&g->lock);
+    return rc;
+}
+
+/* The listener poller said something: start a batch for each listener it
+ * hands this thread. */
+static void poll_listeners(struct sp_iom *iom)
+{
+    struct group *g = iom->g;
+    struct sp_poll_event ev[MAX_LISTENERS];
+    int n = sp__poller_wait(g->lpoller, ev, MAX_LISTENERS, 0);
+    for (int i = 0; i < n; i++) {
+        struct listener *l = &g->listeners[sp__poll_event_data(&ev[i]) % MAX_LISTENERS];
+        pthread_mutex_lock(&g->lock);
+        if (!l->in_use || l->closing || l->fd < 0) {
+            pthread_mutex_unlock(&g->lock);
+            continue;
+        }
+        owner_check(iom, l->fd); /* the one-shot guard hands it to one thread */
+        l->busy++;
+        pthread_mutex_unlock(&g->lock);
+        struct sp_fiber *f = fiber_start(iom, listen_entry, l);
+        if (f) {
+            runq_push(iom, f);
+            continue;
+        }
+        /* No stack: give the listener back; it fires again shortly. */
+        pthread_mutex_lock(&g->lock);
+        owner_release(iom, l->fd);
+        l->busy--;
+        if (!l->closing)
+            sp__poller_mod(g->lpoller, l->fd, listen_events(), (uint64_t)(l - g->listeners));
+        pthread_mutex_unlock(&g->lock);
+        iom->due_stalled = 1;
+    }
+}
+
+/* ---- close ---------------------------------------------------------------- */
+
+/* sp_close() on a fiber or scheduler of iom. */
+static int close_local(struct sp_iom *iom, int fd)
+{
+    struct group *g = iom->g;
+    if (g->nlisteners && listener_close(g, fd, iom) == 0)
+        return 0;
+    _Atomic(unsigned char) *slot = iom->owner_id ? owner_slot(g, fd) : NULL;
+    unsigned char o = 0;
+    /* Taken for this thread if nobody has it; another thread's fd is closed
+     * by that thread. */
+    if (slot && !atomic_compare_exchange_strong(slot, &o, iom->owner_id) && o != iom->owner_id)
+        return post_new(g->members[o - 1], REQ_CLOSE, NULL, NULL, fd, 0);
+    forget_fd(iom, fd);
+    owner_release(iom, fd);
+    return close(fd) == 0 ? 0 : -errno;
 }
 
 int sp__iom_close(int fd)
 {
     struct sp_iom *iom = current_iom();
     int rc;
-    if (iom) {
-        lock(iom);
-        forget_fd(iom, fd);
-        rc = close(fd) == 0 ? 0 : -errno;
-        unlock(iom);
-        return rc;
-    }
+    if (iom)
+        return close_local(iom, fd);
     pthread_mutex_lock(&all_lock);
     for (iom = all_ioms; iom; iom = iom->next_all) {
-        /* A single-thread IOManager running on another thread is that thread's
-         * to touch; the fd cannot be ours to close then. */
-        int running = atomic_load(&iom->running);
-        if (running && !iom->mt)
+        struct group *g = iom->g;
+        if (iom->index == 0 && g->nlisteners && listener_close(g, fd, NULL) == 0) {
+            pthread_mutex_unlock(&all_lock);
+            return 0;
+        }
+        /* A running scheduler thread is the only one to touch its fds: one
+         * that has fd closes it; for the others the fd cannot be theirs. */
+        if (atomic_load(&iom->running)) {
+            if (iom->owner_id && owner_of(g, fd) == iom->owner_id) {
+                rc = post_new(iom, REQ_CLOSE, NULL, NULL, fd, 0);
+                pthread_mutex_unlock(&all_lock);
+                return rc;
+            }
             continue;
-        lock(iom);
-        if (forget_fd(iom, fd) && running)
-            wake_all_threads(iom);
-        unlock(iom);
+        }
+        forget_fd(iom, fd);
+        owner_release(iom, fd);
     }
     rc = close(fd) == 0 ? 0 : -errno;
     pthread_mutex_unlock(&all_lock);
@@ -577,25 +898,25 @@ int sp__iom_close(int fd)
 
 /* ---- the scheduler loop --------------------------------------------- */
 
-static void handle_event(struct sp_iom *iom, struct epoll_event *ev)
+static void handle_event(struct sp_iom *iom, const struct sp_poll_event *ev)
 {
-    int fd = (int)(uint32_t)ev->data.u64;
-    uint32_t gen = (uint32_t)(ev->data.u64 >> 32);
+    uint64_t data = sp__poll_event_data(ev);
+    int fd = (int)(uint32_t)data;
+    uint32_t gen = (uint32_t)(data >> 32);
     struct fdctx *ctx = fdctx_get(iom, fd, 0);
 
     /* Stale event: the fd was closed after this event was queued, and the
      * number may already belong to a new connection.  Drop it. */
     if (!ctx || ctx->gen != gen || !ctx->registered)
         return;
+    owner_check(iom, fd);
 
-    uint32_t e = ev->events;
-    int readable = (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
-    int writable = (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
-    if (iom->mt)
-        ctx->armed = 0;
-    if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+    uint32_t e = sp__poll_event_events(ev);
+    int readable = (e & (SP_POLL_IN | SP_POLL_RDHUP | SP_POLL_HUP | SP_POLL_ERR)) != 0;
+    int writable = (e & (SP_POLL_OUT | SP_POLL_HUP | SP_POLL_ERR)) != 0;
+    if (e & (SP_POLL_RDHUP | SP_POLL_HUP | SP_POLL_ERR))
         ctx->hup |= SP_IO_READ;
-    if (e & (EPOLLHUP | EPOLLERR))
+    if (e & (SP_POLL_HUP | SP_POLL_ERR))
         ctx->hup |= SP_IO_WRITE;
     if (readable) {
         if (ctx->waiter[0])
@@ -611,13 +932,9 @@ static void handle_event(struct sp_iom *iom, struct epoll_event *ev)
         else
             ctx->ready |= SP_IO_WRITE;
     }
-    /* One-shot: whoever still waits needs the fd armed again (arm() does
-     * nothing when nobody does). */
-    if (iom->mt)
-        arm(iom, fd, ctx);
 }
 
-/* What a fiber that just switched out asked for.  Lock held. */
+/* What a fiber that just switched out asked for. */
 static void after_switch(struct sp_iom *iom, struct sp_fiber *f)
 {
     if (sp_fiber_finished(f)) {
@@ -630,22 +947,92 @@ static void after_switch(struct sp_iom *iom, struct sp_fiber *f)
         runq_push(iom, f);
 }
 
+/* Stops every thread of iom's group. */
 static void wake_all_threads(struct sp_iom *iom)
 {
-    uint64_t one = 1;
-    ssize_t n = write(iom->wakefd, &one, sizeof(one));
-    (void)n;
+    struct group *g = iom->g;
+    for (unsigned i = 0; i < g->n; i++) {
+        atomic_store(&g->members[i]->stopping, 1);
+        sp__poller_wake(g->members[i]->poller);
+    }
 }
 
-/* Runs f until it switches out, then does what it asked for.  Lock held on
- * entry and exit, released while f runs. */
+/* Takes the work other threads queued for this one. */
+static void take_inbox(struct sp_iom *iom)
+{
+    struct group *g = iom->g;
+    pthread_mutex_lock(&g->lock);
+    struct request *r = iom->inbox;
+    iom->inbox = iom->inbox_tail = NULL;
+    atomic_store(&iom->inbox_pending, 0);
+    pthread_mutex_unlock(&g->lock);
+    while (r) {
+        struct request *next = r->next;
+        switch (r->kind) {
+        case REQ_SPAWN:
+            if (!spawn_local(iom, r->fn, r->arg)) {
+                /* No stack now: keep it for the next pass. */
+                r->next = next;
+                pthread_mutex_lock(&g->lock);
+                struct request *last = r;
+                while (last->next)
+                    last = last->next;
+                last->next = iom->inbox;
+                if (!iom->inbox)
+                    iom->inbox_tail = last;
+                iom->inbox = r;
+                atomic_store(&iom->inbox_pending, 1);
+                pthread_mutex_unlock(&g->lock);
+                iom->due_stalled = 1;
+                return;
+            }
+            break;
+        case REQ_CLOSE:
+            forget_fd(iom, r->fd);
+            owner_release(iom, r->fd);
+            close(r->fd);
+            break;
+        case REQ_EXPIRE:
+            expire_local(iom, r->ms);
+            break;
+        }
+        free(r);
+        r = next;
+    }
+}
+
+/*
+ * This thread has nothing to do.  Returns whether the whole group is done:
+ * no thread has work, none can get any from another (no listener, nothing
+ * queued), so every thread stops.
+ */
+static int group_done(struct sp_iom *iom)
+{
+    struct group *g = iom->g;
+    if (g->n == 1 && !g->nlisteners) {
+        wake_all_threads(iom);
+        return 1;
+    }
+    int done = 0;
+    pthread_mutex_lock(&g->lock);
+    iom->idle = 1;
+    if (!g->nlisteners && !atomic_load(&iom->inbox_pending)) {
+        done = 1;
+        for (unsigned i = 0; i < g->n; i++)
+            done &= g->members[i]->idle;
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (done)
+        wake_all_threads(iom);
+    return done;
+}
+
+/* Runs f until it switches out, then does what it asked for. */
 static void run_fiber(struct sp_iom *iom, struct sp_fiber *f)
 {
-    unlock(iom);
     f->parking = 0;
     f->budget = iom->budget;
     sp_fiber_resume(f);
-    lock(iom);
     after_switch(iom, f);
 }
 
@@ -676,17 +1063,15 @@ static void run_due(struct sp_iom *iom)
 
 static int loop(struct sp_iom *iom)
 {
-    struct epoll_event events[MAX_EVENTS];
+    struct sp_poll_event events[MAX_EVENTS];
     int rc = 0;
 
     tls_iom = iom;
-    lock(iom);
     for (;;) {
         /* Run what is runnable now, no more fibers than are queued: those that
-         * yield wait for the next pass.  (Stopping at the fiber that was last
-         * would not do with several threads: another one may take it, and
-         * this thread then runs fibers that yield again and again instead of
-         * polling.) */
+         * yield wait for the next pass, after a poll. */
+        if (atomic_load_explicit(&iom->inbox_pending, memory_order_relaxed))
+            take_inbox(iom);
         unsigned quota = iom->runq_len;
         struct sp_fiber *f;
         while (quota-- > 0 && (f = runq_pop(iom)) != NULL)
@@ -695,36 +1080,33 @@ static int loop(struct sp_iom *iom)
 
         if (atomic_load(&iom->stopping))
             break;
-        if (!iom->nlive && !iom->nwatches && !iom->ndue && !iom->timers.len) {
-            atomic_store(&iom->stopping, 1);
-            wake_all_threads(iom);
+        if (!iom->nlive && !iom->nwatches && !iom->ndue && !iom->timers.len &&
+            !atomic_load_explicit(&iom->inbox_pending, memory_order_relaxed) && group_done(iom))
             break;
-        }
 
         int timeout = iom->runq_head || (iom->ndue && !iom->due_stalled) ? 0
                       : iom->timers.len ? sp_timer_timeout_ms(&iom->timers, sp_now_ns())
                                         : -1;
         if (iom->due_stalled && (timeout < 0 || timeout > 10))
             timeout = 10;
-        unlock(iom);
-        int n = epoll_wait(iom->epfd, events, MAX_EVENTS, timeout);
-        lock(iom);
+        int n = sp__poller_wait(iom->poller, events, MAX_EVENTS, timeout);
         if (n < 0) {
-            if (errno == EINTR)
+            if (n == -EINTR)
                 continue;
-            rc = -errno;
+            rc = n;
             iom->error = rc;
-            atomic_store(&iom->stopping, 1);
             wake_all_threads(iom);
             break;
         }
         for (int i = 0; i < n; i++) {
-            if (events[i].data.u64 == WAKE_DATA) {
-                if (!atomic_load(&iom->stopping)) {
-                    uint64_t v;
-                    ssize_t r = read(iom->wakefd, &v, sizeof(v));
-                    (void)r;
-                }
+            uint64_t data = sp__poll_event_data(&events[i]);
+            if (data == SP_POLL_WAKE) {
+                if (!atomic_load(&iom->stopping))
+                    sp__poller_clear_wake(iom->poller);
+                continue;
+            }
+            if (data == LISTEN_DATA) {
+                poll_listeners(iom);
                 continue;
             }
             handle_event(iom, &events[i]);
@@ -732,7 +1114,6 @@ static int loop(struct sp_iom *iom)
         if (iom->timers.len)
             sp_timer_run(&iom->timers, sp_now_ns());
     }
-    unlock(iom);
     tls_iom = NULL;
     return rc;
 }
@@ -745,89 +1126,52 @@ static void *thread_main(void *arg)
 
 int sp_iom_run(struct sp_iom *iom)
 {
+    struct group *g = iom->g;
     pthread_t threads[64];
     unsigned started = 0;
     int rc = 0;
 
-    atomic_store(&iom->stopping, 0);
-    atomic_store(&iom->running, 1);
-    for (unsigned i = 1; i < iom->nthreads && i < 64; i++) {
-        int err = pthread_create(&threads[started], NULL, thread_main, iom);
+    for (unsigned i = 0; i < g->n; i++) {
+        struct sp_iom *m = g->members[i];
+        atomic_store(&m->stopping, 0);
+        atomic_store(&m->running, 1);
+        m->idle = 0;
+    }
+    if (g->n > 1)
+        sp__threaded = 1; /* before any thread starts: read without a lock */
+    for (unsigned i = 1; i < g->n; i++) {
+        int err = pthread_create(&threads[started], NULL, thread_main, g->members[i]);
         if (err) {
             rc = -err;
-            atomic_store(&iom->stopping, 1);
             wake_all_threads(iom);
             break;
         }
         started++;
     }
-    int lrc = rc ? 0 : loop(iom);
+    int lrc = rc ? 0 : loop(g->members[0]);
     for (unsigned i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
-    /* Leave the wake-up fd quiet for the next run. */
-    uint64_t v;
-    ssize_t r = read(iom->wakefd, &v, sizeof(v));
-    (void)r;
-    if (!rc)
-        rc = lrc ? lrc : iom->error;
-    iom->error = 0;
-    atomic_store(&iom->running, 0);
-    return rc;
+    for (unsigned i = 0; i < g->n; i++) {
+        struct sp_iom *m = g->members[i];
+        /* Leave the wake-up quiet for the next run. */
+        sp__poller_clear_wake(m->poller);
+        if (!rc)
+            rc = m->error;
+        m->error = 0;
+        atomic_store(&m->running, 0);
+    }
+    return lrc ? lrc : rc;
 }
 
 void sp_iom_stop(struct sp_iom *iom)
 {
-    atomic_store(&iom->stopping, 1);
     wake_all_threads(iom);
 }
 
 /* ---- creation and teardown ------------------------------------------- */
 
-struct sp_iom *sp_iom_new(const struct sp_iom_config *cfg)
+static void member_free(struct sp_iom *iom)
 {
-    struct sp_iom *iom = calloc(1, sizeof(*iom));
-    if (!iom)
-        return NULL;
-    iom->epfd = -1;
-    iom->wakefd = -1;
-    iom->nthreads = cfg && cfg->threads > 1 ? cfg->threads : 1;
-    if (iom->nthreads > 64)
-        iom->nthreads = 64;
-    iom->mt = iom->nthreads > 1;
-    iom->budget = cfg && cfg->budget ? cfg->budget : DEFAULT_BUDGET;
-    pthread_mutex_init(&iom->lock, NULL);
-    sp_timer_heap_init(&iom->timers);
-
-    iom->pool = sp_fiber_pool_new(cfg ? &cfg->pool : NULL);
-    if (!iom->pool)
-        goto fail;
-    iom->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (iom->epfd < 0)
-        goto fail;
-    iom->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (iom->wakefd < 0)
-        goto fail;
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_DATA};
-    if (epoll_ctl(iom->epfd, EPOLL_CTL_ADD, iom->wakefd, &ev) != 0)
-        goto fail;
-    pthread_mutex_lock(&all_lock);
-    iom->next_all = all_ioms;
-    all_ioms = iom;
-    pthread_mutex_unlock(&all_lock);
-    return iom;
-
-fail : {
-    int err = errno;
-    sp_iom_free(iom);
-    errno = err;
-    return NULL;
-}
-}
-
-void sp_iom_free(struct sp_iom *iom)
-{
-    if (!iom)
-        return;
     pthread_mutex_lock(&all_lock);
     for (struct sp_iom **p = &all_ioms; *p; p = &(*p)->next_all)
         if (*p == iom) {
@@ -839,28 +1183,106 @@ void sp_iom_free(struct sp_iom *iom)
         struct sp_fiber *f = iom->live;
         fiber_retire(iom, f);
     }
+    while (iom->inbox) {
+        struct request *r = iom->inbox;
+        iom->inbox = r->next;
+        free(r);
+    }
     if (iom->pool)
         sp_fiber_pool_free(iom->pool);
     for (unsigned i = 0; i < FD_CHUNKS; i++)
         free(iom->chunks[i]);
     sp_timer_heap_close(&iom->timers);
-    if (iom->epfd >= 0)
-        close(iom->epfd);
-    if (iom->wakefd >= 0)
-        close(iom->wakefd);
-    pthread_mutex_destroy(&iom->lock);
+    sp__poller_free(iom->poller);
     free(iom);
+}
+
+static struct sp_iom *member_new(struct group *g, unsigned index, const struct sp_iom_config *cfg)
+{
+    struct sp_iom *iom = calloc(1, sizeof(*iom));
+    if (!iom)
+        return NULL;
+    iom->g = g;
+    iom->index = index;
+    iom->owner_id = g->n > 1 ? (unsigned char)(index + 1) : 0;
+    iom->budget = cfg && cfg->budget ? cfg->budget : DEFAULT_BUDGET;
+    sp_timer_heap_init(&iom->timers);
+    iom->pool = sp_fiber_pool_new(cfg ? &cfg->pool : NULL);
+    iom->poller = iom->pool ? sp__poller_new() : NULL;
+    if (!iom->poller || sp__poller_add_poller(iom->poller, g->lpoller, LISTEN_DATA) != 0) {
+        int err = errno;
+        member_free(iom);
+        errno = err;
+        return NULL;
+    }
+    pthread_mutex_lock(&all_lock);
+    iom->next_all = all_ioms;
+    all_ioms = iom;
+    pthread_mutex_unlock(&all_lock);
+    return iom;
+}
+
+static void group_free(struct group *g)
+{
+    for (unsigned i = 0; i < g->n; i++)
+        if (g->members[i])
+            member_free(g->members[i]);
+    free(g->members);
+    sp__poller_free(g->lpoller);
+    for (unsigned i = 0; i < FD_CHUNKS; i++)
+        free((void *)g->owner[i]);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
+}
+
+struct sp_iom *sp_iom_new(const struct sp_iom_config *cfg)
+{
+    struct group *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->n = cfg && cfg->threads > 1 ? cfg->threads : 1;
+    if (g->n > 64)
+        g->n = 64;
+    pthread_mutex_init(&g->lock, NULL);
+    for (unsigned i = 0; i < MAX_LISTENERS; i++)
+        g->listeners[i].fd = -1;
+    g->members = calloc(g->n, sizeof(*g->members));
+    g->lpoller = g->members ? sp__poller_new() : NULL;
+    if (!g->lpoller)
+        goto fail;
+    for (unsigned i = 0; i < g->n; i++)
+        if (!(g->members[i] = member_new(g, i, cfg)))
+            goto fail;
+    return g->members[0];
+
+fail : {
+    int err = errno;
+    group_free(g);
+    errno = err;
+    return NULL;
+}
+}
+
+void sp_iom_free(struct sp_iom *iom)
+{
+    if (iom)
+        group_free(iom->g);
 }
 
 void sp_iom_stats(struct sp_iom *iom, struct sp_iom_stats *out)
 {
-    struct sp_fiber_pool_stats ps;
-    lock(iom);
-    sp_fiber_pool_stats(iom->pool, &ps);
-    out->fibers_live = iom->nlive;
-    out->fibers_pooled = ps.free;
-    out->fibers_created = ps.created;
-    out->watches = iom->nwatches + iom->ndue;
-    out->timers = iom->timers.len;
-    unlock(iom);
+    struct group *g = iom->g;
+    memset(out, 0, sizeof(*out));
+    /* Other running threads' counters are read as they are: a snapshot. */
+    for (unsigned i = 0; i < g->n; i++) {
+        struct sp_iom *m = g->members[i];
+        struct sp_fiber_pool_stats ps;
+        sp_fiber_pool_stats(m->pool, &ps);
+        out->fibers_live += __atomic_load_n(&m->nlive, __ATOMIC_RELAXED);
+        out->fibers_pooled += ps.free;
+        out->fibers_created += ps.created;
+        out->watches += __atomic_load_n(&m->nwatches, __ATOMIC_RELAXED) +
+                        __atomic_load_n(&m->ndue, __ATOMIC_RELAXED);
+        out->timers += __atomic_load_n(&m->timers.len, __ATOMIC_RELAXED);
+    }
 }

@@ -10,10 +10,14 @@ shared_libspindle_a_SOURCES += \
 	shared/fiber.c \
 	shared/timer.c \
 	shared/iomanager.c \
+	shared/poller.h \
 	shared/io.c \
 	shared/net.c \
 	shared/log.c \
 	shared/include/spindle/log.h
+
+# The poller backend is compiled as part of iomanager.c (see there).
+EXTRA_DIST += shared/poller_epoll.c
 
 if FIBER_X86_64
 shared_libspindle_a_SOURCES += shared/fiber_x86_64.S
@@ -45,3 +49,6 @@ tests_unit_test_iomanager_mt_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_iomanager_mt_LDADD = $(UNIT_LDADD)
 tests_unit_test_io_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_io_LDADD = $(UNIT_LDADD)
+
+# The scheduler reaches epoll only through the poller backend.
+INTEGRATION_TESTS += tests/integration/test_poller_seam.py

@@ -1,8 +1,10 @@
 /*
  * The worker process: acceptors, control channel, drain and exit.
  *
- * Every listener copy gets an acceptor fiber that accepts until EAGAIN and
- * starts one fiber per connection.  The channel fiber reads the master's
+ * Every listener copy is handed to the IOManager (sp_iom_listen): when
+ * connections are queued, one scheduler thread runs an accept batch that
+ * accepts until EAGAIN and starts one fiber per connection on that thread,
+ * where the connection then stays.  The channel fiber reads the master's
  * messages.  A drain closes our listener copies (the master keeps its own, so
  * no queued connection is lost), asks each service to close its idle
  * connections, and ends the process when the last connection is gone or
@@ -36,14 +38,18 @@
 
 struct acceptor {
     struct worker *w;
-    atomic_int fd; /* -1 once a drain has closed it (on another thread, with threads > 1) */
+    atomic_int fd; /* -1 once a drain has closed it */
     struct service *svc;
+    /* Touched by one batch at a time (the listener's one-shot guard). */
+    int backoff;
+    uint64_t last_warn;
 };
 
 /* A slot of another worker, accepted on until the master asks for it back.
- * On w->adopted while its fd is open; its fiber frees it. */
+ * On w->adopted while its fd is open; the batch call that reports the fd
+ * closed frees it. */
 struct adopted {
-    struct acceptor a; /* first: the acceptor fiber's argument */
+    struct acceptor a; /* the accept batch's argument */
     uint32_t key;
     bool linked;
     struct adopted *next;
@@ -62,9 +68,9 @@ struct worker {
     unsigned nservices;
     struct acceptor *acceptors;
     unsigned nacceptors;
-    atomic_uint accepting;      /* acceptor fibers not yet ended */
+    atomic_uint accepting;      /* listeners whose -ECANCELED batch call has not run */
     int sigfd;                  /* QUIT, TERM, INT; -1 if signalfd() failed */
-    pthread_mutex_t adopt_lock; /* guards adopted: acceptors may run on other threads */
+    pthread_mutex_t adopt_lock; /* guards adopted: batches may run on other threads */
     struct adopted *adopted;
     char exit_reason[SP_MSG_REASON_MAX + 1];
 };
@@ -106,8 +112,8 @@ int worker_draining(struct worker *w)
 
 static void maybe_finish(struct worker *w)
 {
-    /* An acceptor that is still running may hold a connection it has
-     * accepted and not yet counted (threads > 1): it ends first. */
+    /* An accept batch that is still running may hold a connection it has
+     * accepted and not yet counted (threads > 1): its listener ends last. */
     if (atomic_load(&w->draining) && atomic_load(&w->counters.connections) == 0 &&
         atomic_load(&w->accepting) == 0 && !atomic_exchange(&w->exiting, 1)) {
         snprintf(w->exit_reason, sizeof(w->exit_reason), "drained");
@@ -135,24 +141,23 @@ static void connection_fiber(void *arg)
     svc->ops->handle(svc, (int)(uint32_t)v);
 }
 
-static void acceptor_fiber(void *arg)
+/* One accept batch, on the thread the listener woke; the listener is not
+ * armed again until it returns. */
+static void accept_batch(int lfd, int status, void *arg)
 {
     struct acceptor *a = arg;
     struct worker *w = a->w;
     uintptr_t svc_bits = (uintptr_t)(a->svc - w->services) << 32;
-    int backoff = ACCEPT_BACKOFF_MIN_MS;
-    uint64_t last_warn = 0;
 
-    while (!atomic_load(&w->draining)) {
-        int lfd = atomic_load(&a->fd);
-        if (lfd < 0)
-            break;
-        /* A drain that closes lfd once the call has begun ends it with
-         * -ECANCELED, even if the number is reused before the call parks
-         * (io.h); one that closes it before finds a->fd changed below. */
-        int fd = sp_accept(lfd, NULL, NULL, -1);
+    if (status < 0) { /* our copy of the listener was closed: draining */
+        atomic_fetch_sub(&w->accepting, 1);
+        maybe_finish(w);
+        return;
+    }
+    while (!atomic_load(&w->draining) && atomic_load(&a->fd) >= 0) { /* closed: ends at once */
+        int fd = sp_try_accept(lfd, NULL, NULL);
         if (fd >= 0) {
-            backoff = ACCEPT_BACKOFF_MIN_MS;
+            a->backoff = ACCEPT_BACKOFF_MIN_MS;
             sp_net_set_nodelay(fd);
             atomic_fetch_add(&w->counters.connections, 1);
             atomic_fetch_add(&w->counters.accepted, 1);
@@ -162,32 +167,31 @@ static void acceptor_fiber(void *arg)
             }
             continue;
         }
-        if (fd == -ECANCELED || fd == -EBADF || atomic_load(&a->fd) != lfd)
-            break; /* our copy of the listener was closed: draining */
+        if (fd == -EAGAIN)
+            return;
         if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
             /* Out of descriptors or memory: the connection stays queued in the
              * kernel.  Back off instead of spinning on a listener that stays ready. */
             uint64_t now = sp_now_ns();
-            if (now - last_warn > 1000000000ull) {
+            if (now - a->last_warn > 1000000000ull) {
                 sp_log_warn("accept4(%d) failed: %s; retrying in %d ms", lfd, strerror(-fd),
-                            backoff);
-                last_warn = now;
+                            a->backoff);
+                a->last_warn = now;
             }
-            sp_sleep(backoff);
-            backoff = backoff * 2 > ACCEPT_BACKOFF_MAX_MS ? ACCEPT_BACKOFF_MAX_MS : backoff * 2;
+            sp_sleep(a->backoff);
+            a->backoff =
+                a->backoff * 2 > ACCEPT_BACKOFF_MAX_MS ? ACCEPT_BACKOFF_MAX_MS : a->backoff * 2;
             continue;
         }
         sp_log_error("accept4(%d) failed: %s", lfd, strerror(-fd));
         sp_sleep(ACCEPT_BACKOFF_MIN_MS);
     }
-    atomic_fetch_sub(&w->accepting, 1);
-    maybe_finish(w);
 }
 
 /* ---- adopted slots ----------------------------------------------------------- */
 
-/* Unlinks a from w->adopted and closes its fd, which ends its acceptor.  The
- * caller holds adopt_lock. */
+/* Unlinks a from w->adopted and closes its fd, which ends its listener
+ * (adopted_batch then frees a).  The caller holds adopt_lock. */
 static void adopted_unlink(struct worker *w, struct adopted *a)
 {
     for (struct adopted **p = &w->adopted; *p; p = &(*p)->next) {
@@ -197,21 +201,20 @@ static void adopted_unlink(struct worker *w, struct adopted *a)
         }
     }
     a->linked = false;
-    int fd = a->a.fd;
-    a->a.fd = -1; /* read by the acceptor before each accept: it ends on -EBADF */
-    sp_close(fd);
+    int fd = atomic_exchange(&a->a.fd, -1);
+    if (fd >= 0)
+        sp_close(fd);
 }
 
-static void adopted_fiber(void *arg)
+static void adopted_batch(int lfd, int status, void *arg)
 {
     struct adopted *a = arg;
-    struct worker *w = a->a.w;
 
-    acceptor_fiber(&a->a);
-    pthread_mutex_lock(&w->adopt_lock);
-    if (a->linked)
-        adopted_unlink(w, a);
-    pthread_mutex_unlock(&w->adopt_lock);
+    if (status >= 0) {
+        accept_batch(lfd, status, &a->a);
+        return;
+    }
+    /* Closed by RELEASE or a drain, which unlinked it: nothing refers to it. */
     free(a);
 }
 
@@ -241,20 +244,22 @@ static void adopt_slot(struct worker *w, const struct sp_msg_slot *slot, int fd)
     }
     sp_net_set_nonblock(fd, 1);
     a->a.w = w;
-    a->a.fd = fd;
+    atomic_init(&a->a.fd, fd);
     a->a.svc = &w->services[slot->service];
+    a->a.backoff = ACCEPT_BACKOFF_MIN_MS;
     a->key = slot->key;
     pthread_mutex_lock(&w->adopt_lock);
-    a->linked = true;
-    a->next = w->adopted;
-    w->adopted = a;
+    int rc = sp_iom_listen(w->iom, fd, adopted_batch, a);
+    if (rc == 0) {
+        a->linked = true;
+        a->next = w->adopted;
+        w->adopted = a;
+    }
     pthread_mutex_unlock(&w->adopt_lock);
-    if (sp_iom_spawn(w->iom, adopted_fiber, a) != 0) {
-        sp_log_error("cannot adopt slot %u: out of memory", (unsigned)slot->key);
-        pthread_mutex_lock(&w->adopt_lock);
-        adopted_unlink(w, a);
-        pthread_mutex_unlock(&w->adopt_lock);
+    if (rc != 0) {
+        sp_log_error("cannot adopt slot %u: %s", (unsigned)slot->key, strerror(-rc));
         free(a);
+        goto drop;
     }
     return;
 
@@ -304,8 +309,9 @@ static void worker_drain(struct worker *w, const char *why)
         return;
     unsigned long nconn = (unsigned long)atomic_load(&w->counters.connections);
     sp_log_info("draining (%s), %lu connection%s open", why, nconn, nconn == 1 ? "" : "s");
-    /* Closing our copies wakes the acceptors with -ECANCELED.  The master
-     * still holds every listener, so nothing queued in the kernel is lost. */
+    /* Closing our copies ends each listener with a -ECANCELED batch call
+     * (once a running batch has returned).  The master still holds every
+     * listener, so nothing queued in the kernel is lost. */
     for (unsigned i = 0; i < w->nacceptors; i++) {
         int fd = atomic_exchange(&w->acceptors[i].fd, -1);
         if (fd >= 0)
@@ -620,9 +626,13 @@ int worker_main(const struct worker_args *args)
         a->w = w;
         atomic_init(&a->fd, args->listeners[i].fd);
         a->svc = &w->services[args->listeners[i].service];
-        atomic_fetch_add(&w->accepting, 1); /* before it can run and end */
-        if (sp_iom_spawn(w->iom, acceptor_fiber, a) != 0) {
-            snprintf(w->exit_reason, sizeof(w->exit_reason), "out of memory");
+        a->backoff = ACCEPT_BACKOFF_MIN_MS;
+        atomic_fetch_add(&w->accepting, 1); /* before it can end */
+        rc = sp_iom_listen(w->iom, args->listeners[i].fd, accept_batch, a);
+        if (rc != 0) {
+            atomic_fetch_sub(&w->accepting, 1);
+            snprintf(w->exit_reason, sizeof(w->exit_reason), "cannot watch listener %d: %s",
+                     args->listeners[i].fd, strerror(-rc));
             goto fail;
         }
     }

@@ -1,14 +1,17 @@
 /*
- * IOManager in multi-thread mode (four scheduler threads on one epoll):
- * ping-pong load over many connections with a check that no connection is
- * ever handled by two threads at once, timers, sleeps and close across
- * threads, and fairness between yielding fibers and the poller.
+ * IOManager in multi-thread mode (four scheduler threads, each with its own
+ * epoll): ping-pong load over many connections with a check that no
+ * connection is ever handled by two threads at once and that no fiber
+ * changes threads, timers, sleeps and close across threads, fairness between
+ * yielding fibers and the poller, listeners shared by the threads, and the
+ * owner check that catches an fd used by two threads.
  */
 #include "config.h" /* first: it selects the system extensions (accept4) */
 
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 #include "runtime_test.h"
 
@@ -183,6 +186,7 @@ static void test_mt_ping_pong(void **state)
     print_message("%d threads ran handlers, %d client migrations\n", m.nthreads,
                   atomic_load(&m.migrations));
     assert_int_equal(atomic_load(&m.overlaps), 0);
+    assert_int_equal(atomic_load(&m.migrations), 0); /* a fiber never changes threads */
     assert_int_equal(atomic_load(&m.served), NCONN * m.rounds);
     assert_int_equal(atomic_load(&m.answered), NCONN * m.rounds);
     assert_int_equal(st.fibers_live, 0);
@@ -213,11 +217,14 @@ static void mt_timeout_reader(void *arg)
     WITHIN(t0, t->ms);
 }
 
+static atomic_int parked_readers;
+
 static void mt_parked_reader(void *arg)
 {
     struct mt_timed *t = arg;
     char c;
     int64_t t0 = now_ms();
+    atomic_fetch_add(&parked_readers, 1);
     t->rc = (int)sp_read(t->fd[0], &c, 1, 5000);
     WITHIN(t0, 30);
 }
@@ -225,6 +232,10 @@ static void mt_parked_reader(void *arg)
 static void mt_closer(void *arg)
 {
     struct mt_timed *t = arg;
+    /* The readers run on other threads, each in its own order: start the
+     * 30 ms once all of them have begun their read. */
+    for (int waited = 0; atomic_load(&parked_readers) < 20 && waited < 5000; waited++)
+        sp_sleep(1);
     sp_sleep(30);
     for (int i = 0; i < 20; i++)
         CHECK(sp_close(t[i].fd[0]) == 0);
@@ -269,6 +280,7 @@ struct foreign {
     int fd[2];
     ssize_t rc;
     int64_t t0, woke_at;
+    atomic_int started;
 };
 
 static void foreign_reader(void *arg)
@@ -276,6 +288,7 @@ static void foreign_reader(void *arg)
     struct foreign *f = arg;
     char c;
     f->t0 = now_ms();
+    atomic_store(&f->started, 1);
     f->rc = sp_read(f->fd[0], &c, 1, -1);
     f->woke_at = now_ms();
 }
@@ -283,6 +296,10 @@ static void foreign_reader(void *arg)
 static void *foreign_closer(void *arg)
 {
     struct foreign *f = arg;
+    /* The 30 ms count from the read's start: the threads take a while to
+     * start (sanitizers), and the reader's may be the last. */
+    for (int waited = 0; !atomic_load(&f->started) && waited < 5000; waited++)
+        usleep(1000);
     usleep(30000);
     CHECK(sp_close(f->fd[0]) == 0);
     return NULL;
@@ -323,28 +340,250 @@ static void spinner(void *arg)
 static void spin_sleeper(void *arg)
 {
     struct spinners *sp = arg;
+    sp->t0 = now_ms();
     sp->sleep_rc = sp_sleep(20);
     sp->woke_at = now_ms();
     atomic_store(&sp->stop, 1);
 }
 
 /* Fibers that only ever yield (CPU-bound handlers past their budget) must not
- * keep the scheduler threads from polling: timers and I/O still get their turn. */
+ * keep the scheduler threads from polling: timers and I/O still get their turn.
+ * (Two threads, so that the spinning threads do not outnumber the cores: the
+ * sleeper's own thread must get the CPU to wake it.) */
 static void test_mt_yielders_do_not_starve_timers(void **state)
 {
     (void)state;
     for (int round = 0; round < 20; round++) {
         struct spinners sp = {.sleep_rc = 1};
-        struct sp_iom *iom = new_iom(MT_THREADS);
+        struct sp_iom *iom = new_iom(2);
         for (int i = 0; i < 8; i++)
             assert_int_equal(sp_iom_spawn(iom, spinner, &sp), 0);
         assert_int_equal(sp_iom_spawn(iom, spin_sleeper, &sp), 0);
-        sp.t0 = now_ms();
         assert_int_equal(sp_iom_run(iom), 0);
         sp_iom_free(iom);
         assert_int_equal(sp.sleep_rc, 0);
         assert_true(sp.woke_at - sp.t0 < 20 + slack_ms());
     }
+}
+
+/* ---- listeners: one thread at a time ------------------------------------ */
+
+extern int sp__iom_unguarded_listeners; /* shared/internal.h */
+
+struct listen_load {
+    atomic_int conns, batches, cancels;
+    pthread_t accepted_on[64];
+    int nconn;
+};
+
+static struct listen_load *ll;
+
+static void accepted_conn(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    pthread_t accepted_on = ll->accepted_on[fd % 64];
+    char buf[16];
+    /* Every park and wake-up of the connection's fiber happens on the thread
+     * that accepted it. */
+    while (sp_read(fd, buf, sizeof(buf), 5000) > 0) {
+        CHECK(pthread_equal(accepted_on, this_thread()));
+        CHECK(sp_write(fd, buf, 1, 5000) == 1);
+    }
+    CHECK(pthread_equal(accepted_on, this_thread()));
+    sp_close(fd);
+    if (atomic_fetch_add(&ll->conns, 1) + 1 == ll->nconn)
+        sp_iom_stop(sp_iom_current());
+}
+
+static void accept_some(int lfd, int status, void *arg)
+{
+    (void)arg;
+    if (status < 0) {
+        atomic_fetch_add(&ll->cancels, 1);
+        return;
+    }
+    atomic_fetch_add(&ll->batches, 1);
+    int fd;
+    while ((fd = sp_try_accept(lfd, NULL, NULL)) >= 0) {
+        ll->accepted_on[fd % 64] = this_thread();
+        CHECK(sp_iom_spawn(sp_iom_current(), accepted_conn, (void *)(intptr_t)fd) == 0);
+    }
+    CHECK(fd == -EAGAIN);
+}
+
+static void *listen_clients(void *arg)
+{
+    struct sockaddr_in *addr = arg;
+    int fds[32];
+    for (int i = 0; i < 32; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK(connect(fds[i], (struct sockaddr *)addr, sizeof(*addr)) == 0);
+        usleep(1000);
+    }
+    for (int round = 0; round < 5; round++)
+        for (int i = 0; i < 32; i++) {
+            char c = 'x';
+            CHECK(write(fds[i], &c, 1) == 1);
+            CHECK(read(fds[i], &c, 1) == 1);
+        }
+    for (int i = 0; i < 32; i++)
+        close(fds[i]);
+    return NULL;
+}
+
+/* Connections arrive on a listener every thread may be woken for; each is
+ * served start to end by the thread whose accept batch took it, and the
+ * listener's close ends it with one -ECANCELED call. */
+static void test_mt_listener_connections_stay_on_their_thread(void **state)
+{
+    (void)state;
+    static struct listen_load l;
+    memset(&l, 0, sizeof(l));
+    ll = &l;
+    l.nconn = 32;
+    struct sockaddr_in addr;
+    int lfd = loopback_listener(&addr);
+    struct sp_iom *iom = new_iom(MT_THREADS);
+    assert_int_equal(sp_iom_listen(iom, lfd, accept_some, NULL), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, listen_clients, &addr), 0);
+    assert_int_equal(sp_iom_run(iom), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&l.conns), 32);
+    assert_true(atomic_load(&l.batches) >= 1);
+    assert_int_equal(sp_close(lfd), 0); /* outside the scheduler: the -ECANCELED call is queued */
+    assert_int_equal(sp_iom_run(iom), 0);
+    assert_int_equal(atomic_load(&l.cancels), 1);
+    sp_iom_free(iom);
+}
+
+/* An accept batch that holds the listener for a while, then closes it. */
+static void slow_batch(int lfd, int status, void *arg)
+{
+    (void)arg;
+    if (status < 0)
+        return;
+    usleep(300000); /* the whole thread, as a long batch would hold it */
+    int fd = sp_try_accept(lfd, NULL, NULL);
+    if (fd >= 0)
+        sp_close(fd);
+    sp_close(lfd); /* the run ends once the -ECANCELED call has run */
+}
+
+/* Runs two threads on a listener with a queued connection in a child
+ * process; returns its wait status. */
+static int run_listener_child(int unguarded)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(20);
+        sp__iom_unguarded_listeners = unguarded;
+        struct sockaddr_in addr;
+        int lfd = loopback_listener(&addr);
+        int cli = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (connect(cli, (struct sockaddr *)&addr, sizeof(addr)) != 0)
+            _exit(3);
+        struct sp_iom *iom = new_iom(2);
+        if (sp_iom_listen(iom, lfd, slow_batch, NULL) != 0)
+            _exit(4);
+        _exit(sp_iom_run(iom) == 0 ? 0 : 5);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+/* The one-shot guard is what keeps a listener on one thread at a time: with
+ * it, two threads serve a listener whose batch takes long; without it, the
+ * second thread woken for the same listener trips the owner check. */
+static void test_mt_owner_check_fires_without_the_listener_guard(void **state)
+{
+    (void)state;
+    int status = run_listener_child(0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    status = run_listener_child(1);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGABRT);
+}
+
+/* ---- a closed fd is nobody's --------------------------------------------- */
+
+struct reuse {
+    int fd[2];
+    ssize_t read_rc;
+    atomic_int closed;
+    int reused;
+};
+
+static void reuse_reader(void *arg)
+{
+    struct reuse *r = arg;
+    char c;
+    r->read_rc = sp_read(r->fd[0], &c, 1, 5000);
+}
+
+/* Wakes the reader, then closes its fd before it runs again. */
+static void reuse_closer(void *arg)
+{
+    struct reuse *r = arg;
+    char c = 'x';
+    CHECK(write(r->fd[1], &c, 1) == 1);
+    sp_yield(); /* the poll in between queues the reader behind us */
+    CHECK(sp_close(r->fd[0]) == 0);
+    sp_yield(); /* the reader finds its fd closed */
+    atomic_store(&r->closed, 1);
+}
+
+static void reuse_starter(void *arg)
+{
+    CHECK(sp_iom_spawn(sp_iom_current(), reuse_reader, arg) == 0);
+    CHECK(sp_iom_spawn(sp_iom_current(), reuse_closer, arg) == 0);
+}
+
+/* On the other thread: the next socket gets the closed number. */
+static void reuse_other_thread(void *arg)
+{
+    struct reuse *r = arg;
+    for (int i = 0; i < 5000 && !atomic_load(&r->closed); i++)
+        sp_sleep(1);
+    int sv[2];
+    unix_pair(sv);
+    r->reused = sv[0] == r->fd[0] || sv[1] == r->fd[0];
+    CHECK(sp_wait(sv[0], SP_IO_WRITE, 1000) == 0);
+    CHECK(sp_wait(sv[1], SP_IO_WRITE, 1000) == 0);
+    CHECK(sp_close(sv[0]) == 0);
+    CHECK(sp_close(sv[1]) == 0);
+}
+
+/* A fiber woken from a read whose fd is closed before it runs again gets
+ * -ECANCELED, and leaves the closed number free for the thread that reuses
+ * it (taking it would abort that thread's next call on its own socket). */
+static void test_mt_closed_fd_is_nobodys(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(20);
+        static struct reuse r;
+        unix_pair(r.fd);
+        struct sp_iom *iom = new_iom(2);
+        /* Spawned from outside: the threads in turn. */
+        if (sp_iom_spawn(iom, reuse_starter, &r) != 0 ||
+            sp_iom_spawn(iom, reuse_other_thread, &r) != 0 || sp_iom_run(iom) != 0)
+            _exit(3);
+        if (r.read_rc != -ECANCELED)
+            _exit(4);
+        if (!r.reused)
+            _exit(5);
+        _exit(atomic_load(&rt_failures) ? 6 : 0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 int main(void)
@@ -355,6 +594,9 @@ int main(void)
         RT_TEST(test_mt_timers_and_close),
         RT_TEST(test_mt_yielders_do_not_starve_timers),
         RT_TEST(test_mt_close_from_outside),
+        RT_TEST(test_mt_listener_connections_stay_on_their_thread),
+        RT_TEST(test_mt_owner_check_fires_without_the_listener_guard),
+        RT_TEST(test_mt_closed_fd_is_nobodys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

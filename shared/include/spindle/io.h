@@ -56,6 +56,10 @@ ssize_t sp_sendfile(int out_fd, int in_fd, off_t *offset, size_t count, int64_t 
  * addr/addrlen may be NULL.  Returns the fd or -errno (-EMFILE, ...). */
 int sp_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t timeout_ms);
 
+/* Accepts a connection without waiting: -EAGAIN when none is queued.  What an
+ * sp_iom_listen() callback calls until -EAGAIN. */
+int sp_try_accept(int fd, struct sockaddr *addr, socklen_t *addrlen);
+
 /* Connects a non-blocking socket.  Returns 0 or -errno. */
 int sp_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t timeout_ms);
 

@@ -1,5 +1,5 @@
 /*
- * IOManager: one epoll instance, a timer heap, a fiber pool and the scheduler
+ * IOManager: one poller (epoll), a timer heap, a fiber pool and the scheduler
  * loop that ties them together.
  *
  * Single-thread mode (threads = 1, the default): every fd is registered once,
@@ -8,12 +8,15 @@
  * remembered until sp_close() in both modes: a watch or a read wait started
  * after it was reported completes at once.
  *
- * Multi-thread mode (threads > 1): that many scheduler threads share the
- * epoll instance.  Fds are registered with EPOLLONESHOT and re-armed after each
- * event, so an fd's waiter is only ever woken on one thread at a time; a fiber
- * may resume on another thread than the one it parked on.  (A reader fiber and
- * a writer fiber parked on the same fd are two waiters and may run at once:
- * services use one fiber per connection.)
+ * Multi-thread mode (threads > 1): that many scheduler threads, each a
+ * complete single-thread scheduler with its own poller, fd table and fibers.
+ * A fiber never changes threads: one spawned on a scheduler thread stays
+ * there (a connection lives on the thread that accepted it), one spawned from
+ * elsewhere goes to the threads in turn.  Listeners (sp_iom_listen) are the
+ * fds any thread may be woken for; one thread at a time runs a listener's
+ * accept batch.  Each fd belongs to one thread at a time and a second thread
+ * touching it aborts the process: hand work to the owner instead
+ * (sp_iom_spawn from outside, sp_close from any thread is forwarded).
  *
  * Blocking calls (io.h) park the calling fiber; the IOManager resumes it when
  * the fd is ready, its timer fires or the fd is closed under it.
@@ -28,7 +31,7 @@
 struct sp_iom;
 
 struct sp_iom_config {
-    unsigned threads; /* scheduler threads sharing the epoll; 0 or 1 = single-thread mode */
+    unsigned threads; /* scheduler threads; 0 or 1 = single-thread mode */
     unsigned budget;  /* successful I/O calls a fiber may make in a row before it yields to
                          the others; 0 = 16 */
     struct sp_fiber_pool_config pool;
@@ -59,15 +62,16 @@ void sp_iom_free(struct sp_iom *iom);
 
 /*
  * Starts fn(arg) on a fiber from the pool; it first runs at the next scheduler
- * pass.  Callable from fibers, the scheduler, or (multi-thread mode) any of the
- * IOManager's threads.  Returns 0 or -ENOMEM.
+ * pass, on this thread when called on one of the IOManager's threads, else
+ * (multi-thread mode: from any thread) on the next thread in turn.  Returns 0
+ * or -ENOMEM.
  */
 int sp_iom_spawn(struct sp_iom *iom, sp_fiber_fn *fn, void *arg);
 
 /*
  * Runs the scheduler on the calling thread, plus threads - 1 more.  Returns 0
  * when sp_iom_stop() is called or when nothing is left to do (no live fiber,
- * no watch, no timer); -errno if a thread or epoll_wait fails.
+ * no watch, no timer); -errno if a thread or the poller's wait fails.
  */
 int sp_iom_run(struct sp_iom *iom);
 
@@ -80,11 +84,24 @@ struct sp_iom *sp_iom_current(void);
 /*
  * Waits for fd (non-blocking) to become readable without holding a fiber:
  * fn(fd, status, arg) runs on a fresh fiber when it does, or after timeout_ms
- * (-1 = never).  One watch per fd.  Returns 0, -EBUSY if the fd already has a
- * watch or a waiting fiber, -ENOMEM, or -errno from epoll_ctl.  The caller
- * keeps ownership of arg.
+ * (-1 = never), on the thread that calls this (the fd's thread).  One watch
+ * per fd.  Returns 0, -EBUSY if the fd already has a watch or a waiting
+ * fiber, -ENOMEM, or -errno from the poller (epoll_ctl).  The caller keeps
+ * ownership of arg.
  */
 int sp_iom_watch(struct sp_iom *iom, int fd, int64_t timeout_ms, sp_watch_fn *fn, void *arg);
+
+/*
+ * Hands a listening socket (non-blocking) to every thread of the IOManager.
+ * When connections are queued, fn(fd, 0, arg) runs on a fresh fiber on one
+ * thread, the one the kernel woke, and no other thread is woken for fd until
+ * it returns (a one-shot registration, armed again after each call): fn
+ * accepts until -EAGAIN with sp_try_accept() and starts each connection's
+ * fiber with sp_iom_spawn(), on its own thread.  After sp_close(fd) - from any
+ * thread, at once if no call runs, else when it returns - fn(fd, -ECANCELED,
+ * arg) runs once.  Returns 0, -ENOSPC (64 listeners) or -errno.
+ */
+int sp_iom_listen(struct sp_iom *iom, int fd, sp_watch_fn *fn, void *arg);
 
 /*
  * Brings every current watch's deadline forward to at most timeout_ms from

@@ -1,0 +1,173 @@
+#!/bin/sh
+# Instructions per request of one worker, counted by callgrind: deterministic,
+# so unlike wall-clock figures a change of a few percent is not lost in noise.
+#
+#   bench/instr.sh [-n N] [-t THREADS] [-o DIR] [BINARY]   (default: -n 20000 -t 1 ./spindle)
+#
+# Starts BINARY with workers = 1 under valgrind --tool=callgrind (the worker
+# is forked, so it is counted in its own output file), drives one fixed
+# workload over a single connection on 127.0.0.1, stops the server and reads
+# the worker's instruction total.  Workloads:
+#   idle       connect, one request, close: the start/stop baseline
+#   plaintext  N keep-alive GET /plaintext, one at a time
+#   pipelined  N GET /plaintext, sent 16 per write
+#   echo       N 64-byte echo messages, one at a time
+# Prints, per workload, (worker Ir - idle worker Ir) / N.  -o DIR keeps the
+# callgrind profiles (DIR/WORKLOAD/cg.PID) for callgrind_annotate.
+set -eu
+
+n=20000
+threads=1
+keep=
+while [ $# -gt 0 ]; do
+    case "$1" in
+    -n) n=$2; shift 2 ;;
+    -t) threads=$2; shift 2 ;;
+    -o) keep=$2; shift 2 ;;
+    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) break ;;
+    esac
+done
+bin=$(readlink -f "${1:-./spindle}")
+[ -x "$bin" ] || { echo "instr.sh: no binary $bin" >&2; exit 2; }
+command -v valgrind >/dev/null || { echo "instr.sh: valgrind is needed" >&2; exit 2; }
+
+if [ -n "$keep" ]; then
+    mkdir -p "$keep"
+    dir=$(readlink -f "$keep")
+else
+    dir=$(mktemp -d)
+    trap 'rm -rf "$dir"' EXIT INT TERM
+fi
+
+python3 - "$bin" "$dir" "$n" "$threads" <<'EOF'
+import os, re, signal, socket, subprocess, sys, time
+
+BIN, DIR, N, THREADS = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+REQ = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        d = s.recv(n - len(buf))
+        if not d:
+            raise RuntimeError("connection closed")
+        buf += d
+    return buf
+
+
+def http_len(s):
+    """Reads one response and returns its length (Content-Length bodies only)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(4096)
+    head, _, body = buf.partition(b"\r\n\r\n")
+    cl = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < cl:
+        body += s.recv(4096)
+    return len(head) + 4 + cl
+
+
+def idle(hp, ep):
+    with socket.create_connection(("127.0.0.1", hp)) as s:
+        s.sendall(REQ)
+        http_len(s)
+    with socket.create_connection(("127.0.0.1", ep)) as s:
+        s.sendall(b"x" * 64)
+        recv_exact(s, 64)
+
+
+def plaintext(hp, ep):
+    with socket.create_connection(("127.0.0.1", hp)) as s:
+        s.sendall(REQ)
+        rlen = http_len(s)
+        for _ in range(N - 1):
+            s.sendall(REQ)
+            recv_exact(s, rlen)
+
+
+def pipelined(hp, ep):
+    with socket.create_connection(("127.0.0.1", hp)) as s:
+        s.sendall(REQ)
+        rlen = http_len(s)
+        left = N - 1
+        while left > 0:
+            k = min(16, left)
+            s.sendall(REQ * k)
+            recv_exact(s, rlen * k)
+            left -= k
+
+
+def echo(hp, ep):
+    msg = b"0123456789abcdef" * 4
+    with socket.create_connection(("127.0.0.1", ep)) as s:
+        for _ in range(N):
+            s.sendall(msg)
+            recv_exact(s, 64)
+
+
+def run(work):
+    hp, ep = free_port(), free_port()
+    wd = os.path.join(DIR, work.__name__)
+    os.makedirs(wd, exist_ok=True)
+    conf = os.path.join(wd, "spindle.conf")
+    with open(conf, "w") as f:
+        f.write("[master]\nworkers = 1\nthreads = %d\nslots = 1\n"
+                "pid_file = %s/pid\ncontrol_socket = %s/sock\nerror_log = %s/error.log\n"
+                "[http main]\nlisten = 127.0.0.1:%d\n"
+                "return /plaintext = 200 text/plain Hello, World!\n"
+                "[echo main]\nlisten = 127.0.0.1:%d\n" % (THREADS, wd, wd, wd, hp, ep))
+    out = os.path.join(wd, "cg.%p")
+    p = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                          BIN, "-c", conf], stdout=subprocess.DEVNULL,
+                         stderr=open(os.path.join(wd, "valgrind.log"), "w"),
+                         start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", ep), timeout=1).close()
+                socket.create_connection(("127.0.0.1", hp), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or p.poll() is not None:
+                    raise RuntimeError("server did not start")
+                time.sleep(0.2)
+        work(hp, ep)
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=300)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    totals = {}
+    for name in os.listdir(wd):
+        if name.startswith("cg."):
+            pid = int(name[3:])
+            with open(os.path.join(wd, name)) as f:
+                for line in f:
+                    if line.startswith("totals:") or line.startswith("summary:"):
+                        totals[pid] = int(line.split()[1])
+    workers = [v for k, v in totals.items() if k != p.pid]
+    if len(workers) != 1:
+        raise RuntimeError("expected one worker profile, got %r" % totals)
+    return workers[0]
+
+
+base = run(idle)
+print("binary %s, threads = %d, N = %d" % (BIN, THREADS, N))
+print("idle worker: %d instructions" % base)
+for w in (plaintext, pipelined, echo):
+    ir = run(w)
+    print("%-10s %10.1f instructions/request  (worker %d)" % (w.__name__, (ir - base) / N, ir),
+          flush=True)
+EOF
