@@ -213,7 +213,7 @@ static ssize_t in_read(struct http_conn *c, uint64_t deadline)
     int64_t left = ms_left(deadline);
     if (left == 0)
         return -ETIMEDOUT;
-    return sp_read(c->fd, c->in + c->len, c->cap - c->len, left);
+    return sp_stream_read(&c->stream, c->in + c->len, c->cap - c->len, left);
 }
 
 /* ---- bodies ----------------------------------------------------------------- */
@@ -445,9 +445,9 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
 
 static void conn_ready(int fd, int status, void *arg);
 
-static void conn_closed(struct http_svc *hs, int fd)
+static void conn_closed(struct http_svc *hs, struct sp_stream *s)
 {
-    sp_close(fd);
+    sp_stream_close(s);
     worker_conn_closed(hs->svc->worker);
 }
 
@@ -457,13 +457,13 @@ static void conn_closed(struct http_svc *hs, int fd)
 static void conn_linger(struct http_conn *c)
 {
     uint64_t deadline = sp_now_ns() + HTTP_LINGER_MS * 1000000ull;
-    shutdown(c->fd, SHUT_WR);
+    sp_stream_shutdown(&c->stream, SHUT_WR);
     for (;;) {
         int64_t left = ms_left(deadline);
         if (left <= 0)
             break;
-        ssize_t n =
-            sp_read(c->fd, c->in, c->cap, left < HTTP_LINGER_READ_MS ? left : HTTP_LINGER_READ_MS);
+        ssize_t n = sp_stream_read(&c->stream, c->in, c->cap,
+                                   left < HTTP_LINGER_READ_MS ? left : HTTP_LINGER_READ_MS);
         if (n <= 0)
             break;
     }
@@ -485,7 +485,7 @@ static void conn_run(struct http_conn *c, bool fresh)
             /* After a short sp_try_read the fd may be watched at once (io.h):
              * bytes arriving since still wake the watch.  That saves a read
              * that would only say EAGAIN. */
-            n = dry ? -EAGAIN : sp_try_read(c->fd, c->in, c->cap);
+            n = dry ? -EAGAIN : sp_stream_try_read(&c->stream, c->in, c->cap);
             dry = n > 0 && (size_t)n < c->cap;
             if (n == -EAGAIN) {
                 int64_t idle = hs->conf->keepalive_timeout_ms;
@@ -495,7 +495,7 @@ static void conn_run(struct http_conn *c, bool fresh)
                     idle = WORKER_DRAIN_IDLE_MS;
                 free(c->heap_in);
                 c->heap_in = NULL;
-                if (sp_iom_watch(worker_iom(w), c->fd, idle, conn_ready, hs) == 0)
+                if (sp_iom_watch(worker_iom(w), c->stream.fd, idle, conn_ready, hs) == 0)
                     return;
                 end = END_DROP;
                 break;
@@ -553,7 +553,7 @@ static void conn_run(struct http_conn *c, bool fresh)
     if (end == END_CLOSE) {
         /* Bytes still coming after a request we answered with close would
          * make our close a reset that may destroy the answer. */
-        ssize_t more = c->len ? 1 : sp_try_read(c->fd, c->in, c->cap);
+        ssize_t more = c->len ? 1 : sp_stream_try_read(&c->stream, c->in, c->cap);
         if (more > 0)
             end = END_LINGER;
     }
@@ -561,7 +561,7 @@ static void conn_run(struct http_conn *c, bool fresh)
         conn_linger(c);
     free(c->heap_in);
     c->heap_in = NULL;
-    conn_closed(hs, c->fd);
+    conn_closed(hs, &c->stream);
 }
 
 /*
@@ -580,8 +580,9 @@ struct conn_frame {
 
 static void conn_frame_run(struct conn_frame *f, struct http_svc *hs, int fd, bool fresh)
 {
-    f->c = (struct http_conn){.hs = hs, .fd = fd, .in = f->in, .cap = sizeof(f->in)};
-    http_out_init(&f->c.out, fd, f->out, sizeof(f->out), hs->conf->send_timeout_ms);
+    f->c = (struct http_conn){.hs = hs, .in = f->in, .cap = sizeof(f->in)};
+    sp_stream_socket(&f->c.stream, fd);
+    http_out_init(&f->c.out, &f->c.stream, f->out, sizeof(f->out), hs->conf->send_timeout_ms);
     conn_run(&f->c, fresh);
 }
 
@@ -598,8 +599,10 @@ static __attribute__((noinline)) void conn_start_on_heap(struct http_svc *hs, in
 {
     struct conn_frame *f = malloc(sizeof(*f));
     if (!f) {
+        struct sp_stream s;
         sp_log_error("http: no memory for connection buffers; closing fd %d", fd);
-        conn_closed(hs, fd);
+        sp_stream_socket(&s, fd);
+        conn_closed(hs, &s);
         return;
     }
     conn_frame_run(f, hs, fd, fresh);
@@ -627,7 +630,9 @@ static void conn_ready(int fd, int status, void *arg)
     }
     if (status < 0) {
         /* keepalive_timeout, or a draining worker's grace: close silently. */
-        conn_closed(hs, fd);
+        struct sp_stream s;
+        sp_stream_socket(&s, fd);
+        conn_closed(hs, &s);
         return;
     }
     conn_start(hs, fd, false);

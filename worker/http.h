@@ -3,9 +3,9 @@
  *
  * A connection has no state of its own while it is idle: the fd sits in an
  * sp_iom_watch() and the watch's argument is the service.  When bytes arrive
- * a fresh fiber runs http_conn (on its stack: the input and output buffers,
- * the parsed request) for as long as there is work, answers every complete
- * request in the input with one write, and hands the fd back to the watch.
+ * a fresh fiber runs http_conn (on its stack: the stream over the socket,
+ * the input and output buffers, the parsed request) for as long as there is work, answers every
+ * complete request in the input with one write, and hands the fd back to the watch.
  *
  * Module map:
  *   http.c            service ops, the connection loop, bodies, routing
@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "spindle/http_parser.h"
+#include "spindle/stream.h"
 #include "worker.h"
 
 #define HTTP_IN_SIZE   16384 /* input buffer on the fiber stack */
@@ -77,7 +78,7 @@ struct http_svc {
  * (a cached file, a configured body), written together by one writev.
  */
 struct http_out {
-    int fd;
+    struct sp_stream *stream; /* the connection's */
     char *buf;
     size_t cap, len;
     size_t mark; /* buf[mark..len) is text not yet in iov[] */
@@ -119,7 +120,7 @@ struct http_log_entry {
 /* The active part of a connection, on its fiber's stack. */
 struct http_conn {
     struct http_svc *hs;
-    int fd;
+    struct sp_stream stream; /* the connection; stream.fd is the socket */
     char *in;
     size_t cap, len;            /* in[0..len) holds unparsed input */
     char *heap_in;              /* in when it had to grow past the stack buffer */
@@ -157,7 +158,8 @@ static inline void http_unlock(pthread_mutex_t *m, bool mt)
 
 /* ---- http_response.c ---------------------------------------------------- */
 
-void http_out_init(struct http_out *o, int fd, char *buf, size_t cap, int64_t send_timeout_ms);
+void http_out_init(struct http_out *o, struct sp_stream *stream, char *buf, size_t cap,
+                   int64_t send_timeout_ms);
 
 /* Returns a pointer to n free bytes at the end of the text (flushing first if
  * needed; n <= o->cap), or NULL once a write has failed.  Commit with
