@@ -208,8 +208,8 @@ ssize_t http_in_read(struct http_conn *c, uint64_t deadline);
  */
 void http_body_begin(struct http_conn *c, const struct sp_http_request *req, size_t at);
 
-/* Reads up to len decoded body bytes into buf.  Returns the count, 0 at the
- * end of the body, or an error (see http_body_begin). */
+/* Reads up to len (> 0) decoded body bytes into buf.  Returns the count, 0
+ * at the end of the body, or an error (see http_body_begin). */
 ssize_t http_body_read(struct http_conn *c, void *buf, size_t len);
 
 /* Reads the rest of the body into a buffer from malloc (NULL when empty;
