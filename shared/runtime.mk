@@ -6,12 +6,14 @@ shared_libspindle_a_SOURCES += \
 	shared/include/spindle/timer.h \
 	shared/include/spindle/iomanager.h \
 	shared/include/spindle/io.h \
+	shared/include/spindle/stream.h \
 	shared/include/spindle/net.h \
 	shared/fiber.c \
 	shared/timer.c \
 	shared/iomanager.c \
 	shared/poller.h \
 	shared/io.c \
+	shared/stream.c \
 	shared/net.c \
 	shared/log.c \
 	shared/include/spindle/log.h
@@ -31,13 +33,15 @@ UNIT_TESTS += \
 	tests/unit/test_timer \
 	tests/unit/test_iomanager \
 	tests/unit/test_iomanager_mt \
-	tests/unit/test_io
+	tests/unit/test_io \
+	tests/unit/test_stream
 check_PROGRAMS += \
 	tests/unit/test_fiber \
 	tests/unit/test_timer \
 	tests/unit/test_iomanager \
 	tests/unit/test_iomanager_mt \
-	tests/unit/test_io
+	tests/unit/test_io \
+	tests/unit/test_stream
 EXTRA_DIST += tests/unit/runtime_test.h
 tests_unit_test_fiber_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_fiber_LDADD = $(UNIT_LDADD) -lm
@@ -49,6 +53,8 @@ tests_unit_test_iomanager_mt_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_iomanager_mt_LDADD = $(UNIT_LDADD)
 tests_unit_test_io_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_io_LDADD = $(UNIT_LDADD)
+tests_unit_test_stream_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_stream_LDADD = $(UNIT_LDADD)
 
 # The scheduler reaches epoll only through the poller backend.
 INTEGRATION_TESTS += tests/integration/test_poller_seam.py

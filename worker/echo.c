@@ -10,14 +10,15 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "spindle/io.h"
+#include "spindle/iomanager.h"
+#include "spindle/stream.h"
 #include "worker.h"
 
 #define ECHO_BUF 16384
 
-static void echo_close(struct service *svc, int fd)
+static void echo_close(struct service *svc, struct sp_stream *s)
 {
-    sp_close(fd);
+    sp_stream_close(s);
     worker_conn_closed(svc->worker);
 }
 
@@ -31,7 +32,9 @@ static void echo_ready(int fd, int status, void *arg)
         return;
     }
     if (status < 0) { /* idle_timeout, or a draining worker's grace ran out */
-        echo_close(svc, fd);
+        struct sp_stream s;
+        sp_stream_socket(&s, fd);
+        echo_close(svc, &s);
         return;
     }
     echo_serve(svc, fd);
@@ -45,16 +48,19 @@ static void echo_serve(struct service *svc, int fd)
     int64_t idle = svc->conf->echo.idle_timeout_ms ? svc->conf->echo.idle_timeout_ms : -1;
     char buf[ECHO_BUF];
     bool dry = false;
+    struct sp_stream s;
+
+    sp_stream_socket(&s, fd);
 
     for (;;) {
         /* A short read emptied the socket: watch at once (io.h allows it). */
-        ssize_t n = dry ? -EAGAIN : sp_try_read(fd, buf, sizeof(buf));
+        ssize_t n = dry ? -EAGAIN : sp_stream_try_read(&s, buf, sizeof(buf));
         if (n == -EAGAIN) {
             int64_t wait = idle;
             /* A draining worker gives a quiet connection a short grace only. */
             if (worker_draining(svc->worker) && (wait < 0 || wait > WORKER_DRAIN_IDLE_MS))
                 wait = WORKER_DRAIN_IDLE_MS;
-            if (sp_iom_watch(worker_iom(svc->worker), fd, wait, echo_ready, svc) == 0)
+            if (sp_iom_watch(worker_iom(svc->worker), s.fd, wait, echo_ready, svc) == 0)
                 return;
             break;
         }
@@ -63,12 +69,12 @@ static void echo_serve(struct service *svc, int fd)
             break;
         atomic_fetch_add(&c->bytes_in, (unsigned long long)n);
         /* A peer that stops reading gets idle_timeout to drain its window. */
-        if (sp_write(fd, buf, (size_t)n, idle) < 0)
+        if (sp_stream_write(&s, buf, (size_t)n, idle) < 0)
             break;
         atomic_fetch_add(&c->bytes_out, (unsigned long long)n);
         atomic_fetch_add(&c->requests, 1);
     }
-    echo_close(svc, fd);
+    echo_close(svc, &s);
 }
 
 const struct service_ops echo_service_ops = {

@@ -1,5 +1,5 @@
 /*
- * The HTTP/1.x service: the connection loop, request bodies and routing.
+ * The HTTP/1.x service: the connection loop and routing (bodies: http_body.c).
  *
  * A connection runs on a fiber only while it has work.  Each pass reads once,
  * answers every complete request in the input (pipelining) into one output
@@ -172,14 +172,6 @@ static int dispatch(struct http_conn *c, struct http_txn *t)
 
 /* ---- input buffer ----------------------------------------------------------- */
 
-static int64_t ms_left(uint64_t deadline_ns)
-{
-    uint64_t now = sp_now_ns();
-    if (now >= deadline_ns)
-        return 0;
-    return (int64_t)((deadline_ns - now + 999999) / 1000000);
-}
-
 /* Room the input needs to hold a head of max_header_size and a body read. */
 static size_t in_cap_needed(const struct http_svc *hs)
 {
@@ -202,103 +194,6 @@ static int in_grow(struct http_conn *c)
     c->heap_in = b;
     c->in = b;
     c->cap = need;
-    return 0;
-}
-
-/* Reads into the free space after c->in[0..len) until deadline (sp_now_ns()
- * time).  Returns what sp_read() returns, or -ETIMEDOUT when the deadline has
- * passed already. */
-static ssize_t in_read(struct http_conn *c, uint64_t deadline)
-{
-    int64_t left = ms_left(deadline);
-    if (left == 0)
-        return -ETIMEDOUT;
-    return sp_read(c->fd, c->in + c->len, c->cap - c->len, left);
-}
-
-/* ---- bodies ----------------------------------------------------------------- */
-
-static int send_continue(struct http_conn *c)
-{
-    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    if (http_out_text(&c->out, cont, sizeof(cont) - 1) != 0)
-        return c->out.error;
-    return http_out_flush(&c->out);
-}
-
-/*
- * Reads and drops the body of req, whose head ends at body_at; the body's
- * first bytes may be in c->in[body_at..len).  On return c->in[body_at..len)
- * holds what follows the body (the next pipelined request).  Returns 0, an
- * error status to answer before closing (400, 408, 413, 431), or -1 when the
- * peer is gone.  *bytes_in counts what was read.
- */
-static int body_discard(struct http_conn *c, const struct sp_http_request *req, size_t body_at,
-                        uint64_t *bytes_in)
-{
-    const struct sp_http_conf *conf = c->hs->conf;
-    size_t avail = c->len - body_at;
-    uint64_t deadline = 0;
-    bool expect = (req->flags & SP_HTTP_F_EXPECT_CONTINUE) != 0;
-
-    if (req->flags & SP_HTTP_F_TE_CHUNKED) {
-        struct sp_http_chunked d;
-        sp_http_chunked_init(&d, conf->max_body_size);
-        size_t n = avail;
-        ssize_t r = sp_http_chunked_decode(&d, c->in + body_at, &n);
-        c->len = body_at;
-        while (r == SP_HTTP_INCOMPLETE) {
-            if (expect) {
-                expect = false;
-                if (send_continue(c) != 0)
-                    return -1;
-            }
-            if (!deadline)
-                deadline = sp_now_ns() + (uint64_t)conf->body_timeout_ms * 1000000ull;
-            ssize_t got = in_read(c, deadline);
-            if (got == -ETIMEDOUT)
-                return 408;
-            if (got <= 0)
-                return -1;
-            *bytes_in += (uint64_t)got;
-            n = (size_t)got;
-            r = sp_http_chunked_decode(&d, c->in + c->len, &n);
-        }
-        if (r == SP_HTTP_INVALID)
-            return sp_http_error_status(d.error);
-        /* Complete: the r bytes after the body sit right after the n data bytes. */
-        memmove(c->in + c->len, c->in + c->len + n, (size_t)r);
-        c->len += (size_t)r;
-        return 0;
-    }
-
-    uint64_t need = req->content_length;
-    if (avail >= need) {
-        memmove(c->in + body_at, c->in + body_at + need, avail - need);
-        c->len -= need;
-        return 0;
-    }
-    need -= avail;
-    c->len = body_at;
-    if (expect && send_continue(c) != 0)
-        return -1;
-    deadline = sp_now_ns() + (uint64_t)conf->body_timeout_ms * 1000000ull;
-    while (need > 0) {
-        ssize_t got = in_read(c, deadline);
-        if (got == -ETIMEDOUT)
-            return 408;
-        if (got <= 0)
-            return -1;
-        *bytes_in += (uint64_t)got;
-        if ((uint64_t)got <= need) {
-            need -= (uint64_t)got;
-        } else {
-            size_t extra = (size_t)got - (size_t)need;
-            memmove(c->in + c->len, c->in + c->len + need, extra);
-            c->len += extra;
-            need = 0;
-        }
-    }
     return 0;
 }
 
@@ -415,11 +310,16 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
                 (*served)--;
                 continue;
             }
-            int st = body_discard(c, &req, body_at, bytes_in);
-            if (st < 0)
+            /* Nothing answered here reads bodies: drop it before answering. */
+            http_body_begin(c, &req, body_at);
+            int rc = http_body_discard(c);
+            *bytes_in += c->body.bytes_in;
+            if (rc != 0 && c->body.status == 0)
                 return END_DROP;
-            if (st > 0)
-                return fail_request(c, &t, (unsigned)st);
+            if (rc != 0)
+                return fail_request(c, &t, c->body.status);
+        } else {
+            c->body.state = HTTP_BODY_NONE;
         }
 
         int rc = dispatch(c, &t);
@@ -445,9 +345,9 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
 
 static void conn_ready(int fd, int status, void *arg);
 
-static void conn_closed(struct http_svc *hs, int fd)
+static void conn_closed(struct http_svc *hs, struct sp_stream *s)
 {
-    sp_close(fd);
+    sp_stream_close(s);
     worker_conn_closed(hs->svc->worker);
 }
 
@@ -457,13 +357,13 @@ static void conn_closed(struct http_svc *hs, int fd)
 static void conn_linger(struct http_conn *c)
 {
     uint64_t deadline = sp_now_ns() + HTTP_LINGER_MS * 1000000ull;
-    shutdown(c->fd, SHUT_WR);
+    sp_stream_shutdown(&c->stream, SHUT_WR);
     for (;;) {
-        int64_t left = ms_left(deadline);
+        int64_t left = http_ms_left(deadline);
         if (left <= 0)
             break;
-        ssize_t n =
-            sp_read(c->fd, c->in, c->cap, left < HTTP_LINGER_READ_MS ? left : HTTP_LINGER_READ_MS);
+        ssize_t n = sp_stream_read(&c->stream, c->in, c->cap,
+                                   left < HTTP_LINGER_READ_MS ? left : HTTP_LINGER_READ_MS);
         if (n <= 0)
             break;
     }
@@ -485,7 +385,7 @@ static void conn_run(struct http_conn *c, bool fresh)
             /* After a short sp_try_read the fd may be watched at once (io.h):
              * bytes arriving since still wake the watch.  That saves a read
              * that would only say EAGAIN. */
-            n = dry ? -EAGAIN : sp_try_read(c->fd, c->in, c->cap);
+            n = dry ? -EAGAIN : sp_stream_try_read(&c->stream, c->in, c->cap);
             dry = n > 0 && (size_t)n < c->cap;
             if (n == -EAGAIN) {
                 int64_t idle = hs->conf->keepalive_timeout_ms;
@@ -495,7 +395,7 @@ static void conn_run(struct http_conn *c, bool fresh)
                     idle = WORKER_DRAIN_IDLE_MS;
                 free(c->heap_in);
                 c->heap_in = NULL;
-                if (sp_iom_watch(worker_iom(w), c->fd, idle, conn_ready, hs) == 0)
+                if (sp_iom_watch(worker_iom(w), c->stream.fd, idle, conn_ready, hs) == 0)
                     return;
                 end = END_DROP;
                 break;
@@ -505,7 +405,7 @@ static void conn_run(struct http_conn *c, bool fresh)
                 end = END_DROP;
                 break;
             }
-            n = in_read(c, head_deadline);
+            n = http_in_read(c, head_deadline);
             dry = false;
             if (n == -ETIMEDOUT) {
                 struct sp_http_request none = {.method = SP_HTTP_METHOD_NONE, .minor_version = 1};
@@ -553,7 +453,7 @@ static void conn_run(struct http_conn *c, bool fresh)
     if (end == END_CLOSE) {
         /* Bytes still coming after a request we answered with close would
          * make our close a reset that may destroy the answer. */
-        ssize_t more = c->len ? 1 : sp_try_read(c->fd, c->in, c->cap);
+        ssize_t more = c->len ? 1 : sp_stream_try_read(&c->stream, c->in, c->cap);
         if (more > 0)
             end = END_LINGER;
     }
@@ -561,7 +461,7 @@ static void conn_run(struct http_conn *c, bool fresh)
         conn_linger(c);
     free(c->heap_in);
     c->heap_in = NULL;
-    conn_closed(hs, c->fd);
+    conn_closed(hs, &c->stream);
 }
 
 /*
@@ -580,8 +480,9 @@ struct conn_frame {
 
 static void conn_frame_run(struct conn_frame *f, struct http_svc *hs, int fd, bool fresh)
 {
-    f->c = (struct http_conn){.hs = hs, .fd = fd, .in = f->in, .cap = sizeof(f->in)};
-    http_out_init(&f->c.out, fd, f->out, sizeof(f->out), hs->conf->send_timeout_ms);
+    f->c = (struct http_conn){.hs = hs, .in = f->in, .cap = sizeof(f->in)};
+    sp_stream_socket(&f->c.stream, fd);
+    http_out_init(&f->c.out, &f->c.stream, f->out, sizeof(f->out), hs->conf->send_timeout_ms);
     conn_run(&f->c, fresh);
 }
 
@@ -598,8 +499,10 @@ static __attribute__((noinline)) void conn_start_on_heap(struct http_svc *hs, in
 {
     struct conn_frame *f = malloc(sizeof(*f));
     if (!f) {
+        struct sp_stream s;
         sp_log_error("http: no memory for connection buffers; closing fd %d", fd);
-        conn_closed(hs, fd);
+        sp_stream_socket(&s, fd);
+        conn_closed(hs, &s);
         return;
     }
     conn_frame_run(f, hs, fd, fresh);
@@ -627,7 +530,9 @@ static void conn_ready(int fd, int status, void *arg)
     }
     if (status < 0) {
         /* keepalive_timeout, or a draining worker's grace: close silently. */
-        conn_closed(hs, fd);
+        struct sp_stream s;
+        sp_stream_socket(&s, fd);
+        conn_closed(hs, &s);
         return;
     }
     conn_start(hs, fd, false);

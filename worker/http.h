@@ -3,12 +3,13 @@
  *
  * A connection has no state of its own while it is idle: the fd sits in an
  * sp_iom_watch() and the watch's argument is the service.  When bytes arrive
- * a fresh fiber runs http_conn (on its stack: the input and output buffers,
- * the parsed request) for as long as there is work, answers every complete
- * request in the input with one write, and hands the fd back to the watch.
+ * a fresh fiber runs http_conn (on its stack: the stream over the socket,
+ * the input and output buffers, the parsed request) for as long as there is work, answers every
+ * complete request in the input with one write, and hands the fd back to the watch.
  *
  * Module map:
- *   http.c            service ops, the connection loop, bodies, routing
+ *   http.c            service ops, the connection loop, routing
+ *   http_body.c       the request body reader
  *   http_response.c   output buffer, Date cache, response heads, errors,
  *                     prebuilt "return" responses
  *   http_static.c     files under root: lookup, cache, conditionals, ranges
@@ -27,6 +28,7 @@
 #include <time.h>
 
 #include "spindle/http_parser.h"
+#include "spindle/stream.h"
 #include "worker.h"
 
 #define HTTP_IN_SIZE   16384 /* input buffer on the fiber stack */
@@ -77,7 +79,7 @@ struct http_svc {
  * (a cached file, a configured body), written together by one writev.
  */
 struct http_out {
-    int fd;
+    struct sp_stream *stream; /* the connection's */
     char *buf;
     size_t cap, len;
     size_t mark; /* buf[mark..len) is text not yet in iov[] */
@@ -116,14 +118,37 @@ struct http_log_entry {
 
 #define HTTP_LOG_QUEUE 8 /* requests of one batch logged together */
 
+enum http_body_state {
+    HTTP_BODY_NONE = 0, /* no body, or it has been read to its end */
+    HTTP_BODY_READING,  /* more of it is to be read from the stream */
+    HTTP_BODY_DONE,     /* all of it is in the input; some may be undelivered */
+    HTTP_BODY_FAILED,   /* error and status say what went wrong */
+};
+
+/* The body of the request being answered (http_body.c). */
+struct http_body {
+    enum http_body_state state;
+    bool chunked;
+    bool expect;       /* 100 Continue is to be sent before the first read */
+    unsigned status;   /* after an error: the status to answer, 0 for none */
+    int error;         /* after an error: what http_body_read returned */
+    size_t at;         /* where the body began in the input (its head's end) */
+    size_t pos, pend;  /* decoded bytes not yet delivered: in[pos..pos+pend) */
+    uint64_t left;     /* Content-Length: bytes not yet read */
+    uint64_t deadline; /* body_timeout, set at the first wait */
+    uint64_t bytes_in; /* bytes read from the stream for this body */
+    struct sp_http_chunked dec;
+};
+
 /* The active part of a connection, on its fiber's stack. */
 struct http_conn {
     struct http_svc *hs;
-    int fd;
+    struct sp_stream stream; /* the connection; stream.fd is the socket */
     char *in;
     size_t cap, len;            /* in[0..len) holds unparsed input */
     char *heap_in;              /* in when it had to grow past the stack buffer */
     struct sp_http_resume head; /* how far the partial head at in[0] was parsed */
+    struct http_body body;      /* the current request's body */
     struct http_out out;
     char date[HTTP_DATE_LEN];
     char peer[64]; /* "addr" for the access log, filled on first use */
@@ -155,9 +180,50 @@ static inline void http_unlock(pthread_mutex_t *m, bool mt)
         pthread_mutex_unlock(m);
 }
 
+/* ---- http_body.c -------------------------------------------------------- */
+
+/* Milliseconds until deadline (sp_now_ns() time), rounded up; 0 once past. */
+int64_t http_ms_left(uint64_t deadline_ns);
+
+/* Reads into the free space after c->in[0..len) until deadline (sp_now_ns()
+ * time).  Returns what sp_stream_read() returns, or -ETIMEDOUT when the
+ * deadline has passed already. */
+ssize_t http_in_read(struct http_conn *c, uint64_t deadline);
+
+/*
+ * Starts reading the body of req, whose head ends at c->in[at]; the body's
+ * first bytes may be in c->in[at..len).  Needs HTTP_BODY_ROOM free bytes
+ * after at unless the whole body is there.  A Content-Length above
+ * max_body_size fails at once (413).  The body is then read with the calls
+ * below, in any mix; once one of them has returned 0, c->in[at..len) holds
+ * what followed the body (the next pipelined request).  The first read that
+ * has to wait sends "100 Continue" when the client asked for it, and
+ * body_timeout bounds the wait for the whole body from then on.
+ *
+ * Errors are -errno, and c->body.status is the status to answer before
+ * closing: -EMSGSIZE (413: beyond max_body_size), -EPROTO (400 bad chunked
+ * framing, 431 trailer too large), -ETIMEDOUT (408), -ENOMEM (500); with
+ * status 0 the connection is to be dropped: -ECONNABORTED (the client ended
+ * the stream inside the body) or a read or write error.  An error sticks.
+ */
+void http_body_begin(struct http_conn *c, const struct sp_http_request *req, size_t at);
+
+/* Reads up to len (> 0) decoded body bytes into buf.  Returns the count, 0
+ * at the end of the body, or an error (see http_body_begin). */
+ssize_t http_body_read(struct http_conn *c, void *buf, size_t len);
+
+/* Reads the rest of the body into a buffer from malloc (NULL when empty;
+ * the caller frees it), at most max_body_size bytes.  Returns 0, or an
+ * error (see http_body_begin; nothing to free). */
+int http_body_read_all(struct http_conn *c, char **ptr, size_t *len);
+
+/* Reads the rest of the body and drops it.  Returns 0 or an error. */
+int http_body_discard(struct http_conn *c);
+
 /* ---- http_response.c ---------------------------------------------------- */
 
-void http_out_init(struct http_out *o, int fd, char *buf, size_t cap, int64_t send_timeout_ms);
+void http_out_init(struct http_out *o, struct sp_stream *stream, char *buf, size_t cap,
+                   int64_t send_timeout_ms);
 
 /* Returns a pointer to n free bytes at the end of the text (flushing first if
  * needed; n <= o->cap), or NULL once a write has failed.  Commit with

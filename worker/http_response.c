@@ -18,9 +18,10 @@ static const char conn_keep_alive[] = "Connection: keep-alive\r\n";
 
 /* ---- output buffer ------------------------------------------------------ */
 
-void http_out_init(struct http_out *o, int fd, char *buf, size_t cap, int64_t send_timeout_ms)
+void http_out_init(struct http_out *o, struct sp_stream *stream, char *buf, size_t cap,
+                   int64_t send_timeout_ms)
 {
-    o->fd = fd;
+    o->stream = stream;
     o->send_timeout_ms = send_timeout_ms;
     o->buf = buf;
     o->cap = cap;
@@ -59,9 +60,9 @@ int http_out_flush(struct http_out *o)
         size_t total = 0, left = 0;
         for (int i = 0; i < o->niov; i++)
             total += o->iov[i].iov_len;
-        ssize_t n = sp_writev(o->fd, o->iov, o->niov, o->send_timeout_ms);
+        ssize_t n = sp_stream_writev(o->stream, o->iov, o->niov, o->send_timeout_ms);
         if (n < 0) {
-            /* sp_writev consumed iov[] as far as the socket took it. */
+            /* The write consumed iov[] as far as the socket took it. */
             for (int i = 0; i < o->niov; i++)
                 left += o->iov[i].iov_len;
             o->error = (int)n;
@@ -100,7 +101,7 @@ int http_out_text(struct http_out *o, const void *p, size_t n)
         if (http_out_flush(o) != 0)
             return o->error;
         o->queued += n;
-        ssize_t w = sp_write(o->fd, p, n, o->send_timeout_ms);
+        ssize_t w = sp_stream_write(o->stream, p, n, o->send_timeout_ms);
         if (w < 0)
             return o->error = (int)w;
         o->sent += (uint64_t)w;

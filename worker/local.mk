@@ -6,6 +6,7 @@ spindle_SOURCES += \
 	worker/echo.c \
 	worker/http.h \
 	worker/http.c \
+	worker/http_body.c \
 	worker/http_response.c \
 	worker/http_static.c \
 	worker/http_mime.c \
@@ -14,3 +15,11 @@ spindle_SOURCES += \
 
 # The example site served by spindle.conf.example.
 EXTRA_DIST += www/index.html
+
+# The request body reader, tested against real sockets.
+UNIT_TESTS += tests/unit/test_http_body
+check_PROGRAMS += tests/unit/test_http_body
+tests_unit_test_http_body_SOURCES = tests/unit/test_http_body.c worker/http_body.c \
+	worker/http_response.c
+tests_unit_test_http_body_CFLAGS = $(UNIT_CFLAGS) -I$(top_srcdir)/worker
+tests_unit_test_http_body_LDADD = $(UNIT_LDADD)

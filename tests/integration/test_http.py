@@ -210,6 +210,31 @@ def chunked_body_is_read_and_the_next_request_follows():
 
 
 @tap.case
+def body_split_at_every_byte_keeps_the_connection_in_sync():
+    # Every split point of a chunked and a Content-Length body between two
+    # writes, the next request right behind the body.
+    chunk_data = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n"
+    cases = ((build("POST", "/c", headers={"Transfer-Encoding": "chunked"}), chunk_data),
+             (build("POST", "/c", headers={"Content-Length": "11"}), b"hello world"))
+    with Conn(PORT) as c:
+        for head, data in cases:
+            for k in range(len(data) + 1):
+                c.send(head + data[:k])
+                time.sleep(0.002)
+                c.send(data[k:] + build("GET", "/b"))
+                eq(c.response().body, b"CCCCC", "body split at %d" % k)
+                eq(c.response().body, b"BBBB", "next request after split at %d" % k)
+        # Each byte on its own.
+        c.send(cases[0][0])
+        for i in range(len(chunk_data)):
+            c.send(chunk_data[i:i + 1])
+            time.sleep(0.001)
+        c.send(build("GET", "/a"))
+        eq(c.response().body, b"CCCCC", "chunked body a byte at a time")
+        eq(c.response().body, b"AAA", "in sync after it")
+
+
+@tap.case
 def expect_100_continue_comes_before_the_body_is_sent():
     with Conn(PORT) as c:
         c.send(build("POST", "/a", headers={"Content-Length": "5", "Expect": "100-continue"}))
