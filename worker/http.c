@@ -25,6 +25,7 @@
  * method tokens 501.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,8 +216,10 @@ static void txn_init(struct http_txn *t, struct http_conn *c, const struct sp_ht
 
 /* The request line at p[0..n) as received, without its end (or as much of
  * it as arrived, up to a bound: the log cuts it shorter anyway). */
-static void txn_line(struct http_txn *t, const char *p, size_t n)
+static void txn_line(struct http_txn *t, const struct http_conn *c, const char *p, size_t n)
 {
+    if (!c->hs->log)
+        return; /* only the access log reads it */
     const char *lf = memchr(p, '\n', n < 8192 ? n : 8192);
     size_t len = lf ? (size_t)(lf - p) : (n < 8192 ? n : 8192);
     if (len > 0 && p[len - 1] == '\r')
@@ -281,7 +284,7 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
         if (r == SP_HTTP_INCOMPLETE)
             break;
         txn_init(&t, c, &req);
-        txn_line(&t, c->in + off, r > 0 ? (size_t)r : c->len - off);
+        txn_line(&t, c, c->in + off, r > 0 ? (size_t)r : c->len - off);
         (*served)++;
         if (r == SP_HTTP_INVALID)
             return fail_request(c, &t, (unsigned)sp_http_error_status(req.error));
@@ -412,7 +415,7 @@ static void conn_run(struct http_conn *c, bool fresh)
                 struct http_txn t;
                 http_date_now(c->date);
                 txn_init(&t, c, &none);
-                txn_line(&t, c->in, c->len);
+                txn_line(&t, c, c->in, c->len);
                 end = fail_request(c, &t, 408);
                 http_log_commit(c);
                 http_out_flush(&c->out);
@@ -475,12 +478,17 @@ static void conn_run(struct http_conn *c, bool fresh)
 struct conn_frame {
     char in[HTTP_IN_SIZE];
     char out[HTTP_OUT_SIZE];
+    struct http_log_entry logq[HTTP_LOG_QUEUE];
     struct http_conn c;
 };
 
 static void conn_frame_run(struct conn_frame *f, struct http_svc *hs, int fd, bool fresh)
 {
-    f->c = (struct http_conn){.hs = hs, .in = f->in, .cap = sizeof(f->in)};
+    memset(&f->c, 0, offsetof(struct http_conn, out));
+    f->c.hs = hs;
+    f->c.in = f->in;
+    f->c.cap = sizeof(f->in);
+    f->c.logq = f->logq;
     sp_stream_socket(&f->c.stream, fd);
     http_out_init(&f->c.out, &f->c.stream, f->out, sizeof(f->out), hs->conf->send_timeout_ms);
     conn_run(&f->c, fresh);

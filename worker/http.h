@@ -140,7 +140,10 @@ struct http_body {
     struct sp_http_chunked dec;
 };
 
-/* The active part of a connection, on its fiber's stack. */
+/* The active part of a connection, on its fiber's stack.  It is set up at
+ * every wake-up: the members before out are cleared (conn_frame_run), out
+ * and date are initialised by their own code, so the 768 bytes of out's
+ * iov[] and refs[] are never cleared in vain. */
 struct http_conn {
     struct http_svc *hs;
     struct sp_stream stream; /* the connection; stream.fd is the socket */
@@ -149,11 +152,14 @@ struct http_conn {
     char *heap_in;              /* in when it had to grow past the stack buffer */
     struct sp_http_resume head; /* how far the partial head at in[0] was parsed */
     struct http_body body;      /* the current request's body */
-    struct http_out out;
-    char date[HTTP_DATE_LEN];
-    char peer[64]; /* "addr" for the access log, filled on first use */
-    struct http_log_entry logq[HTTP_LOG_QUEUE];
+    char peer[64];              /* "addr" for the access log, filled on first use */
+    /* Answered requests waiting to be logged (HTTP_LOG_QUEUE entries,
+     * beside the buffers). */
+    struct http_log_entry *logq;
     unsigned nlogq;
+    /* Not cleared: */
+    struct http_out out;      /* http_out_init() */
+    char date[HTTP_DATE_LEN]; /* http_date_now() before each batch */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
