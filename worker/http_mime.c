@@ -70,7 +70,7 @@ static const struct {
 /* The system table: extensions (lower case) sorted for bsearch, each with
  * its type.  Both point into strings allocated once. */
 struct sys_entry {
-    const char *ext;
+    char *ext;
     const char *type;
     size_t order; /* position in the file */
 };
@@ -175,9 +175,12 @@ static void sys_load(void)
     /* The first line that lists an extension wins. */
     qsort(sys_table, sys_count, sizeof(*sys_table), cmp_entry_order);
     size_t n = 0;
-    for (size_t i = 0; i < sys_count; i++)
+    for (size_t i = 0; i < sys_count; i++) {
         if (n == 0 || strcmp(sys_table[n - 1].ext, sys_table[i].ext) != 0)
             sys_table[n++] = sys_table[i];
+        else
+            free(sys_table[i].ext);
+    }
     sys_count = n;
 }
 
