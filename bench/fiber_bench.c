@@ -1,7 +1,8 @@
 /*
  * Fiber micro-benchmark: the cost of a spindle context switch beside glibc's
  * swapcontext() measured in the same run, the cost of taking a fiber from a
- * warm pool and running it to completion, and the cost of sp_iom_spawn().
+ * warm pool and running it to completion, the cost of one on a newly mapped
+ * stack (mmap, guard page, munmap), and the cost of sp_iom_spawn().
  *
  * Usage: fiber_bench [iterations]   (default 2000000 round trips per run)
  * Each figure is the best of several runs, in nanoseconds.
@@ -120,6 +121,31 @@ static double pool_cycle(long iters)
     return (double)(t1 - t0) / (double)iters;
 }
 
+/* A fiber on a stack mapped for it (mmap and guard page), run, then unmapped. */
+static double cold_cycle(long iters)
+{
+    struct sp_fiber_pool_config cfg = {.max_free = 1};
+    struct sp_fiber_pool *pool = sp_fiber_pool_new(&cfg);
+    struct sp_fiber *batch[BATCH];
+    long batches = iters / BATCH > 0 ? iters / BATCH : 1;
+    uint64_t t0 = now_ns();
+    for (long b = 0; b < batches; b++) {
+        for (int i = 0; i < BATCH; i++) {
+            batch[i] = sp_fiber_new(pool, empty_fn, NULL);
+            if (!batch[i]) {
+                perror("sp_fiber_new");
+                exit(1);
+            }
+            sp_fiber_resume(batch[i]);
+        }
+        for (int i = 0; i < BATCH; i++)
+            sp_fiber_release(batch[i]); /* all but one are unmapped */
+    }
+    uint64_t t1 = now_ns();
+    sp_fiber_pool_free(pool);
+    return (double)(t1 - t0) / (double)(batches * BATCH);
+}
+
 /* ---- sp_iom_spawn ----------------------------------------------------------- */
 
 struct spawn_cost {
@@ -163,12 +189,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s [iterations]\n", argv[0]);
         return 2;
     }
-    double sp = 1e30, uc = 1e30, cycle = 1e30, spawn = 1e30, life = 1e30;
+    double sp = 1e30, uc = 1e30, cycle = 1e30, cold = 1e30, spawn = 1e30, life = 1e30;
     /* Alternate the contenders so that drift in clock speed hits both alike. */
     for (int r = 0; r < RUNS; r++) {
         sp = best(sp, spindle_switch(iters));
         uc = best(uc, glibc_switch(iters));
         cycle = best(cycle, pool_cycle(iters / 4));
+        cold = best(cold, cold_cycle(iters / 100));
         struct spawn_cost c = iom_spawn(iters / 20);
         spawn = best(spawn, c.spawn);
         life = best(life, c.lifetime);
@@ -177,6 +204,7 @@ int main(int argc, char **argv)
     printf("glibc swapcontext switch           %8.2f ns\n", uc);
     printf("ratio spindle / swapcontext        %8.3f  (target <= 0.100)\n", sp / uc);
     printf("fiber from warm pool, run, release %8.2f ns\n", cycle);
+    printf("fiber on a new stack, run, unmap   %8.2f ns\n", cold);
     printf("sp_iom_spawn call                  %8.2f ns\n", spawn);
     printf("sp_iom_spawn + run + retire        %8.2f ns\n", life);
     printf("(best of %d runs, %ld round trips per switch run)\n", RUNS, iters);

@@ -1,5 +1,5 @@
 # master/local.mk: the master process (command line, listeners, worker table,
-# signals, reload transaction, control socket).
+# signals, reload transaction, control socket and its -s client).
 spindle_SOURCES += \
 	master/master.h \
 	master/main.c \
@@ -8,6 +8,7 @@ spindle_SOURCES += \
 	master/reload.c \
 	master/listeners.c \
 	master/control.c \
+	master/client.c \
 	master/spawn.c \
 	master/pidfile.c \
 	master/notify.c

@@ -183,7 +183,7 @@ int main(int argc, char **argv)
         static const char *const cmds[] = {"reload", "stop", "quit", "reopen", "status"};
         for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
             if (strcmp(cmd, cmds[i]) == 0)
-                return control_client(conf, cmd);
+                return client_run(conf, cmd);
         fprintf(stderr, "spindle: unknown command '%s' for -s\n", cmd);
         usage(stderr);
         return 2;

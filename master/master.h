@@ -319,13 +319,20 @@ int control_start(struct master *m);
 /* Closes the control socket and removes its file if it is still ours. */
 void control_close(struct master *m);
 
+/* Largest answer to "status", the longest a client reads. */
+#define CONTROL_STATUS_BYTES 65536
+
+/* Fills a unix socket address with path.  Returns 0, or -ENAMETOOLONG. */
+struct sockaddr_un;
+int control_fill_addr(struct sockaddr_un *sun, const char *path);
+
+/* ---- client.c ------------------------------------------------------- */
+
 /*
  * The -s client: sends cmd to the master named by the configuration at
  * conf_path and prints its answer.  Returns the process exit status.
  */
-int control_client(const char *conf_path, const char *cmd);
-
-/* Writes the status report into buf (at most len bytes, NUL-terminated). */
+int client_run(const char *conf_path, const char *cmd);
 
 /* ---- notify.c ------------------------------------------------------- */
 

@@ -22,33 +22,34 @@
 #include "spindle/log.h"
 #include "../worker/worker.h"
 
-static bool is_kept(const int *keep, unsigned n, int fd)
+static int cmp_fd(const void *a, const void *b)
 {
-    for (unsigned k = 0; k < n; k++)
-        if (keep[k] == fd)
-            return true;
-    return false;
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
 }
 
-/* Closes every fd except those in keep[0..n): the child must not hold the
- * master's epoll, signalfd, control socket, other workers' channels or
- * slots it does not serve (a held slot would keep a queue alive that no one
- * accepts from). */
-static void close_other_fds(const int *keep, unsigned n)
+/* Closes every fd from lo up. */
+static void close_from(int lo)
 {
-    int fds[4096];
-    unsigned nfds = 0;
-    DIR *d = opendir("/proc/self/fd");
-
-    if (d) {
+#ifdef HAVE_CLOSEFROM
+    closefrom(lo);
+#else
+    /* List /proc/self/fd a batch at a time (closing while reading the
+     * directory could skip entries), until a listing finds nothing left. */
+    for (;;) {
+        int fds[1024];
+        unsigned nfds = 0;
+        bool more = false;
+        DIR *d = opendir("/proc/self/fd");
+        if (!d)
+            break;
         int dfd = dirfd(d);
         struct dirent *e;
-        bool more = false;
         while ((e = readdir(d)) != NULL) {
             if (e->d_name[0] < '0' || e->d_name[0] > '9')
                 continue;
             int fd = atoi(e->d_name);
-            if (fd == dfd)
+            if (fd < lo || fd == dfd)
                 continue;
             if (nfds == sizeof(fds) / sizeof(fds[0])) {
                 more = true;
@@ -57,20 +58,38 @@ static void close_other_fds(const int *keep, unsigned n)
             fds[nfds++] = fd;
         }
         closedir(d);
-        if (!more) {
-            for (unsigned i = 0; i < nfds; i++)
-                if (!is_kept(keep, n, fds[i]))
-                    close(fds[i]);
+        for (unsigned i = 0; i < nfds; i++)
+            close(fds[i]);
+        if (!more)
             return;
-        }
     }
-    /* No /proc, or too many fds to list: try every number. */
+    /* No /proc: try every number the limit allows. */
     struct rlimit rl;
     int max =
-        getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1048576 ? (int)rl.rlim_cur : 65536;
-    for (int fd = 0; fd < max; fd++)
-        if (!is_kept(keep, n, fd))
+        getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1048576 ? (int)rl.rlim_cur : 1048576;
+    for (int fd = lo; fd < max; fd++)
+        close(fd);
+#endif
+}
+
+/* Closes every fd except those in keep[0..n) (which it sorts; negative entries
+ * are ignored): the child must not hold the master's epoll, signalfd, control
+ * socket, other workers' channels or slots it does not serve (a held slot
+ * would keep a queue alive that no one accepts from).  The gaps below the
+ * highest kept fd are closed one by one (the master opened those fds itself,
+ * so they are few); everything above it with closefrom(). */
+static void close_other_fds(int *keep, unsigned n)
+{
+    int lo = 0;
+
+    qsort(keep, n, sizeof(*keep), cmp_fd);
+    for (unsigned i = 0; i < n; i++) {
+        for (int fd = lo; fd < keep[i]; fd++)
             close(fd);
+        if (keep[i] >= lo)
+            lo = keep[i] + 1;
+    }
+    close_from(lo);
 }
 
 /*

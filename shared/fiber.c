@@ -1,12 +1,16 @@
 /*
  * Fibers and the fiber pool.
  *
- * Each fiber lives in one mmap'd region: an optional PROT_NONE guard page at
- * the bottom, the stack above it, and struct sp_fiber at the very top, so a
- * fiber costs one mapping and no malloc.  Only touched stack pages cost RSS
- * (MAP_NORESERVE).  Finished fibers go back to a LIFO free list with their
- * stacks; beyond warm_free the stack pages are returned to the kernel with
- * MADV_DONTNEED, beyond max_free the whole region is unmapped.
+ * Each fiber lives in one mmap'd region: a PROT_NONE guard page at the
+ * bottom, the stack above it, and struct sp_fiber at the very top, so a fiber
+ * costs one mapping and no malloc.  The guard turns a stack overflow into
+ * SIGSEGV instead of a silent write over whatever lies below; it is set once,
+ * when the region is mapped, and a reused stack keeps it, so it costs nothing
+ * per fiber or per switch.  It does split the region into two VMAs (the
+ * kernel's vm.max_map_count bounds how many stacks can exist at once).  Only
+ * touched stack pages cost RSS (MAP_NORESERVE).  Finished fibers go back to a LIFO free list with
+ * their stacks; beyond warm_free the stack pages are returned to the kernel with MADV_DONTNEED,
+ * beyond max_free the whole region is unmapped.
  *
  * The switch itself is sp__fiber_switch (fiber_<arch>.S): callee-saved
  * registers only, no signal mask, so no system call.  The ucontext fallback
@@ -35,7 +39,6 @@ struct sp_fiber_pool {
     size_t stack_size; /* usable bytes, page multiple */
     size_t page;
     unsigned max_free, warm_free;
-    int guard;
     struct sp_fiber *free_list;
     unsigned nfree, live;
     unsigned long long created, reused;
@@ -223,11 +226,6 @@ struct sp_fiber_pool *sp_fiber_pool_new(const struct sp_fiber_pool_config *cfg)
     pool->warm_free = cfg && cfg->warm_free ? cfg->warm_free : pool->max_free;
     if (pool->warm_free > pool->max_free)
         pool->warm_free = pool->max_free;
-#ifdef SP_DEBUG
-    pool->guard = 1;
-#else
-    pool->guard = cfg && cfg->guard_page;
-#endif
     return pool;
 }
 
@@ -270,17 +268,17 @@ size_t sp_fiber_pool_stack_size(const struct sp_fiber_pool *pool)
     return pool->stack_size;
 }
 
-/* Maps guard (optional) + stack + a header page area holding struct sp_fiber. */
+/* Maps guard page + stack + a header page area holding struct sp_fiber. */
 static struct sp_fiber *fiber_map(struct sp_fiber_pool *pool)
 {
     size_t header = (sizeof(struct sp_fiber) + 63) & ~(size_t)63;
-    size_t guard = pool->guard ? pool->page : 0;
+    size_t guard = pool->page;
     size_t len = guard + pool->stack_size + ((header + pool->page - 1) & ~(pool->page - 1));
     char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (map == MAP_FAILED)
         return NULL;
-    if (guard && mprotect(map, guard, PROT_NONE) != 0) {
+    if (mprotect(map, guard, PROT_NONE) != 0) {
         int err = errno;
         munmap(map, len);
         errno = err;

@@ -6,7 +6,9 @@ shared_libspindle_a_SOURCES += \
 	shared/http_parser.c \
 	shared/http_path.c
 
-UNIT_TESTS += tests/unit/test_http_parser
+CMOCKA_TESTS += tests/unit/test_http_parser
+if HAVE_CMOCKA
 check_PROGRAMS += tests/unit/test_http_parser
+endif
 tests_unit_test_http_parser_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_http_parser_LDADD = $(UNIT_LDADD)

@@ -28,13 +28,14 @@ if FIBER_AARCH64
 shared_libspindle_a_SOURCES += shared/fiber_aarch64.S
 endif
 
-UNIT_TESTS += \
+CMOCKA_TESTS += \
 	tests/unit/test_fiber \
 	tests/unit/test_timer \
 	tests/unit/test_iomanager \
 	tests/unit/test_iomanager_mt \
 	tests/unit/test_io \
 	tests/unit/test_stream
+if HAVE_CMOCKA
 check_PROGRAMS += \
 	tests/unit/test_fiber \
 	tests/unit/test_timer \
@@ -42,6 +43,7 @@ check_PROGRAMS += \
 	tests/unit/test_iomanager_mt \
 	tests/unit/test_io \
 	tests/unit/test_stream
+endif
 EXTRA_DIST += tests/unit/runtime_test.h
 tests_unit_test_fiber_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_fiber_LDADD = $(UNIT_LDADD) -lm

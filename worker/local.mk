@@ -17,8 +17,10 @@ spindle_SOURCES += \
 EXTRA_DIST += www/index.html
 
 # The request body reader, tested against real sockets.
-UNIT_TESTS += tests/unit/test_http_body
+CMOCKA_TESTS += tests/unit/test_http_body
+if HAVE_CMOCKA
 check_PROGRAMS += tests/unit/test_http_body
+endif
 tests_unit_test_http_body_SOURCES = tests/unit/test_http_body.c worker/http_body.c \
 	worker/http_response.c
 tests_unit_test_http_body_CFLAGS = $(UNIT_CFLAGS) -I$(top_srcdir)/worker

@@ -2,6 +2,7 @@
 other descriptor it leaked are closed in the daemon and in its workers, so
 `spindle -d 2>&1 | cat` and `ssh host spindle -d` return at once."""
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -142,6 +143,66 @@ def daemon_with_file_log_detaches():
         os.kill(pid, signal.SIGTERM)
         check(wait_for(lambda: not alive(pid), 10), "daemon exits on SIGTERM")
     finally:
+        kill_daemon(sp)
+        sp.stop()
+
+
+@tap.case
+def daemon_closes_thousands_of_leaked_fds():
+    """A caller that leaks more descriptors than fit in one listing, some of
+    them numbered above its own soft RLIMIT_NOFILE (lowered after they were
+    opened, as `ulimit -Sn` in a shell that holds them does), still gets end of
+    file on its pipe: the daemon closes every one of them."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard > 70001:
+        hard = 70001
+    high = hard - 1
+    port = free_port()
+    sp = Spindle(services(port))
+    sp.write_conf(services(port), workers=2)
+    leak_r, leak_w = os.pipe()
+
+    def leak():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        for fd in range(100, 4400):
+            os.dup2(leak_w, fd)
+        os.dup2(leak_w, high)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+
+    try:
+        p = subprocess.Popen([BIN, "-d", "-c", sp.conf], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             close_fds=False, preexec_fn=leak, cwd=sp.dir)
+        try:
+            _, err = p.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            raise AssertionError("spindle -d did not return within 20 s")
+        eq(p.returncode, 0, "spindle -d exit status (stderr %r)" % err)
+        os.close(leak_w)
+        leak_w = -1
+        with open(sp.pid_file) as f:
+            pid = int(f.read())
+        eq(http_get(port, "/x")[2], b"daemon", "daemon serves")
+        workers = wait_for(lambda: len(children_of(pid)) == 2 and children_of(pid), 5)
+        check(workers, "two workers")
+        for p_, who in [(pid, "master")] + [(w, "worker %d" % w) for w in workers]:
+            fds = fd_targets(p_)
+            check(high not in fds, "%s: fd %d (%s) inherited from the caller"
+                  % (who, high, fds.get(high, ("", "", ""))[2]))
+            check(len(fds) < 100, "%s holds %d fds" % (who, len(fds)))
+        os.set_blocking(leak_r, False)
+        try:
+            got = os.read(leak_r, 1)
+        except BlockingIOError:
+            got = None
+        eq(got, b"", "read from the leaked pipe (EOF once every copy is closed)")
+        os.kill(pid, signal.SIGTERM)
+        check(wait_for(lambda: not alive(pid), 10), "daemon exits on SIGTERM")
+    finally:
+        for fd in (leak_r, leak_w):
+            if fd >= 0:
+                os.close(fd)
         kill_daemon(sp)
         sp.stop()
 

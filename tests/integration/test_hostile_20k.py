@@ -143,6 +143,14 @@ def all_connections_are_open_at_once():
     R["per_conn"] = per_conn
     # An idle connection holds no fiber and no buffer: far below one stack.
     check(per_conn < 8192, "RSS per idle connection %.0f bytes < 8 KiB" % per_conn)
+    # Nor a stack mapping: each stack (two VMAs with its guard page) counts
+    # against vm.max_map_count, which 10,000 stacks per worker would nearly fill.
+    vmas = {}
+    for w in S.workers():
+        with open("/proc/%d/maps" % w) as f:
+            vmas[w] = sum(1 for _ in f)
+    print("# worker VMAs %r" % sorted(vmas.values()), flush=True)
+    check(max(vmas.values()) < 2000, "VMAs per worker %r < 2000" % sorted(vmas.values()))
 
 
 @tap.case

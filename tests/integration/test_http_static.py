@@ -33,6 +33,9 @@ def setup():
     w("img.png", b"\x89PNG\r\n\x1a\n")
     w("noext", "plain")
     w("file.weird", "w")
+    w("app.webmanifest", "{}")
+    w("letter.odt", b"PK\x03\x04")
+    w("page.htm", "<p>old</p>")
     w("small.txt", SMALL)
     w("sub/index.html", "sub index\n")
     w("sub/page.html", "page\n")
@@ -112,6 +115,25 @@ def content_type_follows_the_extension():
                         ("/big.bin", "application/octet-stream")]:
         with Conn(PORT) as c:
             r = c.request("HEAD", path)
+        eq(r.status, 200, "status of %s" % path)
+        eq(r.header("content-type"), ctype, "type of %s" % path)
+
+
+@tap.case
+def content_types_come_from_etc_mime_types():
+    """Extensions that only /etc/mime.types (Debian's media-types) knows get its
+    type; text types keep their charset."""
+    with open("/etc/mime.types") as f:
+        check("webmanifest" in f.read(), "/etc/mime.types (package media-types) lists webmanifest")
+    for path, ctype in [("/app.webmanifest", "application/manifest+json"),
+                        ("/letter.odt", "application/vnd.oasis.opendocument.text"),
+                        ("/index.html", "text/html; charset=utf-8"),
+                        ("/page.htm", "text/html; charset=utf-8"),
+                        ("/style.css", "text/css; charset=utf-8"),
+                        ("/app.js", "text/javascript; charset=utf-8"),
+                        ("/small.txt", "text/plain; charset=utf-8")]:
+        with Conn(PORT) as c:
+            r = c.request("GET", path)
         eq(r.status, 200, "status of %s" % path)
         eq(r.header("content-type"), ctype, "type of %s" % path)
 

@@ -763,7 +763,6 @@ static void test_new_fails_with_enomem(void **state)
 /* ---- guard page ---------------------------------------------------------- */
 
 static uintptr_t guard_lo, guard_hi;
-static volatile int overflow_limit = 1 << 30;
 
 /* 42: a protection fault (a mapped page we may not touch) right below the stack. */
 static void segv_handler(int sig, siginfo_t *si, void *ctx)
@@ -773,14 +772,15 @@ static void segv_handler(int sig, siginfo_t *si, void *ctx)
     _exit(si->si_code == SEGV_ACCERR && a >= guard_lo && a < guard_hi ? 42 : 43);
 }
 
-static __attribute__((noinline)) int overflow(int depth)
+/* Recurses, touching every frame from end to end, until a frame lies below floor. */
+static __attribute__((noinline)) int overflow(uintptr_t floor)
 {
     volatile char frame[1024];
-    if (depth > overflow_limit)
-        return 0;
-    frame[0] = (char)depth;
-    frame[sizeof(frame) - 1] = (char)depth;
-    return overflow(depth + 1) + frame[0] + frame[sizeof(frame) - 1];
+    frame[sizeof(frame) - 1] = 1;
+    frame[0] = 1;
+    if ((uintptr_t)frame < floor)
+        return frame[0];
+    return overflow(floor) + frame[0] + frame[sizeof(frame) - 1];
 }
 
 static void overflow_fn(void *arg)
@@ -794,8 +794,8 @@ static void overflow_fn(void *arg)
     overflow(0);
 }
 
-/* Forks a child that overflows a fiber stack; returns its wait status. */
-static int overflow_in_child(bool guard_page)
+/* Forks a child that overflows a fiber stack from a default pool; returns its wait status. */
+static int overflow_in_child(void)
 {
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -809,8 +809,7 @@ static int overflow_in_child(bool guard_page)
         if (sigaltstack(&ss, NULL) != 0 || sigaction(SIGSEGV, &sa, NULL) != 0 ||
             sigaction(SIGBUS, &sa, NULL) != 0)
             _exit(44);
-        struct sp_fiber_pool_config cfg = {.stack_size = 32 * 1024, .guard_page = guard_page};
-        struct sp_fiber_pool *pool = sp_fiber_pool_new(&cfg);
+        struct sp_fiber_pool *pool = sp_fiber_pool_new(NULL);
         size_t size = sp_fiber_pool_stack_size(pool);
         struct sp_fiber *f = sp_fiber_new(pool, overflow_fn, &size);
         sp_fiber_resume(f);
@@ -821,22 +820,71 @@ static int overflow_in_child(bool guard_page)
     return status;
 }
 
+/* Every stack has its guard page, whatever the build: the fault hits the page below it. */
 static void test_guard_page(void **state)
 {
     (void)state;
     if (RUNNING_ON_VALGRIND) {
         SKIP("valgrind reports the overflow itself");
     }
-    int status = overflow_in_child(true);
-    assert_true(WIFEXITED(status));
-    /* 42: the fault hit the page below the stack. */
-    assert_int_equal(WEXITSTATUS(status), 42);
-#ifdef SP_DEBUG
-    /* Debug builds put the guard there even when the configuration does not ask. */
-    status = overflow_in_child(false);
+    int status = overflow_in_child();
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 42);
-#endif
+}
+
+struct overrun {
+    uintptr_t floor;
+};
+
+static void overrun_fn(void *arg)
+{
+    struct overrun *o = arg;
+    overflow(o->floor);
+}
+
+/*
+ * A fiber that runs off the bottom of its stack dies of SIGSEGV, even when the
+ * memory below the stack is mapped and writable (here a mapping the child places
+ * there itself, as another stack or a heap arena could be): it never silently
+ * writes over a neighbour and carries on.
+ */
+static void test_overflow_dies_of_sigsegv(void **state)
+{
+    (void)state;
+    if (RUNNING_ON_VALGRIND) {
+        SKIP("valgrind reports the overflow itself");
+    }
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* The default action, not a sanitizer's report-and-exit handler. */
+        signal(SIGSEGV, SIG_DFL);
+        signal(SIGBUS, SIG_DFL);
+        size_t page = page_size();
+        struct sp_fiber_pool *pool = sp_fiber_pool_new(NULL);
+        size_t size = sp_fiber_pool_stack_size(pool);
+        struct overrun o;
+        struct sp_fiber *f = sp_fiber_new(pool, overrun_fn, &o);
+        if (!f)
+            _exit(45);
+        /* struct sp_fiber sits in the top page of the fiber's mapping, the usable
+         * stack (at least size bytes) right below that page. */
+        uintptr_t end = ((uintptr_t)f + page) & ~(uintptr_t)(page - 1);
+        uintptr_t stack_lo = end - page - size;
+        /* Two writable pages right below the stack, unless something (a guard
+         * page) is there already. */
+        mmap((void *)(stack_lo - 2 * page), 2 * page, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        o.floor = stack_lo - page;
+        sp_fiber_resume(f);
+        _exit(0); /* the overflow went unnoticed */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (WIFEXITED(status))
+        print_message("# child exited with %d\n", WEXITSTATUS(status));
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGSEGV);
 }
 
 int main(void)
@@ -856,6 +904,7 @@ int main(void)
         RT_TEST(test_stack_size_rounding),
         RT_TEST(test_new_fails_with_enomem),
         RT_TEST(test_guard_page),
+        RT_TEST(test_overflow_dies_of_sigsegv),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,7 +25,6 @@ struct sp_fiber_pool_config {
                            (0 = 256) */
     unsigned warm_free; /* free fibers whose stack pages stay resident; the rest get
                            MADV_DONTNEED when returned (0 = max_free) */
-    bool guard_page;    /* PROT_NONE page below each stack (always on in debug builds) */
 };
 
 struct sp_fiber_pool_stats {
