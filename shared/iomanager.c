@@ -184,6 +184,12 @@ struct sp_iom *sp_iom_current(void)
     return current_iom();
 }
 
+unsigned sp_iom_thread_index(void)
+{
+    struct sp_iom *iom = current_iom();
+    return iom ? iom->index : 0;
+}
+
 static void watch_timer_fired(struct sp_timer *t);
 
 /* ---- fd ownership ---------------------------------------------------------

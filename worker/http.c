@@ -548,15 +548,6 @@ static void conn_ready(int fd, int status, void *arg)
 
 /* ---- service ops ----------------------------------------------------------------- */
 
-static void log_flusher(void *arg)
-{
-    struct http_svc *hs = arg;
-    for (;;) {
-        sp_sleep(1000);
-        http_log_flush(hs->log);
-    }
-}
-
 static void http_fini(struct service *svc);
 
 static int http_init(struct service *svc, char *err, size_t errlen)
@@ -569,7 +560,7 @@ static int http_init(struct service *svc, char *err, size_t errlen)
     svc->state = hs;
     hs->svc = svc;
     hs->conf = conf;
-    hs->mt = cfg->threads > 1;
+    unsigned threads = cfg->threads > 1 ? cfg->threads : 1;
     hs->bufs_on_stack = cfg->stack_size >= 64 * 1024;
     hs->limits.max_head = conf->max_header_size;
     /* Below the head limit, so that a long target is 414 rather than 431. */
@@ -591,13 +582,11 @@ static int http_init(struct service *svc, char *err, size_t errlen)
     if (conf->status_path)
         route_add(hs, conf->status_path, HTTP_ROUTE_STATUS, NULL);
 
-    if (conf->root && !(hs->st = http_static_new(conf, hs->mt, err, errlen)))
+    if (conf->root && !(hs->st = http_static_new(conf, threads, err, errlen)))
         goto fail;
     if (conf->access_log) {
-        if (!(hs->log = http_log_open(conf->access_log, svc->log_fd, hs->mt, err, errlen)))
+        if (!(hs->log = http_log_open(conf->access_log, svc->log_fd, threads, err, errlen)))
             goto fail;
-        if (sp_iom_spawn(worker_iom(svc->worker), log_flusher, hs) != 0)
-            goto nomem;
     }
     return 0;
 

@@ -20,7 +20,6 @@
 #ifndef SPINDLE_WORKER_HTTP_H
 #define SPINDLE_WORKER_HTTP_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -71,7 +70,6 @@ struct http_svc {
     struct http_static *st; /* NULL: no root */
     struct http_log *log;   /* NULL: access_log off */
     bool bufs_on_stack;     /* the fiber stack is deep enough for both buffers */
-    bool mt;                /* several scheduler threads share the service */
 };
 
 /*
@@ -171,19 +169,6 @@ static inline uint64_t http_hash(const char *p, size_t n)
     for (size_t i = 0; i < n; i++)
         h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
     return h;
-}
-
-/* Lock and unlock m only when mt (several scheduler threads share it). */
-static inline void http_lock(pthread_mutex_t *m, bool mt)
-{
-    if (mt)
-        pthread_mutex_lock(m);
-}
-
-static inline void http_unlock(pthread_mutex_t *m, bool mt)
-{
-    if (mt)
-        pthread_mutex_unlock(m);
 }
 
 /* ---- http_body.c -------------------------------------------------------- */
@@ -288,8 +273,9 @@ int http_prebuilt_send(struct http_out *o, struct http_txn *t, const struct http
 
 /* ---- http_static.c -------------------------------------------------------- */
 
-/* Opens root.  Returns NULL with a message in err. */
-struct http_static *http_static_new(const struct sp_http_conf *conf, bool mt, char *err,
+/* Opens root, with a small-file cache per scheduler thread (threads >= 1).
+ * Returns NULL with a message in err. */
+struct http_static *http_static_new(const struct sp_http_conf *conf, unsigned threads, char *err,
                                     size_t errlen);
 
 /* Answers a GET or HEAD for the clean path (starts with '/', normalised,
@@ -316,7 +302,8 @@ int http_status_page(struct http_conn *c, struct http_txn *t);
 /* Starts the access log on fd, path opened for appending by the master
  * (fd < 0: -errno of that open, reported in err).  Takes ownership of fd.
  * Returns NULL with a message in err. */
-struct http_log *http_log_open(const char *path, int fd, bool mt, char *err, size_t errlen);
+struct http_log *http_log_open(const char *path, int fd, unsigned threads, char *err,
+                               size_t errlen);
 
 /* Queues the access log line of the answered request t (nothing when the
  * service has no log or t was not answered).  Its slices must stay valid
@@ -328,14 +315,17 @@ void http_log_add(struct http_conn *c, const struct http_txn *t);
  * counts what went out, as nginx's $body_bytes_sent). */
 void http_log_commit(struct http_conn *c);
 
-/* Writes what is buffered. */
+/* Writes what the calling scheduler thread has buffered (other threads'
+ * lines follow within a second).  Accepts NULL. */
 void http_log_flush(struct http_log *log);
 
-/* Flushes, then writes to fd, the file reopened by the master (log
- * rotation), from now on.  Takes ownership of fd. */
+/* Flushes the calling thread's lines, then writes to fd, the file reopened
+ * by the master (log rotation), from now on: every thread.  Takes ownership
+ * of fd. */
 void http_log_reopen(struct http_log *log, int fd);
 
-/* Flushes and closes.  Accepts NULL. */
+/* Flushes every thread's lines and closes; the scheduler threads must have
+ * stopped.  Accepts NULL. */
 void http_log_close(struct http_log *log);
 
 #endif

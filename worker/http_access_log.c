@@ -6,19 +6,24 @@
  * (the request line as received; the byte count is that of the body bytes
  * the client was sent, less than the body's length when a write failed).
  * Lines of a batch of pipelined requests are queued until their bytes are
- * written (http_log_commit), then collect in a per-worker buffer that
- * is written with one write(2) when it is full, every second (a fiber of the
- * service), on reopen and at exit.  The file is opened O_APPEND and only whole
- * lines are written, so the workers' lines never interleave.  The master
- * opens the file (and reopens it on SIGUSR1) and hands the fd over: the
- * worker may run as a user that cannot open it.  Bytes outside
- * printable ASCII, '"' and '\' are written as \xHH.
+ * written (http_log_commit), then collect in a buffer of the scheduler
+ * thread (a connection never leaves its thread, so no lock), which is
+ * written with one write(2) when it is full, every second (a fiber per
+ * thread, started with the thread's first line), on drain (the draining
+ * thread's), on reopen (the reopening thread's) and at exit (every thread's,
+ * once they have stopped).  The file is opened O_APPEND and only whole lines
+ * are written, so the lines of threads and workers never interleave.  The
+ * master opens the file (and reopens it on SIGUSR1) and hands the fd over:
+ * the worker may run as a user that cannot open it.  A reopen puts the new
+ * file under the old fd number (dup2), so a thread writing meanwhile writes
+ * whole lines to one file or the other; lines other threads had buffered go
+ * to the new file.  Bytes outside printable ASCII, '"' and '\' are written
+ * as \xHH.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,90 +31,120 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "spindle/io.h"
+#include "spindle/iomanager.h"
 
 #define LOG_BUF_SIZE  (64 * 1024)
 #define LOG_LINE_MAX  4096 /* longer lines are cut (the target, then the agent) */
 #define LOG_FIELD_MAX 1024
 
-struct http_log {
-    char *path;
-    int fd;
-    bool mt;
-    pthread_mutex_t lock;
+/* One scheduler thread's lines, touched only by that thread (and at exit). */
+struct log_buf {
     char *buf;
     size_t len;
     time_t tsec; /* second of tstr */
     char tstr[40];
+    bool flusher; /* the thread's flushing fiber runs */
+} __attribute__((aligned(64)));
+
+struct http_log {
+    char *path;
+    int fd; /* the number stays; reopen puts the new file under it */
+    unsigned nbufs;
+    struct log_buf *bufs; /* one per scheduler thread */
 };
 
-struct http_log *http_log_open(const char *path, int fd, bool mt, char *err, size_t errlen)
+struct http_log *http_log_open(const char *path, int fd, unsigned threads, char *err, size_t errlen)
 {
     struct http_log *log = NULL;
     if (fd < 0) {
         snprintf(err, errlen, "access_log %s: %s", path, strerror(-fd));
         return NULL;
     }
+    if (threads == 0)
+        threads = 1;
     log = calloc(1, sizeof(*log));
-    if (!log || !(log->buf = malloc(LOG_BUF_SIZE)) || !(log->path = strdup(path))) {
-        snprintf(err, errlen, "out of memory");
-        close(fd);
-        goto fail;
-    }
+    if (!log || !(log->path = strdup(path)) ||
+        !(log->bufs = aligned_alloc(64, threads * sizeof(*log->bufs))))
+        goto nomem;
+    memset(log->bufs, 0, threads * sizeof(*log->bufs));
+    log->nbufs = threads;
+    for (unsigned i = 0; i < threads; i++)
+        if (!(log->bufs[i].buf = malloc(LOG_BUF_SIZE)))
+            goto nomem;
     log->fd = fd;
-    log->mt = mt;
-    pthread_mutex_init(&log->lock, NULL);
     return log;
-fail:
+nomem:
+    snprintf(err, errlen, "out of memory");
+    close(fd);
     if (log) {
-        free(log->buf);
+        for (unsigned i = 0; i < log->nbufs; i++)
+            free(log->bufs[i].buf);
+        free(log->bufs);
         free(log->path);
         free(log);
     }
     return NULL;
 }
 
-/* Writes the buffer.  Lock held.  A failed write loses the lines: the log
- * must never stop the service. */
-static void flush_locked(struct http_log *log)
+/* The calling scheduler thread's buffer. */
+static struct log_buf *my_buf(struct http_log *log)
+{
+    unsigned i = sp_iom_thread_index();
+    return &log->bufs[i < log->nbufs ? i : 0];
+}
+
+/* Writes b with one write(2) (more only if the file takes part of it).  A
+ * failed write loses the lines: the log must never stop the service. */
+static void flush_buf(struct http_log *log, struct log_buf *b)
 {
     size_t off = 0;
-    while (off < log->len) {
-        ssize_t n = write(log->fd, log->buf + off, log->len - off);
+    while (off < b->len) {
+        ssize_t n = write(log->fd, b->buf + off, b->len - off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             break;
         off += (size_t)n;
     }
-    log->len = 0;
+    b->len = 0;
+}
+
+/* Runs on each thread that has logged, flushing that thread's buffer. */
+static void log_flusher(void *arg)
+{
+    struct http_log *log = arg;
+    for (;;) {
+        sp_sleep(1000);
+        flush_buf(log, my_buf(log));
+    }
 }
 
 void http_log_flush(struct http_log *log)
 {
-    if (!log)
-        return;
-    http_lock(&log->lock, log->mt);
-    flush_locked(log);
-    http_unlock(&log->lock, log->mt);
+    if (log)
+        flush_buf(log, my_buf(log));
 }
 
 void http_log_reopen(struct http_log *log, int fd)
 {
-    http_lock(&log->lock, log->mt);
-    flush_locked(log);
-    close(log->fd);
-    log->fd = fd;
-    http_unlock(&log->lock, log->mt);
+    flush_buf(log, my_buf(log));
+    /* On failure the old file stays in use rather than lose the log. */
+    if (dup2(fd, log->fd) >= 0)
+        fcntl(log->fd, F_SETFD, FD_CLOEXEC);
+    close(fd);
 }
 
 void http_log_close(struct http_log *log)
 {
     if (!log)
         return;
-    http_log_flush(log);
+    for (unsigned i = 0; i < log->nbufs; i++) {
+        flush_buf(log, &log->bufs[i]);
+        free(log->bufs[i].buf);
+    }
     close(log->fd);
-    pthread_mutex_destroy(&log->lock);
-    free(log->buf);
+    free(log->bufs);
     free(log->path);
     free(log);
 }
@@ -188,7 +223,7 @@ static void log_line(struct http_log *log, struct http_conn *c, const struct htt
     memcpy(line + n, " - - ", 5);
     n += 5;
     size_t time_at = n;
-    n += 28; /* "[dd/Mon/yyyy:hh:mm:ss +0000]" filled in under the lock */
+    n += 28; /* "[dd/Mon/yyyy:hh:mm:ss +0000]", filled in below */
     /* The request line as received, like nginx's $request: a 414 keeps its
      * (cut) target, an "HTTP/2.0" line its version. */
     n += quoted(line + n, e->line, e->line_len, LOG_FIELD_MAX * 2 + 64);
@@ -197,20 +232,26 @@ static void log_line(struct http_log *log, struct http_conn *c, const struct htt
     n += quoted(line + n, e->agent, e->agent_len, LOG_FIELD_MAX / 2);
     line[n++] = '\n';
 
-    http_lock(&log->lock, log->mt);
+    struct log_buf *b = my_buf(log);
     time_t now = time(NULL);
-    if (now != log->tsec) {
+    if (now != b->tsec) {
         struct tm tm;
         gmtime_r(&now, &tm);
-        strftime(log->tstr, sizeof(log->tstr), "[%d/%b/%Y:%H:%M:%S +0000]", &tm);
-        log->tsec = now;
+        strftime(b->tstr, sizeof(b->tstr), "[%d/%b/%Y:%H:%M:%S +0000]", &tm);
+        b->tsec = now;
     }
-    memcpy(line + time_at, log->tstr, 28);
-    if (LOG_BUF_SIZE - log->len < n)
-        flush_locked(log);
-    memcpy(log->buf + log->len, line, n);
-    log->len += n;
-    http_unlock(&log->lock, log->mt);
+    memcpy(line + time_at, b->tstr, 28);
+    if (LOG_BUF_SIZE - b->len < n)
+        flush_buf(log, b);
+    memcpy(b->buf + b->len, line, n);
+    b->len += n;
+    if (!b->flusher) {
+        struct sp_iom *iom = sp_iom_current();
+        if (iom && sp_iom_spawn(iom, log_flusher, log) == 0)
+            b->flusher = true;
+        else
+            flush_buf(log, b); /* no fiber to flush later: write now */
+    }
 }
 
 void http_log_add(struct http_conn *c, const struct http_txn *t)

@@ -17,13 +17,19 @@
  * "/dir/", which serves the index file; a directory without one is a 404
  * (there are no listings).
  *
- * Small files (up to CACHE_FILE_MAX) are kept in memory, per worker, keyed by
- * path and answered with one writev; an entry is checked against the file
- * system (open + fstat) at most once per second of wall time, and the cache
- * holds at most CACHE_TOTAL_MAX bytes, least recently used out first.  Larger
- * files are sent with sendfile.  Entries are reference counted because a
- * response points into one until it is written, possibly after the entry has
- * been replaced.
+ * Small files (up to CACHE_FILE_MAX) are kept in memory, keyed by path and
+ * answered with one writev; an entry is checked against the file system
+ * (open + fstat) at most once per second of wall time, and the caches of a
+ * worker hold at most CACHE_TOTAL_MAX bytes, least recently used out first.
+ * Larger files are sent with sendfile.  Entries are reference counted because
+ * a response points into one until it is written, possibly after the entry
+ * has been replaced.
+ *
+ * Each scheduler thread has its own cache and its own current root (a
+ * connection never leaves its thread), so nothing here takes a lock: each
+ * thread notices a switch of root by itself, on its next request, and
+ * empties its own cache; each cache may hold CACHE_TOTAL_MAX / threads
+ * bytes.
  *
  * Conditional requests: If-None-Match (weak comparison, "*") takes precedence
  * over If-Modified-Since (IMF-fixdate only); either gives 304.  Range: one
@@ -34,7 +40,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +57,7 @@
 
 #include "http.h"
 #include "spindle/io.h"
+#include "spindle/iomanager.h"
 
 #define CACHE_FILE_MAX  (64 * 1024)
 #define CACHE_TOTAL_MAX (16 * 1024 * 1024)
@@ -91,7 +97,7 @@ struct http_file {
 
 /* The directory root named when it was last looked up. */
 struct http_root {
-    atomic_uint refs; /* one for the service while current, one per request */
+    atomic_uint refs; /* one for its thread's cache while current, one per request */
     unsigned gen;     /* counts the directories root has named */
     int fd;
     dev_t dev;
@@ -100,18 +106,29 @@ struct http_root {
     size_t real_len;
 };
 
+/* One scheduler thread's cache, touched only by that thread (and at exit). */
+struct http_cache {
+    struct http_root *root; /* current for this thread; NULL until its first request */
+    struct http_file *buckets[CACHE_BUCKETS];
+    struct http_file *lru_head, *lru_tail;
+    size_t total, max; /* bytes listed, at most max */
+};
+
 struct http_static {
     const struct sp_http_conf *conf;
     const char *index; /* the index file name, borrowed */
     size_t index_len;
-    struct http_root *root; /* current; replaced under lock */
     atomic_bool openat2_ok;
-    bool mt;
-    pthread_mutex_t lock; /* guards the cache in multi-thread mode */
-    struct http_file *buckets[CACHE_BUCKETS];
-    struct http_file *lru_head, *lru_tail;
-    size_t total;
+    unsigned ncaches;
+    struct http_cache **caches; /* one per scheduler thread */
 };
+
+/* The calling scheduler thread's cache. */
+static struct http_cache *my_cache(struct http_static *st)
+{
+    unsigned i = sp_iom_thread_index();
+    return st->caches[i < st->ncaches ? i : 0];
+}
 
 /* ---- cache ----------------------------------------------------------------- */
 
@@ -123,52 +140,51 @@ void http_file_release(struct http_file *f)
     }
 }
 
-static void lru_unlink(struct http_static *st, struct http_file *f)
+static void lru_unlink(struct http_cache *ca, struct http_file *f)
 {
     if (f->prev)
         f->prev->next = f->next;
     else
-        st->lru_head = f->next;
+        ca->lru_head = f->next;
     if (f->next)
         f->next->prev = f->prev;
     else
-        st->lru_tail = f->prev;
+        ca->lru_tail = f->prev;
     f->prev = f->next = NULL;
 }
 
-static void lru_push(struct http_static *st, struct http_file *f)
+static void lru_push(struct http_cache *ca, struct http_file *f)
 {
     f->prev = NULL;
-    f->next = st->lru_head;
-    if (st->lru_head)
-        st->lru_head->prev = f;
+    f->next = ca->lru_head;
+    if (ca->lru_head)
+        ca->lru_head->prev = f;
     else
-        st->lru_tail = f;
-    st->lru_head = f;
+        ca->lru_tail = f;
+    ca->lru_head = f;
 }
 
-/* Takes f out of the cache and drops the cache's reference.  Lock held. */
-static void cache_remove_locked(struct http_static *st, struct http_file *f)
+/* Takes f out of the cache and drops the cache's reference. */
+static void cache_remove(struct http_cache *ca, struct http_file *f)
 {
     if (!f->listed)
         return;
-    struct http_file **pp = &st->buckets[f->hash & (CACHE_BUCKETS - 1)];
+    struct http_file **pp = &ca->buckets[f->hash & (CACHE_BUCKETS - 1)];
     while (*pp != f)
         pp = &(*pp)->hnext;
     *pp = f->hnext;
-    lru_unlink(st, f);
+    lru_unlink(ca, f);
     f->listed = false;
-    st->total -= (size_t)f->meta.size;
+    ca->total -= (size_t)f->meta.size;
     http_file_release(f);
 }
 
 /* Returns the entry for path with a reference taken and its last check time,
  * or NULL. */
-static struct http_file *cache_get(struct http_static *st, const char *path, size_t len,
-                                   size_t hash, unsigned gen, time_t *checked)
+static struct http_file *cache_get(struct http_cache *ca, const char *path, size_t len, size_t hash,
+                                   unsigned gen, time_t *checked)
 {
-    http_lock(&st->lock, st->mt);
-    struct http_file *f = st->buckets[hash & (CACHE_BUCKETS - 1)];
+    struct http_file *f = ca->buckets[hash & (CACHE_BUCKETS - 1)];
     while (f && !(f->hash == hash && f->path_len == len && memcmp(f->path, path, len) == 0))
         f = f->hnext;
     if (f && f->gen != gen)
@@ -176,54 +192,35 @@ static struct http_file *cache_get(struct http_static *st, const char *path, siz
     if (f) {
         atomic_fetch_add(&f->refs, 1);
         *checked = f->checked;
-        if (st->lru_head != f) {
-            lru_unlink(st, f);
-            lru_push(st, f);
+        if (ca->lru_head != f) {
+            lru_unlink(ca, f);
+            lru_push(ca, f);
         }
     }
-    http_unlock(&st->lock, st->mt);
     return f;
-}
-
-static void cache_touch(struct http_static *st, struct http_file *f, time_t now)
-{
-    http_lock(&st->lock, st->mt);
-    f->checked = now;
-    http_unlock(&st->lock, st->mt);
 }
 
 /* Lists f (the caller keeps its own reference), replacing an entry for the
  * same path and evicting the least recently used ones to make room.  An
  * entry read under a root that is no longer current is not listed. */
-static void cache_insert(struct http_static *st, struct http_file *f)
+static void cache_insert(struct http_cache *ca, struct http_file *f)
 {
-    http_lock(&st->lock, st->mt);
-    if (!st->root || st->root->gen != f->gen) {
-        http_unlock(&st->lock, st->mt);
+    if (!ca->root || ca->root->gen != f->gen)
         return;
-    }
-    struct http_file *old = st->buckets[f->hash & (CACHE_BUCKETS - 1)];
+    struct http_file *old = ca->buckets[f->hash & (CACHE_BUCKETS - 1)];
     while (old && !(old->hash == f->hash && old->path_len == f->path_len &&
                     memcmp(old->path, f->path, f->path_len) == 0))
         old = old->hnext;
     if (old)
-        cache_remove_locked(st, old);
-    while (st->lru_tail && st->total + (size_t)f->meta.size > CACHE_TOTAL_MAX)
-        cache_remove_locked(st, st->lru_tail);
-    f->hnext = st->buckets[f->hash & (CACHE_BUCKETS - 1)];
-    st->buckets[f->hash & (CACHE_BUCKETS - 1)] = f;
-    lru_push(st, f);
+        cache_remove(ca, old);
+    while (ca->lru_tail && ca->total + (size_t)f->meta.size > ca->max)
+        cache_remove(ca, ca->lru_tail);
+    f->hnext = ca->buckets[f->hash & (CACHE_BUCKETS - 1)];
+    ca->buckets[f->hash & (CACHE_BUCKETS - 1)] = f;
+    lru_push(ca, f);
     f->listed = true;
-    st->total += (size_t)f->meta.size;
+    ca->total += (size_t)f->meta.size;
     atomic_fetch_add(&f->refs, 1);
-    http_unlock(&st->lock, st->mt);
-}
-
-static void cache_drop(struct http_static *st, struct http_file *f)
-{
-    http_lock(&st->lock, st->mt);
-    cache_remove_locked(st, f);
-    http_unlock(&st->lock, st->mt);
 }
 
 /* ---- root ---------------------------------------------------------------------- */
@@ -279,42 +276,28 @@ fail:
 /*
  * The directory root names now, with a reference for the caller; NULL (a
  * 404) when it names none.  Costs one stat(2) of the path when nothing
- * changed; otherwise opens the new directory, makes it current and empties
- * the cache, whose entries were read under the old one.
+ * changed; otherwise opens the new directory, makes it current for this
+ * thread and empties the thread's cache, whose entries were read under the
+ * old one.
  */
-static struct http_root *root_get(struct http_static *st)
+static struct http_root *root_get(struct http_cache *ca, const char *path)
 {
-    struct http_root *r, *old;
+    struct http_root *r, *old = ca->root;
     struct stat sb;
 
-    if (stat(st->conf->root, &sb) != 0)
+    if (stat(path, &sb) != 0)
         return NULL;
-    http_lock(&st->lock, st->mt);
-    r = st->root;
-    if (r && r->dev == sb.st_dev && r->ino == sb.st_ino) {
-        atomic_fetch_add(&r->refs, 1);
-        http_unlock(&st->lock, st->mt);
-        return r;
-    }
-    http_unlock(&st->lock, st->mt);
-
-    if (!(r = root_open(st->conf->root)))
-        return NULL;
-    http_lock(&st->lock, st->mt);
-    old = st->root;
-    if (old && old->dev == r->dev && old->ino == r->ino) {
-        /* Another thread got there first. */
+    if (old && old->dev == sb.st_dev && old->ino == sb.st_ino) {
         atomic_fetch_add(&old->refs, 1);
-        http_unlock(&st->lock, st->mt);
-        root_release(r);
         return old;
     }
+    if (!(r = root_open(path)))
+        return NULL;
     r->gen = old ? old->gen + 1 : 0;
     atomic_fetch_add(&r->refs, 1);
-    st->root = r;
-    while (st->lru_tail)
-        cache_remove_locked(st, st->lru_tail);
-    http_unlock(&st->lock, st->mt);
+    ca->root = r;
+    while (ca->lru_tail)
+        cache_remove(ca, ca->lru_tail);
     root_release(old);
     return r;
 }
@@ -690,7 +673,7 @@ int http_static_serve(struct http_conn *c, struct http_txn *t, const char *path,
         rl += il;
     }
     rel[rl] = '\0';
-    struct http_root *root = root_get(st);
+    struct http_root *root = root_get(my_cache(st), st->conf->root);
     rc = root ? serve_rel(c, t, root, rel, rl, dir_request) : http_error(&c->out, t, 404, NULL);
     root_release(root);
     if (rel != stack_rel)
@@ -703,17 +686,18 @@ static int serve_rel(struct http_conn *c, struct http_txn *t, const struct http_
                      const char *rel, size_t rl, bool dir_request)
 {
     struct http_static *st = c->hs->st;
+    struct http_cache *ca = my_cache(st);
     uint64_t h = http_hash(rel, rl);
     size_t hash = (size_t)(h ^ (h >> 32));
     time_t now = time(NULL), checked = 0;
-    struct http_file *f = cache_get(st, rel, rl, hash, root->gen, &checked);
+    struct http_file *f = cache_get(ca, rel, rl, hash, root->gen, &checked);
     if (f && checked == now)
         return respond(c, t, &f->meta, f, -1);
 
     int fd = open_beneath(st, root, rel);
     if (fd < 0) {
         if (f) {
-            cache_drop(st, f);
+            cache_remove(ca, f);
             http_file_release(f);
         }
         return open_error(c, t, fd);
@@ -730,19 +714,19 @@ static int serve_rel(struct http_conn *c, struct http_txn *t, const struct http_
         goto out;
     }
     if (f && meta_same(&f->meta, &sb)) {
-        cache_touch(st, f, now);
+        f->checked = now;
         close(fd);
         return respond(c, t, &f->meta, f, -1);
     }
     if (f) {
-        cache_drop(st, f);
+        cache_remove(ca, f);
         http_file_release(f);
         f = NULL;
     }
     if (sb.st_size <= CACHE_FILE_MAX && (f = file_load(fd, &sb, rel, rl, hash)) != NULL) {
         f->checked = now;
         f->gen = root->gen;
-        cache_insert(st, f);
+        cache_insert(ca, f);
         close(fd);
         return respond(c, t, &f->meta, f, -1);
     }
@@ -760,24 +744,32 @@ out:
 
 static void http_static_free(struct http_static *st);
 
-struct http_static *http_static_new(const struct sp_http_conf *conf, bool mt, char *err,
+struct http_static *http_static_new(const struct sp_http_conf *conf, unsigned threads, char *err,
                                     size_t errlen)
 {
     struct http_static *st = calloc(1, sizeof(*st));
-    if (!st) {
+    if (threads == 0)
+        threads = 1;
+    if (!st || !(st->caches = calloc(threads, sizeof(*st->caches)))) {
         snprintf(err, errlen, "out of memory");
-        return NULL;
+        goto fail;
+    }
+    st->ncaches = threads;
+    for (unsigned i = 0; i < threads; i++) {
+        if (!(st->caches[i] = calloc(1, sizeof(*st->caches[i])))) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        st->caches[i]->max = CACHE_TOTAL_MAX / threads;
     }
     st->conf = conf;
     st->index = conf->index ? conf->index : "index.html";
     st->index_len = strlen(st->index);
-    st->mt = mt;
     atomic_init(&st->openat2_ok, true);
-    pthread_mutex_init(&st->lock, NULL);
     /* Checked at start so that a wrong root is reported; looked up again
-     * on every request. */
-    st->root = root_open(conf->root);
-    if (!st->root) {
+     * on every request (the other threads open it on their first). */
+    st->caches[0]->root = root_open(conf->root);
+    if (!st->caches[0]->root) {
         snprintf(err, errlen, "root %s: %s", conf->root, strerror(errno));
         goto fail;
     }
@@ -791,9 +783,15 @@ static void http_static_free(struct http_static *st)
 {
     if (!st)
         return;
-    while (st->lru_tail)
-        cache_remove_locked(st, st->lru_tail);
-    root_release(st->root);
-    pthread_mutex_destroy(&st->lock);
+    for (unsigned i = 0; st->caches && i < st->ncaches; i++) {
+        struct http_cache *ca = st->caches[i];
+        if (!ca)
+            continue;
+        while (ca->lru_tail)
+            cache_remove(ca, ca->lru_tail);
+        root_release(ca->root);
+        free(ca);
+    }
+    free(st->caches);
     free(st);
 }

@@ -10,6 +10,7 @@ INTEGRATION_TESTS += \
 	tests/integration/test_http.py \
 	tests/integration/test_http_errors.py \
 	tests/integration/test_http_static.py \
+	tests/integration/test_http_threads.py \
 	tests/integration/test_echo.py
 
 # The master: command line, signals, reload transaction, respawn.

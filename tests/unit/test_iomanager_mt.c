@@ -586,6 +586,57 @@ static void test_mt_closed_fd_is_nobodys(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* ---- thread index -------------------------------------------------------- */
+
+struct index_seen {
+    pthread_mutex_t lock;
+    pthread_t thread[MT_THREADS * 4];
+    unsigned index[MT_THREADS * 4];
+    int n;
+    atomic_int changed;
+};
+
+static void index_fiber(void *arg)
+{
+    struct index_seen *s = arg;
+    unsigned idx = sp_iom_thread_index();
+    for (int i = 0; i < 20; i++) {
+        sp_yield();
+        if (sp_iom_thread_index() != idx)
+            atomic_fetch_add(&s->changed, 1);
+    }
+    pthread_mutex_lock(&s->lock);
+    s->thread[s->n] = this_thread();
+    s->index[s->n++] = idx;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Each scheduler thread has its own index, 0 .. threads - 1, the same for
+ * all its fibers for their whole life: what per-thread service state is
+ * looked up by. */
+static void test_mt_thread_index(void **state)
+{
+    (void)state;
+    struct index_seen s = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    struct sp_iom *iom = new_iom(MT_THREADS);
+    assert_int_equal(sp_iom_thread_index(), 0);
+    for (int i = 0; i < MT_THREADS * 4; i++)
+        assert_int_equal(sp_iom_spawn(iom, index_fiber, &s), 0);
+    assert_int_equal(sp_iom_run(iom), 0);
+    sp_iom_free(iom);
+    assert_int_equal(s.n, MT_THREADS * 4);
+    assert_int_equal(atomic_load(&s.changed), 0);
+    unsigned seen = 0;
+    for (int i = 0; i < s.n; i++) {
+        assert_true(s.index[i] < MT_THREADS);
+        seen |= 1u << s.index[i];
+        for (int j = 0; j < s.n; j++)
+            assert_int_equal(pthread_equal(s.thread[i], s.thread[j]) != 0,
+                             s.index[i] == s.index[j]);
+    }
+    assert_int_equal(seen, (1u << MT_THREADS) - 1);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -597,6 +648,7 @@ int main(void)
         RT_TEST(test_mt_listener_connections_stay_on_their_thread),
         RT_TEST(test_mt_owner_check_fires_without_the_listener_guard),
         RT_TEST(test_mt_closed_fd_is_nobodys),
+        RT_TEST(test_mt_thread_index),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

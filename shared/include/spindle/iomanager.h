@@ -82,6 +82,14 @@ void sp_iom_stop(struct sp_iom *iom);
 struct sp_iom *sp_iom_current(void);
 
 /*
+ * The index of the scheduler thread this code runs on, 0 .. threads - 1
+ * (threads as configured, 1 in single-thread mode); 0 off the scheduler
+ * threads.  A fiber never changes threads, so state kept per index needs no
+ * lock when only that thread's fibers touch it.
+ */
+unsigned sp_iom_thread_index(void);
+
+/*
  * Waits for fd (non-blocking) to become readable without holding a fiber:
  * fn(fd, status, arg) runs on a fresh fiber when it does, or after timeout_ms
  * (-1 = never), on the thread that calls this (the fd's thread).  One watch
