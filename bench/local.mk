@@ -4,6 +4,7 @@
 EXTRA_DIST += \
 	bench/README.md \
 	bench/run \
+	bench/instr.sh \
 	bench/pack-static.sh \
 	bench/nginx.conf.in \
 	bench/plot.gp \
