@@ -14,7 +14,9 @@
 #include "spindle/stream.h"
 #include "worker.h"
 
-#define ECHO_BUF 16384
+#define ECHO_BUF         16384 /* one batch, on stacks of ECHO_LARGE_STACK or more */
+#define ECHO_BUF_SMALL   2048  /* on smaller ones (16k and up leave room for it) */
+#define ECHO_LARGE_STACK (32 * 1024)
 
 static void echo_close(struct service *svc, struct sp_stream *s)
 {
@@ -40,13 +42,11 @@ static void echo_ready(int fd, int status, void *arg)
     echo_serve(svc, fd);
 }
 
-/* Runs on a fiber: echoes until the socket runs dry, then parks the
- * connection fiber-less. */
-static void echo_serve(struct service *svc, int fd)
+/* Echoes until the socket runs dry, then parks the connection fiber-less. */
+static void echo_loop(struct service *svc, int fd, char *buf, size_t size)
 {
     struct worker_counters *c = worker_counters(svc->worker);
     int64_t idle = svc->conf->echo.idle_timeout_ms ? svc->conf->echo.idle_timeout_ms : -1;
-    char buf[ECHO_BUF];
     bool dry = false;
     struct sp_stream s;
 
@@ -54,7 +54,7 @@ static void echo_serve(struct service *svc, int fd)
 
     for (;;) {
         /* A short read emptied the socket: watch at once (io.h allows it). */
-        ssize_t n = dry ? -EAGAIN : sp_stream_try_read(&s, buf, sizeof(buf));
+        ssize_t n = dry ? -EAGAIN : sp_stream_try_read(&s, buf, size);
         if (n == -EAGAIN) {
             int64_t wait = idle;
             /* A draining worker gives a quiet connection a short grace only. */
@@ -64,7 +64,7 @@ static void echo_serve(struct service *svc, int fd)
                 return;
             break;
         }
-        dry = n > 0 && (size_t)n < sizeof(buf);
+        dry = n > 0 && (size_t)n < size;
         if (n <= 0)
             break;
         atomic_fetch_add(&c->bytes_in, (unsigned long long)n);
@@ -75,6 +75,29 @@ static void echo_serve(struct service *svc, int fd)
         atomic_fetch_add(&c->requests, 1);
     }
     echo_close(svc, &s);
+}
+
+/* The two frames, apart so that a small stack never reserves the large one
+ * (a frame larger than the stack would jump over its guard page). */
+static __attribute__((noinline)) void echo_on_large_stack(struct service *svc, int fd)
+{
+    char buf[ECHO_BUF];
+    echo_loop(svc, fd, buf, sizeof(buf));
+}
+
+static __attribute__((noinline)) void echo_on_small_stack(struct service *svc, int fd)
+{
+    char buf[ECHO_BUF_SMALL];
+    echo_loop(svc, fd, buf, sizeof(buf));
+}
+
+/* Runs on a fiber, with a batch buffer that fits the configured stack. */
+static void echo_serve(struct service *svc, int fd)
+{
+    if (worker_config(svc->worker)->stack_size >= ECHO_LARGE_STACK)
+        echo_on_large_stack(svc, fd);
+    else
+        echo_on_small_stack(svc, fd);
 }
 
 const struct service_ops echo_service_ops = {

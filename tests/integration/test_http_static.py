@@ -333,6 +333,16 @@ listen = 127.0.0.1:%d
         with connect(echo) as e:
             e.sendall(b"ping")
             eq(e.recv(16), b"ping", "echo")
+            # A message many batches long comes back whole and in order.
+            big = bytes(range(256)) * 400
+            e.sendall(big)
+            got = b""
+            while len(got) < len(big):
+                part = e.recv(65536)
+                if not part:
+                    break
+                got += part
+            eq(got, big, "a 100 KB echo at stack_size = 16k")
         eq(small.workers(), workers, "the worker survived (log: %s)" % small.logs()[-600:])
     finally:
         small.stop()
