@@ -22,8 +22,18 @@ SRCDIR = os.environ.get("SPINDLE_SRCDIR") or os.path.abspath(".")
 
 # ---- TAP -------------------------------------------------------------------
 
+class Skip(Exception):
+    """Raised by a case that cannot run here: reported as TAP's '# SKIP reason',
+    which automake counts as SKIP, never as a pass."""
+
+
+def skip(why):
+    raise Skip(why)
+
+
 class Tap:
-    """Minimal TAP producer.  Each case is a function; an exception fails it."""
+    """Minimal TAP producer.  Each case is a function; an exception fails it,
+    Skip (skip()) skips it."""
 
     def __init__(self):
         self.n = 0
@@ -42,6 +52,8 @@ class Tap:
             t0 = time.monotonic()
             try:
                 fn()
+            except Skip as why:
+                print("ok %d - %s # SKIP %s" % (self.n, name, why), flush=True)
             except Exception:  # noqa: BLE001 - any failure is a failed case
                 self.failed += 1
                 print("not ok %d - %s" % (self.n, name), flush=True)

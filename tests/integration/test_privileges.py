@@ -9,7 +9,7 @@ import pwd
 import re
 import subprocess
 
-from harness import BIN, Spindle, Tap, check, eq, free_port, http_get, wait_for
+from harness import BIN, Spindle, Tap, check, eq, free_port, http_get, skip, wait_for
 
 tap = Tap()
 
@@ -22,10 +22,9 @@ SKIP = os.geteuid() != 0 or PW is None
 OTHER_GROUP = "daemon" if "daemon" in {g.gr_name for g in grp.getgrall()} else None
 
 
-def skip():
+def need_root():
     if SKIP:
-        print("# skipped: needs root and a user %s" % USER)
-    return SKIP
+        skip("needs root and a user %s" % USER)
 
 
 def ids(pid):
@@ -89,8 +88,7 @@ def run(args):
 
 @tap.case
 def workers_switch_to_user_master_stays_root():
-    if skip():
-        return
+    need_root()
     s = Setup("user = %s\n" % USER)
     try:
         workers = s.start(2)
@@ -109,8 +107,9 @@ def workers_switch_to_user_master_stays_root():
 
 @tap.case
 def group_key_sets_the_workers_group():
-    if skip() or OTHER_GROUP is None:
-        return
+    need_root()
+    if OTHER_GROUP is None:
+        skip("no group daemon to switch to")
     gid = grp.getgrnam(OTHER_GROUP).gr_gid
     s = Setup("user = %s\ngroup = %s\n" % (USER, OTHER_GROUP), workers=1)
     try:
@@ -125,8 +124,7 @@ def group_key_sets_the_workers_group():
 
 @tap.case
 def files_only_root_can_read_are_refused():
-    if skip():
-        return
+    need_root()
     s = Setup("user = %s\n" % USER, workers=1)
     try:
         s.file("public.txt", "for everyone\n", 0o644)
@@ -143,8 +141,7 @@ def files_only_root_can_read_are_refused():
 
 @tap.case
 def master_opens_and_reopens_the_log_files():
-    if skip():
-        return
+    need_root()
     s = Setup("user = %s\n" % USER, workers=2)
     try:
         s.file("a.txt", "a\n", 0o644)
@@ -177,8 +174,7 @@ def master_opens_and_reopens_the_log_files():
 
 @tap.case
 def check_config_warns_about_unreadable_root():
-    if skip():
-        return
+    need_root()
     s = Setup("user = %s\n" % USER, workers=1)
     try:
         hidden = os.path.join(s.sp.dir, "hidden")
@@ -199,8 +195,7 @@ def check_config_warns_about_unreadable_root():
 
 @tap.case
 def unknown_user_or_group_is_a_config_error():
-    if skip():
-        return
+    need_root()
     for master, key, name in (("user = no-such-user-x\n", "user", "no-such-user-x"),
                               ("user = %s\ngroup = no-such-group-x\n" % USER, "group",
                                "no-such-group-x")):
@@ -220,8 +215,7 @@ def unknown_user_or_group_is_a_config_error():
 
 @tap.case
 def root_without_user_warns():
-    if skip():
-        return
+    need_root()
     s = Setup("", workers=1)
     try:
         s.start(1)
