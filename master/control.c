@@ -182,7 +182,7 @@ static void control_status(struct master *m, char *buf, size_t len)
         }
         if (!waiting)
             break;
-        sp_sleep(5);
+        master_wait(m, deadline); /* a STATUS answer or a worker gone */
     }
 
     now = sp_now_ns();

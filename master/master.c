@@ -37,12 +37,29 @@ struct master_worker *master_find_pid(struct master *m, pid_t pid)
     return NULL;
 }
 
+void master_changed(struct master *m)
+{
+    sp_waitq_broadcast(&m->changed);
+}
+
+int master_wait(struct master *m, uint64_t deadline_ns)
+{
+    if (!deadline_ns)
+        return sp_waitq_wait(&m->changed, -1);
+    uint64_t now = sp_now_ns();
+    if (now >= deadline_ns)
+        return -ETIMEDOUT;
+    /* Rounded up: a wake-up before the deadline would only wait again. */
+    return sp_waitq_wait(&m->changed, (int64_t)((deadline_ns - now + MS - 1) / MS));
+}
+
 void master_make_current(struct master *m, struct master_gen *gen)
 {
     m->cur = gen;
     for (unsigned i = 0; i < SP_CONFIG_MAX_WORKERS; i++)
         m->index[i].delay_ms = 0;
     master_slots_balance(m);
+    master_changed(m);
 }
 
 /* SIGKILL to every worker not yet reaped: the last resort. */
@@ -85,6 +102,7 @@ static void unlink_worker(struct master *m, struct master_worker *w)
     if (w->next)
         w->next->prev = w->prev;
     w->next = w->prev = NULL;
+    master_changed(m); /* the waiters run after the caller has finished */
 }
 
 int master_send(struct master_worker *w, enum sp_msg_type type)
@@ -99,7 +117,6 @@ int master_send(struct master_worker *w, enum sp_msg_type type)
 
 void master_retire(struct master *m, struct master_worker *w, bool graceful)
 {
-    (void)m;
     uint64_t now = sp_now_ns();
     if (w->reaped || w->pid <= 0)
         return;
@@ -117,6 +134,7 @@ void master_retire(struct master *m, struct master_worker *w, bool graceful)
         if (!w->kill_at_ns || at < w->kill_at_ns)
             w->kill_at_ns = at;
     }
+    master_changed(m); /* a new deadline for deadline_fiber */
     int rc = master_send(w, graceful ? SP_MSG_DRAIN : SP_MSG_STOP);
     if (rc < 0 && rc != -EPIPE && rc != -ECONNRESET)
         sp_log_warn("send(%s) to worker %u (pid %d) failed: %s; it will be killed at the deadline",
@@ -271,6 +289,7 @@ static void handle_msg(struct master_worker *w, const struct sp_msg *msg)
         if (w->state == MASTER_WORKER_STARTING) {
             w->state = MASTER_WORKER_READY;
             master_slots_balance(the_master);
+            master_changed(the_master);
         }
         break;
     case SP_MSG_PONG:
@@ -279,6 +298,7 @@ static void handle_msg(struct master_worker *w, const struct sp_msg *msg)
     case SP_MSG_STATUS:
         w->status = msg->status;
         w->status_seq++;
+        master_changed(the_master);
         break;
     case SP_MSG_DRAINING:
         break;
@@ -289,6 +309,7 @@ static void handle_msg(struct master_worker *w, const struct sp_msg *msg)
             snprintf(w->gen->failed, sizeof(w->gen->failed),
                      "worker %u (pid %d) failed to start: %s", w->index, (int)w->pid,
                      msg->exiting.reason);
+        master_changed(the_master);
         break;
     default:
         sp_log_warn("worker %u (pid %d) sent an unexpected %s message", w->index, (int)w->pid,
@@ -346,6 +367,7 @@ static void reap(struct master *m)
             continue;
         w->reaped = true;
         w->wstatus = st;
+        master_changed(m);
         if (w->channel_done)
             worker_gone(m, w);
         else
@@ -360,7 +382,7 @@ static void reload_fiber(void *arg)
     struct master *m = arg;
     char msg[512];
     while (m->reloading && !m->stopping)
-        sp_sleep(10);
+        master_wait(m, 0);
     m->hup_pending = false;
     master_reload(m, msg, sizeof(msg));
 }
@@ -436,7 +458,7 @@ static void deadline_fiber(void *arg)
     struct master *m = arg;
     while (!m->done) {
         uint64_t now = sp_now_ns();
-        bool pending = false;
+        uint64_t next = 0;
         for (struct master_worker *w = m->workers; w; w = w->next) {
             if (!w->kill_at_ns || w->reaped || w->killed || w->pid <= 0)
                 continue;
@@ -447,13 +469,12 @@ static void deadline_fiber(void *arg)
                             w->state == MASTER_WORKER_DRAINING ? "drain" : "stop");
                 kill(w->pid, SIGKILL);
                 w->killed = true;
-            } else {
-                pending = true;
+            } else if (!next || w->kill_at_ns < next) {
+                next = w->kill_at_ns;
             }
         }
-        /* Every deadline lies at least a second after it is set, so the
-         * long sleep never oversleeps one. */
-        sp_sleep(pending ? 50 : 1000);
+        /* Until the earliest deadline; master_retire() wakes it for a new one. */
+        master_wait(m, next);
     }
 }
 
@@ -461,7 +482,7 @@ static void shutdown_fiber(void *arg)
 {
     struct master *m = arg;
     while (m->reloading)
-        sp_sleep(10);
+        master_wait(m, 0);
     for (struct master_worker *w = m->workers; w; w = w->next)
         master_retire(m, w, m->graceful);
     /* Nobody will accept on the listeners again.  Closed now, they make the
@@ -470,9 +491,10 @@ static void shutdown_fiber(void *arg)
      * the master exits. */
     listeners_close_all(m);
     while (m->workers)
-        sp_sleep(10);
+        master_wait(m, 0);
     sp_log_info("all workers gone; exiting");
     m->done = true;
+    master_changed(m);
     sp_iom_stop(m->iom);
 }
 
@@ -488,6 +510,7 @@ void master_shutdown(struct master *m, bool graceful)
     }
     m->stopping = true;
     m->graceful = graceful;
+    master_changed(m);
     master_notify(m, "STOPPING=1");
     if (sp_iom_spawn(m->iom, shutdown_fiber, m) != 0) {
         sp_log_error("cannot shut down in order: out of memory; killing the workers");

@@ -27,6 +27,7 @@
 
 #include "spindle/channel.h"
 #include "spindle/config.h"
+#include "spindle/waitq.h"
 
 /* Bounds of the master's own waits. */
 #define MASTER_READY_TIMEOUT_MS         5000  /* a new worker must say READY within this */
@@ -151,6 +152,10 @@ struct master {
     bool done;
     int exit_code;
 
+    /* Broadcast on every change a master fiber may wait for (master_changed);
+     * waiters loop on their own condition (master_wait). */
+    struct sp_waitq changed;
+
     struct master_worker *fork_queue;
 
     bool reload_ran;
@@ -192,6 +197,15 @@ void master_make_current(struct master *m, struct master_gen *gen);
 
 /* Reopens the master's log and sends REOPEN to every worker (SIGUSR1). */
 void master_reopen(struct master *m);
+
+/* Wakes every fiber in master_wait(): a worker's state, the worker table,
+ * the current generation, reloading, stopping or a deadline changed. */
+void master_changed(struct master *m);
+
+/* Parks the calling fiber until master_changed() or until deadline_ns
+ * (CLOCK_MONOTONIC; 0 = none).  Returns 0 when woken, -ETIMEDOUT once the
+ * deadline has passed.  Callers re-check their condition either way. */
+int master_wait(struct master *m, uint64_t deadline_ns);
 
 /* Starts the graceful (SIGQUIT) or fast (SIGTERM) shutdown. */
 void master_shutdown(struct master *m, bool graceful);

@@ -102,7 +102,7 @@ int master_start_generation(struct master *m, struct master_gen *gen, char *err,
                 snprintf(err, errlen, "workers not ready after %d ms", MASTER_READY_TIMEOUT_MS);
             goto fail;
         }
-        sp_sleep(5);
+        master_wait(m, deadline); /* READY, an exit, or shutting down */
     }
 
 fail:
@@ -216,7 +216,7 @@ fail_cfg:
 int master_reload(struct master *m, char *msg, size_t len)
 {
     while ((m->reloading || !m->cur) && !m->stopping)
-        sp_sleep(10);
+        master_wait(m, 0);
     if (m->stopping) {
         snprintf(msg, len, "not reloaded: shutting down");
         return -1;
@@ -225,6 +225,7 @@ int master_reload(struct master *m, char *msg, size_t len)
     master_notify_reloading(m);
     int rc = transaction(m, msg, len);
     m->reloading = false;
+    master_changed(m);
     if (rc == 0) {
         sp_log_info("reload: %s", msg);
         master_notify(m, "READY=1\nSTATUS=reloaded: generation %u", m->cur->id);

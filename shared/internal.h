@@ -13,6 +13,7 @@
 #include "spindle/fiber.h"
 #include "spindle/iomanager.h"
 #include "spindle/timer.h"
+#include "spindle/waitq.h"
 
 #ifdef SP_FIBER_UCONTEXT
 #include <ucontext.h>
@@ -62,7 +63,8 @@ struct sp_fiber {
     int wait_fd;
     uint32_t wait_gen; /* wait_fd's generation when the call began (see sp__iom_fd_gen) */
     int wait_result;
-    uint64_t wait_deadline; /* 0 = none */
+    uint64_t wait_deadline;      /* 0 = none */
+    struct sp_waitq_node *waitq; /* queued on a wait queue (waitq.h); NULL otherwise */
     unsigned budget;
     struct sp_timer timer;
     struct sp_fiber *run_next;

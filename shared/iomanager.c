@@ -368,6 +368,7 @@ static struct sp_fiber *fiber_start(struct sp_iom *iom, sp_fiber_fn *fn, void *a
         return NULL;
     f->iom = iom;
     f->wait_fd = -1;
+    f->waitq = NULL;
     sp_timer_init(&f->timer, fiber_timer_fired);
     f->live_prev = NULL;
     f->live_next = iom->live;
@@ -468,9 +469,30 @@ static void wake(struct sp_iom *iom, struct sp_fiber *f, int result)
     runq_push(iom, f);
 }
 
+static void waitq_unlink(struct sp_waitq_node *n)
+{
+    struct sp_waitq *q = n->queue;
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        q->head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    else
+        q->tail = n->prev;
+    n->prev = n->next = NULL;
+    n->fiber->waitq = NULL;
+}
+
 static void fiber_timer_fired(struct sp_timer *t)
 {
     struct sp_fiber *f = sp_container_of(t, struct sp_fiber, timer);
+    if (f->waitq) {
+        /* Off the queue now, so that no signal picks a fiber already woken. */
+        waitq_unlink(f->waitq);
+        wake(f->iom, f, -ETIMEDOUT);
+        return;
+    }
     wake(f->iom, f, f->wait_fd >= 0 ? -ETIMEDOUT : 0);
 }
 
@@ -550,6 +572,67 @@ undo:
     iom->nwatches--;
 out:
     return rc;
+}
+
+/* ---- wait queues (waitq.h) --------------------------------------------- */
+
+/*
+ * A waiter is a timer-only park (wait_fd -1) whose node sits on the queue.
+ * Whichever comes first - a signal or the timer - unlinks the node and wakes
+ * the fiber, and wake() cancels the timer: the other can no longer reach it.
+ */
+
+void sp_waitq_init(struct sp_waitq *q)
+{
+    q->head = q->tail = NULL;
+}
+
+int sp_waitq_wait(struct sp_waitq *q, int64_t timeout_ms)
+{
+    struct sp_fiber *f = sp_fiber_current();
+    if (!f || !f->iom)
+        return -EPERM;
+    struct sp_waitq_node n = {q->tail, NULL, q, f};
+    if (q->tail)
+        q->tail->next = &n;
+    else
+        q->head = &n;
+    q->tail = &n;
+    f->waitq = &n;
+    int rc = sp__iom_park(-1, 0, sp__deadline(timeout_ms), 0, 0);
+    if (f->waitq) /* woken some other way (no memory for the timer) */
+        waitq_unlink(&n);
+    return rc;
+}
+
+static __attribute__((noinline, noreturn)) void waitq_violation(void)
+{
+    fprintf(stderr, "spindle: a wait queue was signalled from another scheduler thread than "
+                    "its waiter's\n");
+    abort();
+}
+
+int sp_waitq_signal(struct sp_waitq *q)
+{
+    struct sp_waitq_node *n = q->head;
+    if (!n)
+        return 0;
+    struct sp_fiber *f = n->fiber;
+    struct sp_iom *iom = f->iom;
+    /* Off a scheduler thread is fine only while nothing else can run one. */
+    if (tls_iom != iom && (tls_iom || iom->g->n > 1))
+        waitq_violation();
+    waitq_unlink(n);
+    wake(iom, f, 0);
+    return 1;
+}
+
+unsigned sp_waitq_broadcast(struct sp_waitq *q)
+{
+    unsigned n = 0;
+    while (sp_waitq_signal(q))
+        n++;
+    return n;
 }
 
 /* ---- parking (called by fiber I/O) ------------------------------------ */

@@ -5,6 +5,7 @@ shared_libspindle_a_SOURCES += \
 	shared/include/spindle/fiber.h \
 	shared/include/spindle/timer.h \
 	shared/include/spindle/iomanager.h \
+	shared/include/spindle/waitq.h \
 	shared/include/spindle/io.h \
 	shared/include/spindle/stream.h \
 	shared/include/spindle/net.h \
@@ -34,7 +35,8 @@ CMOCKA_TESTS += \
 	tests/unit/test_iomanager \
 	tests/unit/test_iomanager_mt \
 	tests/unit/test_io \
-	tests/unit/test_stream
+	tests/unit/test_stream \
+	tests/unit/test_waitq
 if HAVE_CMOCKA
 check_PROGRAMS += \
 	tests/unit/test_fiber \
@@ -42,7 +44,8 @@ check_PROGRAMS += \
 	tests/unit/test_iomanager \
 	tests/unit/test_iomanager_mt \
 	tests/unit/test_io \
-	tests/unit/test_stream
+	tests/unit/test_stream \
+	tests/unit/test_waitq
 endif
 EXTRA_DIST += tests/unit/runtime_test.h
 tests_unit_test_fiber_CFLAGS = $(UNIT_CFLAGS)
@@ -57,6 +60,8 @@ tests_unit_test_io_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_io_LDADD = $(UNIT_LDADD)
 tests_unit_test_stream_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_stream_LDADD = $(UNIT_LDADD)
+tests_unit_test_waitq_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_waitq_LDADD = $(UNIT_LDADD)
 
 # The scheduler reaches epoll only through the poller backend.
 INTEGRATION_TESTS += tests/integration/test_poller_seam.py
