@@ -42,5 +42,5 @@ bench_load_idle_conns_SOURCES = bench/load/idle_conns.c
 # The fiber switch micro-benchmark.
 noinst_PROGRAMS += bench/fiber_bench
 bench_fiber_bench_SOURCES = bench/fiber_bench.c
-bench_fiber_bench_LDADD = shared/libspindle.a $(INIH_LIBS) $(PTHREAD_LIBS)
+bench_fiber_bench_LDADD = shared/runtime/libspindle-runtime.a $(PTHREAD_LIBS)
 endif

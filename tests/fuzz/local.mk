@@ -21,16 +21,17 @@ check_PROGRAMS += $(FUZZ_REPLAYS)
 FUZZ_REPLAY_CFLAGS = $(AM_CFLAGS) -DSP_FUZZ_SRCDIR='"$(abs_top_srcdir)"'
 tests_fuzz_fuzz_http_request_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_http_request.c
 tests_fuzz_fuzz_http_request_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"http_request"'
-tests_fuzz_fuzz_http_request_replay_LDADD = shared/libspindle.a
+tests_fuzz_fuzz_http_request_replay_LDADD = shared/http/libspindle-http.a
 tests_fuzz_fuzz_chunked_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_chunked.c
 tests_fuzz_fuzz_chunked_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"chunked"'
-tests_fuzz_fuzz_chunked_replay_LDADD = shared/libspindle.a
+tests_fuzz_fuzz_chunked_replay_LDADD = shared/http/libspindle-http.a
 tests_fuzz_fuzz_config_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_config.c
 tests_fuzz_fuzz_config_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) $(INIH_CFLAGS) -DSP_FUZZ_TARGET='"config"'
-tests_fuzz_fuzz_config_replay_LDADD = shared/libspindle.a $(INIH_LIBS)
+tests_fuzz_fuzz_config_replay_LDADD = shared/config/libspindle-config.a \
+	shared/runtime/libspindle-runtime.a $(INIH_LIBS)
 tests_fuzz_fuzz_channel_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_channel.c
 tests_fuzz_fuzz_channel_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"channel"'
-tests_fuzz_fuzz_channel_replay_LDADD = shared/libspindle.a
+tests_fuzz_fuzz_channel_replay_LDADD = shared/channel/libspindle-channel.a
 
 if ENABLE_FUZZ
 # The parser sources are compiled into each fuzzer with its instrumentation.
@@ -39,18 +40,18 @@ FUZZERS = tests/fuzz/fuzz_http_request tests/fuzz/fuzz_chunked tests/fuzz/fuzz_c
 	tests/fuzz/fuzz_channel
 check_PROGRAMS += $(FUZZERS)
 tests_fuzz_fuzz_http_request_SOURCES = tests/fuzz/fuzz_http_request.c \
-	shared/http_parser.c shared/http_path.c
+	shared/http/http_parser.c shared/http/http_path.c
 tests_fuzz_fuzz_http_request_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_http_request_LDFLAGS = $(FUZZ_FLAGS)
-tests_fuzz_fuzz_chunked_SOURCES = tests/fuzz/fuzz_chunked.c shared/http_parser.c
+tests_fuzz_fuzz_chunked_SOURCES = tests/fuzz/fuzz_chunked.c shared/http/http_parser.c
 tests_fuzz_fuzz_chunked_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_chunked_LDFLAGS = $(FUZZ_FLAGS)
-tests_fuzz_fuzz_config_SOURCES = tests/fuzz/fuzz_config.c shared/config.c shared/config_values.c \
-	shared/net.c
+tests_fuzz_fuzz_config_SOURCES = tests/fuzz/fuzz_config.c shared/config/config.c \
+	shared/config/config_values.c shared/runtime/net.c
 tests_fuzz_fuzz_config_CFLAGS = $(AM_CFLAGS) $(INIH_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_config_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_config_LDADD = $(INIH_LIBS)
-tests_fuzz_fuzz_channel_SOURCES = tests/fuzz/fuzz_channel.c shared/channel.c
+tests_fuzz_fuzz_channel_SOURCES = tests/fuzz/fuzz_channel.c shared/channel/channel.c
 tests_fuzz_fuzz_channel_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_channel_LDFLAGS = $(FUZZ_FLAGS)
 

@@ -1,5 +1,5 @@
 """The scheduler reaches the kernel's readiness interface only through the
-poller backend: no source file but shared/poller_epoll.c names an epoll call
+poller backend: no source file but shared/runtime/poller_epoll.c names an epoll call
 or includes its header, so another backend replaces one file."""
 import os
 import re
@@ -8,7 +8,7 @@ from harness import SRCDIR, Tap, check
 
 tap = Tap()
 EPOLL = re.compile(r"\bepoll_(create1?|ctl|wait|pwait2?)\b|<sys/epoll\.h>")
-BACKEND = os.path.join("shared", "poller_epoll.c")
+BACKEND = os.path.join("shared", "runtime", "poller_epoll.c")
 
 
 @tap.case
@@ -33,7 +33,7 @@ def only_the_poller_backend_calls_epoll():
 
 @tap.case
 def the_backend_implements_every_operation():
-    with open(os.path.join(SRCDIR, "shared", "poller.h")) as f:
+    with open(os.path.join(SRCDIR, "shared", "runtime", "poller.h")) as f:
         ops = set(re.findall(r"\b(sp__poller_\w+)\(", f.read()))
     with open(os.path.join(SRCDIR, BACKEND)) as f:
         src = f.read()

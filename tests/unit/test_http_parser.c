@@ -1,5 +1,5 @@
 /*
- * Tests of shared/http_parser.c and shared/http_path.c.
+ * Tests of shared/http/http_parser.c and shared/http/http_path.c.
  *
  * Every parse runs on a heap copy of exactly the bytes given, so that a read
  * past the end shows up under ASan and valgrind.

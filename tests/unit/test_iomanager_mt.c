@@ -368,7 +368,7 @@ static void test_mt_yielders_do_not_starve_timers(void **state)
 
 /* ---- listeners: one thread at a time ------------------------------------ */
 
-extern int sp__iom_unguarded_listeners; /* shared/internal.h */
+extern int sp__iom_unguarded_listeners; /* shared/runtime/internal.h */
 
 struct listen_load {
     atomic_int conns, batches, cancels;

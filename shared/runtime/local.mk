@@ -1,32 +1,37 @@
-# The runtime: fibers, timers, IOManager, fiber I/O, network helpers.
+# shared/runtime/local.mk
+# libspindle-runtime: fibers, the clock and timers, the scheduler (IOManager)
+# and its poller backend, fiber I/O, streams, network helpers, the error log.
+# Needs no other spindle library.
 
-shared_libspindle_a_SOURCES += \
-	shared/internal.h \
-	shared/include/spindle/fiber.h \
-	shared/include/spindle/timer.h \
-	shared/include/spindle/iomanager.h \
-	shared/include/spindle/waitq.h \
-	shared/include/spindle/io.h \
-	shared/include/spindle/stream.h \
-	shared/include/spindle/net.h \
-	shared/fiber.c \
-	shared/timer.c \
-	shared/iomanager.c \
-	shared/poller.h \
-	shared/io.c \
-	shared/stream.c \
-	shared/net.c \
-	shared/log.c \
-	shared/include/spindle/log.h
+noinst_LIBRARIES += shared/runtime/libspindle-runtime.a
+shared_runtime_libspindle_runtime_a_CPPFLAGS = -I$(top_builddir) $(SP_RUNTIME_CPPFLAGS)
+shared_runtime_libspindle_runtime_a_SOURCES = \
+	shared/runtime/internal.h \
+	shared/runtime/include/spindle/fiber.h \
+	shared/runtime/include/spindle/timer.h \
+	shared/runtime/include/spindle/iomanager.h \
+	shared/runtime/include/spindle/waitq.h \
+	shared/runtime/include/spindle/io.h \
+	shared/runtime/include/spindle/stream.h \
+	shared/runtime/include/spindle/net.h \
+	shared/runtime/include/spindle/log.h \
+	shared/runtime/fiber.c \
+	shared/runtime/timer.c \
+	shared/runtime/iomanager.c \
+	shared/runtime/poller.h \
+	shared/runtime/io.c \
+	shared/runtime/stream.c \
+	shared/runtime/net.c \
+	shared/runtime/log.c
 
 # The poller backend is compiled as part of iomanager.c (see there).
-EXTRA_DIST += shared/poller_epoll.c
+EXTRA_DIST += shared/runtime/poller_epoll.c
 
 if FIBER_X86_64
-shared_libspindle_a_SOURCES += shared/fiber_x86_64.S
+shared_runtime_libspindle_runtime_a_SOURCES += shared/runtime/fiber_x86_64.S
 endif
 if FIBER_AARCH64
-shared_libspindle_a_SOURCES += shared/fiber_aarch64.S
+shared_runtime_libspindle_runtime_a_SOURCES += shared/runtime/fiber_aarch64.S
 endif
 
 CMOCKA_TESTS += \
