@@ -226,7 +226,7 @@ static size_t format_workers(struct master *m, const struct status_poll *p, char
     for (struct master_worker *w = m->workers; w; w = w->next) {
         if (w->pid <= 0)
             continue;
-        used = append(buf, len, used, "worker pid=%d generation=%u slot=%u state=%s", (int)w->pid,
+        used = append(buf, len, used, "worker pid=%d generation=%u index=%u state=%s", (int)w->pid,
                       w->gen->id, w->index, state_name(w->state));
         if (answered(p, w))
             used = append(

@@ -28,7 +28,7 @@ def status(sp):
     m = re.search(r"^master pid=(\d+) generation=(\d+)", out, re.M)
     check(m, "no master line in status:\n" + out)
     workers = []
-    for w in re.finditer(r"^worker pid=(\d+) generation=(\d+) slot=(\d+) state=(\w+)", out, re.M):
+    for w in re.finditer(r"^worker pid=(\d+) generation=(\d+) index=(\d+) state=(\w+)", out, re.M):
         workers.append((int(w.group(1)), int(w.group(2)), int(w.group(3)), w.group(4)))
     return int(m.group(1)), int(m.group(2)), workers, out
 
