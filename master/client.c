@@ -121,42 +121,58 @@ static int wait_exit(const char *answer, int64_t shutdown_timeout_ms)
     return 0;
 }
 
-int client_run(const char *conf_path, const char *cmd)
+/* The control socket the configuration at conf_path names, and its
+ * shutdown_timeout.  A file the loader refuses is scanned for the socket,
+ * so that the master can say what is wrong with it.  Returns 0, or -1
+ * after printing why. */
+static int find_socket(const char *conf_path, char *path, size_t len, int64_t *shutdown_timeout_ms)
 {
-    char path[PATH_MAX], err[SP_CONFIG_ERR_SIZE];
-    struct sockaddr_un sun;
-    int64_t shutdown_timeout_ms = SP_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS;
+    char err[SP_CONFIG_ERR_SIZE];
 
     struct sp_config *cfg = sp_config_load(conf_path, err, sizeof(err));
     if (cfg) {
-        shutdown_timeout_ms = cfg->shutdown_timeout_ms;
-        snprintf(path, sizeof(path), "%s", cfg->control_socket);
+        *shutdown_timeout_ms = cfg->shutdown_timeout_ms;
+        snprintf(path, len, "%s", cfg->control_socket);
         sp_config_free(cfg);
     } else if (access(conf_path, R_OK) != 0) {
         fprintf(stderr, "spindle: %s\n", err); /* names the file and why it cannot be read */
-        return 1;
+        return -1;
     } else {
-        scan_socket_path(conf_path, path, sizeof(path));
+        scan_socket_path(conf_path, path, len);
     }
+    return 0;
+}
+
+/* Connects to the master on path, with CLIENT_WAIT timeouts on the socket.
+ * Returns the fd, or -1 after printing why. */
+static int connect_master(const char *path)
+{
+    struct sockaddr_un sun;
+
     if (control_fill_addr(&sun, path) < 0) {
         fprintf(stderr, "spindle: control socket path too long: %s\n", path);
-        return 1;
+        return -1;
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         fprintf(stderr, "spindle: socket(AF_UNIX) failed: %s\n", strerror(errno));
-        return 1;
+        return -1;
     }
     if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
         fprintf(stderr, "spindle: cannot reach the master on %s: %s (is it running?)\n", path,
                 strerror(errno));
         close(fd);
-        return 1;
+        return -1;
     }
     struct timeval tv = {.tv_sec = CLIENT_WAIT};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    return fd;
+}
 
+/* Sends "CMD /absolute/conf/path\n".  Returns 0, or -1 after printing why. */
+static int send_command(int fd, const char *path, const char *conf_path, const char *cmd)
+{
     /* The master checks that it runs this file (by name or identity). */
     char abs[PATH_MAX], cwd[PATH_MAX], req[PATH_MAX + 64];
     if (!realpath(conf_path, abs) &&
@@ -165,16 +181,20 @@ int client_run(const char *conf_path, const char *cmd)
     int n = snprintf(req, sizeof(req), "%s %s\n", cmd, abs);
     if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
         fprintf(stderr, "spindle: sending to %s failed: %s\n", path, strerror(errno));
-        close(fd);
-        return 1;
+        return -1;
     }
+    return 0;
+}
 
+/* Reads the answer until the master closes the connection, or up to the
+ * longest answer.  Returns it, NUL-terminated, in a buffer the caller
+ * frees, with its length in *lenp; or NULL (a failure is printed). */
+static char *read_answer(int fd, const char *path, size_t *lenp)
+{
     size_t cap = CONTROL_STATUS_BYTES + 64, len = 0;
     char *buf = malloc(cap);
-    if (!buf) {
-        close(fd);
-        return 1;
-    }
+    if (!buf)
+        return NULL;
     for (;;) {
         ssize_t r = recv(fd, buf + len, cap - 1 - len, 0);
         if (r < 0 && errno == EINTR)
@@ -183,8 +203,7 @@ int client_run(const char *conf_path, const char *cmd)
             fprintf(stderr, "spindle: no answer from the master on %s: %s\n", path,
                     errno == EAGAIN ? "timed out" : strerror(errno));
             free(buf);
-            close(fd);
-            return 1;
+            return NULL;
         }
         if (r == 0 || len + (size_t)r >= cap - 1) {
             len += (size_t)r;
@@ -192,25 +211,49 @@ int client_run(const char *conf_path, const char *cmd)
         }
         len += (size_t)r;
     }
-    close(fd);
     buf[len] = '\0';
+    *lenp = len;
+    return buf;
+}
 
-    int rc;
-    char *body = strchr(buf, '\n');
+/* Prints the answer: its text on stdout after "ok", on stderr after
+ * "error".  Returns the exit status of the client. */
+static int print_answer(const char *buf, size_t len, const char *cmd, int64_t shutdown_timeout_ms)
+{
+    const char *body = strchr(buf, '\n');
     body = body ? body + 1 : buf + len;
     if (strncmp(buf, "ok\n", 3) == 0) {
         fputs(body, stdout);
-        rc = 0;
         if (strcmp(cmd, "stop") == 0 || strcmp(cmd, "quit") == 0)
-            rc = wait_exit(body, shutdown_timeout_ms);
-    } else if (strncmp(buf, "error\n", 6) == 0) {
+            return wait_exit(body, shutdown_timeout_ms);
+        return 0;
+    }
+    if (strncmp(buf, "error\n", 6) == 0)
         fprintf(stderr, "spindle: %s", body);
-        rc = 1;
-    } else {
+    else
         fprintf(stderr, "spindle: unexpected answer from the master: %.200s\n",
                 len ? buf : "(nothing; did it exit?)");
-        rc = 1;
-    }
+    return 1;
+}
+
+int client_run(const char *conf_path, const char *cmd)
+{
+    char path[PATH_MAX];
+    int64_t shutdown_timeout_ms = SP_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS;
+    size_t len = 0;
+
+    if (find_socket(conf_path, path, sizeof(path), &shutdown_timeout_ms) < 0)
+        return 1;
+    int fd = connect_master(path);
+    if (fd < 0)
+        return 1;
+    char *buf = NULL;
+    if (send_command(fd, path, conf_path, cmd) == 0)
+        buf = read_answer(fd, path, &len);
+    close(fd);
+    if (!buf)
+        return 1;
+    int rc = print_answer(buf, len, cmd, shutdown_timeout_ms);
     free(buf);
     return rc;
 }

@@ -152,40 +152,59 @@ static const char *state_name(enum master_worker_state s)
     return "?";
 }
 
-static void control_status(struct master *m, char *buf, size_t len)
-{
+/* The workers asked for a STATUS answer, by pid since they may go away
+ * meanwhile, each with its answer count at the time. */
+struct status_poll {
     struct {
         pid_t pid;
         unsigned seq;
     } asked[SP_CONFIG_MAX_WORKERS * 4];
-    unsigned nasked = 0;
-    uint64_t now = sp_now_ns();
-    size_t used = 0;
+    unsigned nasked;
+};
 
-    /* Ask every live worker, then wait (bounded) for the answers.  Workers
-     * may go away meanwhile, so they are looked up again by pid. */
+static void ask_workers(struct master *m, struct status_poll *p)
+{
+    p->nasked = 0;
     for (struct master_worker *w = m->workers; w; w = w->next) {
-        if (w->reaped || w->pid <= 0 || nasked == sizeof(asked) / sizeof(asked[0]))
+        if (w->reaped || w->pid <= 0 || p->nasked == sizeof(p->asked) / sizeof(p->asked[0]))
             continue;
         if (master_send(w, SP_MSG_STATUS_REQ) == 0) {
-            asked[nasked].pid = w->pid;
-            asked[nasked++].seq = w->status_seq;
+            p->asked[p->nasked].pid = w->pid;
+            p->asked[p->nasked++].seq = w->status_seq;
         }
     }
-    uint64_t deadline = now + MASTER_STATUS_TIMEOUT_MS * MS;
+}
+
+/* Whether w has answered since ask_workers(). */
+static bool answered(const struct status_poll *p, const struct master_worker *w)
+{
+    for (unsigned i = 0; i < p->nasked; i++)
+        if (p->asked[i].pid == w->pid && p->asked[i].seq != w->status_seq)
+            return true;
+    return false;
+}
+
+/* Waits until every asked worker has answered or is gone, for at most
+ * MASTER_STATUS_TIMEOUT_MS: a worker that does not answer is shown so. */
+static void await_answers(struct master *m, const struct status_poll *p)
+{
+    uint64_t deadline = sp_now_ns() + MASTER_STATUS_TIMEOUT_MS * MS;
     while (sp_now_ns() < deadline) {
         unsigned waiting = 0;
-        for (unsigned i = 0; i < nasked; i++) {
-            struct master_worker *w = master_find_pid(m, asked[i].pid);
-            if (w && !w->reaped && w->status_seq == asked[i].seq)
+        for (unsigned i = 0; i < p->nasked; i++) {
+            struct master_worker *w = master_find_pid(m, p->asked[i].pid);
+            if (w && !w->reaped && w->status_seq == p->asked[i].seq)
                 waiting++;
         }
         if (!waiting)
             break;
         master_wait(m, deadline); /* a STATUS answer or a worker gone */
     }
+}
 
-    now = sp_now_ns();
+/* The "master ..." line and one "listen ..." line per address. */
+static size_t format_master(struct master *m, char *buf, size_t len, size_t used, uint64_t now)
+{
     unsigned nworkers = 0;
     for (struct master_worker *w = m->workers; w; w = w->next)
         nworkers++;
@@ -197,16 +216,19 @@ static void control_status(struct master *m, char *buf, size_t len)
                   m->stopping ? " stopping" : (m->reloading ? " reloading" : ""));
     for (struct master_listener *l = m->listeners; l; l = l->next)
         used = append(buf, len, used, "listen %s slots=%u\n", l->text, l->nfds);
+    return used;
+}
+
+/* One "worker ..." line per forked worker, with its counters if it answered. */
+static size_t format_workers(struct master *m, const struct status_poll *p, char *buf, size_t len,
+                             size_t used)
+{
     for (struct master_worker *w = m->workers; w; w = w->next) {
         if (w->pid <= 0)
             continue;
-        used = append(buf, len, used, "worker pid=%d generation=%u slot=%u state=%s", (int)w->pid,
+        used = append(buf, len, used, "worker pid=%d generation=%u index=%u state=%s", (int)w->pid,
                       w->gen->id, w->index, state_name(w->state));
-        bool answered = false;
-        for (unsigned i = 0; i < nasked; i++)
-            if (asked[i].pid == w->pid && asked[i].seq != w->status_seq)
-                answered = true;
-        if (answered)
+        if (answered(p, w))
             used = append(
                 buf, len, used,
                 " connections=%llu requests=%llu bytes_in=%llu bytes_out=%llu "
@@ -217,12 +239,30 @@ static void control_status(struct master *m, char *buf, size_t len)
         else
             used = append(buf, len, used, " connections=? requests=? (no answer)\n");
     }
-    if (m->reload_ran)
-        used = append(buf, len, used, "last_reload: %s %.1fs ago: %s\n",
-                      m->reload_ok ? "ok" : "failed", (double)(now - m->reload_ns) / 1e9,
-                      m->reload_result);
-    else
-        used = append(buf, len, used, "last_reload: none\n");
+    return used;
+}
+
+static size_t format_last_reload(struct master *m, char *buf, size_t len, size_t used, uint64_t now)
+{
+    if (!m->reload_ran)
+        return append(buf, len, used, "last_reload: none\n");
+    return append(buf, len, used, "last_reload: %s %.1fs ago: %s\n", m->reload_ok ? "ok" : "failed",
+                  (double)(now - m->reload_ns) / 1e9, m->reload_result);
+}
+
+/* The answer to "status" (docs/operations.md): asks every live worker for
+ * its counters, waits a bounded time for the answers, then describes the
+ * master, its listeners, each worker and the last reload. */
+static void control_status(struct master *m, char *buf, size_t len)
+{
+    struct status_poll asked;
+
+    ask_workers(m, &asked);
+    await_answers(m, &asked);
+    uint64_t now = sp_now_ns();
+    size_t used = format_master(m, buf, len, 0, now);
+    used = format_workers(m, &asked, buf, len, used);
+    format_last_reload(m, buf, len, used, now);
 }
 
 static void reply(int fd, bool ok, const char *text)

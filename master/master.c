@@ -584,72 +584,88 @@ static int setup_signals(struct master *m)
     return m->sigfd < 0 ? -errno : 0;
 }
 
-int master_run(struct master *m)
+/* Loads the configuration and opens the error log.  Until the log is open
+ * the failures go to standard error.  Returns the configuration, or NULL. */
+static struct sp_config *load_config(struct master *m)
 {
     char err[PATH_MAX + SP_CONFIG_ERR_SIZE];
-    struct listeners_txn *txn = NULL;
-    int rc;
-
-    the_master = m;
-    m->sigfd = -1;
-    m->ctl_fd = -1;
-    m->ready_fd = -1;
-    m->started_ns = sp_now_ns();
-    m->notify_fd = -1;
 
     struct sp_config *cfg = sp_config_load(m->conf_path, err, sizeof(err));
     if (!cfg) {
         fprintf(stderr, "spindle: %s\n", err);
-        return 1;
+        return NULL;
     }
+    /* A reload keeps these two: they name the running master. */
     snprintf(m->pid_file, sizeof(m->pid_file), "%s", cfg->pid_file);
     snprintf(m->control_socket, sizeof(m->control_socket), "%s", cfg->control_socket);
-    rc = sp_log_open(cfg->error_log, "master");
+    int rc = sp_log_open(cfg->error_log, "master");
     if (rc < 0) {
         fprintf(stderr, "spindle: cannot open error_log %s: %s\n", cfg->error_log, strerror(-rc));
         sp_config_free(cfg);
-        return 1;
+        return NULL;
     }
-    master_check_user(cfg);
-    master_notify_init(m);
+    return cfg;
+}
+
+/*
+ * Makes cfg the first generation (which takes ownership of it) and takes
+ * what only one master may hold: the pid file's lock, the control socket
+ * and the listening sockets.  Returns 0, or -1 after reporting why.
+ */
+static int claim_resources(struct master *m, struct sp_config *cfg)
+{
+    char err[PATH_MAX + SP_CONFIG_ERR_SIZE];
+
     struct master_gen *gen = master_gen_new(m, cfg, 1);
-    txn = calloc(1, sizeof(*txn));
+    struct listeners_txn *txn = calloc(1, sizeof(*txn));
     if (!gen || !txn) {
         report_fatal(m, "out of memory");
         sp_config_free(gen ? NULL : cfg);
-        goto out;
+        free(txn);
+        return -1;
     }
     m->exit_code = 1;
-    if (pidfile_lock(m->pid_file, err, sizeof(err)) < 0) {
+    /* Nothing to roll back at start: release_all() closes what was opened. */
+    int rc = 0;
+    if (pidfile_lock(m->pid_file, err, sizeof(err)) < 0 ||
+        control_listen(m, m->control_socket, err, sizeof(err)) < 0 ||
+        listeners_prepare(m, cfg, txn, err, sizeof(err)) < 0) {
         report_fatal(m, err);
-        goto out;
-    }
-    if (control_listen(m, m->control_socket, err, sizeof(err)) < 0) {
-        report_fatal(m, err);
-        goto out;
-    }
-    if (listeners_prepare(m, cfg, txn, err, sizeof(err)) < 0) {
-        report_fatal(m, err);
-        goto out;
+        rc = -1;
     }
     free(txn);
-    txn = NULL;
+    return rc;
+}
+
+/* Detaches when told to, then writes the pid file, now that the pid is the
+ * final one, and routes the signals to the signalfd.  Returns 0, or -1
+ * after reporting why. */
+static int become_master(struct master *m)
+{
+    char err[PATH_MAX + 64];
+
     if (m->daemon)
         master_daemonize(m);
-
-    rc = pidfile_write(m->pid_file);
+    int rc = pidfile_write(m->pid_file);
     if (rc < 0) {
         snprintf(err, sizeof(err), "cannot write pid_file %s: %s", m->pid_file, strerror(-rc));
         report_fatal(m, err);
-        goto out;
+        return -1;
     }
     m->pid_written = true;
     rc = setup_signals(m);
     if (rc < 0) {
         snprintf(err, sizeof(err), "signalfd() failed: %s", strerror(-rc));
         report_fatal(m, err);
-        goto out;
+        return -1;
     }
+    return 0;
+}
+
+/* Creates the scheduler and the master's fibers; startup_fiber starts the
+ * first generation once it runs.  Returns 0, or -1 after reporting why. */
+static int start_scheduler(struct master *m)
+{
     struct sp_iom_config icfg = {.threads = 1, .pool = {.stack_size = 128 * 1024}};
     m->iom = sp_iom_new(&icfg);
     if (!m->iom || sp_iom_spawn(m->iom, signal_fiber, m) != 0 ||
@@ -657,24 +673,32 @@ int master_run(struct master *m)
         sp_iom_spawn(m->iom, master_heartbeat_fiber, m) != 0 || control_start(m) != 0 ||
         sp_iom_spawn(m->iom, startup_fiber, m) != 0) {
         report_fatal(m, "cannot start the scheduler: out of memory");
-        goto out;
+        return -1;
     }
     m->exit_code = 0;
+    return 0;
+}
 
+/* Runs the fibers until the master is done, forking the queued workers on
+ * this stack between two runs (see master.h). */
+static void run_scheduler(struct master *m)
+{
     while (!m->done) {
-        rc = sp_iom_run(m->iom);
+        int rc = sp_iom_run(m->iom);
         if (rc < 0) {
             sp_log_error("scheduler failed: %s; killing the workers", strerror(-rc));
             kill_all_workers(m);
             m->exit_code = 1;
-            break;
+            return;
         }
         master_serve_forks(m);
     }
+}
 
-out:
+/* Releases whatever start-up took, however far it got. */
+static void release_all(struct master *m)
+{
     master_slots_forget(m, NULL);
-    free(txn);
     control_close(m);
     pidfile_remove(m->pid_file);
     listeners_close_all(m);
@@ -695,5 +719,24 @@ out:
     if (m->ready_fd >= 0)
         close(m->ready_fd);
     master_notify_close(m);
+}
+
+int master_run(struct master *m)
+{
+    the_master = m;
+    m->sigfd = -1;
+    m->ctl_fd = -1;
+    m->ready_fd = -1;
+    m->started_ns = sp_now_ns();
+    m->notify_fd = -1;
+
+    struct sp_config *cfg = load_config(m);
+    if (!cfg)
+        return 1;
+    master_check_user(cfg);
+    master_notify_init(m);
+    if (claim_resources(m, cfg) == 0 && become_master(m) == 0 && start_scheduler(m) == 0)
+        run_scheduler(m);
+    release_all(m);
     return m->exit_code;
 }

@@ -131,85 +131,126 @@ static int same_path(const char *a, const char *b)
     return strcmp(a, b) == 0;
 }
 
-static int transaction(struct master *m, char *msg, size_t len)
+/* Step 1: loads and checks the file.  Returns the new configuration, or
+ * NULL with the reason in msg. */
+static struct sp_config *load_new_config(struct master *m, char *msg, size_t len)
 {
-    char err[SP_CONFIG_ERR_SIZE + MASTER_REASON_MAX];
-    struct master_gen *old = m->cur;
-    struct listeners_txn *txn = NULL;
-    bool log_switched = false;
-    uint64_t t0 = sp_now_ns();
+    char err[SP_CONFIG_ERR_SIZE];
 
     struct sp_config *cfg = sp_config_load(m->conf_path, err, sizeof(err));
     if (!cfg) {
         snprintf(msg, len, "configuration rejected: %s", err);
-        return -1;
+        return NULL;
     }
     warn_fixed("pid_file", m->pid_file, cfg->pid_file);
     warn_fixed("control_socket", m->control_socket, cfg->control_socket);
-    if (!same_path(old->cfg->error_log, cfg->error_log)) {
-        int rc = sp_log_open(cfg->error_log, NULL);
-        if (rc < 0) {
-            snprintf(msg, len, "cannot open error_log %s: %s", cfg->error_log, strerror(-rc));
-            sp_config_free(cfg);
-            return -1;
-        }
-        log_switched = true;
-        sp_log_info("reload: error log is now %s",
-                    cfg->error_log ? cfg->error_log : "standard error");
-    }
-    txn = calloc(1, sizeof(*txn));
-    if (!txn) {
-        snprintf(msg, len, "out of memory");
-        goto fail_cfg;
-    }
-    if (listeners_prepare(m, cfg, txn, err, sizeof(err)) < 0) {
-        snprintf(msg, len, "%s", err);
-        goto fail_cfg;
-    }
-    struct master_gen *gen = master_gen_new(m, cfg, old->id + 1);
-    if (!gen) {
-        snprintf(msg, len, "out of memory");
-        listeners_rollback(m, txn);
-        goto fail_cfg;
-    }
-    gen->busy = true;
-    sp_log_info("reload: starting generation %u (%u worker%s)", gen->id, cfg->workers,
-                cfg->workers == 1 ? "" : "s");
-    if (master_start_generation(m, gen, err, sizeof(err)) != 0) {
-        snprintf(msg, len, "new workers failed: %s", err);
-        gen->busy = false;
-        listeners_rollback(m, txn);
-        free(txn);
-        if (log_switched)
-            sp_log_open(old->cfg->error_log, NULL);
-        master_gen_prune(m);
+    return cfg;
+}
+
+/* Opens cfg's error log if it names another one; the old one is reopened
+ * if the reload fails.  Returns 1 when it switched, 0 when the log stays,
+ * or -1 with the reason in msg. */
+static int switch_error_log(const struct sp_config *old, const struct sp_config *cfg, char *msg,
+                            size_t len)
+{
+    if (same_path(old->error_log, cfg->error_log))
+        return 0;
+    int rc = sp_log_open(cfg->error_log, NULL);
+    if (rc < 0) {
+        snprintf(msg, len, "cannot open error_log %s: %s", cfg->error_log, strerror(-rc));
         return -1;
     }
+    sp_log_info("reload: error log is now %s", cfg->error_log ? cfg->error_log : "standard error");
+    return 1;
+}
 
-    /* Commit: the new generation serves; the old ones drain. */
-    gen->busy = false;
+/* Step 4: gen serves from now on; the workers of older generations drain.
+ * Describes the outcome in msg. */
+static void commit(struct master *m, struct master_gen *gen, uint64_t t0, char *msg, size_t len)
+{
+    unsigned drained = 0, n = gen->cfg->workers;
+
     master_make_current(m, gen);
     uint64_t now = sp_now_ns();
-    unsigned drained = 0;
     for (struct master_worker *w = m->workers; w; w = w->next) {
         if (w->gen != gen && w->state <= MASTER_WORKER_READY && !w->reaped) {
             master_retire(m, w, true);
             drained++;
         }
     }
-    free(txn);
-    master_gen_prune(m);
     snprintf(msg, len,
              "reloaded: generation %u, %u worker%s ready in %llu ms, %u old worker%s draining",
-             gen->id, cfg->workers, cfg->workers == 1 ? "" : "s",
-             (unsigned long long)((now - t0) / MS), drained, drained == 1 ? "" : "s");
+             gen->id, n, n == 1 ? "" : "s", (unsigned long long)((now - t0) / MS), drained,
+             drained == 1 ? "" : "s");
+}
+
+/*
+ * Runs steps 1-4 (see the top of this file).  A failure anywhere takes the
+ * one undo path, which releases what the steps before it took, in reverse:
+ * the sockets opened, the error log switched to, the new configuration (or
+ * the generation that owns it by then, and its workers, which were killed).
+ */
+static int transaction(struct master *m, char *msg, size_t len)
+{
+    char err[SP_CONFIG_ERR_SIZE + MASTER_REASON_MAX];
+    struct master_gen *old = m->cur, *gen = NULL;
+    struct listeners_txn *txn = NULL;
+    int log_switched = 0, rc;
+    uint64_t t0 = sp_now_ns();
+
+    struct sp_config *cfg = load_new_config(m, msg, len);
+    if (!cfg)
+        return -1;
+    log_switched = switch_error_log(old->cfg, cfg, msg, len);
+    if (log_switched < 0)
+        goto undo;
+
+    /* Step 2. */
+    txn = calloc(1, sizeof(*txn));
+    if (!txn) {
+        snprintf(msg, len, "out of memory");
+        goto undo;
+    }
+    if (listeners_prepare(m, cfg, txn, err, sizeof(err)) < 0) {
+        snprintf(msg, len, "%s", err);
+        goto undo;
+    }
+
+    /* Step 3. */
+    gen = master_gen_new(m, cfg, old->id + 1);
+    if (!gen) {
+        snprintf(msg, len, "out of memory");
+        goto undo;
+    }
+    cfg = NULL; /* gen owns it */
+    gen->busy = true;
+    sp_log_info("reload: starting generation %u (%u worker%s)", gen->id, gen->cfg->workers,
+                gen->cfg->workers == 1 ? "" : "s");
+    rc = master_start_generation(m, gen, err, sizeof(err));
+    gen->busy = false;
+    if (rc != 0) {
+        snprintf(msg, len, "new workers failed: %s", err);
+        goto undo;
+    }
+
+    commit(m, gen, t0, msg, len);
+    free(txn);
+    master_gen_prune(m);
     return 0;
 
-fail_cfg:
+undo:
+    /* listeners_prepare() undoes its own failure and leaves txn empty, so
+     * this closes only what a complete step 2 opened. */
+    if (txn)
+        listeners_rollback(m, txn);
     free(txn);
-    if (log_switched)
+    if (log_switched > 0)
         sp_log_open(old->cfg->error_log, NULL);
     sp_config_free(cfg);
+    /* gen goes now if none of its workers was forked, else with the last
+     * one reaped (worker_gone). */
+    if (gen)
+        master_gen_prune(m);
     return -1;
 }
 

@@ -87,10 +87,10 @@ def status_reports_master_workers_and_reload():
         eq(rc, 0, "status exit status: " + out)
         m = re.search(r"^master pid=(\d+) generation=1 uptime=[\d.]+s", out, re.M)
         check(m and int(m.group(1)) == sp.pid, "master line: " + out)
-        workers = re.findall(r"^worker pid=(\d+) generation=1 slot=(\d) state=ready "
+        workers = re.findall(r"^worker pid=(\d+) generation=1 index=(\d) state=ready "
                              r"connections=(\d+) requests=(\d+) .*uptime=[\d.]+s$", out, re.M)
         eq(sorted(int(w[0]) for w in workers), sp.workers(), "worker pids: " + out)
-        eq(sorted(w[1] for w in workers), ["0", "1"], "worker slots")
+        eq(sorted(w[1] for w in workers), ["0", "1"], "worker indexes")
         eq(sum(int(w[3]) for w in workers), 10, "requests served: " + out)
         check("last_reload: none" in out, "no reload yet: " + out)
         eq(sp.ctl("reload")[0], 0, "reload")

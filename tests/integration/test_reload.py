@@ -6,7 +6,7 @@ import os
 import re
 import time
 
-from harness import Spindle, Tap, check, eq, free_port, fd_count, http_get, wait_port
+from harness import Spindle, Tap, check, eq, free_port, fd_count, http_get, wait_for, wait_port
 from loadgen import HttpLoad, fd_targets, listening_on
 
 tap = Tap()
@@ -28,7 +28,7 @@ def status(sp):
     m = re.search(r"^master pid=(\d+) generation=(\d+)", out, re.M)
     check(m, "no master line in status:\n" + out)
     workers = []
-    for w in re.finditer(r"^worker pid=(\d+) generation=(\d+) slot=(\d+) state=(\w+)", out, re.M):
+    for w in re.finditer(r"^worker pid=(\d+) generation=(\d+) index=(\d+) state=(\w+)", out, re.M):
         workers.append((int(w.group(1)), int(w.group(2)), int(w.group(3)), w.group(4)))
     return int(m.group(1)), int(m.group(2)), workers, out
 
@@ -236,6 +236,42 @@ def reload_applies_error_log_and_keeps_pid_file():
               "master and new workers write to the new log:\n" + logged)
         check(os.path.exists(sp.pid_file), "pid file kept")
         check(not os.path.exists(os.path.join(sp.dir, "other.pid")), "no new pid file")
+    finally:
+        sp.stop()
+
+
+@tap.case
+def failed_start_undoes_new_address_and_error_log():
+    """A reload that gets as far as starting workers, after opening a new
+    address, extra slots and switching the error log, undoes all three when
+    the workers fail."""
+    port, port2 = free_port(), free_port()
+    sp = Spindle(services([port]), workers=1, master="slots = 1\n")
+    sp.start(ports=[port])
+    try:
+        before = sp.wait_workers(1)
+        eq(listen_slots(sp), {port: 1}, "slots before")
+        new_log = os.path.join(sp.dir, "new-error.log")
+        sp.write_conf(services([port, port2], "root = %s/missing\n" % sp.dir), workers=1,
+                      master="slots = 3\n")
+        text = open(sp.conf).read().replace("error_log = %s" % sp.log, "error_log = %s" % new_log)
+        with open(sp.conf, "w") as f:
+            f.write(text)
+        rc, out = sp.ctl("reload")
+        check(rc != 0, "a reload whose workers fail was reported as success: " + out)
+        check("new workers failed" in out, "fails at the start of the workers: " + out)
+        check(not listening_on(port2), "the new address is closed again")
+        eq(listen_slots(sp), {port: 1}, "the extra slots are closed again")
+        check(os.path.exists(new_log) and "error log is now" in open(new_log).read(),
+              "the reload had switched to the new log")
+        eq(sp.ctl("reopen")[0], 0, "reopen")
+        check(wait_for(lambda: "reopen requested" in open(sp.log).read(), 3),
+              "the master logs to its old error log again")
+        new = open(new_log).read()
+        check("reload failed" not in new and "reopen requested" not in new,
+              "nothing after the failure in the new log:\n" + new)
+        eq(sp.workers(), before, "workers kept")
+        eq(http_get(port, "/plaintext")[0], 200, "still serving")
     finally:
         sp.stop()
 
