@@ -616,6 +616,8 @@ static int claim_resources(struct master *m, struct sp_config *cfg)
 {
     char err[PATH_MAX + SP_CONFIG_ERR_SIZE];
 
+    /* Every failure below is a failed start: exit status 1. */
+    m->exit_code = 1;
     struct master_gen *gen = master_gen_new(m, cfg, 1);
     struct listeners_txn *txn = calloc(1, sizeof(*txn));
     if (!gen || !txn) {
@@ -624,7 +626,6 @@ static int claim_resources(struct master *m, struct sp_config *cfg)
         free(txn);
         return -1;
     }
-    m->exit_code = 1;
     /* Nothing to roll back at start: release_all() closes what was opened. */
     int rc = 0;
     if (pidfile_lock(m->pid_file, err, sizeof(err)) < 0 ||
