@@ -429,7 +429,7 @@ static void fill_status(struct worker *w, struct sp_msg *m)
     m->type = SP_MSG_STATUS;
     m->status.pid = (uint32_t)getpid();
     m->status.generation = w->generation;
-    m->status.slot = w->index;
+    m->status.index = w->index;
     m->status.connections = atomic_load(&w->counters.connections);
     m->status.requests = atomic_load(&w->counters.requests);
     m->status.bytes_in = atomic_load(&w->counters.bytes_in);
@@ -652,7 +652,7 @@ int worker_main(const struct worker_args *args)
     m.type = SP_MSG_READY;
     m.ready.pid = (uint32_t)getpid();
     m.ready.generation = w->generation;
-    m.ready.slot = w->index;
+    m.ready.index = w->index;
     if (w->channel_fd >= 0 && send_msg(w, &m) != 0) {
         snprintf(w->exit_reason, sizeof(w->exit_reason), "cannot reach the master");
         goto fail;

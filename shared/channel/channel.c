@@ -90,13 +90,13 @@ ssize_t sp_msg_encode(const struct sp_msg *m, void *buf, size_t size)
     case SP_MSG_READY:
         put(&c, m->ready.pid, 4);
         put(&c, m->ready.generation, 4);
-        put(&c, m->ready.slot, 4);
+        put(&c, m->ready.index, 4);
         break;
     case SP_MSG_STATUS: {
         const struct sp_msg_status *s = &m->status;
         put(&c, s->pid, 4);
         put(&c, s->generation, 4);
-        put(&c, s->slot, 4);
+        put(&c, s->index, 4);
         put(&c, s->connections, 8);
         put(&c, s->requests, 8);
         put(&c, s->bytes_in, 8);
@@ -147,13 +147,13 @@ int sp_msg_decode(const void *buf, size_t len, struct sp_msg *m)
     case SP_MSG_READY:
         m->ready.pid = (uint32_t)get(&c, 4);
         m->ready.generation = (uint32_t)get(&c, 4);
-        m->ready.slot = (uint32_t)get(&c, 4);
+        m->ready.index = (uint32_t)get(&c, 4);
         break;
     case SP_MSG_STATUS: {
         struct sp_msg_status *s = &m->status;
         s->pid = (uint32_t)get(&c, 4);
         s->generation = (uint32_t)get(&c, 4);
-        s->slot = (uint32_t)get(&c, 4);
+        s->index = (uint32_t)get(&c, 4);
         s->connections = get(&c, 8);
         s->requests = get(&c, 8);
         s->bytes_in = get(&c, 8);

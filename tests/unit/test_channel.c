@@ -47,11 +47,11 @@ static void test_ready(void **state)
     (void)state;
     m.ready.pid = 4242;
     m.ready.generation = 7;
-    m.ready.slot = 3;
+    m.ready.index = 3;
     round_trip(&m, &out, 12);
     assert_int_equal(out.ready.pid, 4242);
     assert_int_equal(out.ready.generation, 7);
-    assert_int_equal(out.ready.slot, 3);
+    assert_int_equal(out.ready.index, 3);
 }
 
 static void test_slot(void **state)
@@ -76,7 +76,7 @@ static void test_status(void **state)
     (void)state;
     m.status.pid = 0xfffffffe;
     m.status.generation = 2;
-    m.status.slot = 255;
+    m.status.index = 255;
     m.status.connections = 10000;
     m.status.requests = UINT64_C(0x0123456789abcdef);
     m.status.bytes_in = UINT64_MAX;
@@ -248,7 +248,7 @@ static void test_socketpair(void **state)
 
     assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
     m.ready.pid = 1;
-    m.ready.slot = 2;
+    m.ready.index = 2;
     assert_int_equal(sp_msg_send(sv[0], &m), 0);
     m.type = SP_MSG_EXITING;
     m.exiting.code = 3;
@@ -262,7 +262,7 @@ static void test_socketpair(void **state)
 
     assert_int_equal(sp_msg_recv(sv[1], &out), SP_MSG_HEADER + 12);
     assert_int_equal(out.type, SP_MSG_READY);
-    assert_int_equal(out.ready.slot, 2);
+    assert_int_equal(out.ready.index, 2);
     assert_int_equal(sp_msg_recv(sv[1], &out), SP_MSG_HEADER + 10);
     assert_int_equal(out.type, SP_MSG_EXITING);
     assert_string_equal(out.exiting.reason, "done");

@@ -52,14 +52,14 @@ enum sp_msg_type {
 struct sp_msg_ready {
     uint32_t pid;
     uint32_t generation; /* the configuration generation the worker runs */
-    uint32_t slot;       /* the worker's index in its generation */
+    uint32_t index;      /* the worker's index in its generation */
 };
 
 /* Payload of SP_MSG_STATUS: 60 bytes. */
 struct sp_msg_status {
     uint32_t pid;
     uint32_t generation;
-    uint32_t slot;
+    uint32_t index;       /* the worker's index in its generation */
     uint64_t connections; /* open now */
     uint64_t requests;    /* served since start */
     uint64_t bytes_in;
