@@ -18,6 +18,9 @@ libspindle_a_LIBADD = $(shared_runtime_libspindle_runtime_a_OBJECTS) \
 	$(shared_http_libspindle_http_a_OBJECTS) \
 	$(shared_config_libspindle_config_a_OBJECTS) \
 	$(shared_channel_libspindle_channel_a_OBJECTS)
+# Automake cannot tell objects from flags in a variable: without this the
+# archive would not wait for (nor be remade after) the objects under make -j.
+libspindle_a_DEPENDENCIES = $(libspindle_a_LIBADD)
 
 # Installed flat: <spindle/NAME.h>, as the sources include them.
 # test_install.py fails when a header of shared/*/include/spindle/ is missing here.
