@@ -35,3 +35,9 @@ INTEGRATION_TESTS += \
 	tests/integration/test_hostile_fds.py \
 	tests/integration/test_hostile_20k.py \
 	tests/integration/test_hostile_kill.py
+
+# make install: the server, the SDK (a program built against it out of tree),
+# the man pages and examples; make uninstall removes every file.  The test
+# compiles with the compiler configure chose.
+INTEGRATION_TESTS += tests/integration/test_install.py
+AM_TESTS_ENVIRONMENT += SPINDLE_CC='$(CC)'; export SPINDLE_CC;

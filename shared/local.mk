@@ -1,0 +1,44 @@
+# shared/local.mk
+# The SDK that `make install` puts beside the server, so that a module or a
+# program can be built against spindle out of tree:
+#   $(libdir)/libspindle.a            the four libraries in one archive
+#   $(includedir)/spindle/*.h         every public header, flat (<spindle/fiber.h>)
+#   $(libdir)/pkgconfig/spindle.pc    pkg-config --cflags --libs spindle
+#
+# One archive rather than the four: a user links -lspindle and never has to
+# know the order the libraries must come in (config before runtime), and a
+# static link still takes only the objects a program uses.  The build itself
+# keeps linking the four apart (test_library_layout.py checks they stay so).
+# The archive is made of the very objects of the four libraries, so a source
+# added to one of them is in it without a change here.
+
+lib_LIBRARIES = libspindle.a
+libspindle_a_SOURCES =
+libspindle_a_LIBADD = $(shared_runtime_libspindle_runtime_a_OBJECTS) \
+	$(shared_http_libspindle_http_a_OBJECTS) \
+	$(shared_config_libspindle_config_a_OBJECTS) \
+	$(shared_channel_libspindle_channel_a_OBJECTS)
+# Automake cannot tell objects from flags in a variable: without this the
+# archive would not wait for (nor be remade after) the objects under make -j.
+libspindle_a_DEPENDENCIES = $(libspindle_a_LIBADD)
+
+# Installed flat: <spindle/NAME.h>, as the sources include them.
+# test_install.py fails when a header of shared/*/include/spindle/ is missing here.
+spindleincludedir = $(includedir)/spindle
+spindleinclude_HEADERS = \
+	shared/runtime/include/spindle/fiber.h \
+	shared/runtime/include/spindle/timer.h \
+	shared/runtime/include/spindle/iomanager.h \
+	shared/runtime/include/spindle/waitq.h \
+	shared/runtime/include/spindle/io.h \
+	shared/runtime/include/spindle/stream.h \
+	shared/runtime/include/spindle/net.h \
+	shared/runtime/include/spindle/log.h \
+	shared/http/include/spindle/http_parser.h \
+	shared/config/include/spindle/config.h \
+	shared/channel/include/spindle/channel.h
+
+# spindle.pc is written by configure from spindle.pc.in.
+pkgconfigdir = $(libdir)/pkgconfig
+pkgconfig_DATA = spindle.pc
+EXTRA_DIST += spindle.pc.in
