@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "spindle/clock.h"
 #include "spindle/http_date.h"
 #include "spindle/http_write.h"
 #include "spindle/io.h"
@@ -147,7 +148,7 @@ static __thread char date_str[SP_HTTP_DATE_LEN];
 
 __attribute__((noinline)) void http_date_now(char *dst)
 {
-    time_t now = time(NULL);
+    time_t now = sp_wall_sec();
     if (now != date_sec) {
         sp_http_date_format(now, date_str);
         date_sec = now;

@@ -56,6 +56,7 @@
 #endif
 
 #include "http.h"
+#include "spindle/clock.h"
 #include "spindle/http_date.h"
 #include "spindle/http_range.h"
 #include "spindle/io.h"
@@ -606,7 +607,7 @@ static int serve_rel(struct http_conn *c, struct http_txn *t, const struct http_
     struct http_cache *ca = my_cache(st);
     uint64_t h = http_hash(rel, rl);
     size_t hash = (size_t)(h ^ (h >> 32));
-    time_t now = time(NULL), checked = 0;
+    time_t now = sp_wall_sec(), checked = 0;
     struct http_file *f = cache_get(ca, rel, rl, hash, root->gen, &checked);
     if (f && checked == now)
         return respond(c, t, &f->meta, f, -1);
