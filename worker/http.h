@@ -26,6 +26,7 @@
 #include <sys/uio.h>
 #include <time.h>
 
+#include "spindle/http_date.h"
 #include "spindle/http_parser.h"
 #include "spindle/stream.h"
 #include "worker.h"
@@ -34,7 +35,6 @@
 #define HTTP_OUT_SIZE  16384 /* output buffer on the fiber stack */
 #define HTTP_OUT_IOV   32    /* pieces one flush writes with a single writev */
 #define HTTP_MAX_HDRS  64    /* header lines in one request (more: 431) */
-#define HTTP_DATE_LEN  29    /* "Sun, 06 Nov 1994 08:49:37 GMT" */
 #define HTTP_BODY_ROOM 4096  /* free input space wanted when a body is read */
 struct http_file;            /* a cached file, http_static.c */
 struct http_static;          /* the file server of one service, http_static.c */
@@ -95,7 +95,7 @@ struct http_out {
 /* One request being answered. */
 struct http_txn {
     const struct sp_http_request *req;
-    const char *date; /* HTTP_DATE_LEN bytes, this batch's Date */
+    const char *date; /* SP_HTTP_DATE_LEN bytes, this batch's Date */
     bool head;        /* HEAD: headers only */
     bool close;       /* the connection ends after this response */
     unsigned status;  /* what was answered, for the access log */
@@ -156,8 +156,8 @@ struct http_conn {
     struct http_log_entry *logq;
     unsigned nlogq;
     /* Not cleared: */
-    struct http_out out;      /* http_out_init() */
-    char date[HTTP_DATE_LEN]; /* http_date_now() before each batch */
+    struct http_out out;         /* http_out_init() */
+    char date[SP_HTTP_DATE_LEN]; /* http_date_now() before each batch */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -241,16 +241,9 @@ int http_out_flush(struct http_out *o);
 /* Releases references without writing (the connection is being dropped). */
 void http_out_discard(struct http_out *o);
 
-/* Copies the current Date value (HTTP_DATE_LEN bytes, no NUL) into dst.  The
+/* Copies the current Date value (SP_HTTP_DATE_LEN bytes, no NUL) into dst.  The
  * string is cached per thread and rebuilt when the second changes. */
 void http_date_now(char *dst);
-
-/* Formats t as an IMF-fixdate into dst (HTTP_DATE_LEN bytes, no NUL). */
-void http_date_format(time_t t, char *dst);
-
-/* Parses an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT").  Returns 0 and
- * sets *t, or -1. */
-int http_date_parse(const char *s, size_t len, time_t *t);
 
 /*
  * Appends a response head: status line, Server, Date, Content-Type (when

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "spindle/clock.h"
 #include "spindle/io.h"
 #include "spindle/iomanager.h"
 
@@ -233,7 +234,7 @@ static void log_line(struct http_log *log, struct http_conn *c, const struct htt
     line[n++] = '\n';
 
     struct log_buf *b = my_buf(log);
-    time_t now = time(NULL);
+    time_t now = sp_wall_sec();
     if (now != b->tsec) {
         struct tm tm;
         gmtime_r(&now, &tm);

@@ -56,6 +56,9 @@
 #endif
 
 #include "http.h"
+#include "spindle/clock.h"
+#include "spindle/http_date.h"
+#include "spindle/http_range.h"
 #include "spindle/io.h"
 #include "spindle/iomanager.h"
 
@@ -76,7 +79,7 @@ struct file_meta {
     const char *ctype;
     char etag[40]; /* with its quotes */
     size_t etag_len;
-    char lastmod[HTTP_DATE_LEN];
+    char lastmod[SP_HTTP_DATE_LEN];
     char hdrs[META_HDRS_MAX]; /* Last-Modified, ETag, Accept-Ranges lines */
     size_t hdrs_len;
 };
@@ -364,10 +367,10 @@ static void meta_fill(struct file_meta *m, const struct stat *sb, const char *na
     m->etag_len =
         (size_t)snprintf(m->etag, sizeof(m->etag), "\"%llx-%llx\"",
                          (unsigned long long)sb->st_mtim.tv_sec, (unsigned long long)sb->st_size);
-    http_date_format(sb->st_mtim.tv_sec, m->lastmod);
+    sp_http_date_format(sb->st_mtim.tv_sec, m->lastmod);
     m->hdrs_len = (size_t)snprintf(m->hdrs, sizeof(m->hdrs),
                                    "Last-Modified: %.*s\r\nETag: %s\r\nAccept-Ranges: bytes\r\n",
-                                   HTTP_DATE_LEN, m->lastmod, m->etag);
+                                   SP_HTTP_DATE_LEN, m->lastmod, m->etag);
 }
 
 static bool meta_same(const struct file_meta *m, const struct stat *sb)
@@ -412,36 +415,14 @@ static struct http_file *file_load(int fd, const struct stat *sb, const char *re
 
 /* ---- conditionals and ranges --------------------------------------------------- */
 
-/* Weak comparison of our (strong) tag with a list from If-None-Match. */
-static bool etag_listed(const char *v, size_t n, const struct file_meta *m)
-{
-    size_t i = 0;
-    while (i < n) {
-        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < n && v[i] != ',')
-            i++;
-        size_t e = i;
-        while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-            e--;
-        if (e - s == 1 && v[s] == '*')
-            return true;
-        if (e - s > 2 && v[s] == 'W' && v[s + 1] == '/')
-            s += 2;
-        if (e - s == m->etag_len && memcmp(v + s, m->etag, e - s) == 0)
-            return true;
-    }
-    return false;
-}
-
 static bool not_modified(const struct sp_http_request *req, const struct file_meta *m)
 {
     if (req->if_none_match)
-        return etag_listed(req->if_none_match, req->if_none_match_len, m);
+        return sp_http_etag_listed(req->if_none_match, req->if_none_match_len, m->etag,
+                                   m->etag_len);
     time_t ims;
     if (req->if_modified_since &&
-        http_date_parse(req->if_modified_since, req->if_modified_since_len, &ims) == 0)
+        sp_http_date_parse(req->if_modified_since, req->if_modified_since_len, &ims) == 0)
         return m->mtime.tv_sec <= ims;
     return false;
 }
@@ -452,72 +433,9 @@ static bool if_range_ok(const struct sp_http_request *req, const struct file_met
     for (size_t i = 0; i < req->num_headers; i++) {
         const struct sp_http_header *h = &req->headers[i];
         if (h->name_len == 8 && strncasecmp(h->name, "If-Range", 8) == 0)
-            return (h->value_len == m->etag_len && memcmp(h->value, m->etag, m->etag_len) == 0) ||
-                   (h->value_len == HTTP_DATE_LEN &&
-                    memcmp(h->value, m->lastmod, HTTP_DATE_LEN) == 0);
+            return sp_http_if_range_match(h->value, h->value_len, m->etag, m->etag_len, m->lastmod);
     }
     return true;
-}
-
-enum range_result { RANGE_NONE, RANGE_ONE, RANGE_UNSATISFIABLE };
-
-static bool read_u64(const char **pp, const char *end, uint64_t *out)
-{
-    const char *p = *pp;
-    uint64_t v = 0;
-    if (p == end || (unsigned)(*p - '0') > 9)
-        return false;
-    for (; p < end && (unsigned)(*p - '0') <= 9; p++) {
-        if (v > (UINT64_MAX - 9) / 10)
-            return false;
-        v = v * 10 + (uint64_t)(*p - '0');
-    }
-    *pp = p;
-    *out = v;
-    return true;
-}
-
-/* Parses one "bytes=" range against size. */
-static enum range_result range_parse(const char *v, size_t n, uint64_t size, uint64_t *start,
-                                     uint64_t *count)
-{
-    const char *p = v, *end = v + n;
-    uint64_t a, b;
-
-    if (n < 6 || strncasecmp(p, "bytes=", 6) != 0 || memchr(v, ',', n))
-        return RANGE_NONE; /* another unit, or several ranges: whole file */
-    p += 6;
-    while (p < end && (*p == ' ' || *p == '\t'))
-        p++;
-    if (p < end && *p == '-') {
-        p++;
-        if (!read_u64(&p, end, &b) || p != end)
-            return RANGE_NONE;
-        if (b == 0 || size == 0)
-            return RANGE_UNSATISFIABLE;
-        if (b > size)
-            b = size;
-        *start = size - b;
-        *count = b;
-        return RANGE_ONE;
-    }
-    if (!read_u64(&p, end, &a) || p == end || *p++ != '-')
-        return RANGE_NONE;
-    if (p == end) {
-        b = UINT64_MAX;
-    } else {
-        if (!read_u64(&p, end, &b) || p != end)
-            return RANGE_NONE;
-        if (b < a)
-            return RANGE_NONE; /* invalid: ignored (RFC 9110 14.1.1) */
-    }
-    if (a >= size)
-        return RANGE_UNSATISFIABLE;
-    if (b >= size)
-        b = size - 1;
-    *start = a;
-    *count = b - a + 1;
-    return RANGE_ONE;
 }
 
 /* ---- responses -------------------------------------------------------------------- */
@@ -543,13 +461,13 @@ static int respond(struct http_conn *c, struct http_txn *t, const struct file_me
         return http_head(o, t, 304, NULL, 0, m->hdrs, m->hdrs_len);
     }
     if (req->range && req->method == SP_HTTP_GET && if_range_ok(req, m)) {
-        switch (range_parse(req->range, req->range_len, size, &start, &count)) {
-        case RANGE_UNSATISFIABLE:
+        switch (sp_http_range_parse(req->range, req->range_len, size, &start, &count)) {
+        case SP_HTTP_RANGE_UNSATISFIABLE:
             http_file_release(f);
             snprintf(extra, sizeof(extra), "Content-Range: bytes */%llu\r\n",
                      (unsigned long long)size);
             return http_error(o, t, 416, extra);
-        case RANGE_ONE:
+        case SP_HTTP_RANGE_ONE:
             status = 206;
             memcpy(extra, m->hdrs, xl);
             hdrs = extra;
@@ -558,7 +476,7 @@ static int respond(struct http_conn *c, struct http_txn *t, const struct file_me
                 (unsigned long long)start, (unsigned long long)(start + count - 1),
                 (unsigned long long)size);
             break;
-        case RANGE_NONE:
+        case SP_HTTP_RANGE_NONE:
             break;
         }
     }
@@ -689,7 +607,7 @@ static int serve_rel(struct http_conn *c, struct http_txn *t, const struct http_
     struct http_cache *ca = my_cache(st);
     uint64_t h = http_hash(rel, rl);
     size_t hash = (size_t)(h ^ (h >> 32));
-    time_t now = time(NULL), checked = 0;
+    time_t now = sp_wall_sec(), checked = 0;
     struct http_file *f = cache_get(ca, rel, rl, hash, root->gen, &checked);
     if (f && checked == now)
         return respond(c, t, &f->meta, f, -1);

@@ -18,14 +18,10 @@
 #include <errno.h>
 #include <string.h>
 
-enum {
-    C_TOKEN = 1,  /* tchar (RFC 9110 5.6.2) */
-    C_TARGET = 2, /* request-target byte: VCHAR but '#', or >= 0x80 */
-    C_VALUE = 4,  /* field value byte: VCHAR, SP, HTAB, obs-text */
-    C_HOST = 8,   /* uri-host [":" port]: unreserved, sub-delims, ':', '[', ']', '%' */
-};
+#include "http_lex.h"
 
-static const unsigned char cls[256] = {
+/* The character classes of http_lex.h, one entry per byte. */
+const unsigned char sp_http_char_class[256] = {
     0,  0,  0,  0,  0,  0,  0,  0,  0,  4,  0,  0,  0,  0,  0,  0,  /* 0x00 */
     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  /* 0x10 */
     4,  15, 6,  5,  15, 15, 15, 15, 14, 14, 15, 15, 14, 15, 15, 6,  /* 0x20 */
@@ -43,8 +39,6 @@ static const unsigned char cls[256] = {
     6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  /* 0xe0 */
     6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  6,  /* 0xf0 */
 };
-
-#define IS(c, k) (cls[(unsigned char)(c)] & (k))
 
 /* Parser position: p moves towards end, which is the end of the input or the
  * head size limit, whichever comes first. */
@@ -68,52 +62,6 @@ static ssize_t need_more(struct scan *s)
     if (s->len >= s->max_head)
         return fail(s->req, SP_HTTP_EHEAD_TOO_LARGE);
     return SP_HTTP_INCOMPLETE;
-}
-
-/* p is at '\r' or '\n'.  Returns the size of the line ending (1 or 2), 0 when
- * a CR is the last byte available, -1 for a bare CR. */
-static int eol(const char *p, const char *end)
-{
-    if (*p == '\n')
-        return 1;
-    if (p + 1 == end)
-        return 0;
-    return p[1] == '\n' ? 2 : -1;
-}
-
-/* Case-insensitive comparison with a lowercase literal.  OR-ing 0x20 folds
- * only letters here: the literals hold letters, digits, '-', ':' and '/', and
- * the other bytes that fold onto those are control bytes, which never get past
- * the character classes. */
-static bool eq_ci(const char *s, const char *lower, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if ((s[i] | 0x20) != lower[i])
-            return false;
-    return true;
-}
-
-static bool is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-/* Next element of a comma-separated list (RFC 9110 5.6.1), skipping empty
- * ones and OWS.  Returns its length, 0 at the end of the list. */
-static size_t next_elem(const char **pp, const char *end, const char **elem)
-{
-    const char *p = *pp, *e;
-
-    while (p < end && (*p == ',' || is_ows(*p)))
-        p++;
-    *elem = p;
-    while (p < end && *p != ',')
-        p++;
-    e = p;
-    while (e > *elem && is_ows(e[-1]))
-        e--;
-    *pp = p;
-    return (size_t)(e - *elem);
 }
 
 static enum sp_http_method lookup_method(const char *m, size_t n)
@@ -604,7 +552,7 @@ static bool scan_lines(const char *p, const char *end, unsigned *state)
             continue;
         }
         /* No head holds a control byte but HTAB, CR and LF, or DEL. */
-        if (cls[c] == 0 && c != '\r' && c != '\n')
+        if (sp_http_char_class[c] == 0 && c != '\r' && c != '\n')
             return true;
     }
     *state = st;
@@ -661,6 +609,8 @@ int sp_http_error_status(enum sp_http_error err)
         return 431;
     case SP_HTTP_EBODY_TOO_LARGE:
         return 413;
+    case SP_HTTP_ESTATUS:
+        return 502;
     default:
         return 400;
     }
@@ -691,6 +641,7 @@ const char *sp_http_error_str(enum sp_http_error err)
         [SP_HTTP_ECHUNK_SIZE] = "chunk size too large",
         [SP_HTTP_EBODY_TOO_LARGE] = "body too large",
         [SP_HTTP_ETRAILER_TOO_LARGE] = "trailer section too large",
+        [SP_HTTP_ESTATUS] = "malformed status line",
     };
 
     if ((unsigned)err < sizeof(str) / sizeof(str[0]) && str[err] != NULL)

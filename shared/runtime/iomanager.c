@@ -1156,6 +1156,7 @@ static int loop(struct sp_iom *iom)
     int rc = 0;
 
     tls_iom = iom;
+    sp_clock_tick();
     for (;;) {
         /* Run what is runnable now, no more fibers than are queued: those that
          * yield wait for the next pass, after a poll. */
@@ -1174,11 +1175,13 @@ static int loop(struct sp_iom *iom)
             break;
 
         int timeout = iom->runq_head || (iom->ndue && !iom->due_stalled) ? 0
-                      : iom->timers.len ? sp_timer_timeout_ms(&iom->timers, sp_now_ns())
+                      : iom->timers.len ? sp_timer_timeout_ms(&iom->timers, sp_clock_pass_ns())
                                         : -1;
         if (iom->due_stalled && (timeout < 0 || timeout > 10))
             timeout = 10;
         int n = sp__poller_wait(iom->poller, events, MAX_EVENTS, timeout);
+        /* One clock reading per wake-up for what the pass stamps (clock.h). */
+        sp_clock_tick();
         if (n < 0) {
             if (n == -EINTR)
                 continue;
@@ -1204,6 +1207,7 @@ static int loop(struct sp_iom *iom)
             sp_timer_run(&iom->timers, sp_now_ns());
     }
     tls_iom = NULL;
+    sp_clock_stop();
     return rc;
 }
 

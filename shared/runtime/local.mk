@@ -7,6 +7,7 @@ noinst_LIBRARIES += shared/runtime/libspindle-runtime.a
 shared_runtime_libspindle_runtime_a_CPPFLAGS = -I$(top_builddir) $(SP_RUNTIME_CPPFLAGS)
 shared_runtime_libspindle_runtime_a_SOURCES = \
 	shared/runtime/internal.h \
+	shared/runtime/include/spindle/clock.h \
 	shared/runtime/include/spindle/fiber.h \
 	shared/runtime/include/spindle/timer.h \
 	shared/runtime/include/spindle/iomanager.h \
@@ -15,6 +16,7 @@ shared_runtime_libspindle_runtime_a_SOURCES = \
 	shared/runtime/include/spindle/stream.h \
 	shared/runtime/include/spindle/net.h \
 	shared/runtime/include/spindle/log.h \
+	shared/runtime/clock.c \
 	shared/runtime/fiber.c \
 	shared/runtime/timer.c \
 	shared/runtime/iomanager.c \
@@ -35,6 +37,7 @@ shared_runtime_libspindle_runtime_a_SOURCES += shared/runtime/fiber_aarch64.S
 endif
 
 CMOCKA_TESTS += \
+	tests/unit/test_clock \
 	tests/unit/test_fiber \
 	tests/unit/test_timer \
 	tests/unit/test_iomanager \
@@ -44,6 +47,7 @@ CMOCKA_TESTS += \
 	tests/unit/test_waitq
 if HAVE_CMOCKA
 check_PROGRAMS += \
+	tests/unit/test_clock \
 	tests/unit/test_fiber \
 	tests/unit/test_timer \
 	tests/unit/test_iomanager \
@@ -53,6 +57,8 @@ check_PROGRAMS += \
 	tests/unit/test_waitq
 endif
 EXTRA_DIST += tests/unit/runtime_test.h
+tests_unit_test_clock_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_clock_LDADD = $(UNIT_LDADD)
 tests_unit_test_fiber_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_fiber_LDADD = $(UNIT_LDADD) -lm
 tests_unit_test_timer_CFLAGS = $(UNIT_CFLAGS)

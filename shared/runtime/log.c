@@ -6,10 +6,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "spindle/clock.h"
 #include "spindle/log.h"
 
 static int log_fd = STDERR_FILENO;
@@ -87,15 +87,15 @@ void sp_log(enum sp_log_level level, const char *fmt, ...)
 {
     static const char *names[] = {"error", "warn", "info", "debug"};
     char line[2048];
-    struct timeval tv;
+    uint64_t wall = sp_wall_ns();
+    time_t sec = (time_t)(wall / 1000000000ull);
     struct tm tm;
 
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
+    gmtime_r(&sec, &tm);
     int n = snprintf(line, sizeof(line),
                      "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ [%s] %s %d: ", tm.tm_year + 1900,
                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (int)(tv.tv_usec / 1000), names[level], log_who, (int)getpid());
+                     (int)(wall / 1000000ull % 1000), names[level], log_who, (int)getpid());
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

@@ -8,14 +8,6 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <time.h>
-
-uint64_t sp_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 void sp_timer_heap_init(struct sp_timer_heap *h)
 {

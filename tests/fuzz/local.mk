@@ -8,11 +8,12 @@
 # A crash found by `make fuzz` lands in tests/fuzz/artifacts/TARGET/ of the
 # build tree; copy it to tests/fuzz/regressions/TARGET/ once fixed.
 
-FUZZ_TARGETS = http_request chunked config channel
+FUZZ_TARGETS = http_request http_response chunked config channel
 EXTRA_DIST += tests/fuzz/corpus tests/fuzz/regressions
 
 FUZZ_REPLAYS = \
 	tests/fuzz/fuzz_http_request_replay \
+	tests/fuzz/fuzz_http_response_replay \
 	tests/fuzz/fuzz_chunked_replay \
 	tests/fuzz/fuzz_config_replay \
 	tests/fuzz/fuzz_channel_replay
@@ -22,6 +23,9 @@ FUZZ_REPLAY_CFLAGS = $(AM_CFLAGS) -DSP_FUZZ_SRCDIR='"$(abs_top_srcdir)"'
 tests_fuzz_fuzz_http_request_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_http_request.c
 tests_fuzz_fuzz_http_request_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"http_request"'
 tests_fuzz_fuzz_http_request_replay_LDADD = shared/http/libspindle-http.a
+tests_fuzz_fuzz_http_response_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_http_response.c
+tests_fuzz_fuzz_http_response_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"http_response"'
+tests_fuzz_fuzz_http_response_replay_LDADD = shared/http/libspindle-http.a
 tests_fuzz_fuzz_chunked_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_chunked.c
 tests_fuzz_fuzz_chunked_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"chunked"'
 tests_fuzz_fuzz_chunked_replay_LDADD = shared/http/libspindle-http.a
@@ -36,13 +40,17 @@ tests_fuzz_fuzz_channel_replay_LDADD = shared/channel/libspindle-channel.a
 if ENABLE_FUZZ
 # The parser sources are compiled into each fuzzer with its instrumentation.
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZERS = tests/fuzz/fuzz_http_request tests/fuzz/fuzz_chunked tests/fuzz/fuzz_config \
+FUZZERS = tests/fuzz/fuzz_http_request tests/fuzz/fuzz_http_response tests/fuzz/fuzz_chunked tests/fuzz/fuzz_config \
 	tests/fuzz/fuzz_channel
 check_PROGRAMS += $(FUZZERS)
 tests_fuzz_fuzz_http_request_SOURCES = tests/fuzz/fuzz_http_request.c \
 	shared/http/http_parser.c shared/http/http_path.c
 tests_fuzz_fuzz_http_request_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_http_request_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_http_response_SOURCES = tests/fuzz/fuzz_http_response.c \
+	shared/http/http_response.c shared/http/http_parser.c
+tests_fuzz_fuzz_http_response_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_http_response_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_chunked_SOURCES = tests/fuzz/fuzz_chunked.c shared/http/http_parser.c
 tests_fuzz_fuzz_chunked_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_chunked_LDFLAGS = $(FUZZ_FLAGS)

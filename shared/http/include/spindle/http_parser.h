@@ -71,6 +71,7 @@ enum sp_http_error {
     SP_HTTP_ECHUNK_SIZE,        /* 400 chunk size above 2^62 */
     SP_HTTP_EBODY_TOO_LARGE,    /* 413 chunk sizes add up beyond max_body */
     SP_HTTP_ETRAILER_TOO_LARGE, /* 431 trailer section above SP_HTTP_TRAILER_MAX */
+    SP_HTTP_ESTATUS,            /* 502 response: malformed status code or status line */
 };
 
 /* How the request-target was written (RFC 9112 3.2). */

@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "spindle/clock.h" /* sp_now_ns(), the time deadlines are in */
+
 struct sp_timer;
 typedef void sp_timer_fn(struct sp_timer *t);
 
@@ -27,9 +29,6 @@ struct sp_timer_heap {
     uint32_t len, cap;
     uint64_t next_seq;
 };
-
-/* Current CLOCK_MONOTONIC time in nanoseconds (vDSO, no system call). */
-uint64_t sp_now_ns(void);
 
 void sp_timer_heap_init(struct sp_timer_heap *h);
 /* Frees the heap's array; armed nodes are forgotten, not called. */
