@@ -107,13 +107,14 @@ extern int sp__iom_unguarded_listeners;
 int sp__iom_close(int fd);
 
 /* Converts a relative timeout in ms (-1 = none) to an absolute deadline (0 =
- * none), counted from the last clock reading of this scheduler pass (clock.h),
- * as nginx counts its timers from ngx_current_msec. */
+ * none), counted from a fresh clock reading: a timeout never ends before the
+ * time asked for, however long the scheduler pass has run (the pass's cached
+ * reading, clock.h, could be older by that much). */
 static inline uint64_t sp__deadline(int64_t timeout_ms)
 {
     if (timeout_ms < 0)
         return 0;
-    return sp_clock_pass_ns() + (uint64_t)timeout_ms * 1000000ull;
+    return sp_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 }
 
 #endif

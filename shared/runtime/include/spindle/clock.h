@@ -16,12 +16,12 @@
  *
  * Like nginx's ngx_time_update(), a scheduler thread reads the clock once
  * each time it wakes from the poller (sp_clock_tick) and what runs in that
- * pass counts from the thread's latest reading: sp_wall_sec(), the poll
- * timeout and the deadlines of I/O timeouts (sp_clock_pass_ns).  Any
- * sp_now_ns() call in between refreshes it.  A pass is short (its fibers run
- * until they wait), so the reading is at most that old; a fiber that blocks
- * its thread for long should call sp_now_ns() before its next timeout.  On a
- * thread without a running scheduler every call reads the clock.
+ * pass counts from the thread's latest reading: sp_wall_sec() and the poll
+ * timeout (sp_clock_pass_ns).  Any sp_now_ns() call in between refreshes it.
+ * A pass is short (its fibers run until they wait), so the reading is at
+ * most that old; at worst the poll sleeps that much longer.  The deadline of
+ * an I/O timeout or a sleep is counted from a fresh reading, so it never ends
+ * early.  On a thread without a running scheduler every call reads the clock.
  */
 #ifndef SPINDLE_CLOCK_H
 #define SPINDLE_CLOCK_H
