@@ -5,7 +5,7 @@
 #   tests/deps.sh --all    also fuzzing (clang) and valgrind
 set -e
 pkgs="build-essential autoconf automake libtool pkg-config libjemalloc-dev libcmocka-dev
-      libinih-dev python3 curl procps iproute2 media-types"
+      python3 curl procps iproute2 media-types"
 case "${1:-}" in
 --bench) pkgs="$pkgs libevent-dev wrk nginx-light gnuplot-nox" ;;
 --all) pkgs="$pkgs libevent-dev wrk nginx-light gnuplot-nox clang libclang-rt-14-dev valgrind clang-format git" ;;
