@@ -358,6 +358,7 @@ static void child_main(struct master *m, struct master_worker *w)
         if (w->gen->log_fds[i] >= 0)
             keep[nkeep++] = w->gen->log_fds[i];
     close_other_fds(keep, nkeep);
+    free(keep);
 
     snprintf(who, sizeof(who), "worker %u", w->index);
     sp_log_set_who(who);
