@@ -86,7 +86,7 @@ void sp_config_free(struct sp_config *cfg)
 
 /* ---- loader state and errors ------------------------------------------ */
 
-#define MAX_SECTION_KEYS 64 /* in one key table: L->seen has a bit for each */
+#define MAX_SECTION_KEYS SP_SERVICE_MAX_KEYS /* L->seen has a bit for each */
 
 /* The loader; setters see it as the opaque struct sp_conf_ctx. */
 struct sp_conf_ctx {
@@ -613,7 +613,7 @@ static void key_line(struct sp_conf_ctx *L)
                           : strcmp(k->name, name) == 0)
             break;
     }
-    if (keys[i].name == NULL || i >= MAX_SECTION_KEYS) {
+    if (keys[i].name == NULL) {
         fail(L, L->lineno, "unknown key '%s' in %s", name, L->label);
         return;
     }

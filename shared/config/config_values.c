@@ -273,6 +273,12 @@ static unsigned nregistry;
 
 int sp_service_register(const struct sp_service_def *def)
 {
+    unsigned nkeys = 0;
+
+    while (def->keys != NULL && def->keys[nkeys].name != NULL)
+        nkeys++;
+    if (nkeys > SP_SERVICE_MAX_KEYS)
+        return -E2BIG;
     if (sp_service_find(def->name, strlen(def->name)) != NULL)
         return -EEXIST;
     if (nregistry == SP_SERVICE_MAX_DEFS)

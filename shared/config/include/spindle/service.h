@@ -102,7 +102,7 @@ struct sp_service_def {
      * filled by defaults() (may be NULL), then by the keys' setters.  "listen"
      * is every service's key and handled by the loader. */
     size_t conf_size;
-    const struct sp_conf_key *keys; /* ends with a NULL name; at most 64 keys */
+    const struct sp_conf_key *keys; /* ends with a NULL name; at most SP_SERVICE_MAX_KEYS */
     void (*defaults)(struct sp_conf_ctx *ctx, void *conf);
     /* The section is complete: report what only the whole section shows
      * (sp_conf_error_at).  May be NULL. */
@@ -134,9 +134,11 @@ struct sp_service_def {
 };
 
 #define SP_SERVICE_MAX_DEFS 32
+#define SP_SERVICE_MAX_KEYS 64 /* in one key table */
 
 /* Adds def to the services the loader knows.  Returns 0, -EEXIST when one
- * of that name is registered already, -ENOSPC beyond SP_SERVICE_MAX_DEFS.
+ * of that name is registered already, -ENOSPC beyond SP_SERVICE_MAX_DEFS,
+ * -E2BIG for a key table beyond SP_SERVICE_MAX_KEYS.
  * Borrows def for the process's life. */
 int sp_service_register(const struct sp_service_def *def);
 
