@@ -552,8 +552,6 @@ static void conn_ready(int fd, int status, void *arg)
 
 /* ---- the service's definition ----------------------------------------------------- */
 
-static void http_fini(struct service *svc);
-
 /* Worker-wide state every http service shares (the MIME table): freed when
  * the last one ends. */
 static unsigned http_live;
@@ -629,7 +627,8 @@ static void http_reopen(struct service *svc, int fd)
         close(fd);
 }
 
-/* The scheduler has stopped: no fiber holds a pointer into hs any more. */
+/* The scheduler has stopped: a fiber still parked in a connection (a stop
+ * without drain) never runs again, so nothing uses hs after this. */
 static void http_fini(struct service *svc)
 {
     struct http_svc *hs = svc->state;
@@ -648,16 +647,6 @@ static void http_fini(struct service *svc)
 }
 
 const struct sp_service_def sp_service_http = {
-    .name = "http",
-    .conf_size = sizeof(struct sp_http_conf),
-    .keys = http_conf_keys,
-    .defaults = http_conf_defaults,
-    .check = http_conf_check,
-    .free_conf = http_conf_free,
-    .paths = http_conf_paths,
-    .init = http_init,
-    .handle = http_handle,
-    .drain = http_drain,
-    .reopen = http_reopen,
-    .fini = http_fini,
+    HTTP_CONF_DEF,       .init = http_init,     .handle = http_handle,
+    .drain = http_drain, .reopen = http_reopen, .fini = http_fini,
 };

@@ -55,6 +55,10 @@ static inline const char *worker_log_path(const struct sp_config *cfg, unsigned 
  * (worker/services.c) from the service folders under worker/. */
 void services_register_builtin(void);
 
+/* Registers the configuration half of each (no worker callbacks): for a
+ * program that only loads configurations. */
+void services_register_conf(void);
+
 /*
  * Runs a worker until it is told to stop, or has drained.  Returns the process
  * exit status (0 after a clean stop or drain).

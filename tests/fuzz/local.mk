@@ -28,7 +28,8 @@ tests_fuzz_fuzz_chunked_replay_LDADD = shared/http/libspindle-http.a
 tests_fuzz_fuzz_config_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_config.c
 tests_fuzz_fuzz_config_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -I$(top_srcdir)/worker \
 	-DSP_FUZZ_TARGET='"config"'
-# The services' key tables and setters are part of what is fuzzed.
+# The services' key tables and setters are part of what is fuzzed (their
+# configuration halves: see worker/local.mk).
 tests_fuzz_fuzz_config_replay_LDADD = $(WORKER_LIBS) $(PTHREAD_LIBS)
 tests_fuzz_fuzz_channel_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_channel.c
 tests_fuzz_fuzz_channel_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"channel"'
@@ -47,11 +48,13 @@ tests_fuzz_fuzz_http_request_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_chunked_SOURCES = tests/fuzz/fuzz_chunked.c shared/http/http_parser.c
 tests_fuzz_fuzz_chunked_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_chunked_LDFLAGS = $(FUZZ_FLAGS)
+# The services' configuration halves (key tables, setters) are fuzzed with the
+# loader; their worker halves, and the runtime they need, are left out.
 tests_fuzz_fuzz_config_SOURCES = tests/fuzz/fuzz_config.c shared/config/config.c \
-	shared/config/config_values.c worker/http/http_conf.c
+	shared/config/config_values.c shared/runtime/net.c $(SP_SERVICES_CONF_SOURCES)
+nodist_tests_fuzz_fuzz_config_SOURCES = worker/services_conf.c
 tests_fuzz_fuzz_config_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/worker $(FUZZ_FLAGS)
 tests_fuzz_fuzz_config_LDFLAGS = $(FUZZ_FLAGS)
-tests_fuzz_fuzz_config_LDADD = $(WORKER_LIBS) $(PTHREAD_LIBS)
 tests_fuzz_fuzz_channel_SOURCES = tests/fuzz/fuzz_channel.c shared/channel/channel.c
 tests_fuzz_fuzz_channel_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_channel_LDFLAGS = $(FUZZ_FLAGS)

@@ -8,22 +8,17 @@
  */
 #include <errno.h>
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdlib.h>
 
 #include "spindle/iomanager.h"
 #include "spindle/service.h"
 #include "spindle/stream.h"
 #include "../worker.h"
+#include "echo_conf.h"
 
 #define ECHO_BUF         16384 /* one batch, on stacks of ECHO_LARGE_STACK or more */
 #define ECHO_BUF_SMALL   2048  /* on smaller ones (16k and up leave room for it) */
 #define ECHO_LARGE_STACK (32 * 1024)
-
-/* [echo NAME] */
-struct echo_conf {
-    int64_t idle_timeout_ms; /* 0: never time out */
-};
 
 static void echo_close(struct service *svc, struct sp_stream *s)
 {
@@ -110,25 +105,9 @@ static void echo_serve(struct service *svc, int fd)
 
 /* ---- the definition --------------------------------------------------------- */
 
-static void echo_defaults(struct sp_conf_ctx *ctx, void *conf)
-{
-    struct echo_conf *c = conf;
-    (void)ctx;
-    c->idle_timeout_ms = 5 * 60 * 1000;
-}
-
-static const struct sp_conf_key echo_keys[] = {
-    {"idle_timeout", sp_conf_set_duration, offsetof(struct echo_conf, idle_timeout_ms), 0,
-     24 * 3600 * INT64_C(1000), "0..24h", 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
-
 /* The echo service holds no state beyond its connections' stacks: nothing to
  * build at init or free at exit. */
 const struct sp_service_def sp_service_echo = {
-    .name = "echo",
-    .conf_size = sizeof(struct echo_conf),
-    .keys = echo_keys,
-    .defaults = echo_defaults,
+    ECHO_CONF_DEF,
     .handle = echo_serve,
 };

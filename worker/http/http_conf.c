@@ -195,3 +195,5 @@ unsigned http_conf_paths(const void *conf, struct sp_service_path *out, unsigned
         out[n++] = (struct sp_service_path){"access_log", h->access_log, SP_PATH_LOG};
     return n;
 }
+
+const struct sp_service_def sp_service_http_conf = {HTTP_CONF_DEF};

@@ -38,12 +38,22 @@ struct sp_http_conf {
     const char *access_log;       /* absolute path; NULL: off */
 };
 
-/* The configuration half of the service's definition (http.c holds it). */
+/* The configuration half of the service's definition: the fields of struct
+ * sp_service_def the loader uses.  http.c completes it with the worker's
+ * callbacks (sp_service_http); sp_service_http_conf is the half alone, for
+ * a program that loads configurations and runs no worker (the config
+ * fuzzer), which then need not link the runtime. */
+#define HTTP_CONF_DEF                                                                              \
+    .name = "http", .conf_size = sizeof(struct sp_http_conf), .keys = http_conf_keys,              \
+    .defaults = http_conf_defaults, .check = http_conf_check, .free_conf = http_conf_free,         \
+    .paths = http_conf_paths
+
 extern const struct sp_conf_key http_conf_keys[];
 void http_conf_defaults(struct sp_conf_ctx *ctx, void *conf);
 void http_conf_check(struct sp_conf_ctx *ctx, void *conf);
 void http_conf_free(void *conf);
 unsigned http_conf_paths(const void *conf, struct sp_service_path *out, unsigned max);
+extern const struct sp_service_def sp_service_http_conf;
 
 /*
  * Parses the value of a return line, "PATH = STATUS CONTENT-TYPE [BODY]" (the

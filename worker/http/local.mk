@@ -2,9 +2,8 @@
 # worker/ next to this folder; http/http_conf.c holds its configuration keys.
 
 SP_SERVICES += http
+SP_SERVICES_CONF_SOURCES += worker/http/http_conf.h worker/http/http_conf.c
 worker_libspindle_worker_a_SOURCES += \
-	worker/http/http_conf.h \
-	worker/http/http_conf.c \
 	worker/http.h \
 	worker/http.c \
 	worker/http_body.c \
