@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "../worker/worker.h"
 #include "master.h"
 #include "spindle/config.h"
 
@@ -143,6 +144,7 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'v'},
         {NULL, 0, NULL, 0},
     };
+    services_register_builtin();
     while ((opt = getopt_long(argc, argv, "c:ts:dvh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':

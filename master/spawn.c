@@ -173,18 +173,24 @@ void master_check_user(const struct sp_config *cfg)
                     cfg->user, (unsigned)uid);
 }
 
-/* The -t check, in the child that runs as the user: one warning per http
- * root it cannot list and search.  Returns the count. */
+/* The -t check, in the child that runs as the user: one warning per path a
+ * service's workers read (SP_PATH_READ, e.g. an http root) that it cannot
+ * read, list and search.  Returns the count. */
 static int warn_unreadable(const struct sp_config *cfg)
 {
     int n = 0;
     for (unsigned i = 0; i < cfg->nservices; i++) {
         const struct sp_service_conf *s = &cfg->services[i];
-        if (s->kind != SP_SERVICE_HTTP || !s->http.root || access(s->http.root, R_OK | X_OK) == 0)
-            continue;
-        fprintf(stderr, "%s:%u: warning: [http %s] root %s: user %s cannot read it: %s\n",
-                cfg->path, s->line, s->name, s->http.root, cfg->user, strerror(errno));
-        n++;
+        struct sp_service_path paths[SP_SERVICE_MAX_PATHS];
+        unsigned np = s->def->paths ? s->def->paths(s->conf, paths, SP_SERVICE_MAX_PATHS) : 0;
+        for (unsigned k = 0; k < np; k++) {
+            if (!(paths[k].flags & SP_PATH_READ) || access(paths[k].path, R_OK | X_OK) == 0)
+                continue;
+            fprintf(stderr, "%s:%u: warning: [%s %s] %s %s: user %s cannot read it: %s\n",
+                    cfg->path, s->line, s->def->name, s->name, paths[k].key, paths[k].path,
+                    cfg->user, strerror(errno));
+            n++;
+        }
     }
     return n;
 }
@@ -235,7 +241,7 @@ static int logs_open(struct master_gen *gen)
             gen->log_fds[i] = -ENOENT;
     }
     for (unsigned i = 0; i < cfg->nservices; i++) {
-        const char *path = worker_log_path(&cfg->services[i]);
+        const char *path = worker_log_path(cfg, i);
         if (path && gen->log_fds[i] < 0)
             gen->log_fds[i] = sp_log_open_file(path);
     }
@@ -264,7 +270,7 @@ static void send_reopen(struct master_worker *w)
 
     fds[n++] = sp_log_fd();
     for (unsigned i = 0; i < cfg->nservices; i++) {
-        if (!worker_log_path(&cfg->services[i]))
+        if (!worker_log_path(cfg, i))
             continue;
         if (n == SP_MSG_MAX_FDS || w->gen->log_fds[i] < 0)
             break;
@@ -284,7 +290,7 @@ void master_logs_reopen(struct master *m)
         if (!g->log_fds)
             continue;
         for (unsigned i = 0; i < g->cfg->nservices; i++) {
-            const char *path = worker_log_path(&g->cfg->services[i]);
+            const char *path = worker_log_path(g->cfg, i);
             if (!path)
                 continue;
             int fd = sp_log_open_file(path);
@@ -352,6 +358,7 @@ static void child_main(struct master *m, struct master_worker *w)
         if (w->gen->log_fds[i] >= 0)
             keep[nkeep++] = w->gen->log_fds[i];
     close_other_fds(keep, nkeep);
+    free(keep);
 
     snprintf(who, sizeof(who), "worker %u", w->index);
     sp_log_set_who(who);

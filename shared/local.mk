@@ -26,16 +26,22 @@ libspindle_a_DEPENDENCIES = $(libspindle_a_LIBADD)
 # test_install.py fails when a header of shared/*/include/spindle/ is missing here.
 spindleincludedir = $(includedir)/spindle
 spindleinclude_HEADERS = \
+	shared/runtime/include/spindle/clock.h \
 	shared/runtime/include/spindle/fiber.h \
-	shared/runtime/include/spindle/timer.h \
-	shared/runtime/include/spindle/iomanager.h \
-	shared/runtime/include/spindle/waitq.h \
 	shared/runtime/include/spindle/io.h \
-	shared/runtime/include/spindle/stream.h \
-	shared/runtime/include/spindle/net.h \
+	shared/runtime/include/spindle/iomanager.h \
 	shared/runtime/include/spindle/log.h \
+	shared/runtime/include/spindle/net.h \
+	shared/runtime/include/spindle/stream.h \
+	shared/runtime/include/spindle/timer.h \
+	shared/runtime/include/spindle/waitq.h \
+	shared/http/include/spindle/http_date.h \
 	shared/http/include/spindle/http_parser.h \
+	shared/http/include/spindle/http_range.h \
+	shared/http/include/spindle/http_response.h \
+	shared/http/include/spindle/http_write.h \
 	shared/config/include/spindle/config.h \
+	shared/config/include/spindle/service.h \
 	shared/channel/include/spindle/channel.h
 
 # spindle.pc is written by configure from spindle.pc.in.

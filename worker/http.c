@@ -75,8 +75,7 @@ static const struct http_route *route_find(const struct http_svc *hs, const char
     }
 }
 
-static int route_add(struct http_svc *hs, const char *path, enum http_route_kind kind,
-                     const struct http_prebuilt *pb)
+static int route_add(struct http_svc *hs, const char *path, const struct http_route *how)
 {
     size_t n = strlen(path);
     if (route_find(hs, path, n))
@@ -84,13 +83,23 @@ static int route_add(struct http_svc *hs, const char *path, enum http_route_kind
     for (size_t i = path_hash(path, n) & hs->routes_mask;; i = (i + 1) & hs->routes_mask) {
         struct http_route *r = &hs->routes[i];
         if (!r->path) {
+            *r = *how;
             r->path = path;
             r->path_len = n;
-            r->kind = kind;
-            r->pb = pb;
             return 1;
         }
     }
+}
+
+static int answer_return(struct http_conn *c, struct http_txn *t, const void *pb)
+{
+    return http_prebuilt_send(&c->out, t, pb);
+}
+
+static int answer_status(struct http_conn *c, struct http_txn *t, const void *arg)
+{
+    (void)arg;
+    return http_status_page(c, t);
 }
 
 /* Whether a raw path needs decoding or normalising before lookup. */
@@ -114,15 +123,10 @@ static int dispatch_path(struct http_conn *c, struct http_txn *t, const char *pa
     bool get_head = m == SP_HTTP_GET || m == SP_HTTP_HEAD;
     const struct http_route *r = route_find(hs, path, len);
 
-    if (r && r->kind == HTTP_ROUTE_RETURN) {
-        if (!get_head && m != SP_HTTP_POST)
-            return http_error(&c->out, t, 405, allow_return);
-        return http_prebuilt_send(&c->out, t, r->pb);
-    }
-    if (r && r->kind == HTTP_ROUTE_STATUS) {
-        if (!get_head)
-            return http_error(&c->out, t, 405, allow_get_head);
-        return http_status_page(c, t);
+    if (r) {
+        if (!get_head && !(r->post && m == SP_HTTP_POST))
+            return http_error(&c->out, t, 405, r->post ? allow_return : allow_get_head);
+        return r->answer(c, t, r->arg);
     }
     if (!hs->st)
         return http_error(&c->out, t, 404, NULL);
@@ -546,18 +550,21 @@ static void conn_ready(int fd, int status, void *arg)
     conn_start(hs, fd, false);
 }
 
-/* ---- service ops ----------------------------------------------------------------- */
+/* ---- the service's definition ----------------------------------------------------- */
 
-static void http_fini(struct service *svc);
+/* Worker-wide state every http service shares (the MIME table): freed when
+ * the last one ends. */
+static unsigned http_live;
 
 static int http_init(struct service *svc, char *err, size_t errlen)
 {
-    const struct sp_http_conf *conf = &svc->conf->http;
+    const struct sp_http_conf *conf = svc->conf;
     const struct sp_config *cfg = worker_config(svc->worker);
     struct http_svc *hs = calloc(1, sizeof(*hs));
     if (!hs)
         goto nomem;
     svc->state = hs;
+    http_live++;
     hs->svc = svc;
     hs->conf = conf;
     unsigned threads = cfg->threads > 1 ? cfg->threads : 1;
@@ -577,23 +584,25 @@ static int http_init(struct service *svc, char *err, size_t errlen)
     for (unsigned i = 0; i < conf->nreturns; i++) {
         if (http_prebuilt_init(&hs->prebuilt[i], &conf->returns[i]) != 0)
             goto nomem;
-        route_add(hs, conf->returns[i].path, HTTP_ROUTE_RETURN, &hs->prebuilt[i]);
+        hs->nprebuilt = i + 1;
+        struct http_route r = {.answer = answer_return, .arg = &hs->prebuilt[i], .post = true};
+        route_add(hs, conf->returns[i].path, &r);
     }
-    if (conf->status_path)
-        route_add(hs, conf->status_path, HTTP_ROUTE_STATUS, NULL);
+    if (conf->status_path) {
+        struct http_route r = {.answer = answer_status};
+        route_add(hs, conf->status_path, &r);
+    }
 
     if (conf->root && !(hs->st = http_static_new(conf, threads, err, errlen)))
-        goto fail;
+        return -1;
     if (conf->access_log) {
         if (!(hs->log = http_log_open(conf->access_log, svc->log_fd, threads, err, errlen)))
-            goto fail;
+            return -1;
     }
     return 0;
 
 nomem:
     snprintf(err, errlen, "out of memory");
-fail:
-    http_fini(svc);
     return -1;
 }
 
@@ -618,22 +627,26 @@ static void http_reopen(struct service *svc, int fd)
         close(fd);
 }
 
+/* The scheduler has stopped: a fiber still parked in a connection (a stop
+ * without drain) never runs again, so nothing uses hs after this. */
 static void http_fini(struct service *svc)
 {
     struct http_svc *hs = svc->state;
     if (!hs)
         return;
     http_log_close(hs->log);
-    hs->log = NULL;
-    /* Other state stays: fibers of this worker may still hold pointers into
-     * it until the process exits. */
+    http_static_free(hs->st);
+    for (size_t i = 0; i < hs->nprebuilt; i++)
+        free(hs->prebuilt[i].head);
+    free(hs->prebuilt);
+    free(hs->routes);
+    free(hs);
+    svc->state = NULL;
+    if (--http_live == 0)
+        http_mime_free();
 }
 
-const struct service_ops http_service_ops = {
-    .kind = "http",
-    .init = http_init,
-    .handle = http_handle,
-    .drain = http_drain,
-    .reopen = http_reopen,
-    .fini = http_fini,
+const struct sp_service_def sp_service_http = {
+    HTTP_CONF_DEF,       .init = http_init,     .handle = http_handle,
+    .drain = http_drain, .reopen = http_reopen, .fini = http_fini,
 };

@@ -8,7 +8,8 @@
  * complete request in the input with one write, and hands the fd back to the watch.
  *
  * Module map:
- *   http.c            service ops, the connection loop, routing
+ *   http/http_conf.c  [http NAME]: keys, defaults, checks (http/local.mk builds it all)
+ *   http.c            the service's definition, the connection loop, routing
  *   http_body.c       the request body reader
  *   http_response.c   output buffer, Date cache, response heads, errors,
  *                     prebuilt "return" responses
@@ -27,6 +28,7 @@
 #include <time.h>
 
 #include "spindle/http_date.h"
+#include "http/http_conf.h"
 #include "spindle/http_parser.h"
 #include "spindle/stream.h"
 #include "worker.h"
@@ -51,13 +53,17 @@ struct http_prebuilt {
     size_t body_len;
 };
 
-enum http_route_kind { HTTP_ROUTE_RETURN = 1, HTTP_ROUTE_STATUS = 2 };
+struct http_conn;
+struct http_txn;
 
+/* What an exact path answers: a handler and its argument (a prebuilt
+ * response, or NULL), and the methods it takes. */
 struct http_route {
     const char *path; /* NULL: empty slot */
     size_t path_len;
-    enum http_route_kind kind;
-    const struct http_prebuilt *pb; /* HTTP_ROUTE_RETURN */
+    int (*answer)(struct http_conn *c, struct http_txn *t, const void *arg);
+    const void *arg;
+    bool post; /* POST as well as GET and HEAD */
 };
 
 struct http_svc {
@@ -65,6 +71,7 @@ struct http_svc {
     const struct sp_http_conf *conf;
     struct sp_http_limits limits;
     struct http_prebuilt *prebuilt;
+    size_t nprebuilt;          /* built, of conf->nreturns */
     struct http_route *routes; /* open addressing, routes_mask + 1 slots */
     size_t routes_mask;
     struct http_static *st; /* NULL: no root */
@@ -271,6 +278,10 @@ int http_prebuilt_send(struct http_out *o, struct http_txn *t, const struct http
 struct http_static *http_static_new(const struct sp_http_conf *conf, unsigned threads, char *err,
                                     size_t errlen);
 
+/* Frees st, its caches and the files in them; the scheduler threads must
+ * have stopped.  Accepts NULL. */
+void http_static_free(struct http_static *st);
+
 /* Answers a GET or HEAD for the clean path (starts with '/', normalised,
  * decoded).  May flush c->out and write the file itself (large files).
  * Returns 0, or -errno when the connection must be dropped. */
@@ -284,6 +295,10 @@ void http_file_release(struct http_file *f);
 /* The Content-Type for a file name, by extension; application/octet-stream
  * when unknown. */
 const char *http_mime_type(const char *name, size_t len);
+
+/* Frees the table read from /etc/mime.types, at the exit of a worker that
+ * will look up no more types. */
+void http_mime_free(void);
 
 /* ---- http_status.c -------------------------------------------------------- */
 

@@ -77,6 +77,8 @@ struct sys_entry {
 
 static struct sys_entry *sys_table;
 static size_t sys_count;
+static char **sys_types; /* every type string, each once, for http_mime_free() */
+static size_t sys_ntypes, sys_types_cap;
 static pthread_once_t sys_once = PTHREAD_ONCE_INIT;
 
 static int cmp_entry(const void *a, const void *b)
@@ -120,9 +122,18 @@ static int parse_line(char *line, size_t *cap)
         if (!type) {
             bool text = strncasecmp(t, "text/", 5) == 0;
             size_t tl = strlen(t);
+            if (sys_ntypes == sys_types_cap) {
+                size_t ncap = sys_types_cap ? sys_types_cap * 2 : 256;
+                char **n = realloc(sys_types, ncap * sizeof(*n));
+                if (!n)
+                    return -ENOMEM;
+                sys_types = n;
+                sys_types_cap = ncap;
+            }
             type = malloc(tl + (text ? sizeof(CHARSET) : 1));
             if (!type)
                 return -ENOMEM;
+            sys_types[sys_ntypes++] = type;
             memcpy(type, t, tl);
             memcpy(type + tl, text ? CHARSET : "", text ? sizeof(CHARSET) : 1);
         }
@@ -182,6 +193,19 @@ static void sys_load(void)
             free(sys_table[i].ext);
     }
     sys_count = n;
+}
+
+void http_mime_free(void)
+{
+    for (size_t i = 0; i < sys_count; i++)
+        free(sys_table[i].ext);
+    for (size_t i = 0; i < sys_ntypes; i++)
+        free(sys_types[i]);
+    free(sys_table);
+    free(sys_types);
+    sys_table = NULL;
+    sys_types = NULL;
+    sys_count = sys_ntypes = sys_types_cap = 0;
 }
 
 const char *http_mime_type(const char *name, size_t len)

@@ -660,8 +660,6 @@ out:
 
 /* ---- life ----------------------------------------------------------------------- */
 
-static void http_static_free(struct http_static *st);
-
 struct http_static *http_static_new(const struct sp_http_conf *conf, unsigned threads, char *err,
                                     size_t errlen)
 {
@@ -697,7 +695,7 @@ fail:
     return NULL;
 }
 
-static void http_static_free(struct http_static *st)
+void http_static_free(struct http_static *st)
 {
     if (!st)
         return;

@@ -138,7 +138,7 @@ static void connection_fiber(void *arg)
 {
     uintptr_t v = (uintptr_t)arg;
     struct service *svc = &the_worker->services[v >> 32];
-    svc->ops->handle(svc, (int)(uint32_t)v);
+    svc->def->handle(svc, (int)(uint32_t)v);
 }
 
 /* One accept batch, on the thread the listener woke; the listener is not
@@ -320,8 +320,8 @@ static void worker_drain(struct worker *w, const char *why)
     adopted_close_all(w);
     sp_iom_expire_watches(w->iom, WORKER_DRAIN_IDLE_MS);
     for (unsigned i = 0; i < w->nservices; i++)
-        if (w->services[i].ops->drain)
-            w->services[i].ops->drain(&w->services[i]);
+        if (w->services[i].def->drain)
+            w->services[i].def->drain(&w->services[i]);
     sp_iom_spawn(w->iom, drain_deadline_fiber, w);
     maybe_finish(w);
 }
@@ -351,10 +351,10 @@ static void worker_reopen(struct worker *w, int *fds, unsigned nfds)
     }
     for (unsigned i = 0; i < w->nservices && k < nfds; i++) {
         struct service *svc = &w->services[i];
-        if (!worker_log_path(svc->conf))
+        if (!worker_log_path(w->cfg, i))
             continue;
-        if (svc->ops->reopen)
-            svc->ops->reopen(svc, fds[k]);
+        if (svc->def->reopen)
+            svc->def->reopen(svc, fds[k]);
         else
             close(fds[k]);
         k++;
@@ -563,9 +563,22 @@ static void signal_fiber(void *arg)
 
 /* ---- main ---------------------------------------------------------------- */
 
-static const struct service_ops *ops_for(enum sp_service_kind kind)
+/* Every service frees what it holds, then the worker what it allocated, so
+ * that a leak checker sees what a service forgot as lost.  Runs once the
+ * scheduler has stopped (or never ran): no fiber touches any of it again. */
+static void worker_free(struct worker *w)
 {
-    return kind == SP_SERVICE_HTTP ? &http_service_ops : &echo_service_ops;
+    for (unsigned i = 0; w->services != NULL && i < w->nservices; i++) {
+        struct service *svc = &w->services[i];
+        if (svc->def != NULL && svc->def->fini)
+            svc->def->fini(svc);
+    }
+    free(w->services);
+    w->services = NULL;
+    w->nservices = 0;
+    free(w->acceptors);
+    w->acceptors = NULL;
+    w->nacceptors = 0;
 }
 
 int worker_main(const struct worker_args *args)
@@ -611,13 +624,15 @@ int worker_main(const struct worker_args *args)
     }
     for (unsigned i = 0; i < cfg->nservices; i++) {
         struct service *svc = &w->services[i];
-        svc->conf = &cfg->services[i];
-        svc->ops = ops_for(svc->conf->kind);
+        svc->section = &cfg->services[i];
+        svc->def = svc->section->def;
+        svc->conf = svc->section->conf;
         svc->worker = w;
         svc->log_fd = args->log_fds ? args->log_fds[i] : -EBADF;
-        if (svc->ops->init && svc->ops->init(svc, err, sizeof(err)) != 0) {
-            snprintf(w->exit_reason, sizeof(w->exit_reason), "[%s %s]: %s", svc->ops->kind,
-                     svc->conf->name, err);
+        if (svc->def->init && svc->def->init(svc, err, sizeof(err)) != 0) {
+            snprintf(w->exit_reason, sizeof(w->exit_reason), "[%s %s]: %s", svc->def->name,
+                     svc->section->name, err);
+            w->nservices = i + 1; /* those inited so far, and this one, get fini */
             goto fail;
         }
     }
@@ -662,14 +677,13 @@ int worker_main(const struct worker_args *args)
     if (rc < 0)
         sp_log_error("scheduler failed: %s", strerror(-rc));
 
-    for (unsigned i = 0; i < w->nservices; i++)
-        if (w->services[i].ops->fini)
-            w->services[i].ops->fini(&w->services[i]);
+    worker_free(w);
     send_exiting(w, rc < 0 ? 1 : 0, w->exit_reason[0] ? w->exit_reason : "stopped");
     return rc < 0 ? 1 : 0;
 
 fail:
     sp_log_error("worker failed to start: %s", w->exit_reason);
+    worker_free(w);
     send_exiting(w, 2, w->exit_reason);
     return 2;
 }

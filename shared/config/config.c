@@ -1,26 +1,24 @@
 /*
  * Configuration loader.
  *
- * libinih drives the parse: it reads line after line through our reader,
- * splits "key = value" and calls our handler.  The reader first normalises
- * every line itself, because inih on its own would get four things wrong for
- * us: an indented line would silently become a continuation of the previous
- * value; " ;" would cut a return body ({"a":"b ;c"}); a section with no keys
- * never reaches the handler, so an unknown or empty section would go unseen;
- * and its line buffer is 200 bytes.  So the reader strips leading space and
- * inline comments (not on return lines, whose body is the rest of the line),
- * handles section headers, keeps the whole line in the loader and gives inih
- * at most "key =".  The handler takes the key from inih and the value from the
- * loader's copy of the line.  The reader counts lines, one per call as inih
- * does, so the handler always knows the line it serves.
+ * The loader reads the text line by line itself: it strips leading space and
+ * inline comments (" ;" or a line starting with ';' or '#'), handles section
+ * headers and splits "key = value" (or "key: value").  A key of the
+ * SP_CONF_LINE kind (return) takes the rest of its line as it is, so its
+ * value may hold ';' and '=' ({"a":"b ;c"}).
  *
- * The first error stops the parse: the reader then reports end of input.
- * Everything the result points to lives in one arena freed by
- * sp_config_free(), so an error part way needs no per-field cleanup.
+ * [master] is the loader's own; every other section is "[TYPE NAME]" with TYPE
+ * the name of a registered service (spindle/service.h), whose key table and
+ * setters fill the service's own struct.  "listen" belongs to every service
+ * and is kept here, because listen addresses are checked against each other
+ * across the whole file.
+ *
+ * The first error stops the parse.  Everything the result points to lives in
+ * one arena freed by sp_config_free() (with each service's free_conf), so an
+ * error part way needs no per-field cleanup.
  */
 #include <ctype.h>
 #include <errno.h>
-#include <ini.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -71,8 +69,10 @@ void sp_config_free(struct sp_config *cfg)
     if (cfg == NULL)
         return;
     for (unsigned i = 0; i < cfg->nservices; i++) {
-        if (cfg->services[i].kind == SP_SERVICE_HTTP)
-            free(cfg->services[i].http.returns);
+        const struct sp_service_conf *s = &cfg->services[i];
+        if (s->conf != NULL && s->def->free_conf != NULL)
+            s->def->free_conf(s->conf);
+        free(s->conf);
     }
     free(cfg->services);
     free(cfg->listens);
@@ -84,97 +84,12 @@ void sp_config_free(struct sp_config *cfg)
     free(cfg);
 }
 
-/* ---- keys ----------------------------------------------------------- */
-
-enum section { SEC_NONE, SEC_MASTER, SEC_HTTP, SEC_ECHO };
-
-enum key {
-    K_WORKERS,
-    K_THREADS,
-    K_SLOTS,
-    K_CPU_AFFINITY,
-    K_STACK_SIZE,
-    K_SHUTDOWN_TIMEOUT,
-    K_PID_FILE,
-    K_CONTROL_SOCKET,
-    K_ERROR_LOG,
-    K_USER,
-    K_GROUP,
-    K_LISTEN,
-    K_ROOT,
-    K_INDEX,
-    K_STATUS,
-    K_RETURN,
-    K_KEEPALIVE_TIMEOUT,
-    K_HEADER_TIMEOUT,
-    K_BODY_TIMEOUT,
-    K_SEND_TIMEOUT,
-    K_MAX_HEADER_SIZE,
-    K_MAX_BODY_SIZE,
-    K_ACCESS_LOG,
-    K_IDLE_TIMEOUT,
-    K__COUNT
-};
-
-#define IN_MASTER (1u << SEC_MASTER)
-#define IN_HTTP   (1u << SEC_HTTP)
-#define IN_ECHO   (1u << SEC_ECHO)
-
-/* How a key's value is stored: DURATION (int64_t ms) and SIZE (size_t bytes)
- * within [min, max], described as range; PATH (const char *, absolute) or
- * NULL when the value is the keyword in range; OTHER by hand in set_key(). */
-enum vtype { V_OTHER, V_DURATION, V_SIZE, V_PATH };
-
-#define M(f)     offsetof(struct sp_config, f)
-#define S(f)     offsetof(struct sp_service_conf, f)
-#define HOURS(n) ((n)*3600 * INT64_C(1000))
-
-static const struct key_info {
-    const char *name;
-    unsigned sections;
-    enum vtype type;
-    size_t offset; /* in struct sp_config for [master], else in struct sp_service_conf */
-    int64_t min, max;
-    const char *range;
-} keys[K__COUNT] = {
-    [K_WORKERS] = {"workers", IN_MASTER, V_OTHER, 0, 0, 0, NULL},
-    [K_THREADS] = {"threads", IN_MASTER, V_OTHER, 0, 0, 0, NULL},
-    [K_SLOTS] = {"slots", IN_MASTER, V_OTHER, 0, 0, 0, NULL},
-    [K_CPU_AFFINITY] = {"cpu_affinity", IN_MASTER, V_OTHER, 0, 0, 0, NULL},
-    [K_STACK_SIZE] = {"stack_size", IN_MASTER, V_SIZE, M(stack_size), 16 << 10, 16 << 20,
-                      "16k..16m"},
-    [K_SHUTDOWN_TIMEOUT] = {"shutdown_timeout", IN_MASTER, V_DURATION, M(shutdown_timeout_ms), 0,
-                            HOURS(24), "0..24h"},
-    [K_PID_FILE] = {"pid_file", IN_MASTER, V_PATH, M(pid_file), 0, 0, NULL},
-    [K_CONTROL_SOCKET] = {"control_socket", IN_MASTER, V_PATH, M(control_socket), 0, 0, NULL},
-    [K_ERROR_LOG] = {"error_log", IN_MASTER, V_PATH, M(error_log), 0, 0, "stderr"},
-    [K_USER] = {"user", IN_MASTER, V_OTHER, M(user), 0, 0, NULL},
-    [K_GROUP] = {"group", IN_MASTER, V_OTHER, M(group), 0, 0, NULL},
-    [K_LISTEN] = {"listen", IN_HTTP | IN_ECHO, V_OTHER, 0, 0, 0, NULL},
-    [K_ROOT] = {"root", IN_HTTP, V_PATH, S(http.root), 0, 0, NULL},
-    [K_INDEX] = {"index", IN_HTTP, V_OTHER, 0, 0, 0, NULL},
-    [K_STATUS] = {"status", IN_HTTP, V_OTHER, 0, 0, 0, NULL},
-    [K_RETURN] = {"return", IN_HTTP, V_OTHER, 0, 0, 0, NULL},
-    [K_KEEPALIVE_TIMEOUT] = {"keepalive_timeout", IN_HTTP, V_DURATION, S(http.keepalive_timeout_ms),
-                             0, HOURS(24), "0..24h"},
-    [K_HEADER_TIMEOUT] = {"header_timeout", IN_HTTP, V_DURATION, S(http.header_timeout_ms), 1,
-                          HOURS(24), "1ms..24h"},
-    [K_BODY_TIMEOUT] = {"body_timeout", IN_HTTP, V_DURATION, S(http.body_timeout_ms), 1, HOURS(24),
-                        "1ms..24h"},
-    [K_SEND_TIMEOUT] = {"send_timeout", IN_HTTP, V_DURATION, S(http.send_timeout_ms), 1, HOURS(24),
-                        "1ms..24h"},
-    [K_MAX_HEADER_SIZE] = {"max_header_size", IN_HTTP, V_SIZE, S(http.max_header_size), 1 << 10,
-                           1 << 20, "1k..1m"},
-    [K_MAX_BODY_SIZE] = {"max_body_size", IN_HTTP, V_SIZE, S(http.max_body_size), 0, 1 << 30,
-                         "0..1g"},
-    [K_ACCESS_LOG] = {"access_log", IN_HTTP, V_PATH, S(http.access_log), 0, 0, "off"},
-    [K_IDLE_TIMEOUT] = {"idle_timeout", IN_ECHO, V_DURATION, S(echo.idle_timeout_ms), 0, HOURS(24),
-                        "0..24h"},
-};
-
 /* ---- loader state and errors ------------------------------------------ */
 
-struct loader {
+#define MAX_SECTION_KEYS SP_SERVICE_MAX_KEYS /* L->seen has a bit for each */
+
+/* The loader; setters see it as the opaque struct sp_conf_ctx. */
+struct sp_conf_ctx {
     struct sp_config *cfg;
     const char *name;
     const char *text;
@@ -182,15 +97,18 @@ struct loader {
     unsigned lineno;
 
     char line[SP_CONFIG_MAX_LINE + 1]; /* the current line, normalised */
+    char key[SP_CONFIG_MAX_LINE + 1];  /* of the current key line */
     const char *value;                 /* of the current key line, inside line[] */
-    bool is_return;
+    bool whole_line;                   /* a SP_CONF_LINE key: value is the rest of the line */
 
-    enum section section;
-    unsigned svc;         /* index of the current service */
-    uint32_t seen;        /* keys set in the current section */
-    unsigned master_line; /* of [master], 0 if none */
+    bool in_section;
+    const struct sp_service_def *def; /* of the current section; NULL: [master] */
+    unsigned svc;                     /* index of the current service */
+    uint64_t seen;                    /* keys set in the current section */
+    unsigned master_line;             /* of [master], 0 if none */
     bool slots_auto;
-    unsigned master_key_line[K__COUNT]; /* where each [master] key was set */
+    unsigned master_key_line[MAX_SECTION_KEYS]; /* where each [master] key was set */
+    char label[96];                             /* "[TYPE NAME]" of the current section */
 
     char *err;
     size_t errlen;
@@ -199,19 +117,15 @@ struct loader {
 };
 
 /* Records the first error as "NAME:LINE: message" (line 0: "NAME: message"). */
-__attribute__((format(printf, 3, 4))) static void fail(struct loader *L, unsigned line,
-                                                       const char *fmt, ...)
+static void vfail(struct sp_conf_ctx *L, unsigned line, const char *fmt, va_list ap)
 {
     char msg[SP_CONFIG_ERR_SIZE];
-    va_list ap;
 
     if (L->failed)
         return;
     L->failed = true;
     L->errline = line;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
     if (L->errlen == 0)
         return;
     if (line > 0)
@@ -220,18 +134,45 @@ __attribute__((format(printf, 3, 4))) static void fail(struct loader *L, unsigne
         snprintf(L->err, L->errlen, "%s: %s", L->name, msg);
 }
 
-static const char *section_label(struct loader *L, char *buf, size_t size)
+__attribute__((format(printf, 3, 4))) static void fail(struct sp_conf_ctx *L, unsigned line,
+                                                       const char *fmt, ...)
 {
-    if (L->section == SEC_MASTER) {
-        snprintf(buf, size, "[master]");
-    } else {
-        const struct sp_service_conf *s = &L->cfg->services[L->svc];
-        snprintf(buf, size, "[%s %s]", sp_config_kind_name(s->kind), s->name);
-    }
-    return buf;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vfail(L, line, fmt, ap);
+    va_end(ap);
 }
 
-static const char *dup_or_fail(struct loader *L, const char *s, size_t n)
+void sp_conf_error(struct sp_conf_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vfail(ctx, ctx->lineno, fmt, ap);
+    va_end(ap);
+}
+
+void sp_conf_error_at(struct sp_conf_ctx *ctx, unsigned line, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vfail(ctx, line ? line : ctx->lineno, fmt, ap);
+    va_end(ap);
+}
+
+unsigned sp_conf_line(const struct sp_conf_ctx *ctx)
+{
+    return ctx->lineno;
+}
+
+const char *sp_conf_section(const struct sp_conf_ctx *ctx)
+{
+    return ctx->label;
+}
+
+static const char *dup_or_fail(struct sp_conf_ctx *L, const char *s, size_t n)
 {
     char *p = mem_strndup(L->cfg, s, n);
     if (p == NULL)
@@ -239,10 +180,15 @@ static const char *dup_or_fail(struct loader *L, const char *s, size_t n)
     return p;
 }
 
+const char *sp_conf_strdup(struct sp_conf_ctx *ctx, const char *s, size_t n)
+{
+    return dup_or_fail(ctx, s, n);
+}
+
 /* ---- paths -------------------------------------------------------------- */
 
 /* Resolves path against base into an arena string, or records an error. */
-static const char *resolve_path(struct loader *L, const char *base, const char *path)
+static const char *resolve_path(struct sp_conf_ctx *L, const char *base, const char *path)
 {
     char out[PATH_MAX];
 
@@ -257,7 +203,7 @@ static const char *resolve_path(struct loader *L, const char *base, const char *
  * link leads to, so that the master and `-s` agree however they name it.  A
  * name that leads to no file (a string parsed in a test) is taken as it is,
  * relative to the current directory. */
-static const char *config_dir(struct loader *L, const char *name)
+static const char *config_dir(struct sp_conf_ctx *L, const char *name)
 {
     char cwd[PATH_MAX] = "/", dir[PATH_MAX] = ".", real[PATH_MAX];
     const char *slash;
@@ -274,7 +220,62 @@ static const char *config_dir(struct loader *L, const char *name)
     return resolve_path(L, cwd, dir);
 }
 
-/* ---- values ------------------------------------------------------------- */
+/* ---- generic setters ------------------------------------------------------ */
+
+#define FIELD(conf, key, type) ((type *)(void *)((char *)(conf) + (key)->offset))
+
+void sp_conf_set_duration(struct sp_conf_ctx *L, const struct sp_conf_key *k, void *conf,
+                          const char *v)
+{
+    int64_t *out = FIELD(conf, k, int64_t);
+    int rc = sp_parse_duration(v, out);
+
+    if (rc == -EINVAL)
+        fail(L, L->lineno, "invalid %s '%s': expected a duration such as 500ms, 10s, 5m or 1h",
+             k->name, v);
+    else if (rc < 0 || *out < k->min || *out > k->max)
+        fail(L, L->lineno, "%s '%s' out of range (%s)", k->name, v, k->range);
+}
+
+void sp_conf_set_size(struct sp_conf_ctx *L, const struct sp_conf_key *k, void *conf, const char *v)
+{
+    size_t *out = FIELD(conf, k, size_t);
+    int rc = sp_parse_size(v, out);
+
+    if (rc == -EINVAL)
+        fail(L, L->lineno, "invalid %s '%s': expected a size such as 512, 8k or 1m", k->name, v);
+    else if (rc < 0 || *out < (uint64_t)k->min || *out > (uint64_t)k->max)
+        fail(L, L->lineno, "%s '%s' out of range (%s)", k->name, v, k->range);
+}
+
+/* A path, or for the log keys the keyword in k->range (any case, as
+ * `access_log OFF` means off to whoever writes it).  A log key takes one
+ * word: nginx's forms with a level or a format would otherwise become part
+ * of the file name. */
+void sp_conf_set_path(struct sp_conf_ctx *L, const struct sp_conf_key *k, void *conf, const char *v)
+{
+    const char **out = FIELD(conf, k, const char *);
+    const char *range = k->range;
+
+    if (range != NULL && strcasecmp(v, range) == 0) {
+        *out = NULL;
+        return;
+    }
+    if (range != NULL && strpbrk(v, " \t") != NULL) {
+        fail(L, L->lineno, "invalid %s '%s': expected one path or %s (no format or options)",
+             k->name, v, range);
+        return;
+    }
+    *out = resolve_path(L, L->cfg->dir, v);
+}
+
+void sp_conf_set_string(struct sp_conf_ctx *L, const struct sp_conf_key *k, void *conf,
+                        const char *v)
+{
+    *FIELD(conf, k, const char *) = dup_or_fail(L, v, strlen(v));
+}
+
+/* ---- [master] ------------------------------------------------------------- */
 
 static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
 {
@@ -300,66 +301,89 @@ static unsigned online_cpus(void)
     return n > SP_CONFIG_MAX_WORKERS ? SP_CONFIG_MAX_WORKERS : (unsigned)n;
 }
 
-static bool valid_service_name(const char *s, size_t n)
+static void set_workers(struct sp_conf_ctx *L, const struct sp_conf_key *k, void *conf,
+                        const char *v)
 {
-    if (n == 0 || n > 64)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-' && s[i] != '.')
-            return false;
-    }
-    return true;
+    struct sp_config *cfg = conf;
+
+    (void)k;
+    if (strcmp(v, "auto") == 0)
+        cfg->workers = online_cpus();
+    else if (parse_uint(v, 1, SP_CONFIG_MAX_WORKERS, &cfg->workers) < 0)
+        fail(L, L->lineno, "invalid workers '%s': expected auto or 1..%d", v,
+             SP_CONFIG_MAX_WORKERS);
 }
 
-static void set_duration(struct loader *L, enum key k, const char *v, int64_t *out)
+static void set_threads(struct sp_conf_ctx *L, const struct sp_conf_key *k, void *conf,
+                        const char *v)
 {
-    int rc = sp_parse_duration(v, out);
+    struct sp_config *cfg = conf;
 
-    if (rc == -EINVAL)
-        fail(L, L->lineno, "invalid %s '%s': expected a duration such as 500ms, 10s, 5m or 1h",
-             keys[k].name, v);
-    else if (rc < 0 || *out < keys[k].min || *out > keys[k].max)
-        fail(L, L->lineno, "%s '%s' out of range (%s)", keys[k].name, v, keys[k].range);
+    (void)k;
+    if (parse_uint(v, 1, SP_CONFIG_MAX_THREADS, &cfg->threads) < 0)
+        fail(L, L->lineno, "invalid threads '%s': expected 1..%d", v, SP_CONFIG_MAX_THREADS);
 }
 
-static void set_size(struct loader *L, enum key k, const char *v, size_t *out)
+static void set_slots(struct sp_conf_ctx *L, const struct sp_conf_key *k, void *conf, const char *v)
 {
-    int rc = sp_parse_size(v, out);
+    struct sp_config *cfg = conf;
 
-    if (rc == -EINVAL)
-        fail(L, L->lineno, "invalid %s '%s': expected a size such as 512, 8k or 1m", keys[k].name,
+    (void)k;
+    L->slots_auto = strcmp(v, "auto") == 0;
+    if (!L->slots_auto && parse_uint(v, 1, SP_CONFIG_MAX_SLOTS, &cfg->slots) < 0)
+        fail(L, L->lineno, "invalid slots '%s': expected auto or 1..%d", v, SP_CONFIG_MAX_SLOTS);
+}
+
+static void set_cpu_affinity(struct sp_conf_ctx *L, const struct sp_conf_key *k, void *conf,
+                             const char *v)
+{
+    struct sp_config *cfg = conf;
+
+    (void)k;
+    if (strcmp(v, "auto") == 0)
+        cfg->cpu_affinity = true;
+    else if (strcmp(v, "off") == 0)
+        cfg->cpu_affinity = false;
+    else
+        fail(L, L->lineno, "invalid cpu_affinity '%s': expected off or auto", v);
+}
+
+/* error_log takes one word and says why: there is no level to set. */
+static void set_error_log(struct sp_conf_ctx *L, const struct sp_conf_key *k, void *conf,
+                          const char *v)
+{
+    if (strcasecmp(v, k->range) != 0 && strpbrk(v, " \t") != NULL)
+        fail(L, L->lineno,
+             "invalid error_log '%s': expected one path or stderr (spindle logs every level; "
+             "there is no level to set)",
              v);
-    else if (rc < 0 || *out < (uint64_t)keys[k].min || *out > (uint64_t)keys[k].max)
-        fail(L, L->lineno, "%s '%s' out of range (%s)", keys[k].name, v, keys[k].range);
+    else
+        sp_conf_set_path(L, k, conf, v);
 }
 
-/* A path, or for the log keys the keyword in keys[k].range (any case, as
- * `access_log OFF` means off to whoever writes it).  A log key takes one
- * word: nginx's forms with a level or a format would otherwise become part
- * of the file name. */
-static void set_path(struct loader *L, enum key k, const char *v, const char **out)
-{
-    const char *range = keys[k].range;
+#define M(f)     offsetof(struct sp_config, f)
+#define HOURS(n) ((n)*3600 * INT64_C(1000))
 
-    if (range != NULL && strcasecmp(v, range) == 0) {
-        *out = NULL;
-        return;
-    }
-    if (range != NULL && strpbrk(v, " \t") != NULL) {
-        if (k == K_ERROR_LOG)
-            fail(L, L->lineno,
-                 "invalid error_log '%s': expected one path or stderr (spindle logs every level; "
-                 "there is no level to set)",
-                 v);
-        else
-            fail(L, L->lineno, "invalid %s '%s': expected one path or %s (no format or options)",
-                 keys[k].name, v, range);
-        return;
-    }
-    *out = resolve_path(L, L->cfg->dir, v);
-}
+enum { K_SLOTS = 2, K_CONTROL_SOCKET = 7, K_USER = 9, K_GROUP = 10 };
 
-static void add_listen(struct loader *L, const char *v)
+static const struct sp_conf_key master_keys[] = {
+    {"workers", set_workers, 0, 0, 0, NULL, 0},
+    {"threads", set_threads, 0, 0, 0, NULL, 0},
+    [K_SLOTS] = {"slots", set_slots, 0, 0, 0, NULL, 0},
+    {"cpu_affinity", set_cpu_affinity, 0, 0, 0, NULL, 0},
+    {"stack_size", sp_conf_set_size, M(stack_size), 16 << 10, 16 << 20, "16k..16m", 0},
+    {"shutdown_timeout", sp_conf_set_duration, M(shutdown_timeout_ms), 0, HOURS(24), "0..24h", 0},
+    {"pid_file", sp_conf_set_path, M(pid_file), 0, 0, NULL, 0},
+    [K_CONTROL_SOCKET] = {"control_socket", sp_conf_set_path, M(control_socket), 0, 0, NULL, 0},
+    {"error_log", set_error_log, M(error_log), 0, 0, "stderr", 0},
+    [K_USER] = {"user", sp_conf_set_string, M(user), 0, 0, NULL, 0},
+    [K_GROUP] = {"group", sp_conf_set_string, M(group), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+/* ---- listen --------------------------------------------------------------- */
+
+static void add_listen(struct sp_conf_ctx *L, const char *v)
 {
     struct sp_config *cfg = L->cfg;
     struct sp_listen_conf *ln, *all;
@@ -415,83 +439,50 @@ static void add_listen(struct loader *L, const char *v)
     cfg->nlistens++;
 }
 
-/* "return PATH = STATUS CONTENT-TYPE [BODY]", parsed from the whole line:
- * the body is the rest of it, ';' and '=' included. */
-static void add_return(struct loader *L)
-{
-    struct sp_http_conf *h = &L->cfg->services[L->svc].http;
-    struct sp_http_return ret, *all;
-    const char *why;
-
-    if (sp_parse_return(L->line + strlen("return"), &ret, &why) < 0) {
-        fail(L, L->lineno, "invalid return: %s", why);
-        return;
-    }
-    for (unsigned i = 0; i < h->nreturns; i++) {
-        if (strcmp(h->returns[i].path, ret.path) == 0) {
-            fail(L, L->lineno, "duplicate return path '%s' (also at line %u)", ret.path,
-                 h->returns[i].line);
-            return;
-        }
-    }
-    if (h->nreturns == SP_CONFIG_MAX_RETURNS) {
-        fail(L, L->lineno, "too many return lines in one section (max %d)", SP_CONFIG_MAX_RETURNS);
-        return;
-    }
-    all = realloc(h->returns, (h->nreturns + 1) * sizeof(*all));
-    if (all == NULL) {
-        fail(L, 0, "out of memory");
-        return;
-    }
-    h->returns = all;
-    ret.path = dup_or_fail(L, ret.path, strlen(ret.path));
-    ret.content_type = dup_or_fail(L, ret.content_type, strlen(ret.content_type));
-    ret.body = dup_or_fail(L, ret.body, ret.body_len);
-    ret.line = L->lineno;
-    if (!L->failed)
-        all[h->nreturns++] = ret;
-}
-
 /* ---- sections ------------------------------------------------------------ */
 
+static bool valid_service_name(const char *s, size_t n)
+{
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-' && s[i] != '.')
+            return false;
+    }
+    return true;
+}
+
 /* Checks what can only be checked once a section is complete. */
-static void section_end(struct loader *L)
+static void section_end(struct sp_conf_ctx *L)
 {
     struct sp_config *cfg = L->cfg;
     struct sp_service_conf *s;
-    char label[96];
     unsigned n = 0;
 
-    if (L->section != SEC_HTTP && L->section != SEC_ECHO)
+    if (!L->in_section || L->def == NULL)
         return;
     s = &cfg->services[L->svc];
     for (unsigned i = 0; i < cfg->nlistens; i++)
         n += cfg->listens[i].service == L->svc;
     if (n == 0) {
-        fail(L, s->line, "%s has no listen address", section_label(L, label, sizeof(label)));
+        fail(L, s->line, "%s has no listen address", L->label);
         return;
     }
-    if (s->kind == SP_SERVICE_HTTP && s->http.status_path != NULL) {
-        for (unsigned i = 0; i < s->http.nreturns; i++) {
-            const struct sp_http_return *r = &s->http.returns[i];
-            if (strcmp(r->path, s->http.status_path) == 0) {
-                fail(L, r->line, "return path '%s' is also the status path", r->path);
-                return;
-            }
-        }
-    }
+    if (s->def->check != NULL)
+        s->def->check(L, s->conf);
 }
 
-static void add_service(struct loader *L, enum sp_service_kind kind, const char *name, size_t n)
+static void add_service(struct sp_conf_ctx *L, const struct sp_service_def *def, const char *name,
+                        size_t n)
 {
     struct sp_config *cfg = L->cfg;
     struct sp_service_conf *s;
 
     for (unsigned i = 0; i < cfg->nservices; i++) {
         s = &cfg->services[i];
-        if (s->kind == kind && strlen(s->name) == n && memcmp(s->name, name, n) == 0) {
-            fail(L, L->lineno, "duplicate section [%s %s] (first at line %u)",
-                 sp_config_kind_name(kind), s->name, s->line);
+        if (s->def == def && strlen(s->name) == n && memcmp(s->name, name, n) == 0) {
+            fail(L, L->lineno, "duplicate section [%s %s] (first at line %u)", def->name, s->name,
+                 s->line);
             return;
         }
     }
@@ -507,34 +498,36 @@ static void add_service(struct loader *L, enum sp_service_kind kind, const char 
     cfg->services = s;
     s = &s[cfg->nservices];
     memset(s, 0, sizeof(*s));
-    s->kind = kind;
+    s->def = def;
     s->line = L->lineno;
-    s->name = dup_or_fail(L, name, n);
-    if (kind == SP_SERVICE_HTTP) {
-        s->http.index = dup_or_fail(L, "index.html", strlen("index.html"));
-        s->http.keepalive_timeout_ms = 75 * 1000;
-        s->http.header_timeout_ms = 10 * 1000;
-        s->http.body_timeout_ms = 30 * 1000;
-        s->http.send_timeout_ms = 60 * 1000;
-        s->http.max_header_size = 8 * 1024;
-        s->http.max_body_size = 1024 * 1024;
-    } else {
-        s->echo.idle_timeout_ms = 5 * 60 * 1000;
+    s->conf = calloc(1, def->conf_size ? def->conf_size : 1);
+    if (s->conf == NULL) {
+        fail(L, 0, "out of memory");
+        return;
     }
-    L->svc = cfg->nservices++;
-    L->section = kind == SP_SERVICE_HTTP ? SEC_HTTP : SEC_ECHO;
+    L->svc = cfg->nservices++; /* from here on sp_config_free() frees s->conf */
+    s->name = dup_or_fail(L, name, n);
+    if (L->failed)
+        return;
+    L->def = def;
+    L->in_section = true;
+    snprintf(L->label, sizeof(L->label), "[%s %s]", def->name, s->name);
+    if (def->defaults != NULL)
+        def->defaults(L, s->conf);
 }
 
 /* L->line is "[...]" with nothing after the bracket but a comment, stripped. */
-static void section_begin(struct loader *L)
+static void section_begin(struct sp_conf_ctx *L)
 {
     char *close = strchr(L->line, ']'), type[16] = "", name[72] = "", extra;
+    const struct sp_service_def *def;
     int words;
 
     section_end(L);
     if (L->failed)
         return;
-    L->section = SEC_NONE;
+    L->in_section = false;
+    L->def = NULL;
     L->seen = 0;
     if (close == NULL) {
         fail(L, L->lineno, "syntax error: missing ']' in section header");
@@ -553,161 +546,112 @@ static void section_begin(struct loader *L)
             fail(L, L->lineno, "duplicate section [master] (first at line %u)", L->master_line);
         } else {
             L->master_line = L->lineno;
-            L->section = SEC_MASTER;
+            L->in_section = true;
+            snprintf(L->label, sizeof(L->label), "[master]");
         }
         return;
     }
-    enum sp_service_kind kind;
-    if (strcmp(type, "http") == 0)
-        kind = SP_SERVICE_HTTP;
-    else if (strcmp(type, "echo") == 0)
-        kind = SP_SERVICE_ECHO;
-    else {
+    def = sp_service_find(type, strlen(type));
+    if (def == NULL)
         fail(L, L->lineno, "unknown section [%s]", L->line + 1);
-        return;
-    }
-    if (words < 2)
+    else if (words < 2)
         fail(L, L->lineno, "section [%s] needs a name, e.g. [%s main]", type, type);
     else if (words > 2 || !valid_service_name(name, strlen(name)))
         fail(L, L->lineno, "invalid name in [%s]: use letters, digits, '_', '-' and '.'",
              L->line + 1);
     else
-        add_service(L, kind, name, strlen(name));
+        add_service(L, def, name, strlen(name));
 }
 
 /* ---- keys ------------------------------------------------------------------ */
 
-static void set_key(struct loader *L, enum key k, const char *v)
+/* The key table of the current section. */
+static const struct sp_conf_key *section_keys(const struct sp_conf_ctx *L)
 {
-    const struct key_info *ki = &keys[k];
-    struct sp_config *cfg = L->cfg;
-    struct sp_service_conf *s = L->section == SEC_MASTER ? NULL : &cfg->services[L->svc];
-    char *field = (s ? (char *)s : (char *)cfg) + ki->offset;
-
-    switch (ki->type) {
-    case V_DURATION:
-        set_duration(L, k, v, (int64_t *)(void *)field);
-        return;
-    case V_SIZE:
-        set_size(L, k, v, (size_t *)(void *)field);
-        return;
-    case V_PATH:
-        set_path(L, k, v, (const char **)(void *)field);
-        return;
-    case V_OTHER:
-        break;
-    }
-    switch (k) {
-    case K_WORKERS:
-        if (strcmp(v, "auto") == 0)
-            cfg->workers = online_cpus();
-        else if (parse_uint(v, 1, SP_CONFIG_MAX_WORKERS, &cfg->workers) < 0)
-            fail(L, L->lineno, "invalid workers '%s': expected auto or 1..%d", v,
-                 SP_CONFIG_MAX_WORKERS);
-        break;
-    case K_THREADS:
-        if (parse_uint(v, 1, SP_CONFIG_MAX_THREADS, &cfg->threads) < 0)
-            fail(L, L->lineno, "invalid threads '%s': expected 1..%d", v, SP_CONFIG_MAX_THREADS);
-        break;
-    case K_SLOTS:
-        L->slots_auto = strcmp(v, "auto") == 0;
-        if (!L->slots_auto && parse_uint(v, 1, SP_CONFIG_MAX_SLOTS, &cfg->slots) < 0)
-            fail(L, L->lineno, "invalid slots '%s': expected auto or 1..%d", v,
-                 SP_CONFIG_MAX_SLOTS);
-        break;
-    case K_CPU_AFFINITY:
-        if (strcmp(v, "auto") == 0)
-            cfg->cpu_affinity = true;
-        else if (strcmp(v, "off") == 0)
-            cfg->cpu_affinity = false;
-        else
-            fail(L, L->lineno, "invalid cpu_affinity '%s': expected off or auto", v);
-        break;
-    case K_USER:
-    case K_GROUP:
-        *(const char **)(void *)field = dup_or_fail(L, v, strlen(v));
-        break;
-    case K_LISTEN:
-        add_listen(L, v);
-        break;
-    case K_INDEX:
-        if (strchr(v, '/') != NULL || strcmp(v, ".") == 0 || strcmp(v, "..") == 0)
-            fail(L, L->lineno, "invalid index '%s': expected a file name", v);
-        else
-            s->http.index = dup_or_fail(L, v, strlen(v));
-        break;
-    case K_STATUS:
-        if (!sp__config_valid_url_path(v, strlen(v)))
-            fail(L, L->lineno, "invalid status '%s': expected a path starting with '/'", v);
-        else
-            s->http.status_path = dup_or_fail(L, v, strlen(v));
-        break;
-    case K_RETURN:
-        fail(L, L->lineno, "return needs a path: return PATH = STATUS CONTENT-TYPE [BODY]");
-        break;
-    default:
-        break;
-    }
+    return L->def != NULL ? L->def->keys : master_keys;
 }
 
-/* inih's callback, once per "key = value" line; section and value are
- * inih's view and unused (see the top of the file).  Returns 0 on error. */
-static int handler(void *user, const char *section, const char *name, const char *value)
+/* Whether word (n bytes) is a SP_CONF_LINE key of any service: such a line
+ * keeps its comments and may hold spaces before its '='. */
+static bool is_line_key(const char *word, size_t n)
 {
-    struct loader *L = user;
-    char label[96];
-    unsigned k;
+    unsigned ndefs;
+    const struct sp_service_def *const *defs = sp_service_defs(&ndefs);
 
-    (void)section;
-    (void)value;
-    if (L->failed)
-        return 0;
-    if (L->section == SEC_NONE) {
+    for (unsigned d = 0; d < ndefs; d++) {
+        for (const struct sp_conf_key *k = defs[d]->keys; k != NULL && k->name != NULL; k++) {
+            if ((k->flags & SP_CONF_LINE) && strlen(k->name) == n && memcmp(k->name, word, n) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* One "key = value" line: L->key and L->value are set. */
+static void key_line(struct sp_conf_ctx *L)
+{
+    const struct sp_conf_key *keys = section_keys(L), *k;
+    const char *name = L->key;
+    size_t word = strcspn(name, " \t");
+    unsigned i;
+
+    if (!L->in_section) {
         fail(L, L->lineno, "key '%s' outside of any section", name);
-        return 0;
+        return;
     }
-    if (L->is_return && L->section == SEC_HTTP) {
-        add_return(L);
-        return !L->failed;
+    if (L->def != NULL && strcmp(name, "listen") == 0) {
+        if (L->value[0] == '\0')
+            fail(L, L->lineno, "missing value for %s", name);
+        else
+            add_listen(L, L->value);
+        return;
     }
-    for (k = 0; k < K__COUNT; k++) {
-        if (strcmp(keys[k].name, name) == 0 && (keys[k].sections & (1u << L->section)))
+    for (i = 0; keys[i].name != NULL; i++) {
+        k = &keys[i];
+        if (L->whole_line ? (k->flags & SP_CONF_LINE) && strlen(k->name) == word &&
+                                memcmp(k->name, name, word) == 0
+                          : strcmp(k->name, name) == 0)
             break;
     }
-    if (k == K__COUNT) {
-        fail(L, L->lineno, "unknown key '%s' in %s", name, section_label(L, label, sizeof(label)));
-        return 0;
+    if (keys[i].name == NULL) {
+        fail(L, L->lineno, "unknown key '%s' in %s", name, L->label);
+        return;
     }
-    if (k != K_LISTEN && (L->seen & (1u << k))) {
-        fail(L, L->lineno, "duplicate key '%s' in %s", name,
-             section_label(L, label, sizeof(label)));
-        return 0;
+    k = &keys[i];
+    if (L->whole_line || (k->flags & SP_CONF_LINE)) {
+        /* The rest of the line after the key word, whatever it holds. */
+        if (!L->whole_line && L->value[0] == '\0')
+            fail(L, L->lineno, "missing value for %s", name);
+        else
+            k->set(L, k, L->cfg->services[L->svc].conf, L->line + strlen(k->name));
+        return;
     }
-    L->seen |= 1u << k;
-    if (L->section == SEC_MASTER)
-        L->master_key_line[k] = L->lineno;
+    if (!(k->flags & SP_CONF_REPEAT) && (L->seen & (UINT64_C(1) << i))) {
+        fail(L, L->lineno, "duplicate key '%s' in %s", name, L->label);
+        return;
+    }
+    L->seen |= UINT64_C(1) << i;
+    if (L->def == NULL)
+        L->master_key_line[i] = L->lineno;
     if (L->value[0] == '\0') {
         fail(L, L->lineno, "missing value for %s", name);
-        return 0;
+        return;
     }
-    set_key(L, (enum key)k, L->value);
-    return !L->failed;
+    k->set(L, k, L->def != NULL ? L->cfg->services[L->svc].conf : (void *)L->cfg, L->value);
 }
 
 /* ---- reading lines ------------------------------------------------------- */
 
-/* inih's fgets-like source.  Gives inih one line per call: an empty line for
- * comments and section headers (handled here), else "key =" with the value
- * left in L->line for the handler.  Returns NULL at the end or after an error. */
-static char *reader(char *str, int num, void *stream)
+/* Reads the next line into L->line, normalised, and handles it.  Returns
+ * false at the end of the text or after an error. */
+static bool next_line(struct sp_conf_ctx *L)
 {
-    struct loader *L = stream;
     const char *raw, *nl;
     char *line = L->line, *sep;
-    size_t n;
+    size_t n, word;
 
     if (L->failed || L->pos >= L->len)
-        return NULL;
+        return false;
     raw = L->text + L->pos;
     nl = memchr(raw, '\n', L->len - L->pos);
     n = nl ? (size_t)(nl - raw) : L->len - L->pos;
@@ -715,11 +659,11 @@ static char *reader(char *str, int num, void *stream)
     L->lineno++;
     if (memchr(raw, '\0', n) != NULL) {
         fail(L, L->lineno, "NUL byte in line");
-        return NULL;
+        return false;
     }
     if (n > SP_CONFIG_MAX_LINE) {
         fail(L, L->lineno, "line too long (max %d bytes)", SP_CONFIG_MAX_LINE);
-        return NULL;
+        return false;
     }
     if (L->lineno == 1 && n >= 3 && memcmp(raw, "\xEF\xBB\xBF", 3) == 0) {
         raw += 3;
@@ -732,8 +676,9 @@ static char *reader(char *str, int num, void *stream)
     memcpy(line, raw, n);
     line[n] = '\0';
 
-    L->is_return = strncmp(line, "return", 6) == 0 && (line[6] == ' ' || line[6] == '\t');
-    if (!L->is_return) {
+    word = strcspn(line, " \t");
+    L->whole_line = line[word] != '\0' && is_line_key(line, word);
+    if (!L->whole_line) {
         for (size_t i = 0; i < n; i++) {
             if (line[i] == ';' && (i == 0 || isspace((unsigned char)line[i - 1]))) {
                 n = i;
@@ -745,45 +690,44 @@ static char *reader(char *str, int num, void *stream)
         n--;
     line[n] = '\0';
 
-    str[0] = '\n';
-    str[1] = '\0';
     if (n == 0 || line[0] == '#' || line[0] == ';')
-        return str;
+        return true;
     if (line[0] == '[') {
         section_begin(L);
-        return L->failed ? NULL : str;
+        return !L->failed;
     }
     sep = strpbrk(line, "=:");
-    size_t word = strcspn(line, " \t");
-    if (!L->is_return && sep != NULL && sep > line && line[word] != '\0' && line + word < sep &&
+    if (!L->whole_line && sep != NULL && sep > line && line[word] != '\0' && line + word < sep &&
         line[word + strspn(line + word, " \t")] != *sep) {
         /* "listen 127.0.0.1:80": a word, a space and more before any '='. */
         fail(L, L->lineno, "syntax error: missing '=' after '%.*s'", (int)word, line);
-        return NULL;
+        return false;
     }
-    if (!L->is_return && sep == NULL && line[word] != '\0') {
+    if (!L->whole_line && sep == NULL && line[word] != '\0') {
         fail(L, L->lineno, "syntax error: missing '=' after '%.*s'", (int)word, line);
-        return NULL;
+        return false;
     }
     if (sep == NULL || sep == line) {
         fail(L, L->lineno, "syntax error: expected [section] or key = value");
-        return NULL;
+        return false;
     }
-    if (sep - line + 3 > num) {
-        fail(L, L->lineno, "key too long");
-        return NULL;
-    }
-    memcpy(str, line, (size_t)(sep - line) + 1);
-    memcpy(str + (sep - line) + 1, "\n", 2);
+    /* The key is what comes before the separator, without its trailing
+     * space; it is copied out so that a whole-line value keeps the line. */
     L->value = sep + 1 + strspn(sep + 1, " \t");
-    return str;
+    size_t klen = (size_t)(sep - line);
+    while (klen > 0 && isspace((unsigned char)line[klen - 1]))
+        klen--;
+    memcpy(L->key, line, klen);
+    L->key[klen] = '\0';
+    key_line(L);
+    return !L->failed;
 }
 
 /* ---- entry points -------------------------------------------------------- */
 
 /* Resolves [master] user and group into ids and the user's group list
  * (account lookups only: nothing changes until a worker switches to them). */
-static void resolve_identity(struct loader *L)
+static void resolve_identity(struct sp_conf_ctx *L)
 {
     struct sp_config *cfg = L->cfg;
     unsigned uline = L->master_key_line[K_USER], gline = L->master_key_line[K_GROUP];
@@ -816,7 +760,7 @@ static void resolve_identity(struct loader *L)
 }
 
 /* The default of a run-time file: RUNDIR/spindle/NAME.suffix. */
-static const char *run_path(struct loader *L, const char *suffix)
+static const char *run_path(struct sp_conf_ctx *L, const char *suffix)
 {
     char out[PATH_MAX];
 
@@ -827,15 +771,34 @@ static const char *run_path(struct loader *L, const char *suffix)
     return dup_or_fail(L, out, strlen(out));
 }
 
-static void finish(struct loader *L)
+/* "an [http NAME] or [echo NAME]": the registered services, for messages. */
+static const char *service_examples(char *buf, size_t size)
+{
+    unsigned n;
+    const struct sp_service_def *const *defs = sp_service_defs(&n);
+    size_t len = 0;
+
+    buf[0] = '\0';
+    for (unsigned i = 0; i < n && len < size; i++) {
+        const char *sep = i == 0 ? "an " : i + 1 == n ? " or " : ", ";
+        int w = snprintf(buf + len, size - len, "%s[%s NAME]", sep, defs[i]->name);
+        len += w > 0 ? (size_t)w : 0;
+    }
+    if (n == 0)
+        snprintf(buf, size, "a service");
+    return buf;
+}
+
+static void finish(struct sp_conf_ctx *L)
 {
     struct sp_config *cfg = L->cfg;
+    char buf[256];
 
     section_end(L);
     if (L->failed)
         return;
     if (cfg->nservices == 0) {
-        fail(L, 0, "no service defined: add an [http NAME] or [echo NAME] section");
+        fail(L, 0, "no service defined: add %s section", service_examples(buf, sizeof(buf)));
         return;
     }
     cfg->stack_size = (cfg->stack_size + 4095) & ~(size_t)4095;
@@ -869,8 +832,7 @@ static struct sp_config *parse(const char *text, size_t len, const char *name, c
                                size_t errlen)
 {
     struct sp_config *cfg = calloc(1, sizeof(*cfg));
-    struct loader *L = calloc(1, sizeof(*L));
-    int rc;
+    struct sp_conf_ctx *L = calloc(1, sizeof(*L));
 
     if (errlen > 0)
         err[0] = '\0';
@@ -896,14 +858,8 @@ static struct sp_config *parse(const char *text, size_t len, const char *name, c
     cfg->stack_size = 64 * 1024;
     cfg->shutdown_timeout_ms = SP_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS;
 
-    rc = ini_parse_stream(reader, L, handler, L);
-    if (rc > 0 && (!L->failed || (L->errline > 0 && (unsigned)rc < L->errline))) {
-        /* inih refused a line before any error of ours. */
-        L->failed = false;
-        fail(L, (unsigned)rc, "syntax error: expected [section] or key = value");
-    } else if (rc < 0 && !L->failed) {
-        fail(L, 0, "out of memory");
-    }
+    while (next_line(L))
+        ;
     if (!L->failed)
         finish(L);
     if (L->failed)

@@ -10,13 +10,6 @@
 #include <sys/types.h>
 
 /*
- * Returns true if the n bytes at s are a request path: a '/' first, then visible
- * ASCII only (no space, no control byte, nothing above 0x7e).  Borrows s; s need
- * not be NUL-terminated.
- */
-bool sp__config_valid_url_path(const char *s, size_t n);
-
-/*
  * Account lookups for [master] user and group (getpwnam_r, getgrnam_r,
  * getgrouplist).  Each returns 0, -ENOENT when there is no such name, or
  * -errno when the lookup itself failed.  sp__config_user_groups() fills

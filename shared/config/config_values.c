@@ -179,7 +179,7 @@ int sp_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
     return 0;
 }
 
-bool sp__config_valid_url_path(const char *s, size_t n)
+bool sp_conf_valid_url_path(const char *s, size_t n)
 {
     if (n == 0 || s[0] != '/')
         return false;
@@ -188,64 +188,6 @@ bool sp__config_valid_url_path(const char *s, size_t n)
             return false;
     }
     return true;
-}
-
-int sp_parse_return(char *s, struct sp_http_return *r, const char **why)
-{
-    char *p = s, *path, *ctype, *slash;
-    size_t plen, clen;
-    unsigned status = 0;
-
-    *why = "expected 'return PATH = STATUS CONTENT-TYPE [BODY]'";
-    p += strspn(p, " \t");
-    path = p;
-    plen = strcspn(p, " \t=");
-    p += plen;
-    p += strspn(p, " \t");
-    if (*p != '=')
-        return -EINVAL;
-    path[plen] = '\0';
-    p++;
-    p += strspn(p, " \t");
-    if (*p < '0' || *p > '9')
-        return -EINVAL;
-    for (; *p >= '0' && *p <= '9'; p++)
-        status = status > 999 ? status : status * 10 + (unsigned)(*p - '0');
-    if (*p != ' ' && *p != '\t' && *p != '\0')
-        return -EINVAL;
-    if (status < 200 || status > 599) {
-        *why = "the status must be 200..599";
-        return -EINVAL;
-    }
-    if (*p == '\0')
-        return -EINVAL;
-    p += strspn(p, " \t");
-    ctype = p;
-    clen = strcspn(p, " \t");
-    p += clen;
-    p += strspn(p, " \t");
-    ctype[clen] = '\0';
-
-    if (!sp__config_valid_url_path(path, plen)) {
-        *why = "the path must start with '/' and hold no spaces or control characters";
-        return -EINVAL;
-    }
-    if (status < 200 || status > 599) {
-        *why = "the status must be 200..599";
-        return -EINVAL;
-    }
-    slash = memchr(ctype, '/', clen);
-    if (slash == NULL || slash == ctype ||
-        !sp__config_valid_url_path(slash, (size_t)(ctype + clen - slash)) || slash[1] == '\0') {
-        *why = "the content type must be TYPE/SUBTYPE";
-        return -EINVAL;
-    }
-    r->path = path;
-    r->status = status;
-    r->content_type = ctype;
-    r->body = p;
-    r->body_len = strlen(p);
-    return 0;
 }
 
 int sp_config_join_path(char *out, size_t size, const char *base, const char *path)
@@ -324,18 +266,63 @@ const struct sp_listen_conf *sp_config_find_conflict(const struct sp_config *cfg
     return NULL;
 }
 
-const char *sp_config_kind_name(enum sp_service_kind kind)
+/* ---- the services the loader knows ------------------------------------------- */
+
+static const struct sp_service_def *registry[SP_SERVICE_MAX_DEFS];
+static unsigned nregistry;
+
+int sp_service_register(const struct sp_service_def *def)
 {
-    switch (kind) {
-    case SP_SERVICE_HTTP:
-        return "http";
-    case SP_SERVICE_ECHO:
-        return "echo";
-    }
-    return "?";
+    unsigned nkeys = 0;
+
+    while (def->keys != NULL && def->keys[nkeys].name != NULL)
+        nkeys++;
+    if (nkeys > SP_SERVICE_MAX_KEYS)
+        return -E2BIG;
+    if (sp_service_find(def->name, strlen(def->name)) != NULL)
+        return -EEXIST;
+    if (nregistry == SP_SERVICE_MAX_DEFS)
+        return -ENOSPC;
+    registry[nregistry++] = def;
+    return 0;
 }
 
-/* Reads the whole file first: inih then parses from memory, and a file
+const struct sp_service_def *sp_service_find(const char *name, size_t n)
+{
+    for (unsigned i = 0; i < nregistry; i++) {
+        if (strlen(registry[i]->name) == n && memcmp(registry[i]->name, name, n) == 0)
+            return registry[i];
+    }
+    return NULL;
+}
+
+const struct sp_service_def *const *sp_service_defs(unsigned *n)
+{
+    *n = nregistry;
+    return registry;
+}
+
+/* Fills out with the paths of service i (see struct sp_service_def.paths). */
+static unsigned service_paths(const struct sp_config *cfg, unsigned i, struct sp_service_path *out,
+                              unsigned max)
+{
+    const struct sp_service_conf *s = &cfg->services[i];
+    return s->def->paths ? s->def->paths(s->conf, out, max) : 0;
+}
+
+const char *sp_service_path(const struct sp_config *cfg, unsigned service, unsigned flags)
+{
+    struct sp_service_path paths[SP_SERVICE_MAX_PATHS];
+    unsigned n = service_paths(cfg, service, paths, SP_SERVICE_MAX_PATHS);
+
+    for (unsigned i = 0; i < n; i++) {
+        if ((paths[i].flags & flags) == flags)
+            return paths[i].path;
+    }
+    return NULL;
+}
+
+/* Reads the whole file first: the loader then parses from memory, and a file
  * changed while it is read cannot mix two versions into one result. */
 struct sp_config *sp_config_load(const char *path, char *err, size_t errlen)
 {
@@ -502,8 +489,8 @@ static int check_run_dir(const struct sp_config *cfg, const char *key, const cha
 
 /* Checks that path is a directory (want_dir) or that its directory is one.
  * Returns 0 or -errno with the reason in err. */
-static int check_path(const struct sp_config *cfg, const char *section, const char *key,
-                      const char *path, bool want_dir, char *err, size_t errlen)
+int sp_config_check_path(const struct sp_config *cfg, const char *section, const char *key,
+                         const char *path, bool want_dir, char *err, size_t errlen)
 {
     char dir[PATH_MAX];
     struct stat st;
@@ -529,20 +516,22 @@ static int check_path(const struct sp_config *cfg, const char *section, const ch
 
 int sp_config_check_files(const struct sp_config *cfg, char *err, size_t errlen)
 {
-    int rc = check_path(cfg, "[master]", "pid_file", cfg->pid_file, false, err, errlen);
+    int rc = sp_config_check_path(cfg, "[master]", "pid_file", cfg->pid_file, false, err, errlen);
     if (rc == 0)
-        rc = check_path(cfg, "[master]", "control_socket", cfg->control_socket, false, err, errlen);
+        rc = sp_config_check_path(cfg, "[master]", "control_socket", cfg->control_socket, false,
+                                  err, errlen);
     if (rc == 0)
-        rc = check_path(cfg, "[master]", "error_log", cfg->error_log, false, err, errlen);
+        rc = sp_config_check_path(cfg, "[master]", "error_log", cfg->error_log, false, err, errlen);
     for (unsigned i = 0; rc == 0 && i < cfg->nservices; i++) {
         const struct sp_service_conf *s = &cfg->services[i];
+        struct sp_service_path paths[SP_SERVICE_MAX_PATHS];
+        unsigned n = service_paths(cfg, i, paths, SP_SERVICE_MAX_PATHS);
         char label[96];
-        if (s->kind != SP_SERVICE_HTTP)
-            continue;
-        snprintf(label, sizeof(label), "[http %s]", s->name);
-        rc = check_path(cfg, label, "root", s->http.root, true, err, errlen);
-        if (rc == 0)
-            rc = check_path(cfg, label, "access_log", s->http.access_log, false, err, errlen);
+
+        snprintf(label, sizeof(label), "[%s %s]", s->def->name, s->name);
+        for (unsigned k = 0; rc == 0 && k < n; k++)
+            rc = sp_config_check_path(cfg, label, paths[k].key, paths[k].path,
+                                      paths[k].flags & SP_PATH_DIR, err, errlen);
     }
     return rc;
 }

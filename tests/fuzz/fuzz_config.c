@@ -4,11 +4,14 @@
  * read out of bounds; a loaded config must hold what its header promises.
  */
 #include <assert.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "http/http_conf.h"
 #include "spindle/config.h"
+#include "worker.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -16,6 +19,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[SP_CONFIG_ERR_SIZE];
     struct sp_config *cfg;
+    static bool registered;
+
+    if (!registered) {
+        services_register_conf();
+        registered = true;
+    }
 
     cfg = sp_config_from_buffer((const char *)data, size, "/fuzz/spindle.conf", err, sizeof(err));
     if (cfg == NULL) {
@@ -32,14 +41,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     for (unsigned i = 0; i < cfg->nservices; i++) {
         const struct sp_service_conf *s = &cfg->services[i];
-        if (s->kind != SP_SERVICE_HTTP)
+        const struct sp_http_conf *h = s->conf;
+        assert(sp_service_find(s->def->name, strlen(s->def->name)) == s->def);
+        if (strcmp(s->def->name, "http") != 0)
             continue;
-        for (unsigned j = 0; j < s->http.nreturns; j++) {
-            const struct sp_http_return *r = &s->http.returns[j];
+        for (unsigned j = 0; j < h->nreturns; j++) {
+            const struct sp_http_return *r = &h->returns[j];
             assert(r->path[0] == '/' && strlen(r->body) == r->body_len);
             assert(r->status >= 200 && r->status <= 599);
         }
-        assert(s->http.root == NULL || s->http.root[0] == '/');
+        assert(h->root == NULL || h->root[0] == '/');
     }
     sp_config_free(cfg);
     return 0;

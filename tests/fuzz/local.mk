@@ -30,9 +30,11 @@ tests_fuzz_fuzz_chunked_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_chu
 tests_fuzz_fuzz_chunked_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"chunked"'
 tests_fuzz_fuzz_chunked_replay_LDADD = shared/http/libspindle-http.a
 tests_fuzz_fuzz_config_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_config.c
-tests_fuzz_fuzz_config_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) $(INIH_CFLAGS) -DSP_FUZZ_TARGET='"config"'
-tests_fuzz_fuzz_config_replay_LDADD = shared/config/libspindle-config.a \
-	shared/runtime/libspindle-runtime.a $(INIH_LIBS)
+tests_fuzz_fuzz_config_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -I$(top_srcdir)/worker \
+	-DSP_FUZZ_TARGET='"config"'
+# The services' key tables and setters are part of what is fuzzed (their
+# configuration halves: see worker/local.mk).
+tests_fuzz_fuzz_config_replay_LDADD = $(WORKER_LIBS) $(PTHREAD_LIBS)
 tests_fuzz_fuzz_channel_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_channel.c
 tests_fuzz_fuzz_channel_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"channel"'
 tests_fuzz_fuzz_channel_replay_LDADD = shared/channel/libspindle-channel.a
@@ -54,11 +56,13 @@ tests_fuzz_fuzz_http_response_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_chunked_SOURCES = tests/fuzz/fuzz_chunked.c shared/http/http_parser.c
 tests_fuzz_fuzz_chunked_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_chunked_LDFLAGS = $(FUZZ_FLAGS)
+# The services' configuration halves (key tables, setters) are fuzzed with the
+# loader; their worker halves, and the runtime they need, are left out.
 tests_fuzz_fuzz_config_SOURCES = tests/fuzz/fuzz_config.c shared/config/config.c \
-	shared/config/config_values.c shared/runtime/net.c
-tests_fuzz_fuzz_config_CFLAGS = $(AM_CFLAGS) $(INIH_CFLAGS) $(FUZZ_FLAGS)
+	shared/config/config_values.c shared/runtime/net.c $(SP_SERVICES_CONF_SOURCES)
+nodist_tests_fuzz_fuzz_config_SOURCES = worker/services_conf.c
+tests_fuzz_fuzz_config_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/worker $(FUZZ_FLAGS)
 tests_fuzz_fuzz_config_LDFLAGS = $(FUZZ_FLAGS)
-tests_fuzz_fuzz_config_LDADD = $(INIH_LIBS)
 tests_fuzz_fuzz_channel_SOURCES = tests/fuzz/fuzz_channel.c shared/channel/channel.c
 tests_fuzz_fuzz_channel_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_channel_LDFLAGS = $(FUZZ_FLAGS)

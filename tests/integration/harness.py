@@ -220,9 +220,10 @@ class Spindle:
             f.write(text)
         os.rename(tmp, self.conf)
 
-    def start(self, ports=(), timeout=5.0, args=()):
+    def start(self, ports=(), timeout=5.0, args=(), wrap=()):
+        """Starts the master; wrap is a command line it runs under (valgrind)."""
         outf = open(self.out, "ab")
-        self.proc = subprocess.Popen([BIN, "-c", self.conf] + list(args), stdout=outf,
+        self.proc = subprocess.Popen(list(wrap) + [BIN, "-c", self.conf] + list(args), stdout=outf,
                                      stderr=subprocess.STDOUT, start_new_session=True,
                                      cwd=self.dir)
         outf.close()

@@ -13,6 +13,12 @@ INTEGRATION_TESTS += \
 	tests/integration/test_http_threads.py \
 	tests/integration/test_echo.py
 
+# A whole worker under valgrind: every service frees what it allocated.  Runs in
+# `make check` and `make check-valgrind` of a --without-jemalloc build; SKIP
+# elsewhere.
+VALGRIND_TESTS = tests/integration/test_worker_valgrind.py
+INTEGRATION_TESTS += $(VALGRIND_TESTS)
+
 # The master: command line, signals, reload transaction, respawn.
 INTEGRATION_TESTS += \
 	tests/integration/test_master.py \

@@ -138,9 +138,24 @@ PROGRAM = r"""
 #include <stdio.h>
 #include <string.h>
 
+#include <stddef.h>
+
 #include <spindle/config.h>
 #include <spindle/fiber.h>
 #include <spindle/http_parser.h>
+#include <spindle/service.h>
+
+/* A service of the program's own: the loader knows only registered ones. */
+struct greet_conf {
+    const char *greeting;
+};
+static const struct sp_conf_key greet_keys[] = {
+    {"greeting", sp_conf_set_string, offsetof(struct greet_conf, greeting), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+static const struct sp_service_def greet = {
+    .name = "greet", .conf_size = sizeof(struct greet_conf), .keys = greet_keys,
+};
 
 static void count(void *arg)
 {
@@ -175,16 +190,19 @@ int main(void)
     sp_fiber_pool_free(pool);
     printf("fiber: %d steps in %d resumes\n", steps, resumes);
 
-    /* The configuration loader needs inih: spindle.pc must bring it. */
-    static const char conf[] = "[echo e]\nlisten = 127.0.0.1:7000\n";
+    /* The configuration loader, with a key table of the program's own. */
+    if (sp_service_register(&greet) != 0)
+        return 3;
+    static const char conf[] = "[greet g]\nlisten = 127.0.0.1:7000\ngreeting = hi there\n";
     char err[512];
     struct sp_config *cfg = sp_config_from_buffer(conf, strlen(conf), NULL, err, sizeof(err));
     if (!cfg) {
         fprintf(stderr, "%s\n", err);
         return 3;
     }
+    const struct greet_conf *g = cfg->services[0].conf;
+    printf("config: greeting=%s\n", g->greeting);
     sp_config_free(cfg);
-    puts("config: ok");
     return 0;
 }
 """
@@ -207,7 +225,7 @@ def program_builds_against_the_install_with_pkg_config():
     eq(r.returncode, 0, "%s hello.c %s: %s" % (CC, " ".join(flags), r.stderr))
     r = subprocess.run([exe], capture_output=True, text=True, timeout=30)
     eq((r.returncode, r.stdout),
-       (0, "GET /hello host=example.org\nfiber: 3 steps in 4 resumes\nconfig: ok\n"),
+       (0, "GET /hello host=example.org\nfiber: 3 steps in 4 resumes\nconfig: greeting=hi there\n"),
        "the program's output (stderr: %r)" % r.stderr)
 
 

@@ -18,8 +18,26 @@
 
 #include "skip.h"
 
+#include "http/http_conf.h"
 #include "spindle/config.h"
 #include "spindle/net.h"
+#include "worker.h"
+
+extern const struct sp_service_def sp_service_http, sp_service_echo;
+
+/* A service section's own struct: the HTTP service's, or a field found
+ * through its definition's key table (echo keeps its struct private). */
+#define HTTP(s) ((const struct sp_http_conf *)(s)->conf)
+
+static int64_t conf_i64(const struct sp_service_conf *s, const char *key)
+{
+    for (const struct sp_conf_key *k = s->def->keys; k->name != NULL; k++) {
+        if (strcmp(k->name, key) == 0)
+            return *(const int64_t *)(const void *)((const char *)s->conf + k->offset);
+    }
+    fail_msg("no key %s in [%s]", key, s->def->name);
+    return -1;
+}
 
 static char err[SP_CONFIG_ERR_SIZE];
 
@@ -94,45 +112,45 @@ static void test_full(void **state)
 
     assert_int_equal(cfg->nservices, 3);
     s = &cfg->services[0];
-    assert_int_equal(s->kind, SP_SERVICE_HTTP);
+    assert_string_equal(s->def->name, "http");
     assert_string_equal(s->name, "main");
     assert_int_equal(s->line, 12);
-    assert_string_equal(s->http.root, "/etc/spindle/www");
-    assert_string_equal(s->http.index, "home.html");
-    assert_string_equal(s->http.status_path, "/_status");
-    assert_int_equal(s->http.nreturns, 2);
-    assert_string_equal(s->http.returns[0].path, "/plaintext");
-    assert_int_equal(s->http.returns[0].status, 200);
-    assert_string_equal(s->http.returns[0].content_type, "text/plain");
-    assert_string_equal(s->http.returns[0].body, "Hello, World!");
-    assert_int_equal(s->http.returns[0].body_len, 13);
-    assert_int_equal(s->http.returns[0].line, 18);
-    assert_string_equal(s->http.returns[1].path, "/json");
-    assert_string_equal(s->http.returns[1].content_type, "application/json");
-    assert_string_equal(s->http.returns[1].body, "{\"message\":\"Hello, World!\"}");
-    assert_int_equal(s->http.returns[1].line, 19);
-    assert_int_equal(s->http.keepalive_timeout_ms, 0);
-    assert_int_equal(s->http.header_timeout_ms, 500);
-    assert_int_equal(s->http.body_timeout_ms, 120000);
-    assert_int_equal(s->http.max_header_size, 16384);
-    assert_int_equal(s->http.max_body_size, 0);
-    assert_string_equal(s->http.access_log, "/var/log/spindle/access.log");
+    assert_string_equal(HTTP(s)->root, "/etc/spindle/www");
+    assert_string_equal(HTTP(s)->index, "home.html");
+    assert_string_equal(HTTP(s)->status_path, "/_status");
+    assert_int_equal(HTTP(s)->nreturns, 2);
+    assert_string_equal(HTTP(s)->returns[0].path, "/plaintext");
+    assert_int_equal(HTTP(s)->returns[0].status, 200);
+    assert_string_equal(HTTP(s)->returns[0].content_type, "text/plain");
+    assert_string_equal(HTTP(s)->returns[0].body, "Hello, World!");
+    assert_int_equal(HTTP(s)->returns[0].body_len, 13);
+    assert_int_equal(HTTP(s)->returns[0].line, 18);
+    assert_string_equal(HTTP(s)->returns[1].path, "/json");
+    assert_string_equal(HTTP(s)->returns[1].content_type, "application/json");
+    assert_string_equal(HTTP(s)->returns[1].body, "{\"message\":\"Hello, World!\"}");
+    assert_int_equal(HTTP(s)->returns[1].line, 19);
+    assert_int_equal(HTTP(s)->keepalive_timeout_ms, 0);
+    assert_int_equal(HTTP(s)->header_timeout_ms, 500);
+    assert_int_equal(HTTP(s)->body_timeout_ms, 120000);
+    assert_int_equal(HTTP(s)->max_header_size, 16384);
+    assert_int_equal(HTTP(s)->max_body_size, 0);
+    assert_string_equal(HTTP(s)->access_log, "/var/log/spindle/access.log");
 
     s = &cfg->services[1];
-    assert_int_equal(s->kind, SP_SERVICE_HTTP);
+    assert_string_equal(s->def->name, "http");
     assert_string_equal(s->name, "other");
-    assert_null(s->http.root);
-    assert_null(s->http.status_path);
-    assert_null(s->http.access_log);
-    assert_int_equal(s->http.nreturns, 0);
-    assert_string_equal(s->http.index, "index.html");
-    assert_int_equal(s->http.keepalive_timeout_ms, 75000);
+    assert_null(HTTP(s)->root);
+    assert_null(HTTP(s)->status_path);
+    assert_null(HTTP(s)->access_log);
+    assert_int_equal(HTTP(s)->nreturns, 0);
+    assert_string_equal(HTTP(s)->index, "index.html");
+    assert_int_equal(HTTP(s)->keepalive_timeout_ms, 75000);
 
     s = &cfg->services[2];
-    assert_int_equal(s->kind, SP_SERVICE_ECHO);
+    assert_string_equal(s->def->name, "echo");
     assert_string_equal(s->name, "main");
     assert_int_equal(s->line, 31);
-    assert_int_equal(s->echo.idle_timeout_ms, 3600000);
+    assert_int_equal(conf_i64(s, "idle_timeout"), 3600000);
 
     assert_int_equal(cfg->nlistens, 4);
     sin = (const struct sockaddr_in *)&cfg->listens[0].addr;
@@ -219,7 +237,7 @@ static void test_log_keywords(void **state)
                                     "listen = 127.0.0.1:80\naccess_log = OFF\n",
                                     "/etc/spindle/x.conf");
     assert_null(cfg->error_log);
-    assert_null(cfg->services[0].http.access_log);
+    assert_null(HTTP(&cfg->services[0])->access_log);
     sp_config_free(cfg);
     expect_error("[master]\nerror_log = logs/x.log warn\n[echo e]\nlisten = 127.0.0.1:7\n",
                  "conf/bad.conf:2: invalid error_log 'logs/x.log warn': expected one path or "
@@ -250,7 +268,7 @@ static void test_defaults(void **state)
     snprintf(want, sizeof(want), "%s/x.sock", sp_config_run_dir());
     assert_string_equal(cfg->control_socket, want);
     assert_null(cfg->error_log);
-    assert_int_equal(cfg->services[0].echo.idle_timeout_ms, 300000);
+    assert_int_equal(conf_i64(&cfg->services[0], "idle_timeout"), 300000);
     sp_config_free(cfg);
 
     cfg = load_ok("[master]\ncpu_affinity = auto\n[echo e]\nlisten = 127.0.0.1:7000\n",
@@ -259,7 +277,7 @@ static void test_defaults(void **state)
     sp_config_free(cfg);
 
     cfg = load_ok("[http h]\nlisten = 127.0.0.1:80\n", "/srv/x.conf");
-    const struct sp_http_conf *h = &cfg->services[0].http;
+    const struct sp_http_conf *h = HTTP(&cfg->services[0]);
     assert_null(h->root);
     assert_string_equal(h->index, "index.html");
     assert_null(h->status_path);
@@ -315,9 +333,9 @@ static void test_errors(void **state)
         {"[http main]\nroot = /srv\n\n[echo e]\nlisten = 127.0.0.1:7\n",
          "conf/bad.conf:1: [http main] has no listen address"},
         {"[echo e]\n", "conf/bad.conf:1: [echo e] has no listen address"},
-        {"", "conf/bad.conf: no service defined: add an [http NAME] or [echo NAME] section"},
+        {"", "conf/bad.conf: no service defined: add an [echo NAME] or [http NAME] section"},
         {"[master]\nworkers = 1\n",
-         "conf/bad.conf: no service defined: add an [http NAME] or [echo NAME] section"},
+         "conf/bad.conf: no service defined: add an [echo NAME] or [http NAME] section"},
         /* keys */
         {"workers = 2\n", "conf/bad.conf:1: key 'workers' outside of any section"},
         {"[master]\nworkers = 2\n\n\n[http main]\nlisten = 127.0.0.1:80\nlistn = 1\n",
@@ -492,19 +510,19 @@ static void test_paths(void **state)
     assert_string_equal(cfg->dir, "/etc/spindle/conf.d");
     assert_string_equal(cfg->pid_file, "/etc/spindle/run/x.pid");
     assert_null(cfg->error_log);
-    assert_string_equal(cfg->services[0].http.root, "/etc/spindle/conf.d/site");
-    assert_null(cfg->services[0].http.access_log);
+    assert_string_equal(HTTP(&cfg->services[0])->root, "/etc/spindle/conf.d/site");
+    assert_null(HTTP(&cfg->services[0])->access_log);
     sp_config_free(cfg);
 
     /* A relative file name is anchored at the current directory. */
     assert_non_null(getcwd(cwd, sizeof(cwd)));
     cfg = load_ok("[http h]\nlisten = 127.0.0.1:80\nroot = www\n", "conf/spindle.conf");
     snprintf(want, sizeof(want), "%s/conf/www", strcmp(cwd, "/") == 0 ? "" : cwd);
-    assert_string_equal(cfg->services[0].http.root, want);
+    assert_string_equal(HTTP(&cfg->services[0])->root, want);
     sp_config_free(cfg);
     cfg = load_ok("[http h]\nlisten = 127.0.0.1:80\nroot = /\n", "spindle.conf");
     assert_string_equal(cfg->dir, cwd);
-    assert_string_equal(cfg->services[0].http.root, "/");
+    assert_string_equal(HTTP(&cfg->services[0])->root, "/");
     sp_config_free(cfg);
 
     /* The control socket must fit in a sockaddr_un. */
@@ -548,7 +566,7 @@ static void test_inline_comments(void **state)
                 "; return /e = 200 text/plain commented out\n"
                 "# return /f = 200 text/plain commented out\n",
                 "/x.conf");
-    const struct sp_http_conf *h = &cfg->services[0].http;
+    const struct sp_http_conf *h = HTTP(&cfg->services[0]);
     (void)state;
 
     assert_string_equal(cfg->listens[0].text, "127.0.0.1:80");
@@ -582,13 +600,13 @@ static void test_layout(void **state)
     assert_int_equal(cfg->threads, 3);
     sp_config_free(cfg);
 
-    /* A body far beyond libinih's 200-byte line buffer. */
+    /* A body far beyond a 200-byte line buffer. */
     int n = snprintf(text, 256, "[http h]\nlisten = 127.0.0.1:80\nreturn /big = 200 text/plain ");
     memset(text + n, 'b', 3000);
     strcpy(text + n + 3000, "\nroot = /srv\n");
     cfg = load_ok(text, "/x.conf");
-    assert_int_equal(cfg->services[0].http.returns[0].body_len, 3000);
-    assert_string_equal(cfg->services[0].http.root, "/srv");
+    assert_int_equal(HTTP(&cfg->services[0])->returns[0].body_len, 3000);
+    assert_string_equal(HTTP(&cfg->services[0])->root, "/srv");
     sp_config_free(cfg);
 
     /* A root path longer than 200 bytes. */
@@ -596,7 +614,7 @@ static void test_layout(void **state)
     memset(text + n, 'r', 300);
     strcpy(text + n + 300, "\n");
     cfg = load_ok(text, "/x.conf");
-    assert_int_equal(strlen(cfg->services[0].http.root), 301);
+    assert_int_equal(strlen(HTTP(&cfg->services[0])->root), 301);
     sp_config_free(cfg);
 
     n = snprintf(text, 256, "[echo e]\nlisten = 127.0.0.1:7\n; ");
@@ -639,7 +657,7 @@ static void test_load_file(void **state)
     cfg = sp_config_load(path, err, sizeof(err));
     assert_non_null(cfg);
     snprintf(root, sizeof(root), "%s/www", dir);
-    assert_string_equal(cfg->services[0].http.root, root);
+    assert_string_equal(HTTP(&cfg->services[0])->root, root);
     sp_config_free(cfg);
 
     /* Loading created nothing beside the file: no pid file, no socket. */
@@ -674,14 +692,15 @@ static void test_example(void **state)
     assert_int_equal(cfg->workers, 2);
     assert_null(cfg->error_log);
     assert_int_equal(cfg->nservices, 2);
-    assert_int_equal(cfg->services[0].kind, SP_SERVICE_HTTP);
+    assert_string_equal(cfg->services[0].def->name, "http");
     snprintf(want, sizeof(want), "%s/www", cfg->dir);
-    assert_string_equal(cfg->services[0].http.root, want);
-    assert_string_equal(cfg->services[0].http.status_path, "/_status");
-    assert_int_equal(cfg->services[0].http.nreturns, 2);
-    assert_int_equal(cfg->services[0].http.send_timeout_ms, 60 * 1000);
-    assert_string_equal(cfg->services[0].http.returns[1].body, "{\"message\":\"Hello, World!\"}");
-    assert_int_equal(cfg->services[1].kind, SP_SERVICE_ECHO);
+    assert_string_equal(HTTP(&cfg->services[0])->root, want);
+    assert_string_equal(HTTP(&cfg->services[0])->status_path, "/_status");
+    assert_int_equal(HTTP(&cfg->services[0])->nreturns, 2);
+    assert_int_equal(HTTP(&cfg->services[0])->send_timeout_ms, 60 * 1000);
+    assert_string_equal(HTTP(&cfg->services[0])->returns[1].body,
+                        "{\"message\":\"Hello, World!\"}");
+    assert_string_equal(cfg->services[1].def->name, "echo");
     assert_int_equal(cfg->nlistens, 2);
     assert_string_equal(cfg->listens[0].text, "127.0.0.1:8080");
     assert_string_equal(cfg->listens[1].text, "127.0.0.1:7000");
@@ -836,12 +855,35 @@ static void test_free_null(void **state)
 {
     (void)state;
     sp_config_free(NULL);
-    assert_string_equal(sp_config_kind_name(SP_SERVICE_ECHO), "echo");
-    assert_string_equal(sp_config_kind_name(SP_SERVICE_HTTP), "http");
+}
+
+/* Sections are found among the registered services: one registered twice is
+ * refused, and the loader knows only what is registered. */
+static void test_registry(void **state)
+{
+    static const struct sp_conf_key no_keys[] = {{NULL, NULL, 0, 0, 0, NULL, 0}};
+    static const struct sp_service_def extra = {.name = "extra", .keys = no_keys};
+    unsigned n;
+
+    (void)state;
+    assert_ptr_equal(sp_service_find("http", 4), &sp_service_http);
+    assert_ptr_equal(sp_service_find("echo", 4), &sp_service_echo);
+    assert_null(sp_service_find("htt", 3));
+    assert_int_equal(sp_service_register(&sp_service_http), -EEXIST);
+    expect_error("[extra e]\nlisten = 127.0.0.1:7\n", "conf/bad.conf:1: unknown section [extra e]");
+    sp_service_defs(&n);
+    assert_int_equal(sp_service_register(&extra), 0);
+    struct sp_config *cfg = load_ok("[extra e]\nlisten = 127.0.0.1:7\n", "x.conf");
+    assert_ptr_equal(cfg->services[0].def, &extra);
+    assert_string_equal(cfg->services[0].name, "e");
+    sp_config_free(cfg);
+    expect_error("[extra e]\nlisten = 127.0.0.1:7\nroot = /x\n",
+                 "conf/bad.conf:3: unknown key 'root' in [extra e]");
 }
 
 int main(void)
 {
+    services_register_builtin();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full),
         cmocka_unit_test(test_defaults),
@@ -862,6 +904,7 @@ int main(void)
         cmocka_unit_test(test_parse_listen),
         cmocka_unit_test(test_parse_listen_faults),
         cmocka_unit_test(test_free_null),
+        cmocka_unit_test(test_registry), /* last: it registers one more service */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,57 +21,25 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "spindle/service.h"
+
 #define SP_CONFIG_MAX_WORKERS                 256
 #define SP_CONFIG_MAX_THREADS                 64
 #define SP_CONFIG_MAX_SLOTS                   256
 #define SP_CONFIG_MAX_SERVICES                256
 #define SP_CONFIG_MAX_LISTENS                 1024 /* in the whole file */
-#define SP_CONFIG_MAX_RETURNS                 1024 /* per [http] section */
 #define SP_CONFIG_MAX_LINE                    4096 /* bytes in one line, without its newline */
 #define SP_CONFIG_MAX_FILE                    (1024 * 1024)
 #define SP_CONFIG_ERR_SIZE                    512 /* enough for any message the loader writes */
 #define SP_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS (10 * 1000)
 #define SP_CONFIG_MAX_GROUPS                  256 /* supplementary groups of [master] user */
 
-enum sp_service_kind { SP_SERVICE_HTTP = 1, SP_SERVICE_ECHO = 2 };
-
-/* "return PATH = STATUS CONTENT-TYPE BODY": a fixed response for one exact path. */
-struct sp_http_return {
-    const char *path;         /* starts with '/' */
-    unsigned status;          /* 200..599 */
-    const char *content_type; /* e.g. "text/plain" */
-    const char *body;         /* the rest of the line, may be "" (NUL-terminated too) */
-    size_t body_len;
-    unsigned line;
-};
-
-struct sp_http_conf {
-    const char *root;        /* absolute, no trailing '/'; NULL: serve no files */
-    const char *index;       /* file name served for a directory, default "index.html" */
-    const char *status_path; /* JSON status page; NULL: disabled */
-    struct sp_http_return *returns;
-    unsigned nreturns;
-    int64_t keepalive_timeout_ms; /* 0: close after each response */
-    int64_t header_timeout_ms;    /* > 0 */
-    int64_t body_timeout_ms;      /* > 0 */
-    int64_t send_timeout_ms;      /* > 0: a peer that takes no bytes this long is dropped */
-    size_t max_header_size;       /* request line + headers, bytes */
-    size_t max_body_size;         /* 0: no request body accepted */
-    const char *access_log;       /* absolute path; NULL: off */
-};
-
-struct sp_echo_conf {
-    int64_t idle_timeout_ms; /* 0: never time out */
-};
-
+/* One [TYPE NAME] section. */
 struct sp_service_conf {
-    enum sp_service_kind kind;
-    const char *name; /* "main" in [http main]; unique per kind */
-    unsigned line;    /* of the section header */
-    union {
-        struct sp_http_conf http; /* kind == SP_SERVICE_HTTP */
-        struct sp_echo_conf echo; /* kind == SP_SERVICE_ECHO */
-    };
+    const struct sp_service_def *def; /* TYPE's, registered (spindle/service.h) */
+    const char *name;                 /* "main" in [http main]; unique per TYPE */
+    unsigned line;                    /* of the section header */
+    void *conf;                       /* def->conf_size bytes: the service's own struct */
 };
 
 /* One listen address.  No two in a configuration are equal, and none is
@@ -159,9 +127,6 @@ const struct sp_listen_conf *sp_config_find_listen(const struct sp_config *cfg,
 const struct sp_listen_conf *sp_config_find_conflict(const struct sp_config *cfg,
                                                      const struct sockaddr *addr);
 
-/* "http" or "echo" (or "?"), for messages. */
-const char *sp_config_kind_name(enum sp_service_kind kind);
-
 /*
  * Value parsers, shared by the loader and its tests.  Each takes the whole
  * string (no surrounding spaces) and returns 0, -EINVAL for a malformed value
@@ -183,15 +148,6 @@ int sp_parse_duration(const char *s, int64_t *ms);
 int sp_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 
 /*
- * Parses the value of a return line, "PATH = STATUS CONTENT-TYPE [BODY]" (the
- * text after "return "), in place: NULs are written into s and r's strings
- * point into it; r->line is left alone.  The body is the rest of the text
- * after the content type and its spaces, taken literally.  Returns 0, or
- * -EINVAL with *why set to a static description of the fault.
- */
-int sp_parse_return(char *s, struct sp_http_return *r, const char **why);
-
-/*
  * The default path of a run-time file of the configuration at conf_path:
  * RUNDIR/spindle/NAME.SUFFIX (RUNDIR from configure's --runstatedir), NAME
  * being the name of the file conf_path leads to (symbolic links followed)
@@ -205,12 +161,20 @@ const char *sp_config_run_dir(void);
 
 /*
  * Checks what loading leaves to the file system, so that a configuration
- * that passes cannot fail to start on it: every root is a directory and the
- * directories of pid_file, control_socket, error_log and each access_log
- * exist (sp_config_run_dir() need not: the master creates it).  Borrows cfg.
- * Returns 0, or -errno with "FILE: [SECTION] KEY PATH: reason" in err.
+ * that passes cannot fail to start on it: the directories of pid_file,
+ * control_socket and error_log exist, and so does each SP_PATH_DIR path of a
+ * service and the directory of each of its other paths (sp_config_run_dir() need not: the master
+ * creates it).  Borrows cfg. Returns 0, or -errno with "FILE: [SECTION] KEY PATH: reason" in err.
  */
 int sp_config_check_files(const struct sp_config *cfg, char *err, size_t errlen);
+
+/*
+ * Checks one path the way sp_config_check_files() does: a directory
+ * (want_dir) or a file whose directory exists.  section and key name it in
+ * the message.  Returns 0, or -errno with the message in err.
+ */
+int sp_config_check_path(const struct sp_config *cfg, const char *section, const char *key,
+                         const char *path, bool want_dir, char *err, size_t errlen);
 
 /*
  * Joins base (absolute) and path and removes ".", ".." and repeated or

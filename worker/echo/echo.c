@@ -11,8 +11,10 @@
 #include <stdlib.h>
 
 #include "spindle/iomanager.h"
+#include "spindle/service.h"
 #include "spindle/stream.h"
-#include "worker.h"
+#include "../worker.h"
+#include "echo_conf.h"
 
 #define ECHO_BUF         16384 /* one batch, on stacks of ECHO_LARGE_STACK or more */
 #define ECHO_BUF_SMALL   2048  /* on smaller ones (16k and up leave room for it) */
@@ -46,7 +48,8 @@ static void echo_ready(int fd, int status, void *arg)
 static void echo_loop(struct service *svc, int fd, char *buf, size_t size)
 {
     struct worker_counters *c = worker_counters(svc->worker);
-    int64_t idle = svc->conf->echo.idle_timeout_ms ? svc->conf->echo.idle_timeout_ms : -1;
+    const struct echo_conf *conf = svc->conf;
+    int64_t idle = conf->idle_timeout_ms ? conf->idle_timeout_ms : -1;
     bool dry = false;
     struct sp_stream s;
 
@@ -100,7 +103,11 @@ static void echo_serve(struct service *svc, int fd)
         echo_on_small_stack(svc, fd);
 }
 
-const struct service_ops echo_service_ops = {
-    .kind = "echo",
+/* ---- the definition --------------------------------------------------------- */
+
+/* The echo service holds no state beyond its connections' stacks: nothing to
+ * build at init or free at exit. */
+const struct sp_service_def sp_service_echo = {
+    ECHO_CONF_DEF,
     .handle = echo_serve,
 };

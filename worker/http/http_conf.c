@@ -1,0 +1,199 @@
+/*
+ * [http NAME]: the key table, defaults and checks of the HTTP service's
+ * configuration.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_conf.h"
+
+#define HOURS(n) ((n)*3600 * INT64_C(1000))
+#define H(f)     offsetof(struct sp_http_conf, f)
+
+int sp_parse_return(char *s, struct sp_http_return *r, const char **why)
+{
+    char *p = s, *path, *ctype, *slash;
+    size_t plen, clen;
+    unsigned status = 0;
+
+    *why = "expected 'return PATH = STATUS CONTENT-TYPE [BODY]'";
+    p += strspn(p, " \t");
+    path = p;
+    plen = strcspn(p, " \t=");
+    p += plen;
+    p += strspn(p, " \t");
+    if (*p != '=')
+        return -EINVAL;
+    path[plen] = '\0';
+    p++;
+    p += strspn(p, " \t");
+    if (*p < '0' || *p > '9')
+        return -EINVAL;
+    for (; *p >= '0' && *p <= '9'; p++)
+        status = status > 999 ? status : status * 10 + (unsigned)(*p - '0');
+    if (*p != ' ' && *p != '\t' && *p != '\0')
+        return -EINVAL;
+    if (status < 200 || status > 599) {
+        *why = "the status must be 200..599";
+        return -EINVAL;
+    }
+    if (*p == '\0')
+        return -EINVAL;
+    p += strspn(p, " \t");
+    ctype = p;
+    clen = strcspn(p, " \t");
+    p += clen;
+    p += strspn(p, " \t");
+    ctype[clen] = '\0';
+
+    if (!sp_conf_valid_url_path(path, plen)) {
+        *why = "the path must start with '/' and hold no spaces or control characters";
+        return -EINVAL;
+    }
+    if (status < 200 || status > 599) {
+        *why = "the status must be 200..599";
+        return -EINVAL;
+    }
+    slash = memchr(ctype, '/', clen);
+    if (slash == NULL || slash == ctype ||
+        !sp_conf_valid_url_path(slash, (size_t)(ctype + clen - slash)) || slash[1] == '\0') {
+        *why = "the content type must be TYPE/SUBTYPE";
+        return -EINVAL;
+    }
+    r->path = path;
+    r->status = status;
+    r->content_type = ctype;
+    r->body = p;
+    r->body_len = strlen(p);
+    return 0;
+}
+
+/* "return PATH = STATUS CONTENT-TYPE [BODY]", parsed from the whole line:
+ * the body is the rest of it, ';' and '=' included. */
+static void set_return(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
+                       const char *value)
+{
+    struct sp_http_conf *h = conf;
+    struct sp_http_return ret, *all;
+    const char *why;
+
+    (void)key;
+    if (value[0] != ' ' && value[0] != '\t') {
+        /* "return = ...": the key alone, with no path. */
+        sp_conf_error(ctx, "return needs a path: return PATH = STATUS CONTENT-TYPE [BODY]");
+        return;
+    }
+    /* The loader hands over its copy of the line, which is ours to cut. */
+    if (sp_parse_return((char *)value, &ret, &why) < 0) {
+        sp_conf_error(ctx, "invalid return: %s", why);
+        return;
+    }
+    for (unsigned i = 0; i < h->nreturns; i++) {
+        if (strcmp(h->returns[i].path, ret.path) == 0) {
+            sp_conf_error(ctx, "duplicate return path '%s' (also at line %u)", ret.path,
+                          h->returns[i].line);
+            return;
+        }
+    }
+    if (h->nreturns == SP_CONFIG_MAX_RETURNS) {
+        sp_conf_error(ctx, "too many return lines in one section (max %d)", SP_CONFIG_MAX_RETURNS);
+        return;
+    }
+    all = realloc(h->returns, (h->nreturns + 1) * sizeof(*all));
+    if (all == NULL) {
+        sp_conf_error_at(ctx, 0, "out of memory");
+        return;
+    }
+    h->returns = all;
+    ret.path = sp_conf_strdup(ctx, ret.path, strlen(ret.path));
+    ret.content_type = sp_conf_strdup(ctx, ret.content_type, strlen(ret.content_type));
+    ret.body = sp_conf_strdup(ctx, ret.body, ret.body_len);
+    ret.line = sp_conf_line(ctx);
+    if (ret.path && ret.content_type && ret.body)
+        all[h->nreturns++] = ret;
+}
+
+static void set_index(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
+                      const char *v)
+{
+    if (strchr(v, '/') != NULL || strcmp(v, ".") == 0 || strcmp(v, "..") == 0)
+        sp_conf_error(ctx, "invalid index '%s': expected a file name", v);
+    else
+        sp_conf_set_string(ctx, key, conf, v);
+}
+
+static void set_status(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
+                       const char *v)
+{
+    if (!sp_conf_valid_url_path(v, strlen(v)))
+        sp_conf_error(ctx, "invalid status '%s': expected a path starting with '/'", v);
+    else
+        sp_conf_set_string(ctx, key, conf, v);
+}
+
+const struct sp_conf_key http_conf_keys[] = {
+    {"root", sp_conf_set_path, H(root), 0, 0, NULL, 0},
+    {"index", set_index, H(index), 0, 0, NULL, 0},
+    {"status", set_status, H(status_path), 0, 0, NULL, 0},
+    {"return", set_return, 0, 0, 0, NULL, SP_CONF_LINE | SP_CONF_REPEAT},
+    {"keepalive_timeout", sp_conf_set_duration, H(keepalive_timeout_ms), 0, HOURS(24), "0..24h", 0},
+    {"header_timeout", sp_conf_set_duration, H(header_timeout_ms), 1, HOURS(24), "1ms..24h", 0},
+    {"body_timeout", sp_conf_set_duration, H(body_timeout_ms), 1, HOURS(24), "1ms..24h", 0},
+    {"send_timeout", sp_conf_set_duration, H(send_timeout_ms), 1, HOURS(24), "1ms..24h", 0},
+    {"max_header_size", sp_conf_set_size, H(max_header_size), 1 << 10, 1 << 20, "1k..1m", 0},
+    {"max_body_size", sp_conf_set_size, H(max_body_size), 0, 1 << 30, "0..1g", 0},
+    {"access_log", sp_conf_set_path, H(access_log), 0, 0, "off", 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+void http_conf_defaults(struct sp_conf_ctx *ctx, void *conf)
+{
+    struct sp_http_conf *h = conf;
+
+    h->index = sp_conf_strdup(ctx, "index.html", strlen("index.html"));
+    h->keepalive_timeout_ms = 75 * 1000;
+    h->header_timeout_ms = 10 * 1000;
+    h->body_timeout_ms = 30 * 1000;
+    h->send_timeout_ms = 60 * 1000;
+    h->max_header_size = 8 * 1024;
+    h->max_body_size = 1024 * 1024;
+}
+
+void http_conf_check(struct sp_conf_ctx *ctx, void *conf)
+{
+    const struct sp_http_conf *h = conf;
+
+    if (h->status_path == NULL)
+        return;
+    for (unsigned i = 0; i < h->nreturns; i++) {
+        const struct sp_http_return *r = &h->returns[i];
+        if (strcmp(r->path, h->status_path) == 0) {
+            sp_conf_error_at(ctx, r->line, "return path '%s' is also the status path", r->path);
+            return;
+        }
+    }
+}
+
+void http_conf_free(void *conf)
+{
+    struct sp_http_conf *h = conf;
+    free(h->returns);
+}
+
+/* root is read by the workers, as [master] user; the access log is opened by
+ * the master for them. */
+unsigned http_conf_paths(const void *conf, struct sp_service_path *out, unsigned max)
+{
+    const struct sp_http_conf *h = conf;
+    unsigned n = 0;
+
+    if (h->root != NULL && n < max)
+        out[n++] = (struct sp_service_path){"root", h->root, SP_PATH_DIR | SP_PATH_READ};
+    if (h->access_log != NULL && n < max)
+        out[n++] = (struct sp_service_path){"access_log", h->access_log, SP_PATH_LOG};
+    return n;
+}
+
+const struct sp_service_def sp_service_http_conf = {HTTP_CONF_DEF};

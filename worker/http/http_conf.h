@@ -1,0 +1,67 @@
+/*
+ * [http NAME]: the HTTP service's configuration, filled by the loader through
+ * the key table in http_conf.c.  The keys are documented in
+ * spindle.conf.example.
+ */
+#ifndef SPINDLE_WORKER_HTTP_CONF_H
+#define SPINDLE_WORKER_HTTP_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spindle/service.h"
+
+#define SP_CONFIG_MAX_RETURNS 1024 /* per [http] section */
+
+/* "return PATH = STATUS CONTENT-TYPE BODY": a fixed response for one exact path. */
+struct sp_http_return {
+    const char *path;         /* starts with '/' */
+    unsigned status;          /* 200..599 */
+    const char *content_type; /* e.g. "text/plain" */
+    const char *body;         /* the rest of the line, may be "" (NUL-terminated too) */
+    size_t body_len;
+    unsigned line;
+};
+
+struct sp_http_conf {
+    const char *root;        /* absolute, no trailing '/'; NULL: serve no files */
+    const char *index;       /* file name served for a directory, default "index.html" */
+    const char *status_path; /* JSON status page; NULL: disabled */
+    struct sp_http_return *returns;
+    unsigned nreturns;
+    int64_t keepalive_timeout_ms; /* 0: close after each response */
+    int64_t header_timeout_ms;    /* > 0 */
+    int64_t body_timeout_ms;      /* > 0 */
+    int64_t send_timeout_ms;      /* > 0: a peer that takes no bytes this long is dropped */
+    size_t max_header_size;       /* request line + headers, bytes */
+    size_t max_body_size;         /* 0: no request body accepted */
+    const char *access_log;       /* absolute path; NULL: off */
+};
+
+/* The configuration half of the service's definition: the fields of struct
+ * sp_service_def the loader uses.  http.c completes it with the worker's
+ * callbacks (sp_service_http); sp_service_http_conf is the half alone, for
+ * a program that loads configurations and runs no worker (the config
+ * fuzzer), which then need not link the runtime. */
+#define HTTP_CONF_DEF                                                                              \
+    .name = "http", .conf_size = sizeof(struct sp_http_conf), .keys = http_conf_keys,              \
+    .defaults = http_conf_defaults, .check = http_conf_check, .free_conf = http_conf_free,         \
+    .paths = http_conf_paths
+
+extern const struct sp_conf_key http_conf_keys[];
+void http_conf_defaults(struct sp_conf_ctx *ctx, void *conf);
+void http_conf_check(struct sp_conf_ctx *ctx, void *conf);
+void http_conf_free(void *conf);
+unsigned http_conf_paths(const void *conf, struct sp_service_path *out, unsigned max);
+extern const struct sp_service_def sp_service_http_conf;
+
+/*
+ * Parses the value of a return line, "PATH = STATUS CONTENT-TYPE [BODY]" (the
+ * text after "return "), in place: NULs are written into s and r's strings
+ * point into it; r->line is left alone.  The body is the rest of the text
+ * after the content type and its spaces, taken literally.  Returns 0, or
+ * -EINVAL with *why set to a static description of the fault.
+ */
+int sp_parse_return(char *s, struct sp_http_return *r, const char **why);
+
+#endif
