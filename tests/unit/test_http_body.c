@@ -1,5 +1,5 @@
 /*
- * The HTTP request body reader (worker/http_body.c) against a real socket:
+ * The HTTP request body reader (worker/http/http_body.c) against a real socket:
  * Content-Length and chunked bodies streamed in small reads or read whole,
  * split at every byte between what came with the head and what follows on
  * the socket, 100 Continue, and the failures a handler must answer: too

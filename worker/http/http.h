@@ -28,10 +28,10 @@
 #include <time.h>
 
 #include "spindle/http_date.h"
-#include "http/http_conf.h"
+#include "http_conf.h"
 #include "spindle/http_parser.h"
 #include "spindle/stream.h"
-#include "worker.h"
+#include "../worker.h"
 
 #define HTTP_IN_SIZE   16384 /* input buffer on the fiber stack */
 #define HTTP_OUT_SIZE  16384 /* output buffer on the fiber stack */
