@@ -327,12 +327,12 @@ def status(port=PORT):
 @tap.case
 def status_page_reports_the_worker():
     st = status()
-    for k in ("pid", "master_pid", "generation", "slot", "connections", "requests", "bytes_in",
+    for k in ("pid", "master_pid", "generation", "index", "connections", "requests", "bytes_in",
               "bytes_out", "fibers_live", "fibers_pooled", "uptime"):
         check(k in st, "field %s in %r" % (k, st))
     eq(st["master_pid"], S.pid, "master pid")
     check(st["pid"] in S.workers(), "pid %d is a worker of %r" % (st["pid"], S.workers()))
-    eq(st["slot"], 0, "slot")
+    eq(st["index"], 0, "index")
     check(st["generation"] >= 1, "generation")
     check(st["connections"] >= 1, "this connection counts")
     check(st["uptime"] > 0, "uptime")

@@ -1,7 +1,7 @@
 /*
  * The status page: one JSON object describing this worker.
  *
- *   {"pid":..., "master_pid":..., "generation":..., "slot":...,
+ *   {"pid":..., "master_pid":..., "generation":..., "index":...,
  *    "connections":..., "accepted":..., "requests":..., "bytes_in":...,
  *    "bytes_out":..., "fibers_live":..., "fibers_pooled":...,
  *    "idle_connections":..., "uptime":..., "draining":false}
@@ -26,7 +26,7 @@ int http_status_page(struct http_conn *c, struct http_txn *t)
     sp_iom_stats(worker_iom(w), &st);
     uint64_t up_ms = (sp_now_ns() - worker_started_ns(w)) / 1000000ull;
     int n = snprintf(body, sizeof(body),
-                     "{\"pid\":%ld,\"master_pid\":%ld,\"generation\":%u,\"slot\":%u,"
+                     "{\"pid\":%ld,\"master_pid\":%ld,\"generation\":%u,\"index\":%u,"
                      "\"connections\":%lu,\"accepted\":%llu,\"requests\":%llu,\"bytes_in\":%llu,"
                      "\"bytes_out\":%llu,\"fibers_live\":%u,\"fibers_pooled\":%u,"
                      "\"idle_connections\":%u,\"uptime\":%llu.%03llu,\"draining\":%s}\n",
