@@ -14,7 +14,9 @@
 noinst_LIBRARIES += worker/libspindle-worker.a
 worker_libspindle_worker_a_SOURCES = \
 	worker/worker.h \
-	worker/worker.c
+	worker/worker.c \
+	worker/include/spindle/module.h \
+	worker/module.c
 nodist_worker_libspindle_worker_a_SOURCES = worker/services.c worker/services_conf.c
 SP_SERVICES =
 SP_SERVICES_CONF_SOURCES =
