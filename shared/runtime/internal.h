@@ -117,4 +117,15 @@ static inline uint64_t sp__deadline(int64_t timeout_ms)
     return sp_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 }
 
+/* The same, counted from this scheduler pass's clock reading (no clock read):
+ * for the idle bounds of fiber-less watches, which are set at the end of
+ * every exchange and may end early by the time the pass has run so far, as
+ * nginx's timers count from ngx_current_msec. */
+static inline uint64_t sp__deadline_pass(int64_t timeout_ms)
+{
+    if (timeout_ms < 0)
+        return 0;
+    return sp_clock_pass_ns() + (uint64_t)timeout_ms * 1000000ull;
+}
+
 #endif

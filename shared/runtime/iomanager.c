@@ -551,7 +551,7 @@ int sp_iom_watch(struct sp_iom *iom, int fd, int64_t timeout_ms, sp_watch_fn *fn
     ctx->watch_arg = arg;
     iom->nwatches++;
     if (timeout_ms >= 0 &&
-        sp_timer_add(&iom->timers, &ctx->watch_timer, sp__deadline(timeout_ms)) != 0) {
+        sp_timer_add(&iom->timers, &ctx->watch_timer, sp__deadline_pass(timeout_ms)) != 0) {
         rc = -ENOMEM;
         goto undo;
     }

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "spindle/iomanager.h"
@@ -19,6 +20,13 @@
 #define ECHO_BUF         16384 /* one batch, on stacks of ECHO_LARGE_STACK or more */
 #define ECHO_BUF_SMALL   2048  /* on smaller ones (16k and up leave room for it) */
 #define ECHO_LARGE_STACK (32 * 1024)
+
+/* What every batch needs, looked up once at init. */
+struct echo_state {
+    struct sp_iom *iom;
+    struct worker_counters *counters;
+    bool large_stack; /* stack_size >= ECHO_LARGE_STACK */
+};
 
 static void echo_close(struct service *svc, struct sp_stream *s)
 {
@@ -47,7 +55,8 @@ static void echo_ready(int fd, int status, void *arg)
 /* Echoes until the socket runs dry, then parks the connection fiber-less. */
 static void echo_loop(struct service *svc, int fd, char *buf, size_t size)
 {
-    struct worker_counters *c = worker_counters(svc->worker);
+    const struct echo_state *st = svc->state;
+    struct worker_counters *c = st->counters;
     const struct echo_conf *conf = svc->conf;
     int64_t idle = conf->idle_timeout_ms ? conf->idle_timeout_ms : -1;
     bool dry = false;
@@ -63,7 +72,7 @@ static void echo_loop(struct service *svc, int fd, char *buf, size_t size)
             /* A draining worker gives a quiet connection a short grace only. */
             if (worker_draining(svc->worker) && (wait < 0 || wait > WORKER_DRAIN_IDLE_MS))
                 wait = WORKER_DRAIN_IDLE_MS;
-            if (sp_iom_watch(worker_iom(svc->worker), s.fd, wait, echo_ready, svc) == 0)
+            if (sp_iom_watch(st->iom, s.fd, wait, echo_ready, svc) == 0)
                 return;
             break;
         }
@@ -97,7 +106,7 @@ static __attribute__((noinline)) void echo_on_small_stack(struct service *svc, i
 /* Runs on a fiber, with a batch buffer that fits the configured stack. */
 static void echo_serve(struct service *svc, int fd)
 {
-    if (worker_config(svc->worker)->stack_size >= ECHO_LARGE_STACK)
+    if (((const struct echo_state *)svc->state)->large_stack)
         echo_on_large_stack(svc, fd);
     else
         echo_on_small_stack(svc, fd);
@@ -105,9 +114,29 @@ static void echo_serve(struct service *svc, int fd)
 
 /* ---- the definition --------------------------------------------------------- */
 
-/* The echo service holds no state beyond its connections' stacks: nothing to
- * build at init or free at exit. */
+static int echo_init(struct service *svc, char *err, size_t errlen)
+{
+    struct echo_state *st = malloc(sizeof(*st));
+    if (!st) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    st->iom = worker_iom(svc->worker);
+    st->counters = worker_counters(svc->worker);
+    st->large_stack = worker_config(svc->worker)->stack_size >= ECHO_LARGE_STACK;
+    svc->state = st;
+    return 0;
+}
+
+static void echo_fini(struct service *svc)
+{
+    free(svc->state);
+    svc->state = NULL;
+}
+
 const struct sp_service_def sp_service_echo = {
     ECHO_CONF_DEF,
+    .init = echo_init,
     .handle = echo_serve,
+    .fini = echo_fini,
 };

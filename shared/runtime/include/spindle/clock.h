@@ -19,8 +19,10 @@
  * pass counts from the thread's latest reading: sp_wall_sec() and the poll
  * timeout (sp_clock_pass_ns).  Any sp_now_ns() call in between refreshes it.
  * A pass is short (its fibers run until they wait), so the reading is at
- * most that old; at worst the poll sleeps that much longer.  The deadline of
- * an I/O timeout or a sleep is counted from a fresh reading, so it never ends
+ * most that old; at worst the poll sleeps that much longer, and the idle
+ * bound of a fiber-less watch (sp_iom_watch, set after every exchange of a
+ * keep-alive connection) ends that much early.  The deadline of an I/O
+ * timeout or a sleep is counted from a fresh reading, so it never ends
  * early.  On a thread without a running scheduler every call reads the clock.
  */
 #ifndef SPINDLE_CLOCK_H

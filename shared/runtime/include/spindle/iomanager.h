@@ -92,7 +92,8 @@ unsigned sp_iom_thread_index(void);
 /*
  * Waits for fd (non-blocking) to become readable without holding a fiber:
  * fn(fd, status, arg) runs on a fresh fiber when it does, or after timeout_ms
- * (-1 = never), on the thread that calls this (the fd's thread).  One watch
+ * (-1 = never; an idle bound counted from the scheduler pass's clock reading,
+ * spindle/clock.h), on the thread that calls this (the fd's thread).  One watch
  * per fd.  Returns 0, -EBUSY if the fd already has a watch or a waiting
  * fiber, -ENOMEM, or -errno from the poller (epoll_ctl).  The caller keeps
  * ownership of arg.
