@@ -148,7 +148,9 @@ struct group {
     struct listener listeners[MAX_LISTENERS];
     unsigned nlisteners; /* slots in use */
     atomic_uint next_spawn;
-    _Atomic(unsigned char) *owner[FD_CHUNKS]; /* n > 1: which thread has each fd, 0 = none */
+    /* n > 1: which thread has each fd, 0 = none; chunks made on first use (the
+     * pointers are atomic: a thread may publish one while another reads). */
+    _Atomic(_Atomic(unsigned char) *) owner[FD_CHUNKS];
 };
 
 /* Tests only: listeners armed level-triggered, without the one-shot guard. */
