@@ -10,6 +10,7 @@
  */
 #include "config.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -349,15 +350,20 @@ static unsigned count(const char *hay, const char *needle)
             fail_msg("response has \"%s\":\n%s", (s), (k)->got);                                   \
     } while (0)
 
-static int setup_modules(void **state)
+static void register_modules(void)
 {
-    (void)state;
     sp_module_forget_all();
     assert_int_equal(sp_module_register(&test_mi), 0);
     assert_int_equal(sp_module_register(&short_mi), 0);
     assert_int_equal(sp_module_register(&long_mi), 0);
     assert_int_equal(sp_module_register(&slash_mi), 0);
     assert_int_equal(sp_module_register(&bare_mi), 0);
+}
+
+static int setup_modules(void **state)
+{
+    (void)state;
+    register_modules();
     snprintf(file_path, sizeof(file_path), "/tmp/spindle-test-handler-XXXXXX");
     int fd = mkstemp(file_path);
     assert_true(fd >= 0);
@@ -659,6 +665,52 @@ static void test_init_unknown_module(void **state)
     free(k);
 }
 
+/* examples/hello, built by make check, loaded as the loader will: its
+ * handler answers JSON from the query string with the greeting of its
+ * configuration. */
+static void test_example_module(void **state)
+{
+    (void)state;
+    void *so = dlopen(HELLO_SO, RTLD_NOW | RTLD_LOCAL);
+    if (!so)
+        fail_msg("dlopen %s: %s", HELLO_SO, dlerror());
+    const struct sp_module *def = dlsym(so, SP_MODULE_SYMBOL);
+    assert_non_null(def);
+    assert_int_equal(def->api_version, SP_API_VERSION);
+    assert_non_null(def->http);
+    assert_string_equal(def->keys[0].name, "greeting");
+    /* Its configuration struct begins with the greeting (set by the key). */
+    const char **conf = calloc(1, def->conf_size);
+    assert_non_null(conf);
+    conf[0] = "Hey";
+    char err[128];
+    struct sp_module_instance mi = {.name = "hello", .def = def, .conf = conf};
+    assert_int_equal(def->init(conf, &mi.state, err, sizeof(err)), 0);
+    assert_int_equal(sp_module_register(&mi), 0);
+
+    static struct sp_http_handle hello[] = {{"/hello", "hello", 1}};
+    struct sp_http_conf hc;
+    conf_defaults(&hc);
+    hc.handles = hello;
+    hc.nhandles = 1;
+    const char req[] = "GET /hello?name=world&q=%22a%22&flag HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "GET /hello/x/.. HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "DELETE /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+    struct svc_case *k = exchange_with(&hc, req, sizeof(req) - 1);
+    HAS(k, "Content-Type: application/json\r\n");
+    HAS(k, "{\"greeting\":\"Hey\",\"path\":\"/hello\",\"query\":{\"name\":\"world\","
+           "\"q\":\"%22a%22\",\"flag\":\"\"},\"hits\":1}\n");
+    HAS(k, "\"path\":\"/hello/\",\"query\":{},\"hits\":2}");
+    HAS(k, "HTTP/1.1 405 Method Not Allowed\r\n");
+    free(k);
+
+    sp_module_forget_all();
+    def->fini(mi.state);
+    free(conf);
+    dlclose(so);
+    register_modules(); /* the registry as the other tests want it */
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -680,6 +732,7 @@ int main(void)
         RT_TEST(test_prefix_routing),
         RT_TEST(test_root_prefix_and_status_page),
         RT_TEST(test_init_unknown_module),
+        RT_TEST(test_example_module),
     };
     /* clang-format on */
     return cmocka_run_group_tests(tests, setup_modules, teardown_modules);

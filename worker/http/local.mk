@@ -35,5 +35,9 @@ tests_unit_test_http_handler_SOURCES = tests/unit/test_http_handler.c \
 	worker/http/http_handler.c worker/http/http_status.c worker/http/http_static.c \
 	worker/http/http_mime.c worker/http/http_access_log.c worker/http/http_conf.c \
 	worker/module.c
-tests_unit_test_http_handler_CFLAGS = $(UNIT_CFLAGS) -I$(top_srcdir)/worker/http
-tests_unit_test_http_handler_LDADD = $(UNIT_LDADD)
+tests_unit_test_http_handler_CFLAGS = $(UNIT_CFLAGS) -I$(top_srcdir)/worker/http \
+	-DHELLO_SO='"$(abs_top_builddir)/examples/hello/hello.so"'
+# The example module it loads finds the handler API in the program.
+tests_unit_test_http_handler_LDFLAGS = $(AM_LDFLAGS) -rdynamic
+tests_unit_test_http_handler_LDADD = $(UNIT_LDADD) -ldl
+EXTRA_tests_unit_test_http_handler_DEPENDENCIES = examples/hello/hello.so
