@@ -432,6 +432,23 @@ static void test_post_whole_body(void **state)
     free(k);
 }
 
+/* A body the handler does not read is dropped: the next request follows. */
+static void test_unread_body_dropped(void **state)
+{
+    (void)state;
+    struct svc_case *k =
+        exchange("POST /t/json?a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"
+                 "abcde"
+                 "POST /t/json?b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                 "\r\n3\r\nabc\r\n0\r\n\r\n"
+                 "GET /t/json?c HTTP/1.1\r\nHost: x\r\n\r\n");
+    HAS(k, "\"query\":\"a\"");
+    HAS(k, "\"query\":\"b\"");
+    HAS(k, "\"query\":\"c\"");
+    assert_int_equal(count(k->got, "HTTP/1.1 200 OK"), 3);
+    free(k);
+}
+
 static void test_body_too_large(void **state)
 {
     (void)state;
@@ -476,10 +493,13 @@ static void test_stream_chunked(void **state)
 {
     (void)state;
     struct svc_case *k = exchange("GET /t/stream HTTP/1.1\r\nHost: x\r\n\r\n"
-                                  "GET /t/stream HTTP/1.0\r\n\r\n");
+                                  "GET /t/stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                                  "GET /t/json?never HTTP/1.1\r\nHost: x\r\n\r\n");
     HAS(k, "Transfer-Encoding: chunked\r\n");
     HAS(k, "\r\n\r\n4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n");
-    /* HTTP/1.0: no chunks, the body ends with the connection. */
+    /* HTTP/1.0: no chunks, the body ends with the connection, even when
+     * the client asked to keep it. */
+    LACKS(k, "never");
     const char *second = strstr(k->got, "0\r\n\r\nHTTP/1.1 200 OK\r\n");
     assert_non_null(second);
     assert_null(strstr(second + 5, "Transfer-Encoding"));
@@ -719,6 +739,7 @@ int main(void)
         RT_TEST(test_json_from_query),
         RT_TEST(test_header_echo_and_decoded_path),
         RT_TEST(test_post_whole_body),
+        RT_TEST(test_unread_body_dropped),
         RT_TEST(test_body_too_large),
         RT_TEST(test_streamed_body_in_and_out),
         RT_TEST(test_stream_chunked),
