@@ -134,8 +134,10 @@ int sp_http_resp_header(struct sp_http_resp *resp, const char *name, const char 
  * (204, 304), or a write error (-errno: the handler should return). */
 int sp_http_resp_body(struct sp_http_resp *resp, const void *body, size_t len);
 
-/* Sends the response with len bytes of fd from offset (with sendfile for a
- * regular file).  fd stays the caller's.  Returns as sp_http_resp_body. */
+/* Sends the response with len bytes of fd from offset, with sendfile (a
+ * regular file; the fd's own offset is not used or moved).  fd stays the
+ * caller's.  Returns as sp_http_resp_body; a file that ends before len
+ * bytes fails the connection (-EIO): the head promised them. */
 int sp_http_resp_fd(struct sp_http_resp *resp, int fd, off_t offset, uint64_t len);
 
 /* Sends the whole regular file at path (opened, sent, closed).  Returns as
