@@ -2,7 +2,8 @@
 # The SDK that `make install` puts beside the server, so that a module or a
 # program can be built against spindle out of tree:
 #   $(libdir)/libspindle.a            the four libraries in one archive
-#   $(includedir)/spindle/*.h         every public header, flat (<spindle/fiber.h>)
+#   $(includedir)/spindle/*.h         every public header, flat (<spindle/fiber.h>),
+#                                     the module API of worker/include/ among them
 #   $(libdir)/pkgconfig/spindle.pc    pkg-config --cflags --libs spindle
 #
 # One archive rather than the four: a user links -lspindle and never has to
@@ -42,7 +43,12 @@ spindleinclude_HEADERS = \
 	shared/http/include/spindle/http_write.h \
 	shared/config/include/spindle/config.h \
 	shared/config/include/spindle/service.h \
-	shared/channel/include/spindle/channel.h
+	shared/channel/include/spindle/channel.h \
+	worker/include/spindle/module.h \
+	worker/include/spindle/http_handler.h
+
+# What a module's source depends on (examples/local.mk).
+SP_PUBLIC_HDRS = $(spindleinclude_HEADERS)
 
 # spindle.pc is written by configure from spindle.pc.in.
 pkgconfigdir = $(libdir)/pkgconfig

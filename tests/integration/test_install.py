@@ -97,10 +97,12 @@ def make_install_puts_everything_under_destdir():
                  os.path.join(staged("docdir"), "examples", "spindle.logrotate"),
                  os.path.join(staged("docdir"), "examples", "spindle.conf.example")):
         check(os.path.isfile(path), "not installed: " + path)
-    # Every public header of every library, flat in include/spindle/, and no other file.
+    # Every public header of every library and of the module API, flat in
+    # include/spindle/, and no other file.
     want = sorted(os.path.basename(h)
                   for h in glob.glob(os.path.join(SRCDIR, "shared", "*", "include", "spindle",
-                                                  "*.h")))
+                                                  "*.h")) +
+                  glob.glob(os.path.join(SRCDIR, "worker", "include", "spindle", "*.h")))
     check(len(want) >= 10, "public headers in the source tree: %r" % want)
     eq(sorted(os.listdir(os.path.join(staged("includedir"), "spindle"))), want,
        "headers in include/spindle/ (shared/local.mk lists them)")
@@ -227,6 +229,28 @@ def program_builds_against_the_install_with_pkg_config():
     eq((r.returncode, r.stdout),
        (0, "GET /hello host=example.org\nfiber: 3 steps in 4 resumes\nconfig: greeting=hi there\n"),
        "the program's output (stderr: %r)" % r.stderr)
+
+
+@tap.case
+def example_module_builds_out_of_tree():
+    """examples/hello as installed, with its own Makefile: a module built with
+    nothing but pkg-config --cflags spindle."""
+    need("pkg-config", "pkg-config")
+    src = os.path.join(staged("docdir"), "examples", "hello")
+    work = tempfile.mkdtemp(prefix="module-", dir=TOP)
+    for name in ("hello.c", "Makefile"):
+        shutil.copy(os.path.join(src, name), work)
+    env = make_env()
+    env["PKG_CONFIG_PATH"] = os.path.join(staged("libdir"), "pkgconfig")
+    env["PKG_CONFIG_SYSROOT_DIR"] = DESTDIR
+    r = subprocess.run(["make", "-s", "CC=" + CC, "CFLAGS=-O2 -Werror"], capture_output=True,
+                       text=True, timeout=120, cwd=work, env=env)
+    eq(r.returncode, 0, "make in examples/hello: %s%s" % (r.stdout, r.stderr))
+    check(os.path.isfile(os.path.join(work, "hello.so")), "no hello.so")
+    r = subprocess.run(["nm", "-D", "--defined-only", os.path.join(work, "hello.so")],
+                       capture_output=True, text=True, timeout=30)
+    check(re.search(r"\bspindle_module$", r.stdout, re.M), "hello.so exports no spindle_module: "
+          + r.stdout)
 
 
 def render(page):

@@ -446,6 +446,18 @@ static void test_errors(void **state)
          "conf/bad.conf:4: duplicate return path '/x' (also at line 3)"},
         {"[http h]\nlisten = 127.0.0.1:80\nstatus = /s\nreturn /s = 200 text/plain a\n",
          "conf/bad.conf:4: return path '/s' is also the status path"},
+        {"[http h]\nlisten = 127.0.0.1:80\nhandle /x\n",
+         "conf/bad.conf:3: syntax error: expected [section] or key = value"},
+        {"[http h]\nlisten = 127.0.0.1:80\nhandle = m\n",
+         "conf/bad.conf:3: expected 'handle PREFIX = MODULE'"},
+        {"[http h]\nlisten = 127.0.0.1:80\nhandle /x = a b\n",
+         "conf/bad.conf:3: expected 'handle PREFIX = MODULE'"},
+        {"[http h]\nlisten = 127.0.0.1:80\nhandle x = m\n",
+         "conf/bad.conf:3: invalid handle prefix 'x': expected a path starting with '/'"},
+        {"[http h]\nlisten = 127.0.0.1:80\nhandle /x?y = m\n",
+         "conf/bad.conf:3: invalid handle prefix '/x?y': expected a path starting with '/'"},
+        {"[http h]\nlisten = 127.0.0.1:80\nhandle /x = m\nhandle /x/ = n\n",
+         "conf/bad.conf:4: duplicate handle prefix '/x' (also at line 3)"},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
@@ -580,6 +592,30 @@ static void test_inline_comments(void **state)
     assert_string_equal(h->returns[2].body, "");
     assert_int_equal(h->returns[2].body_len, 0);
     assert_string_equal(h->returns[3].body, "spaced");
+    sp_config_free(cfg);
+}
+
+/* handle lines: repeatable, the prefix kept without its trailing '/', a
+ * comment after the module's name. */
+static void test_http_handle(void **state)
+{
+    struct sp_config *cfg = load_ok("[http h]\n"
+                                    "listen = 127.0.0.1:80\n"
+                                    "handle /hello = hello\n"
+                                    "handle   /api/v1/  =  api ; the API\n"
+                                    "handle / = site\n",
+                                    "/x.conf");
+    const struct sp_http_conf *h = HTTP(&cfg->services[0]);
+    (void)state;
+
+    assert_int_equal(h->nhandles, 3);
+    assert_string_equal(h->handles[0].prefix, "/hello");
+    assert_string_equal(h->handles[0].module, "hello");
+    assert_int_equal(h->handles[0].line, 3);
+    assert_string_equal(h->handles[1].prefix, "/api/v1");
+    assert_string_equal(h->handles[1].module, "api");
+    assert_string_equal(h->handles[2].prefix, "/");
+    assert_string_equal(h->handles[2].module, "site");
     sp_config_free(cfg);
 }
 
@@ -896,6 +932,7 @@ int main(void)
         cmocka_unit_test(test_ipv6),
         cmocka_unit_test(test_paths),
         cmocka_unit_test(test_inline_comments),
+        cmocka_unit_test(test_http_handle),
         cmocka_unit_test(test_layout),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_example),

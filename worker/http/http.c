@@ -20,9 +20,23 @@
  * reset while the client is still sending.  404, 405 and 501 for an unknown
  * method keep the connection.
  *
+ * Routing, on the clean path (decoded, normalised): an exact path (a return
+ * line, the status page) wins; then the longest "handle" prefix that matches
+ * whole segments ("/hello" takes "/hello" and "/hello/x", not "/helloworld");
+ * then the files under root.  A handler is a module's, or a built-in one
+ * (the status page): both are written against spindle/http_handler.h and
+ * run through http_handler.c.
+ *
  * Methods: return paths answer GET, HEAD and POST; the status page and
- * static files GET and HEAD; other known methods get 405 with Allow, unknown
- * method tokens 501.
+ * static files GET and HEAD; handle prefixes every known method (the handler
+ * decides); other known methods get 405 with Allow, unknown method tokens
+ * 501.
+ *
+ * Bodies: the built-in routes read none, so a body is dropped before they
+ * answer (a "100 Continue" must go out before the answer, not after it).  A
+ * handler route runs with the body unread; what it leaves is dropped after
+ * it, unless the client is still waiting for "100 Continue": then it never
+ * sends the body and the connection closes after the answer.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -35,6 +49,7 @@
 #include "http.h"
 #include "spindle/io.h"
 #include "spindle/log.h"
+#include "spindle/module.h"
 #include "spindle/timer.h"
 
 /* How long a connection that ends after an error still reads (and drops)
@@ -91,15 +106,57 @@ static int route_add(struct http_svc *hs, const char *path, const struct http_ro
     }
 }
 
+/* What dispatch() returns besides 0 and a write error (-errno): the
+ * connection ends because of the body, as c->body says (DISPATCH_BODY: it
+ * failed, its error to be answered unless something was; DISPATCH_LINGER:
+ * the client waits for a "100 Continue" that will not come). */
+#define DISPATCH_BODY   1
+#define DISPATCH_LINGER 2
+
+/* Drops the body before a built-in answer.  True when that failed: nothing
+ * is answered then (return DISPATCH_BODY). */
+static inline bool body_skip(struct http_conn *c)
+{
+    return __builtin_expect(c->body.state != HTTP_BODY_NONE, 0) && http_body_discard(c) != 0;
+}
+
 static int answer_return(struct http_conn *c, struct http_txn *t, const void *pb)
 {
     return http_prebuilt_send(&c->out, t, pb);
 }
 
-static int answer_status(struct http_conn *c, struct http_txn *t, const void *arg)
+/* A return route of a service with handle lines, where a body may still be
+ * unread (see process()). */
+static int answer_return_body(struct http_conn *c, struct http_txn *t, const void *pb)
 {
-    (void)arg;
-    return http_status_page(c, t);
+    if (body_skip(c))
+        return DISPATCH_BODY;
+    return http_prebuilt_send(&c->out, t, pb);
+}
+
+/* An exact route's handler (the status page): its path is the request's
+ * clean path.  It reads no body. */
+static int answer_handler(struct http_conn *c, struct http_txn *t, const void *arg)
+{
+    const struct http_handler *h = arg;
+    if (body_skip(c))
+        return DISPATCH_BODY;
+    t->path = h->prefix;
+    t->path_len = h->prefix_len;
+    return http_handler_run(c, t, h);
+}
+
+/* The handle line whose prefix takes the clean path p[0..n): the longest
+ * that matches whole segments (hs->handlers is sorted longest first). */
+static const struct http_handler *prefix_find(const struct http_svc *hs, const char *p, size_t n)
+{
+    for (size_t i = 0; i < hs->nhandlers; i++) {
+        const struct http_handler *h = &hs->handlers[i];
+        size_t k = h->prefix_len;
+        if (k <= n && memcmp(h->prefix, p, k) == 0 && (k == n || p[k] == '/' || k == 1))
+            return h;
+    }
+    return NULL;
 }
 
 /* Whether a raw path needs decoding or normalising before lookup. */
@@ -116,23 +173,66 @@ static bool path_needs_clean(const char *p, size_t n)
 
 /* ---- dispatch ------------------------------------------------------------------ */
 
-static int dispatch_path(struct http_conn *c, struct http_txn *t, const char *path, size_t len)
+/* After a handler (rc: what running it returned): drops what it left of
+ * the body, or ends the connection when the client waits for a "100
+ * Continue" (it would never send the body).  Counts the body's bytes here,
+ * as process() does for the bodies it drops.  Returns what dispatch()
+ * returns. */
+static int handler_body_end(struct http_conn *c, const struct http_txn *t, int rc)
+{
+    struct http_body *b = &c->body;
+    const struct sp_http_request *req = t->req;
+
+    if (!(req->flags & SP_HTTP_F_TE_CHUNKED) && req->content_length == 0)
+        return rc;
+    if (rc == 0 && b->state == HTTP_BODY_READING && b->expect)
+        rc = DISPATCH_LINGER;
+    else if (rc == 0 && b->state != HTTP_BODY_FAILED)
+        http_body_discard(c);
+    if (rc == 0 && b->state == HTTP_BODY_FAILED)
+        rc = DISPATCH_BODY;
+    atomic_fetch_add(&worker_counters(c->hs->svc->worker)->bytes_in, b->bytes_in);
+    return rc;
+}
+
+/* A path no exact route takes: a handle prefix, the files, or 404.  Apart
+ * from dispatch_path() so that the exact routes' path stays short. */
+static __attribute__((noinline)) int dispatch_prefix(struct http_conn *c, struct http_txn *t,
+                                                     const char *path, size_t len)
 {
     struct http_svc *hs = c->hs;
     enum sp_http_method m = t->req->method;
-    bool get_head = m == SP_HTTP_GET || m == SP_HTTP_HEAD;
-    const struct http_route *r = route_find(hs, path, len);
 
-    if (r) {
-        if (!get_head && !(r->post && m == SP_HTTP_POST))
-            return http_error(&c->out, t, 405, r->post ? allow_return : allow_get_head);
-        return r->answer(c, t, r->arg);
+    if (hs->nhandlers) {
+        const struct http_handler *h = prefix_find(hs, path, len);
+        if (h) {
+            t->path = path;
+            t->path_len = len;
+            return handler_body_end(c, t, http_handler_run(c, t, h));
+        }
     }
+    if (body_skip(c))
+        return DISPATCH_BODY;
     if (!hs->st)
         return http_error(&c->out, t, 404, NULL);
-    if (!get_head)
+    if (m != SP_HTTP_GET && m != SP_HTTP_HEAD)
         return http_error(&c->out, t, 405, allow_get_head);
     return http_static_serve(c, t, path, len);
+}
+
+static int dispatch_path(struct http_conn *c, struct http_txn *t, const char *path, size_t len)
+{
+    enum sp_http_method m = t->req->method;
+    bool get_head = m == SP_HTTP_GET || m == SP_HTTP_HEAD;
+    const struct http_route *r = route_find(c->hs, path, len);
+
+    if (!r)
+        return dispatch_prefix(c, t, path, len);
+    /* The answer drops the body itself (when it may be unread). */
+    if (!get_head && !(r->post && m == SP_HTTP_POST))
+        return body_skip(c) ? DISPATCH_BODY
+                            : http_error(&c->out, t, 405, r->post ? allow_return : allow_get_head);
+    return r->answer(c, t, r->arg);
 }
 
 /* Decodes and normalises the path first.  Apart from dispatch() so that
@@ -151,7 +251,7 @@ static __attribute__((noinline)) int dispatch_clean(struct http_conn *c, struct 
     if (n < 0) {
         /* A bad escape, an encoded NUL, or ".." above the root: never looked up. */
         t->close = true;
-        rc = http_error(&c->out, t, 400, NULL);
+        rc = body_skip(c) ? DISPATCH_BODY : http_error(&c->out, t, 400, NULL);
     } else {
         rc = dispatch_path(c, t, buf, (size_t)n);
     }
@@ -160,16 +260,16 @@ static __attribute__((noinline)) int dispatch_clean(struct http_conn *c, struct 
     return rc;
 }
 
-/* Answers one parsed request whose body has been consumed.  Returns 0 or a
- * write error. */
+/* Answers one parsed request (its body begun, see process()).  Returns 0, a
+ * write error (-errno: drop the connection) or DISPATCH_BODY/LINGER. */
 static int dispatch(struct http_conn *c, struct http_txn *t)
 {
     const struct sp_http_request *req = t->req;
 
     if (req->method == SP_HTTP_OTHER)
-        return http_error(&c->out, t, 501, NULL);
+        return body_skip(c) ? DISPATCH_BODY : http_error(&c->out, t, 501, NULL);
     if (req->form == SP_HTTP_FORM_AUTHORITY || req->form == SP_HTTP_FORM_ASTERISK)
-        return http_error(&c->out, t, 405, allow_get_head);
+        return body_skip(c) ? DISPATCH_BODY : http_error(&c->out, t, 405, allow_get_head);
     if (path_needs_clean(req->path, req->path_len))
         return dispatch_clean(c, t);
     return dispatch_path(c, t, req->path, req->path_len);
@@ -256,6 +356,18 @@ static size_t blank_lines(const char *p, size_t n)
     }
 }
 
+/* Ends the connection after dispatch() returned rc (not 0), logging the
+ * request (its error answered first when a failed body left nothing
+ * answered). */
+static __attribute__((noinline)) enum conn_end dispatch_end(struct http_conn *c, struct http_txn *t,
+                                                            int rc)
+{
+    if (rc == DISPATCH_BODY && t->status == 0 && c->body.status != 0)
+        return fail_request(c, t, c->body.status);
+    http_log_add(c, t);
+    return rc == DISPATCH_LINGER ? END_LINGER : END_DROP;
+}
+
 /*
  * Answers every complete request in c->in[0..len) and moves a partial one to
  * the front.  *served counts the answers.
@@ -317,22 +429,26 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
                 (*served)--;
                 continue;
             }
-            /* Nothing answered here reads bodies: drop it before answering. */
+            /* Without handle lines nothing reads bodies: drop it before
+             * answering, so that the routes need not check.  Otherwise the
+             * route reads it or drops it (see the top). */
             http_body_begin(c, &req, body_at);
-            int rc = http_body_discard(c);
-            *bytes_in += c->body.bytes_in;
-            if (rc != 0 && c->body.status == 0)
-                return END_DROP;
-            if (rc != 0)
-                return fail_request(c, &t, c->body.status);
+            if (!hs->nhandlers) {
+                int rc = http_body_discard(c);
+                *bytes_in += c->body.bytes_in;
+                if (rc != 0 && c->body.status == 0)
+                    return END_DROP;
+                if (rc != 0)
+                    return fail_request(c, &t, c->body.status);
+            }
         } else {
             c->body.state = HTTP_BODY_NONE;
         }
 
         int rc = dispatch(c, &t);
-        http_log_add(c, &t);
         if (rc != 0)
-            return END_DROP;
+            return dispatch_end(c, &t, rc);
+        http_log_add(c, &t);
         if (t.close) {
             /* Only whether input is left matters now (see conn_run). */
             c->len -= body_at;
@@ -552,6 +668,48 @@ static void conn_ready(int fd, int status, void *arg)
 
 /* ---- the service's definition ----------------------------------------------------- */
 
+static int handler_longer(const void *a, const void *b)
+{
+    size_t x = ((const struct http_handler *)a)->prefix_len;
+    size_t y = ((const struct http_handler *)b)->prefix_len;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Resolves the module of each handle line (spindle/module.h: the loader has
+ * registered the modules before the services start). */
+static int handlers_init(struct http_svc *hs, char *err, size_t errlen)
+{
+    const struct sp_http_conf *conf = hs->conf;
+
+    if (conf->nhandles == 0)
+        return 0;
+    hs->handlers = calloc(conf->nhandles, sizeof(*hs->handlers));
+    if (!hs->handlers) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (unsigned i = 0; i < conf->nhandles; i++) {
+        const struct sp_http_handle *hd = &conf->handles[i];
+        const struct sp_module_instance *mi = sp_module_find(hd->module);
+        if (!mi) {
+            snprintf(err, errlen, "handle %s: no module %s", hd->prefix, hd->module);
+            return -1;
+        }
+        if (!mi->def->http || !mi->def->http->handle) {
+            snprintf(err, errlen, "handle %s: module %s has no HTTP handler", hd->prefix,
+                     hd->module);
+            return -1;
+        }
+        hs->handlers[i] = (struct http_handler){.prefix = hd->prefix,
+                                                .prefix_len = strlen(hd->prefix),
+                                                .def = mi->def->http,
+                                                .state = mi->state};
+    }
+    hs->nhandlers = conf->nhandles;
+    qsort(hs->handlers, hs->nhandlers, sizeof(*hs->handlers), handler_longer);
+    return 0;
+}
+
 /* Worker-wide state every http service shares (the MIME table): freed when
  * the last one ends. */
 static unsigned http_live;
@@ -585,13 +743,21 @@ static int http_init(struct service *svc, char *err, size_t errlen)
         if (http_prebuilt_init(&hs->prebuilt[i], &conf->returns[i]) != 0)
             goto nomem;
         hs->nprebuilt = i + 1;
-        struct http_route r = {.answer = answer_return, .arg = &hs->prebuilt[i], .post = true};
+        struct http_route r = {.answer = conf->nhandles ? answer_return_body : answer_return,
+                               .arg = &hs->prebuilt[i],
+                               .post = true};
         route_add(hs, conf->returns[i].path, &r);
     }
     if (conf->status_path) {
-        struct http_route r = {.answer = answer_status};
+        hs->status = (struct http_handler){.prefix = conf->status_path,
+                                           .prefix_len = strlen(conf->status_path),
+                                           .def = &http_status_handler,
+                                           .state = svc->worker};
+        struct http_route r = {.answer = answer_handler, .arg = &hs->status};
         route_add(hs, conf->status_path, &r);
     }
+    if (handlers_init(hs, err, errlen) != 0)
+        return -1;
 
     if (conf->root && !(hs->st = http_static_new(conf, threads, err, errlen)))
         return -1;
@@ -640,6 +806,7 @@ static void http_fini(struct service *svc)
         free(hs->prebuilt[i].head);
     free(hs->prebuilt);
     free(hs->routes);
+    free(hs->handlers);
     free(hs);
     svc->state = NULL;
     if (--http_live == 0)

@@ -15,7 +15,9 @@
  *                     prebuilt "return" responses
  *   http_static.c     files under root: lookup, cache, conditionals, ranges
  *   http_mime.c       content type by file extension
- *   http_status.c     the JSON status page
+ *   http_handler.c    the handler API (spindle/http_handler.h): requests and
+ *                     responses of module handlers and built-in handler routes
+ *   http_status.c     the JSON status page, a handler
  *   http_access_log.c the buffered access log
  */
 #ifndef SPINDLE_WORKER_HTTP_H
@@ -28,6 +30,7 @@
 #include <time.h>
 
 #include "spindle/http_date.h"
+#include "spindle/http_handler.h"
 #include "http_conf.h"
 #include "spindle/http_parser.h"
 #include "spindle/stream.h"
@@ -56,8 +59,18 @@ struct http_prebuilt {
 struct http_conn;
 struct http_txn;
 
-/* What an exact path answers: a handler and its argument (a prebuilt
- * response, or NULL), and the methods it takes. */
+/* A handler (spindle/http_handler.h) and the state it is called with: a
+ * module's, for "handle PREFIX = MODULE", or a built-in route's. */
+struct http_handler {
+    const char *prefix; /* handle lines: no trailing '/' except "/" itself;
+                         * an exact route's: its path */
+    size_t prefix_len;
+    const struct sp_http_handler_def *def;
+    void *state;
+};
+
+/* What an exact path answers: a function and its argument (a prebuilt
+ * response, a handler), and the methods it takes. */
 struct http_route {
     const char *path; /* NULL: empty slot */
     size_t path_len;
@@ -74,9 +87,12 @@ struct http_svc {
     size_t nprebuilt;          /* built, of conf->nreturns */
     struct http_route *routes; /* open addressing, routes_mask + 1 slots */
     size_t routes_mask;
-    struct http_static *st; /* NULL: no root */
-    struct http_log *log;   /* NULL: access_log off */
-    bool bufs_on_stack;     /* the fiber stack is deep enough for both buffers */
+    struct http_handler *handlers; /* handle lines, longest prefix first */
+    size_t nhandlers;
+    struct http_handler status; /* the status page's route */
+    struct http_static *st;     /* NULL: no root */
+    struct http_log *log;       /* NULL: access_log off */
+    bool bufs_on_stack;         /* the fiber stack is deep enough for both buffers */
 };
 
 /*
@@ -110,6 +126,8 @@ struct http_txn {
     uint64_t body_at; /* out.queued where the body begins */
     const char *line; /* the request line as received, without its end, or NULL */
     size_t line_len;
+    const char *path; /* the clean path, set for handler routes only */
+    size_t path_len;
 };
 
 /* An answered request waiting for its bytes to be written before it is
@@ -254,7 +272,8 @@ void http_date_now(char *dst);
 
 /*
  * Appends a response head: status line, Server, Date, Content-Type (when
- * ctype is not NULL), Content-Length (unless status is 204 or 304),
+ * ctype is not NULL), Content-Length (unless status is 204 or 304; see
+ * HTTP_LEN_CHUNKED for a body of unknown length),
  * Connection when t says so, extra (complete header lines, may be NULL) and
  * the blank line.  Sets t->status and t->body_len.  Returns 0 or o->error.
  */
@@ -270,6 +289,19 @@ int http_prebuilt_init(struct http_prebuilt *pb, const struct sp_http_return *r)
 
 /* Appends a prebuilt response (no body for HEAD).  Returns 0 or o->error. */
 int http_prebuilt_send(struct http_out *o, struct http_txn *t, const struct http_prebuilt *pb);
+
+/* A body of unknown length for http_head(): Transfer-Encoding: chunked to
+ * an HTTP/1.1 client, nothing (the body ends with the connection) to 1.0. */
+#define HTTP_LEN_CHUNKED UINT64_MAX
+
+/* ---- http_handler.c ----------------------------------------------------- */
+
+/* Runs handler h for the request t (its body begun, unread) at the clean
+ * path t->path, and completes what it left undone: a 500 when it did not
+ * respond, the end of a streamed body.  Returns 0, or -errno when the
+ * connection must be dropped (a write error, the handler returned -1).  A
+ * failed body read is left in c->body for the caller to answer. */
+int http_handler_run(struct http_conn *c, struct http_txn *t, const struct http_handler *h);
 
 /* ---- http_static.c -------------------------------------------------------- */
 
@@ -302,8 +334,9 @@ void http_mime_free(void);
 
 /* ---- http_status.c -------------------------------------------------------- */
 
-/* Appends the JSON status page.  Returns 0 or o->error. */
-int http_status_page(struct http_conn *c, struct http_txn *t);
+/* The JSON status page, a handler written against spindle/http_handler.h;
+ * its state is the struct worker. */
+extern const struct sp_http_handler_def http_status_handler;
 
 /* ---- http_access_log.c ---------------------------------------------------- */
 

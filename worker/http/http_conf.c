@@ -115,6 +115,63 @@ static void set_return(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, v
         all[h->nreturns++] = ret;
 }
 
+/* "handle PREFIX = MODULE [; comment]".  The prefix is kept without a
+ * trailing '/': routing matches it on whole segments.  Whether MODULE exists
+ * is checked when the worker starts the service (http_init). */
+static void set_handle(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
+                       const char *value)
+{
+    struct sp_http_conf *h = conf;
+    struct sp_http_handle *all;
+    const char *p = value + strspn(value, " \t");
+    size_t plen = strcspn(p, " \t="), mlen;
+    const char *eq = p + plen + strspn(p + plen, " \t"), *mod;
+
+    (void)key;
+    if (plen == 0 || *eq != '=') {
+        sp_conf_error(ctx, "expected 'handle PREFIX = MODULE'");
+        return;
+    }
+    mod = eq + 1 + strspn(eq + 1, " \t");
+    mlen = strcspn(mod, " \t");
+    char after = mod[mlen + strspn(mod + mlen, " \t")];
+    if (mlen == 0 || (after != '\0' && after != ';' && after != '#')) {
+        sp_conf_error(ctx, "expected 'handle PREFIX = MODULE'");
+        return;
+    }
+    if (!sp_conf_valid_url_path(p, plen) || memchr(p, '?', plen) || memchr(p, '%', plen)) {
+        sp_conf_error(ctx, "invalid handle prefix '%.*s': expected a path starting with '/'",
+                      (int)plen, p);
+        return;
+    }
+    while (plen > 1 && p[plen - 1] == '/')
+        plen--;
+    for (unsigned i = 0; i < h->nhandles; i++) {
+        if (strlen(h->handles[i].prefix) == plen && memcmp(h->handles[i].prefix, p, plen) == 0) {
+            sp_conf_error(ctx, "duplicate handle prefix '%.*s' (also at line %u)", (int)plen, p,
+                          h->handles[i].line);
+            return;
+        }
+    }
+    if (h->nhandles == SP_CONFIG_MAX_HANDLES) {
+        sp_conf_error(ctx, "too many handle lines in one section (max %d)", SP_CONFIG_MAX_HANDLES);
+        return;
+    }
+    all = realloc(h->handles, (h->nhandles + 1) * sizeof(*all));
+    if (all == NULL) {
+        sp_conf_error_at(ctx, 0, "out of memory");
+        return;
+    }
+    h->handles = all;
+    struct sp_http_handle hd = {
+        .prefix = sp_conf_strdup(ctx, p, plen),
+        .module = sp_conf_strdup(ctx, mod, mlen),
+        .line = sp_conf_line(ctx),
+    };
+    if (hd.prefix && hd.module)
+        all[h->nhandles++] = hd;
+}
+
 static void set_index(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
                       const char *v)
 {
@@ -138,6 +195,7 @@ const struct sp_conf_key http_conf_keys[] = {
     {"index", set_index, H(index), 0, 0, NULL, 0},
     {"status", set_status, H(status_path), 0, 0, NULL, 0},
     {"return", set_return, 0, 0, 0, NULL, SP_CONF_LINE | SP_CONF_REPEAT},
+    {"handle", set_handle, 0, 0, 0, NULL, SP_CONF_LINE | SP_CONF_REPEAT},
     {"keepalive_timeout", sp_conf_set_duration, H(keepalive_timeout_ms), 0, HOURS(24), "0..24h", 0},
     {"header_timeout", sp_conf_set_duration, H(header_timeout_ms), 1, HOURS(24), "1ms..24h", 0},
     {"body_timeout", sp_conf_set_duration, H(body_timeout_ms), 1, HOURS(24), "1ms..24h", 0},
@@ -180,6 +238,7 @@ void http_conf_free(void *conf)
 {
     struct sp_http_conf *h = conf;
     free(h->returns);
+    free(h->handles);
 }
 
 /* root is read by the workers, as [master] user; the access log is opened by

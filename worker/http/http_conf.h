@@ -23,12 +23,23 @@ struct sp_http_return {
     unsigned line;
 };
 
+#define SP_CONFIG_MAX_HANDLES 256 /* per [http] section */
+
+/* "handle PREFIX = MODULE": the requests under PREFIX go to MODULE's handler. */
+struct sp_http_handle {
+    const char *prefix; /* starts with '/', no trailing '/' except "/" itself */
+    const char *module; /* the NAME of a [module NAME] section */
+    unsigned line;
+};
+
 struct sp_http_conf {
     const char *root;        /* absolute, no trailing '/'; NULL: serve no files */
     const char *index;       /* file name served for a directory, default "index.html" */
     const char *status_path; /* JSON status page; NULL: disabled */
     struct sp_http_return *returns;
     unsigned nreturns;
+    struct sp_http_handle *handles;
+    unsigned nhandles;
     int64_t keepalive_timeout_ms; /* 0: close after each response */
     int64_t header_timeout_ms;    /* > 0 */
     int64_t body_timeout_ms;      /* > 0 */

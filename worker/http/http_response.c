@@ -190,8 +190,14 @@ int http_head(struct http_out *o, struct http_txn *t, unsigned status, const cha
         memcpy(d + n, "\r\n", 2);
         n += 2;
     }
-    if (sp_http_status_has_body(status))
+    if (!sp_http_status_has_body(status)) {
+        content_length = 0;
+    } else if (content_length != HTTP_LEN_CHUNKED) {
         n += sp_http_put_content_length(d + n, content_length);
+    } else if (t->req->minor_version >= 1) {
+        memcpy(d + n, "Transfer-Encoding: chunked\r\n", 28);
+        n += 28;
+    }
     n += sp_http_put_connection(d + n, t->close, t->req->minor_version);
     if (extra_len) {
         memcpy(d + n, extra, extra_len);
@@ -201,7 +207,8 @@ int http_head(struct http_out *o, struct http_txn *t, unsigned status, const cha
     n += 2;
     http_out_commit(o, n);
     t->status = status;
-    t->body_len = sp_http_status_has_body(status) && !t->head ? content_length : 0;
+    /* A streamed body counts its pieces as they are sent. */
+    t->body_len = t->head || content_length == HTTP_LEN_CHUNKED ? 0 : content_length;
     t->body_at = o->queued;
     return 0;
 }

@@ -16,13 +16,16 @@
 #include "http.h"
 #include "spindle/timer.h"
 
-int http_status_page(struct http_conn *c, struct http_txn *t)
+/* Written against spindle/http_handler.h alone, as a module's handler would
+ * be; state is the worker. */
+static int status_handle(struct sp_http_req *req, struct sp_http_resp *resp, void *state)
 {
-    struct worker *w = c->hs->svc->worker;
+    struct worker *w = state;
     struct worker_counters *wc = worker_counters(w);
     struct sp_iom_stats st;
     char body[768];
 
+    (void)req;
     sp_iom_stats(worker_iom(w), &st);
     uint64_t up_ms = (sp_now_ns() - worker_started_ns(w)) / 1000000ull;
     int n = snprintf(body, sizeof(body),
@@ -39,11 +42,11 @@ int http_status_page(struct http_conn *c, struct http_txn *t)
                      st.fibers_pooled, st.watches, (unsigned long long)(up_ms / 1000),
                      (unsigned long long)(up_ms % 1000), worker_draining(w) ? "true" : "false");
     if (n < 0 || (size_t)n >= sizeof(body))
-        return http_error(&c->out, t, 500, NULL);
-    static const char nocache[] = "Cache-Control: no-store\r\n";
-    int rc =
-        http_head(&c->out, t, 200, "application/json", (uint64_t)n, nocache, sizeof(nocache) - 1);
-    if (rc == 0 && !t->head)
-        rc = http_out_text(&c->out, body, (size_t)n);
-    return rc;
+        return 0; /* not answered: 500 */
+    if (sp_http_resp_header(resp, "Content-Type", "application/json") != 0 ||
+        sp_http_resp_header(resp, "Cache-Control", "no-store") != 0)
+        return 0;
+    return sp_http_resp_body(resp, body, (size_t)n) == 0 ? 0 : -1;
 }
+
+const struct sp_http_handler_def http_status_handler = {.handle = status_handle};

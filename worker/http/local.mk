@@ -10,6 +10,7 @@ worker_libspindle_worker_a_SOURCES += \
 	worker/http/http_response.c \
 	worker/http/http_static.c \
 	worker/http/http_mime.c \
+	worker/http/http_handler.c \
 	worker/http/http_status.c \
 	worker/http/http_access_log.c
 
@@ -22,3 +23,21 @@ tests_unit_test_http_body_SOURCES = tests/unit/test_http_body.c worker/http/http
 	worker/http/http_response.c
 tests_unit_test_http_body_CFLAGS = $(UNIT_CFLAGS) -I$(top_srcdir)/worker/http
 tests_unit_test_http_body_LDADD = $(UNIT_LDADD)
+
+# The handler API and its routing, through the service's connection code
+# over a socketpair, with a stub worker and modules registered by the test.
+CMOCKA_TESTS += tests/unit/test_http_handler
+if HAVE_CMOCKA
+check_PROGRAMS += tests/unit/test_http_handler
+endif
+tests_unit_test_http_handler_SOURCES = tests/unit/test_http_handler.c \
+	worker/http/http.c worker/http/http_body.c worker/http/http_response.c \
+	worker/http/http_handler.c worker/http/http_status.c worker/http/http_static.c \
+	worker/http/http_mime.c worker/http/http_access_log.c worker/http/http_conf.c \
+	worker/module.c
+tests_unit_test_http_handler_CFLAGS = $(UNIT_CFLAGS) -I$(top_srcdir)/worker/http \
+	-DHELLO_SO='"$(abs_top_builddir)/examples/hello/hello.so"'
+# The example module it loads finds the handler API in the program.
+tests_unit_test_http_handler_LDFLAGS = $(AM_LDFLAGS) -rdynamic
+tests_unit_test_http_handler_LDADD = $(UNIT_LDADD) -ldl
+EXTRA_tests_unit_test_http_handler_DEPENDENCIES = examples/hello/hello.so
