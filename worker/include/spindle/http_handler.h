@@ -9,13 +9,13 @@
  * them only through the functions below, so that spindle can change how it
  * keeps them without breaking compiled modules (see docs/modules.md).
  *
- * Threading: the handler runs on the connection's fiber, on a scheduler thread
- * of the worker.  It may park (sp_sleep, sp_read, sp_connect...): the fiber
- * waits while the thread runs other connections.  With threads > 1 in
- * [master], several threads run handlers at once (and a parked fiber may
- * resume on another thread), all with the same state: the module synchronises
- * its own shared mutable state.  Thread-local storage is not stable across a
- * park.
+ * Threading: the handler runs on the connection's fiber, on the scheduler
+ * thread that accepted the connection; the fiber never changes threads, so
+ * thread-local storage stays valid across a park.  It may park (sp_sleep,
+ * sp_read, sp_connect...): the fiber waits while the thread runs other
+ * connections.  With threads > 1 in [master], several threads run handlers at
+ * once, all with the same state: the module synchronises its own shared
+ * mutable state (and holds no lock across a park).
  *
  * Ownership: every pointer a function below returns (path, headers, body...)
  * points into spindle's memory and stays valid until the handler returns; the
