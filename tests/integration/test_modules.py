@@ -108,6 +108,18 @@ def check_refuses_a_file_without_the_entry_symbol():
 
 
 @tap.case
+def check_survives_a_module_that_crashes_or_hangs_while_loading():
+    for name in ("load_segv", "load_hang"):
+        shutil.copyfile(os.path.join(MODULES, name + ".so"), os.path.join(S.dir, name + ".so"))
+    rc, out = check_conf(services(path="load_segv.so"))
+    eq(rc, 1, "exit code")
+    check(re.search(r"module check: the checker died without a verdict", out), out)
+    rc, out = check_conf(services(path="load_hang.so"))
+    eq(rc, 1, "exit code")
+    check(re.search(r"module check: no verdict within 5000 ms", out), out)
+
+
+@tap.case
 def check_runs_the_module_key_table():
     # [master] takes 8 lines (Spindle.master_section), the service 4: the
     # module's keys start at line 15.
@@ -179,6 +191,11 @@ def reload_to_a_wrong_api_version_is_refused_before_any_worker_starts():
 @tap.case
 def reload_to_a_file_without_the_entry_symbol_is_refused():
     failed_reload("no_symbol", r"configuration rejected: module upper: .* no symbol")
+
+
+@tap.case
+def reload_to_a_module_that_hangs_while_loading_is_refused():
+    failed_reload("load_hang", r"configuration rejected: module check: no verdict within")
 
 
 setup()

@@ -9,6 +9,8 @@
  *   MOD_INIT_HANG     init never returns
  *   MOD_BAD_API       api_version is not this spindle's
  *   MOD_NO_SYMBOL     the entry symbol has another name
+ *   MOD_LOAD_HANG     a constructor that never returns (dlopen hangs)
+ *   MOD_LOAD_SEGV     a constructor that crashes (dlopen crashes)
  *
  * It uses only the public API: fiber I/O (sp_read, sp_write), streams, and
  * the worker's calls (spindle/worker.h).
@@ -128,6 +130,20 @@ static const struct sp_service_def upper_service = {
     .name = "echo_upper",
     .handle = upper_handle,
 };
+
+#if defined(MOD_LOAD_HANG)
+__attribute__((constructor)) static void load_hang(void)
+{
+    for (volatile int spin = 1; spin;)
+        ;
+}
+#elif defined(MOD_LOAD_SEGV)
+__attribute__((constructor)) static void load_segv(void)
+{
+    volatile uintptr_t nowhere = 8;
+    *(volatile int *)nowhere = 1;
+}
+#endif
 
 #ifdef MOD_NO_SYMBOL
 #define ENTRY not_the_entry_symbol

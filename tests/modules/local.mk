@@ -10,7 +10,9 @@ TEST_MODULES = \
 	tests/modules/init_segv.so \
 	tests/modules/init_hang.so \
 	tests/modules/bad_api.so \
-	tests/modules/no_symbol.so
+	tests/modules/no_symbol.so \
+	tests/modules/load_hang.so \
+	tests/modules/load_segv.so
 check_DATA = $(TEST_MODULES)
 CLEANFILES += $(TEST_MODULES)
 EXTRA_DIST += tests/modules/echo_upper.c
@@ -35,3 +37,7 @@ tests/modules/bad_api.so: tests/modules/echo_upper.c
 	$(TEST_MODULE_CC) -DMOD_BAD_API -o $@ $(TEST_MODULE_SRC)
 tests/modules/no_symbol.so: tests/modules/echo_upper.c
 	$(TEST_MODULE_CC) -DMOD_NO_SYMBOL -o $@ $(TEST_MODULE_SRC)
+tests/modules/load_hang.so: tests/modules/echo_upper.c
+	$(TEST_MODULE_CC) -DMOD_LOAD_HANG -o $@ $(TEST_MODULE_SRC)
+tests/modules/load_segv.so: tests/modules/echo_upper.c
+	$(TEST_MODULE_CC) -DMOD_LOAD_SEGV -o $@ $(TEST_MODULE_SRC)
