@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,9 +38,10 @@ static void checker_main(const struct sp_config *cfg, int fd)
     char err[SP_CONFIG_ERR_SIZE + 2 * PATH_MAX];
 
     /* The checker runs module code (its constructors, its setters): as the
-     * workers would, not as the master. */
+     * workers would, not as the master.  A master that dies takes it along
+     * (set after the switch of user, which clears it). */
     if (master_drop_privileges(cfg, err, sizeof(err)) == 0 &&
-        modules_check(cfg, err, sizeof(err)) == 0)
+        (prctl(PR_SET_PDEATHSIG, SIGKILL), modules_check(cfg, err, sizeof(err)) == 0))
         snprintf(err, sizeof(err), "ok");
     ssize_t n = write(fd, err, strlen(err));
     _exit(n < 0 ? 3 : 0);
