@@ -108,6 +108,15 @@ def check_refuses_a_file_without_the_entry_symbol():
 
 
 @tap.case
+def check_refuses_a_service_whose_module_provides_none():
+    shutil.copyfile(os.path.join(MODULES, "no_service.so"), os.path.join(S.dir, "no_service.so"))
+    rc, out = check_conf(services(path="no_service.so"))
+    eq(rc, 1, "exit code")
+    check(re.search(r"check\.conf:11: \[service up\]: module upper provides no TCP service", out),
+          out)
+
+
+@tap.case
 def check_survives_a_module_that_crashes_or_hangs_while_loading():
     for name in ("load_segv", "load_hang"):
         shutil.copyfile(os.path.join(MODULES, name + ".so"), os.path.join(S.dir, name + ".so"))
@@ -196,6 +205,19 @@ def reload_to_a_file_without_the_entry_symbol_is_refused():
 @tap.case
 def reload_to_a_module_that_hangs_while_loading_is_refused():
     failed_reload("load_hang", r"configuration rejected: module check: no verdict within")
+
+
+@tap.case
+def a_module_crashing_while_serving_costs_its_worker_only():
+    before = S.wait_ready(2)
+    with connect(PORT) as s:
+        eq(recv_line(s), b"Howdy v2\n", "greeting")
+        s.sendall(b"segv\n")
+        check(s.recv(100) == b"", "the connection ends with its worker")
+    check(S.wait_log(r"died: signal 11"), S.logs())
+    after = S.wait_ready(2)
+    eq(len(set(before) & set(after)), 1, "one worker replaced (%r -> %r)" % (before, after))
+    eq(greeting(), b"Howdy v2\n", "greeting after the respawn")
 
 
 setup()

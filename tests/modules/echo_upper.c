@@ -11,6 +11,10 @@
  *   MOD_NO_SYMBOL     the entry symbol has another name
  *   MOD_LOAD_HANG     a constructor that never returns (dlopen hangs)
  *   MOD_LOAD_SEGV     a constructor that crashes (dlopen crashes)
+ *   MOD_NO_SERVICE    provides no TCP service
+ *
+ * Every variant that serves crashes on a line "segv", for the test of a
+ * module that crashes while serving.
  *
  * It uses only the public API: fiber I/O (sp_read, sp_write), streams, and
  * the worker's calls (spindle/worker.h).
@@ -115,6 +119,10 @@ static void upper_handle(struct service *svc, int fd)
                 continue;
             if (n <= 0)
                 break;
+            if (n >= 4 && memcmp(buf, "segv", 4) == 0) {
+                volatile uintptr_t nowhere = 8;
+                *(volatile int *)nowhere = 1;
+            }
             for (ssize_t i = 0; i < n; i++)
                 buf[i] = (char)toupper((unsigned char)buf[i]);
             if (sp_stream_write(&s, buf, (size_t)n, 1000) != n)
@@ -126,7 +134,7 @@ static void upper_handle(struct service *svc, int fd)
     worker_conn_closed(svc->worker);
 }
 
-static const struct sp_service_def upper_service = {
+__attribute__((unused)) static const struct sp_service_def upper_service = {
     .name = "echo_upper",
     .handle = upper_handle,
 };
@@ -163,5 +171,7 @@ const struct sp_module ENTRY = {
     .defaults = upper_defaults,
     .init = upper_init,
     .fini = upper_fini,
+#ifndef MOD_NO_SERVICE
     .service = &upper_service,
+#endif
 };

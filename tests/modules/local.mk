@@ -12,7 +12,8 @@ TEST_MODULES = \
 	tests/modules/bad_api.so \
 	tests/modules/no_symbol.so \
 	tests/modules/load_hang.so \
-	tests/modules/load_segv.so
+	tests/modules/load_segv.so \
+	tests/modules/no_service.so
 check_DATA = $(TEST_MODULES)
 CLEANFILES += $(TEST_MODULES)
 EXTRA_DIST += tests/modules/echo_upper.c
@@ -41,3 +42,5 @@ tests/modules/load_hang.so: tests/modules/echo_upper.c
 	$(TEST_MODULE_CC) -DMOD_LOAD_HANG -o $@ $(TEST_MODULE_SRC)
 tests/modules/load_segv.so: tests/modules/echo_upper.c
 	$(TEST_MODULE_CC) -DMOD_LOAD_SEGV -o $@ $(TEST_MODULE_SRC)
+tests/modules/no_service.so: tests/modules/echo_upper.c
+	$(TEST_MODULE_CC) -DMOD_NO_SERVICE -o $@ $(TEST_MODULE_SRC)
