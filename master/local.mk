@@ -11,4 +11,5 @@ spindle_SOURCES += \
 	master/client.c \
 	master/spawn.c \
 	master/pidfile.c \
-	master/notify.c
+	master/notify.c \
+	master/modcheck.c

@@ -100,13 +100,15 @@ static void usage(FILE *out)
             sp_config_run_dir(), sp_config_run_dir());
 }
 
-/* Loads the configuration and checks the files and directories it names.
- * Returns 0, or 1 with the reason on stderr. */
+/* Loads the configuration, checks the files and directories it names and
+ * its modules (in a checker child).  Returns 0, or 1 with the reason on
+ * stderr. */
 static int check_config(const char *path)
 {
     char err[SP_CONFIG_ERR_SIZE + 2 * PATH_MAX];
     struct sp_config *cfg = sp_config_load(path, err, sizeof(err));
-    if (!cfg || sp_config_check_files(cfg, err, sizeof(err)) < 0) {
+    if (!cfg || sp_config_check_files(cfg, err, sizeof(err)) < 0 ||
+        check_modules_now(cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         sp_config_free(cfg);
         return 1;

@@ -39,6 +39,7 @@
 #define MASTER_RESPAWN_STABLE_MS        60000 /* a worker alive this long resets its index's delay */
 #define MASTER_RETRY_MAX_MS             1000 /* a respawn that failed to fork retries at most this late */
 #define MASTER_REASON_MAX               256
+#define MASTER_CHECK_TIMEOUT_MS         5000 /* the module checker must answer within this */
 #define MASTER_HEARTBEAT_MS             1000 /* a PING to every ready worker this often */
 #define MASTER_HEARTBEAT_LATE_MS        500  /* unanswered this long: its slots are adopted */
 #define MASTER_HEARTBEAT_MISSES         3  /* heartbeats missed in a row before SIGKILL, stopped */
@@ -157,6 +158,7 @@ struct master {
     struct sp_waitq changed;
 
     struct master_worker *fork_queue;
+    struct master_check *check_queue; /* a module check waiting for its fork */
 
     bool reload_ran;
     bool reload_ok;
@@ -243,12 +245,46 @@ void master_logs_reopen(struct master *m);
 void master_check_user(const struct sp_config *cfg);
 
 /*
+ * Switches the calling process (a child) to cfg's [master] user: its
+ * groups, its group, then the user, and checks that root cannot be
+ * regained.  Nothing changes without user, or when not root.  Returns 0, or
+ * -1 with the reason in err.
+ */
+int master_drop_privileges(const struct sp_config *cfg, char *err, size_t len);
+
+/*
  * For -t: warns on stderr about each file or directory the workers will
  * need and cfg's user cannot read (an http root).  Checks as that user in
  * a child process; does nothing without user or when not root.  Returns the
  * number of warnings.
  */
 int master_check_access(const struct sp_config *cfg);
+/* ---- modcheck.c ----------------------------------------------------- */
+
+/* A module check a fiber waits for (master_check_modules). */
+struct master_check {
+    const struct sp_config *cfg;
+    pid_t pid;    /* the checker; -1 when fork() failed */
+    int fd;       /* the read end of its verdict pipe, -errno when none */
+    bool started; /* the main stack has forked it */
+};
+
+/*
+ * Checks cfg's modules in a short-lived child, never in the master: it
+ * opens each (as cfg's user), checks its symbol and api_version and runs its
+ * key setters over its keys (modules_check), and writes its verdict to a
+ * pipe.  A child that gives none within MASTER_CHECK_TIMEOUT_MS is killed.
+ * master_check_modules() runs on a fiber of the master (the fork happens on
+ * the main stack, see master_serve_forks); check_modules_now() in a
+ * process without a scheduler (-t).  Each returns 0, or -1 with the reason
+ * in err.
+ */
+int master_check_modules(struct master *m, const struct sp_config *cfg, char *err, size_t len);
+int check_modules_now(const struct sp_config *cfg, char *err, size_t len);
+
+/* Forks the checker of c; on the main stack (master_serve_forks). */
+void master_check_fork(struct master_check *c);
+
 /* ---- heartbeat.c ---------------------------------------------------- */
 
 /* Sends the heartbeats, notices workers that stop answering (their slots

@@ -4,7 +4,8 @@
  * A reload either moves every worker to the new configuration or changes
  * nothing that serves traffic:
  *
- *   1. load and check the new file (no side effects);
+ *   1. load and check the new file (no side effects), and its modules in a
+ *      checker child (modcheck.c);
  *   2. open the sockets of new addresses and extra slots;
  *   3. fork the new generation and wait until each of its workers says READY;
  *   4. only then tell the old generation to drain.
@@ -201,6 +202,10 @@ static int transaction(struct master *m, char *msg, size_t len)
     struct sp_config *cfg = load_new_config(m, msg, len);
     if (!cfg)
         return -1;
+    if (master_check_modules(m, cfg, err, sizeof(err)) != 0) {
+        snprintf(msg, len, "configuration rejected: %s", err);
+        goto undo;
+    }
     log_switched = switch_error_log(old->cfg, cfg, msg, len);
     if (log_switched < 0)
         goto undo;

@@ -128,7 +128,7 @@ static void pin_to_cpu(unsigned index)
  * changes without user, or in a master that is not root (which
  * master_check_user() reports).  Returns 0, or -1 with the reason in err.
  */
-static int drop_privileges(const struct sp_config *cfg, char *err, size_t len)
+int master_drop_privileges(const struct sp_config *cfg, char *err, size_t len)
 {
     uid_t ru, eu, su;
     gid_t rg, eg, sg;
@@ -210,7 +210,7 @@ int master_check_access(const struct sp_config *cfg)
     }
     if (pid == 0) {
         char err[256];
-        if (drop_privileges(cfg, err, sizeof(err)) != 0) {
+        if (master_drop_privileges(cfg, err, sizeof(err)) != 0) {
             fprintf(stderr, "spindle: warning: cannot check files as user %s: %s\n", cfg->user,
                     err);
             _exit(1);
@@ -364,7 +364,7 @@ static void child_main(struct master *m, struct master_worker *w)
     sp_log_set_who(who);
     /* Before anything of the worker runs: services, and whatever they load. */
     char why[SP_MSG_REASON_MAX + 1];
-    if (drop_privileges(cfg, why, sizeof(why)) != 0)
+    if (master_drop_privileges(cfg, why, sizeof(why)) != 0)
         child_fail(w, why);
     master_set_title("spindle: worker process");
     if (cfg->cpu_affinity)
@@ -386,6 +386,11 @@ static void child_main(struct master *m, struct master_worker *w)
 void master_serve_forks(struct master *m)
 {
     struct master_worker *q = NULL;
+
+    if (m->check_queue) {
+        master_check_fork(m->check_queue);
+        m->check_queue = NULL;
+    }
     while (m->fork_queue) { /* reverse: fork in the order asked */
         struct master_worker *w = m->fork_queue;
         m->fork_queue = w->fork_next;

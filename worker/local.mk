@@ -16,6 +16,7 @@ worker_libspindle_worker_a_SOURCES = \
 	worker/worker.h \
 	worker/worker.c \
 	worker/include/spindle/module.h \
+	worker/include/spindle/worker.h \
 	worker/module.c
 nodist_worker_libspindle_worker_a_SOURCES = worker/services.c worker/services_conf.c
 SP_SERVICES =

@@ -30,6 +30,7 @@
 #include "spindle/channel.h"
 #include "spindle/io.h"
 #include "spindle/log.h"
+#include "spindle/module.h"
 #include "spindle/net.h"
 #include "spindle/timer.h"
 
@@ -576,21 +577,19 @@ static void worker_free(struct worker *w)
     free(w->services);
     w->services = NULL;
     w->nservices = 0;
+    modules_unload(); /* after the services: a module's service may use its state */
     free(w->acceptors);
     w->acceptors = NULL;
     w->nacceptors = 0;
 }
 
-int worker_main(const struct worker_args *args)
+/* Stage 1: the worker's own state, its signals and its scheduler.  Returns
+ * 0, or -1 with the reason in w->exit_reason. */
+static int worker_setup(struct worker *w, const struct worker_args *args)
 {
-    static struct worker worker;
-    struct worker *w = &worker;
     const struct sp_config *cfg = args->cfg;
-    char err[160];
-    struct sp_msg m;
-    int rc;
 
-    rc = setup_signals(w);
+    int rc = setup_signals(w);
     if (rc < 0)
         sp_log_warn("signalfd() failed: %s; QUIT, TERM and INT keep their default actions",
                     strerror(-rc));
@@ -612,30 +611,63 @@ int worker_main(const struct worker_args *args)
     if (!w->iom) {
         snprintf(w->exit_reason, sizeof(w->exit_reason), "cannot create the IOManager: %s",
                  strerror(errno));
-        goto fail;
+        return -1;
     }
-
-    w->nservices = cfg->nservices;
     w->services = calloc(cfg->nservices, sizeof(*w->services));
     w->acceptors = calloc(args->nlisteners ? args->nlisteners : 1, sizeof(*w->acceptors));
     if (!w->services || !w->acceptors) {
         snprintf(w->exit_reason, sizeof(w->exit_reason), "out of memory");
-        goto fail;
+        return -1;
     }
-    for (unsigned i = 0; i < cfg->nservices; i++) {
+    return 0;
+}
+
+/* Service i as the callbacks see it.  A [service NAME] section runs the
+ * service of the module it names, with the module's configuration and state. */
+static void service_bind(struct worker *w, const struct worker_args *args, unsigned i)
+{
+    const struct sp_config *cfg = w->cfg;
+    struct service *svc = &w->services[i];
+    const struct sp_module_service_conf *sc = sp_config_module_service(cfg, i);
+
+    svc->section = &cfg->services[i];
+    svc->def = svc->section->def;
+    svc->conf = svc->section->conf;
+    svc->worker = w;
+    svc->log_fd = args->log_fds ? args->log_fds[i] : -EBADF;
+    if (sc) { /* modules_load() checked that it provides one */
+        struct sp_module_instance *mi = sp_module_find(cfg->modules[sc->index].name);
+        svc->def = mi->def->service;
+        svc->conf = mi->conf;
+        svc->state = mi->state;
+    }
+}
+
+/* Stage 2: the modules, then every service's init.  Returns 0, or -1 with
+ * the reason in w->exit_reason. */
+static int worker_start_services(struct worker *w, const struct worker_args *args)
+{
+    char err[160];
+
+    if (modules_load(w->cfg, w->channel_fd, w->exit_reason, sizeof(w->exit_reason)) != 0)
+        return -1;
+    for (unsigned i = 0; i < w->cfg->nservices; i++) {
         struct service *svc = &w->services[i];
-        svc->section = &cfg->services[i];
-        svc->def = svc->section->def;
-        svc->conf = svc->section->conf;
-        svc->worker = w;
-        svc->log_fd = args->log_fds ? args->log_fds[i] : -EBADF;
+        service_bind(w, args, i);
+        w->nservices = i + 1; /* those inited so far, and this one, get fini */
         if (svc->def->init && svc->def->init(svc, err, sizeof(err)) != 0) {
-            snprintf(w->exit_reason, sizeof(w->exit_reason), "[%s %s]: %s", svc->def->name,
+            snprintf(w->exit_reason, sizeof(w->exit_reason), "[%s %s]: %s", svc->section->def->name,
                      svc->section->name, err);
-            w->nservices = i + 1; /* those inited so far, and this one, get fini */
-            goto fail;
+            return -1;
         }
     }
+    return 0;
+}
+
+/* Stage 3: an acceptor on each listener copy, the channel and signal
+ * fibers.  Returns 0, or -1 with the reason in w->exit_reason. */
+static int worker_start_acceptors(struct worker *w, const struct worker_args *args)
+{
     for (unsigned i = 0; i < args->nlisteners; i++) {
         struct acceptor *a = &w->acceptors[w->nacceptors++];
         a->w = w;
@@ -643,19 +675,27 @@ int worker_main(const struct worker_args *args)
         a->svc = &w->services[args->listeners[i].service];
         a->backoff = ACCEPT_BACKOFF_MIN_MS;
         atomic_fetch_add(&w->accepting, 1); /* before it can end */
-        rc = sp_iom_listen(w->iom, args->listeners[i].fd, accept_batch, a);
+        int rc = sp_iom_listen(w->iom, args->listeners[i].fd, accept_batch, a);
         if (rc != 0) {
             atomic_fetch_sub(&w->accepting, 1);
             snprintf(w->exit_reason, sizeof(w->exit_reason), "cannot watch listener %d: %s",
                      args->listeners[i].fd, strerror(-rc));
-            goto fail;
+            return -1;
         }
     }
     if ((w->channel_fd >= 0 && sp_iom_spawn(w->iom, channel_fiber, w) != 0) ||
         (w->sigfd >= 0 && sp_iom_spawn(w->iom, signal_fiber, w) != 0)) {
         snprintf(w->exit_reason, sizeof(w->exit_reason), "out of memory");
-        goto fail;
+        return -1;
     }
+    return 0;
+}
+
+/* Stage 4: tell the master we serve.  Returns 0, or -1 with the reason in
+ * w->exit_reason. */
+static int worker_report_ready(struct worker *w)
+{
+    struct sp_msg m;
 
     /* Die with the master, even stopped or wedged (see channel_fiber).  Set
      * here, after any change of credentials, which clears it; a master that
@@ -670,20 +710,28 @@ int worker_main(const struct worker_args *args)
     m.ready.index = w->index;
     if (w->channel_fd >= 0 && send_msg(w, &m) != 0) {
         snprintf(w->exit_reason, sizeof(w->exit_reason), "cannot reach the master");
-        goto fail;
+        return -1;
+    }
+    return 0;
+}
+
+int worker_main(const struct worker_args *args)
+{
+    static struct worker worker;
+    struct worker *w = &worker;
+
+    if (worker_setup(w, args) != 0 || worker_start_services(w, args) != 0 ||
+        worker_start_acceptors(w, args) != 0 || worker_report_ready(w) != 0) {
+        sp_log_error("worker failed to start: %s", w->exit_reason);
+        worker_free(w);
+        send_exiting(w, 2, w->exit_reason);
+        return 2;
     }
 
-    rc = sp_iom_run(w->iom);
+    int rc = sp_iom_run(w->iom);
     if (rc < 0)
         sp_log_error("scheduler failed: %s", strerror(-rc));
-
     worker_free(w);
     send_exiting(w, rc < 0 ? 1 : 0, w->exit_reason[0] ? w->exit_reason : "stopped");
     return rc < 0 ? 1 : 0;
-
-fail:
-    sp_log_error("worker failed to start: %s", w->exit_reason);
-    worker_free(w);
-    send_exiting(w, 2, w->exit_reason);
-    return 2;
 }

@@ -3,9 +3,8 @@
  * was given, the control channel to the master, and the services that handle
  * connections (each a registered struct sp_service_def, spindle/service.h).
  *
- * A service sees a connection as a fiber that owns a non-blocking fd; it tells
- * the worker when the connection ends (worker_conn_closed) so that a draining
- * worker knows when it may exit.
+ * What services and modules may use of it is public (spindle/worker.h);
+ * this header is the rest, for the master and the worker's own files.
  */
 #ifndef SPINDLE_WORKER_H
 #define SPINDLE_WORKER_H
@@ -18,9 +17,7 @@
 #include "spindle/config.h"
 #include "spindle/iomanager.h"
 #include "spindle/service.h"
-
-struct worker;
-struct service;
+#include "spindle/worker.h"
 
 /* What the master hands a new worker. */
 struct worker_listener {
@@ -65,43 +62,34 @@ void services_register_conf(void);
  */
 int worker_main(const struct worker_args *args);
 
-/* ---- what services use ---------------------------------------------- */
+/* ---- modules (module.c) ---------------------------------------------------- */
 
-struct worker_counters {
-    atomic_ulong connections; /* open now */
-    atomic_ullong accepted;
-    atomic_ullong requests;
-    atomic_ullong bytes_in;
-    atomic_ullong bytes_out;
-};
+/* Bound on one module's init() in a worker, below MASTER_READY_TIMEOUT_MS so
+ * that the reason reaches the master before it gives up on the worker. */
+#define WORKER_MODULE_INIT_TIMEOUT_S 3
 
-/* A service in this worker: its definition's callbacks get it. */
-struct service {
-    const struct sp_service_def *def;
-    const struct sp_service_conf *section; /* its [TYPE NAME] */
-    const void *conf;                      /* section->conf: the service's own struct */
-    struct worker *worker;
-    int log_fd;  /* its log file, opened by the master (see worker_args), or -errno */
-    void *state; /* the service's own */
-};
+/*
+ * Opens every module of cfg as the checker child does: dlopen, the entry
+ * symbol, api_version, the module's key table over its recorded keys, and
+ * that each module a [service NAME] names provides a service; closes them
+ * again without running init.  Returns 0, or -1 with the first fault in err:
+ * "FILE:LINE: message" or "module NAME: PATH: reason".
+ */
+int modules_check(const struct sp_config *cfg, char *err, size_t errlen);
 
-struct sp_iom *worker_iom(struct worker *w);
-struct worker_counters *worker_counters(struct worker *w);
-const struct sp_config *worker_config(struct worker *w);
-unsigned worker_generation(struct worker *w);
-unsigned worker_index(struct worker *w);
-uint64_t worker_started_ns(struct worker *w);
+/*
+ * Loads every module of cfg into this worker (after privileges are dropped):
+ * opens and checks it as modules_check() does, runs its init() (bounded by
+ * WORKER_MODULE_INIT_TIMEOUT_S) and registers it (sp_module_register).  An
+ * init() that crashes or never returns ends the process, after telling the
+ * master why with an EXITING message on channel_fd (-1: none).  Returns 0,
+ * or -1 with the reason in err; the modules loaded so far stay loaded, for
+ * modules_unload().
+ */
+int modules_load(const struct sp_config *cfg, int channel_fd, char *err, size_t errlen);
 
-/* How long a draining worker still waits for the next request (or bytes) on
- * an idle connection.  Closing at once would race with a client that is
- * sending it; services cap their idle waits to this while draining. */
-#define WORKER_DRAIN_IDLE_MS 1000
-
-/* True once the worker drains: finish the request at hand with
- * "Connection: close" and accept nothing new. */
-int worker_draining(struct worker *w);
-
-/* A connection handed to service->handle() has ended. */
-void worker_conn_closed(struct worker *w);
+/* Runs each loaded module's fini(), then closes it: at worker exit, after
+ * the services' fini. */
+void modules_unload(void);
 
 #endif

@@ -76,6 +76,7 @@ void sp_config_free(struct sp_config *cfg)
     }
     free(cfg->services);
     free(cfg->listens);
+    sp__config_modules_free(cfg);
     while (cfg->mem != NULL) {
         struct sp__config_mem *next = cfg->mem->next;
         free(cfg->mem);
@@ -85,36 +86,6 @@ void sp_config_free(struct sp_config *cfg)
 }
 
 /* ---- loader state and errors ------------------------------------------ */
-
-#define MAX_SECTION_KEYS SP_SERVICE_MAX_KEYS /* L->seen has a bit for each */
-
-/* The loader; setters see it as the opaque struct sp_conf_ctx. */
-struct sp_conf_ctx {
-    struct sp_config *cfg;
-    const char *name;
-    const char *text;
-    size_t len, pos;
-    unsigned lineno;
-
-    char line[SP_CONFIG_MAX_LINE + 1]; /* the current line, normalised */
-    char key[SP_CONFIG_MAX_LINE + 1];  /* of the current key line */
-    const char *value;                 /* of the current key line, inside line[] */
-    bool whole_line;                   /* a SP_CONF_LINE key: value is the rest of the line */
-
-    bool in_section;
-    const struct sp_service_def *def; /* of the current section; NULL: [master] */
-    unsigned svc;                     /* index of the current service */
-    uint64_t seen;                    /* keys set in the current section */
-    unsigned master_line;             /* of [master], 0 if none */
-    bool slots_auto;
-    unsigned master_key_line[MAX_SECTION_KEYS]; /* where each [master] key was set */
-    char label[96];                             /* "[TYPE NAME]" of the current section */
-
-    char *err;
-    size_t errlen;
-    bool failed;
-    unsigned errline;
-};
 
 /* Records the first error as "NAME:LINE: message" (line 0: "NAME: message"). */
 static void vfail(struct sp_conf_ctx *L, unsigned line, const char *fmt, va_list ap)
@@ -188,7 +159,7 @@ const char *sp_conf_strdup(struct sp_conf_ctx *ctx, const char *s, size_t n)
 /* ---- paths -------------------------------------------------------------- */
 
 /* Resolves path against base into an arena string, or records an error. */
-static const char *resolve_path(struct sp_conf_ctx *L, const char *base, const char *path)
+const char *sp__config_resolve(struct sp_conf_ctx *L, const char *base, const char *path)
 {
     char out[PATH_MAX];
 
@@ -217,7 +188,7 @@ static const char *config_dir(struct sp_conf_ctx *L, const char *name)
         fail(L, 0, "cannot determine the current directory: %s", strerror(errno));
         return NULL;
     }
-    return resolve_path(L, cwd, dir);
+    return sp__config_resolve(L, cwd, dir);
 }
 
 /* ---- generic setters ------------------------------------------------------ */
@@ -266,7 +237,7 @@ void sp_conf_set_path(struct sp_conf_ctx *L, const struct sp_conf_key *k, void *
              k->name, v, range);
         return;
     }
-    *out = resolve_path(L, L->cfg->dir, v);
+    *out = sp__config_resolve(L, L->cfg->dir, v);
 }
 
 void sp_conf_set_string(struct sp_conf_ctx *L, const struct sp_conf_key *k, void *conf,
@@ -441,7 +412,7 @@ static void add_listen(struct sp_conf_ctx *L, const char *v)
 
 /* ---- sections ------------------------------------------------------------ */
 
-static bool valid_service_name(const char *s, size_t n)
+bool sp__config_valid_name(const char *s, size_t n)
 {
     if (n == 0 || n > 64)
         return false;
@@ -459,6 +430,8 @@ static void section_end(struct sp_conf_ctx *L)
     struct sp_service_conf *s;
     unsigned n = 0;
 
+    if (L->in_module)
+        sp__config_module_end(L);
     if (!L->in_section || L->def == NULL)
         return;
     s = &cfg->services[L->svc];
@@ -527,6 +500,7 @@ static void section_begin(struct sp_conf_ctx *L)
     if (L->failed)
         return;
     L->in_section = false;
+    L->in_module = false;
     L->def = NULL;
     L->seen = 0;
     if (close == NULL) {
@@ -551,12 +525,21 @@ static void section_begin(struct sp_conf_ctx *L)
         }
         return;
     }
+    if (strcmp(type, "module") == 0) {
+        if (words != 2)
+            fail(L, L->lineno, "section [module] needs one name, e.g. [module hello]");
+        else
+            sp__config_module_begin(L, name);
+        return;
+    }
     def = sp_service_find(type, strlen(type));
+    if (def == NULL && strcmp(type, sp_module_service_def.name) == 0)
+        def = &sp_module_service_def;
     if (def == NULL)
         fail(L, L->lineno, "unknown section [%s]", L->line + 1);
     else if (words < 2)
         fail(L, L->lineno, "section [%s] needs a name, e.g. [%s main]", type, type);
-    else if (words > 2 || !valid_service_name(name, strlen(name)))
+    else if (words > 2 || !sp__config_valid_name(name, strlen(name)))
         fail(L, L->lineno, "invalid name in [%s]: use letters, digits, '_', '-' and '.'",
              L->line + 1);
     else
@@ -597,6 +580,10 @@ static void key_line(struct sp_conf_ctx *L)
 
     if (!L->in_section) {
         fail(L, L->lineno, "key '%s' outside of any section", name);
+        return;
+    }
+    if (L->in_module) {
+        sp__config_module_key(L);
         return;
     }
     if (L->def != NULL && strcmp(name, "listen") == 0) {
@@ -795,6 +782,9 @@ static void finish(struct sp_conf_ctx *L)
     char buf[256];
 
     section_end(L);
+    if (L->failed)
+        return;
+    sp__config_modules_resolve(L);
     if (L->failed)
         return;
     if (cfg->nservices == 0) {

@@ -1,13 +1,61 @@
 /*
- * Private to the configuration module (config.c, config_values.c): what the loader
- * and the value parsers share.  Never included outside shared/.
+ * Private to the configuration module (config.c, config_values.c,
+ * config_module.c): what the loader, its module sections and the value
+ * parsers share.  Never included outside shared/.
  */
 #ifndef SPINDLE_CONFIG_INTERNAL_H
 #define SPINDLE_CONFIG_INTERNAL_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+#include "spindle/config.h"
+
+#define MAX_SECTION_KEYS SP_SERVICE_MAX_KEYS /* L->seen has a bit for each */
+
+/* The loader; setters see it as the opaque struct sp_conf_ctx. */
+struct sp_conf_ctx {
+    struct sp_config *cfg;
+    const char *name;
+    const char *text;
+    size_t len, pos;
+    unsigned lineno;
+
+    char line[SP_CONFIG_MAX_LINE + 1]; /* the current line, normalised */
+    char key[SP_CONFIG_MAX_LINE + 1];  /* of the current key line */
+    const char *value;                 /* of the current key line, inside line[] */
+    bool whole_line;                   /* a SP_CONF_LINE key: value is the rest of the line */
+
+    bool in_section;
+    const struct sp_service_def *def; /* of the current section; NULL: [master] */
+    unsigned svc;                     /* index of the current service */
+    uint64_t seen;                    /* keys set in the current section */
+    bool in_module;                   /* the current section is [module NAME] */
+    unsigned mod;                     /* index of the current module */
+    unsigned master_line;             /* of [master], 0 if none */
+    bool slots_auto;
+    unsigned master_key_line[MAX_SECTION_KEYS]; /* where each [master] key was set */
+    char label[96];                             /* "[TYPE NAME]" of the current section */
+
+    char *err;
+    size_t errlen;
+    bool failed;
+    unsigned errline;
+};
+
+/* path made absolute against base, in cfg's arena; NULL with an error recorded. */
+const char *sp__config_resolve(struct sp_conf_ctx *L, const char *base, const char *path);
+/* A section name: letters, digits, '_', '-' and '.', 1..64 bytes. */
+bool sp__config_valid_name(const char *s, size_t n);
+
+/* config_module.c: [module NAME] and [service NAME]. */
+void sp__config_module_begin(struct sp_conf_ctx *L, const char *name);
+void sp__config_module_key(struct sp_conf_ctx *L);
+void sp__config_module_end(struct sp_conf_ctx *L);
+void sp__config_modules_resolve(struct sp_conf_ctx *L);
+void sp__config_modules_free(struct sp_config *cfg);
 
 /*
  * Account lookups for [master] user and group (getpwnam_r, getgrnam_r,

@@ -31,6 +31,10 @@ INTEGRATION_TESTS += \
 	tests/integration/test_notify.py \
 	tests/integration/test_cli.py
 
+# Loadable modules: a module's TCP service, the checker child (-t, reload),
+# swapping a module by reload and every way a module can fail to load.
+INTEGRATION_TESTS += tests/integration/test_modules.py
+
 # Hardening: hostile and unlucky clients, descriptor exhaustion, 20k
 # connections, kill -9 under load (docs/security.md).
 INTEGRATION_TESTS += \

@@ -895,6 +895,81 @@ static void test_free_null(void **state)
 
 /* Sections are found among the registered services: one registered twice is
  * refused, and the loader knows only what is registered. */
+/* [module NAME] keeps its keys as text; [service NAME] names a module. */
+static void test_modules(void **state)
+{
+    static const char text[] = "[service up]\n"            /* 1 */
+                               "listen = 127.0.0.1:7000\n" /* 2 */
+                               "module = upper\n"          /* 3 */
+                               "[module upper]\n"          /* 4 */
+                               "path = mods/upper.so\n"    /* 5 */
+                               "greeting = Hi there ; c\n" /* 6 */
+                               "max_read = 1k\n"           /* 7 */
+                               "[module other]\n"          /* 8 */
+                               "path = /abs/other.so\n";   /* 9 */
+    (void)state;
+    struct sp_config *cfg = load_ok(text, "/etc/sp/x.conf");
+    assert_int_equal(cfg->nmodules, 2);
+    const struct sp_module_conf *m = &cfg->modules[0];
+    assert_string_equal(m->name, "upper");
+    assert_int_equal(m->line, 4);
+    assert_string_equal(m->path, "/etc/sp/mods/upper.so");
+    assert_int_equal(m->nkeys, 2);
+    assert_string_equal(m->keys[0].key, "greeting");
+    assert_string_equal(m->keys[0].value, "Hi there");
+    assert_int_equal(m->keys[0].line, 6);
+    assert_string_equal(m->keys[1].key, "max_read");
+    assert_string_equal(cfg->modules[1].path, "/abs/other.so");
+    assert_ptr_equal(cfg->services[0].def, &sp_module_service_def);
+    const struct sp_module_service_conf *sc = sp_config_module_service(cfg, 0);
+    assert_non_null(sc);
+    assert_string_equal(sc->module, "upper");
+    assert_int_equal(sc->index, 0);
+
+    /* A module's key table over the recorded keys: the loader's setters
+     * and messages. */
+    struct mod_conf {
+        const char *greeting;
+        size_t max_read;
+    } mc = {0};
+    static const struct sp_conf_key keys[] = {
+        {"greeting", sp_conf_set_string, offsetof(struct mod_conf, greeting), 0, 0, NULL, 0},
+        {"max_read", sp_conf_set_size, offsetof(struct mod_conf, max_read), 1, 512, "1..512", 0},
+        {NULL, NULL, 0, 0, 0, NULL, 0},
+    };
+    struct sp_config *arena;
+    assert_int_equal(
+        sp_config_apply_module(cfg, m, keys, NULL, NULL, &mc, &arena, err, sizeof(err)), -EINVAL);
+    assert_string_equal(err, "/etc/sp/x.conf:7: max_read '1k' out of range (1..512)");
+    sp_config_free(arena);
+    assert_int_equal(
+        sp_config_apply_module(cfg, m, keys + 1, NULL, NULL, &mc, &arena, err, sizeof(err)),
+        -EINVAL);
+    assert_string_equal(err, "/etc/sp/x.conf:6: unknown key 'greeting' in [module upper]");
+    sp_config_free(arena);
+    memset(&mc, 0, sizeof(mc));
+    assert_int_equal(sp_config_apply_module(cfg, &cfg->modules[1], keys, NULL, NULL, &mc, &arena,
+                                            err, sizeof(err)),
+                     0);
+    sp_config_free(arena);
+    sp_config_free(cfg);
+
+    expect_error("[service up]\nlisten = 127.0.0.1:7\nmodule = nope\n",
+                 "conf/bad.conf:3: [service up]: no [module nope] section");
+    expect_error("[service up]\nlisten = 127.0.0.1:7\n",
+                 "conf/bad.conf:1: [service up] needs module = NAME (a [module NAME] section)");
+    expect_error("[service up]\nlisten = 127.0.0.1:7\nmodule = m\nroot = /x\n",
+                 "conf/bad.conf:4: unknown key 'root' in [service up]");
+    expect_error("[module m]\ngreeting = x\n",
+                 "conf/bad.conf:1: [module m] has no path (the module's shared object)");
+    expect_error("[module m]\npath = a.so\npath = b.so\n",
+                 "conf/bad.conf:3: duplicate key 'path' in [module m]");
+    expect_error("[module m]\npath = a.so\n[module m]\npath = a.so\n",
+                 "conf/bad.conf:3: duplicate section [module m] (first at line 1)");
+    expect_error("[module]\npath = a.so\n",
+                 "conf/bad.conf:1: section [module] needs one name, e.g. [module hello]");
+}
+
 static void test_registry(void **state)
 {
     static const struct sp_conf_key no_keys[] = {{NULL, NULL, 0, 0, 0, NULL, 0}};
@@ -941,6 +1016,7 @@ int main(void)
         cmocka_unit_test(test_parse_listen),
         cmocka_unit_test(test_parse_listen_faults),
         cmocka_unit_test(test_free_null),
+        cmocka_unit_test(test_modules),
         cmocka_unit_test(test_registry), /* last: it registers one more service */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

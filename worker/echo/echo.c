@@ -14,7 +14,8 @@
 #include "spindle/iomanager.h"
 #include "spindle/service.h"
 #include "spindle/stream.h"
-#include "../worker.h"
+#include "spindle/config.h"
+#include "spindle/worker.h"
 #include "echo_conf.h"
 
 #define ECHO_BUF         16384 /* one batch, on stacks of ECHO_LARGE_STACK or more */

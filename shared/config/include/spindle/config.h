@@ -33,6 +33,7 @@
 #define SP_CONFIG_ERR_SIZE                    512 /* enough for any message the loader writes */
 #define SP_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS (10 * 1000)
 #define SP_CONFIG_MAX_GROUPS                  256 /* supplementary groups of [master] user */
+#define SP_CONFIG_MAX_MODULES                 64
 
 /* One [TYPE NAME] section. */
 struct sp_service_conf {
@@ -51,6 +52,47 @@ struct sp_listen_conf {
     unsigned line;
     char text[64]; /* normalised for logs: "127.0.0.1:8080", "[::1]:8080", "*:80" */
 };
+
+/* A "key = value" line the loader keeps as text: a [module NAME] key, which
+ * only the module's own key table can read (sp_config_apply_module). */
+struct sp_conf_entry {
+    const char *key;
+    const char *value; /* may be "" (the key table reports it missing) */
+    unsigned line;
+};
+
+/*
+ * One [module NAME] section.  The master never opens a module, so it cannot
+ * check the keys other than path: they are kept as text and checked by the
+ * module's own key table in a checker child and in each worker.
+ */
+struct sp_module_conf {
+    const char *name; /* "hello" in [module hello]; unique */
+    unsigned line;    /* of the section header */
+    const char *path; /* the shared object, absolute */
+    unsigned path_line;
+    struct sp_conf_entry *keys; /* in file order */
+    unsigned nkeys;
+};
+
+/*
+ * The struct of a [service NAME] section: a TCP service that a module
+ * provides (its struct sp_module's service).  The section takes listen and
+ * module = MODULE only; the service reads its settings from the [module
+ * MODULE] section.  Its definition, sp_module_service_def, is the loader's
+ * own and has no worker callbacks: the worker runs the module's.
+ */
+struct sp_module_service_conf {
+    const char *module;   /* MODULE */
+    unsigned module_line; /* of the module key */
+    unsigned index;       /* into sp_config.modules */
+};
+extern const struct sp_service_def sp_module_service_def;
+
+/* The [service NAME] part of service i of cfg, or NULL when it is a built-in
+ * service's section. */
+const struct sp_module_service_conf *sp_config_module_service(const struct sp_config *cfg,
+                                                              unsigned i);
 
 struct sp_config {
     const char *path; /* the file name as given, used in messages */
@@ -80,6 +122,8 @@ struct sp_config {
     unsigned nservices;               /* >= 1 */
     struct sp_listen_conf *listens;   /* in file order */
     unsigned nlistens;                /* >= 1, every service has at least one */
+    struct sp_module_conf *modules;   /* in file order */
+    unsigned nmodules;
 
     struct sp__config_mem *mem; /* private: owns every string above */
 };
@@ -105,6 +149,23 @@ struct sp_config *sp_config_from_string(const char *text, const char *name, char
  * (refused as an error).  Borrows text. */
 struct sp_config *sp_config_from_buffer(const char *text, size_t len, const char *name, char *err,
                                         size_t errlen);
+
+/*
+ * Runs a module's key table over the keys recorded for mod (a module of cfg)
+ * the way the loader runs a service's over its section: conf (zeroed by the
+ * caller, the size the table expects) gets defaults(), then each key's
+ * setter, then check() (any of keys, defaults, check may be NULL); unknown,
+ * duplicate and empty keys are refused.  Messages are the loader's,
+ * "FILE:LINE: message".  The strings the setters copy (sp_conf_strdup, paths)
+ * live in *arena, a configuration that holds nothing else, set even on
+ * failure; the caller releases it with sp_config_free() once conf is no
+ * longer used.  Returns 0, or -EINVAL with the message in err.
+ */
+int sp_config_apply_module(const struct sp_config *cfg, const struct sp_module_conf *mod,
+                           const struct sp_conf_key *keys,
+                           void (*defaults)(struct sp_conf_ctx *ctx, void *conf),
+                           void (*check)(struct sp_conf_ctx *ctx, void *conf), void *conf,
+                           struct sp_config **arena, char *err, size_t errlen);
 
 /* Releases cfg and everything it points to.  Accepts NULL. */
 void sp_config_free(struct sp_config *cfg);

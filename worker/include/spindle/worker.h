@@ -1,0 +1,71 @@
+/*
+ * What a worker gives the services it runs, built-in or loaded from a module
+ * (spindle/module.h): the struct service a definition's callbacks get, and
+ * the calls a service makes.  The built-in services use these calls and no
+ * others of the worker's, so a module's service can do whatever they do.
+ *
+ * A service sees a connection as a fiber that owns a non-blocking fd; it
+ * tells the worker when the connection ends (worker_conn_closed) so that a
+ * draining worker knows when it may exit.  For the connection's I/O it uses
+ * the runtime's fiber I/O and streams (spindle/io.h, spindle/stream.h) and
+ * sp_iom_watch() (spindle/iomanager.h) to park an idle connection without a
+ * fiber.
+ */
+#ifndef SPINDLE_WORKER_PUBLIC_H
+#define SPINDLE_WORKER_PUBLIC_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "spindle/service.h"
+
+struct worker;
+struct sp_iom;
+struct sp_config;
+
+/* The worker's counters, shown by `spindle -s status`: a service adds what
+ * it reads, writes and answers. */
+struct worker_counters {
+    atomic_ulong connections; /* open now */
+    atomic_ullong accepted;
+    atomic_ullong requests;
+    atomic_ullong bytes_in;
+    atomic_ullong bytes_out;
+};
+
+/* A service in this worker: its definition's callbacks get it.  For a
+ * [service NAME] section, def is the module's service definition, conf the
+ * [module MODULE] section's struct, and state starts as what the module's
+ * init() built (the service's init may replace it). */
+struct service {
+    const struct sp_service_def *def;
+    const struct sp_service_conf *section; /* its [TYPE NAME] */
+    const void *conf;                      /* the service's own struct */
+    struct worker *worker;
+    int log_fd;  /* its log file, opened by the master, or -errno */
+    void *state; /* the service's own */
+};
+
+/* The worker's scheduler (for sp_iom_watch), counters and configuration;
+ * each lives as long as the worker. */
+struct sp_iom *worker_iom(struct worker *w);
+struct worker_counters *worker_counters(struct worker *w);
+const struct sp_config *worker_config(struct worker *w);
+unsigned worker_generation(struct worker *w);
+unsigned worker_index(struct worker *w);
+uint64_t worker_started_ns(struct worker *w);
+
+/* How long a draining worker still waits for the next request (or bytes) on
+ * an idle connection.  Closing at once would race with a client that is
+ * sending it; services cap their idle waits to this while draining. */
+#define WORKER_DRAIN_IDLE_MS 1000
+
+/* True once the worker drains: finish the request at hand with
+ * "Connection: close" and accept nothing new. */
+int worker_draining(struct worker *w);
+
+/* A connection handed to service->handle() has ended: call exactly once per
+ * connection, after sp_close() of its fd. */
+void worker_conn_closed(struct worker *w);
+
+#endif
