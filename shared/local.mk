@@ -45,7 +45,8 @@ spindleinclude_HEADERS = \
 	shared/config/include/spindle/service.h \
 	shared/channel/include/spindle/channel.h \
 	worker/include/spindle/module.h \
-	worker/include/spindle/http_handler.h
+	worker/include/spindle/http_handler.h \
+	worker/include/spindle/worker.h
 
 # What a module's source depends on (examples/local.mk).
 SP_PUBLIC_HDRS = $(spindleinclude_HEADERS)

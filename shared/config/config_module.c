@@ -145,11 +145,25 @@ const struct sp_module_service_conf *sp_config_module_service(const struct sp_co
     return s->def == &sp_module_service_def ? s->conf : NULL;
 }
 
+bool sp_conf_has_module(const struct sp_conf_ctx *L, const char *name)
+{
+    for (unsigned j = 0; j < L->cfg->nmodules; j++)
+        if (strcmp(L->cfg->modules[j].name, name) == 0)
+            return true;
+    return false;
+}
+
 /* At the end of the file: each [service NAME] names a [module NAME], which
- * may come after it. */
+ * may come after it, and every section's resolve() checks what it names. */
 void sp__config_modules_resolve(struct sp_conf_ctx *L)
 {
     struct sp_config *cfg = L->cfg;
+
+    for (unsigned i = 0; i < cfg->nservices && !L->failed; i++) {
+        const struct sp_service_conf *s = &cfg->services[i];
+        if (s->def->resolve)
+            s->def->resolve(L, s->conf);
+    }
 
     for (unsigned i = 0; i < cfg->nservices && !L->failed; i++) {
         if (cfg->services[i].def != &sp_module_service_def)

@@ -20,7 +20,8 @@ class HttpLoad:
 
     keepalive=True: one connection per thread, reused until the server says
     "Connection: close" (then a new one).  keepalive=False: a new connection
-    for every request, sent with "Connection: close".
+    for every request, sent with "Connection: close".  body: the body every
+    response must carry, a tuple of those allowed, or None for any.
     """
 
     def __init__(self, port, conns=64, keepalive=True, path="/plaintext", body=b"Hello, World!",
@@ -72,7 +73,8 @@ class HttpLoad:
                 s = None
                 time.sleep(0.01)
                 continue
-            if status != 200 or (self.body is not None and body != self.body):
+            allowed = self.body if isinstance(self.body, tuple) else (self.body,)
+            if status != 200 or (self.body is not None and body not in allowed):
                 self._fail(tid, lport, "status %d body %r" % (status, body[:80]), fresh)
             else:
                 with self.lock:

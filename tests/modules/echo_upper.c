@@ -1,6 +1,7 @@
 /*
  * A test module: a TCP service that sends "GREETING vN\n" first, then
- * echoes every line upper-cased.  Built several times by make check
+ * echoes every line upper-cased, and an HTTP handler that answers every
+ * request with "GREETING vN\n".  Built several times by make check
  * (tests/modules/local.mk), each variant with one -D below:
  *
  *   MOD_VERSION=N     the version in the greeting (1, 2)
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "spindle/http_handler.h"
 #include "spindle/io.h"
 #include "spindle/module.h"
 #include "spindle/stream.h"
@@ -139,6 +141,20 @@ __attribute__((unused)) static const struct sp_service_def upper_service = {
     .handle = upper_handle,
 };
 
+/* HTTP: the greeting line, so a client sees which version answered. */
+static int upper_http_handle(struct sp_http_req *req, struct sp_http_resp *resp, void *state)
+{
+    const struct upper_state *st = state;
+    (void)req;
+    if (sp_http_resp_header(resp, "Content-Type", "text/plain") < 0)
+        return -1;
+    return sp_http_resp_body(resp, st->line, st->len);
+}
+
+__attribute__((unused)) static const struct sp_http_handler_def upper_http = {
+    .handle = upper_http_handle,
+};
+
 #if defined(MOD_LOAD_HANG)
 __attribute__((constructor)) static void load_hang(void)
 {
@@ -173,5 +189,6 @@ const struct sp_module ENTRY = {
     .fini = upper_fini,
 #ifndef MOD_NO_SERVICE
     .service = &upper_service,
+    .http = &upper_http,
 #endif
 };

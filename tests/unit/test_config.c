@@ -446,6 +446,9 @@ static void test_errors(void **state)
          "conf/bad.conf:4: duplicate return path '/x' (also at line 3)"},
         {"[http h]\nlisten = 127.0.0.1:80\nstatus = /s\nreturn /s = 200 text/plain a\n",
          "conf/bad.conf:4: return path '/s' is also the status path"},
+        {"[http h]\nlisten = 127.0.0.1:80\nhandle /x = m\nhandle /y = nope\n[module m]\npath = "
+         "m.so\n",
+         "conf/bad.conf:4: handle /y: no [module nope] section"},
         {"[http h]\nlisten = 127.0.0.1:80\nhandle /x\n",
          "conf/bad.conf:3: syntax error: expected [section] or key = value"},
         {"[http h]\nlisten = 127.0.0.1:80\nhandle = m\n",
@@ -603,7 +606,10 @@ static void test_http_handle(void **state)
                                     "listen = 127.0.0.1:80\n"
                                     "handle /hello = hello\n"
                                     "handle   /api/v1/  =  api ; the API\n"
-                                    "handle / = site\n",
+                                    "handle / = site\n"
+                                    "[module hello]\npath = /m/hello.so\n"
+                                    "[module api]\npath = /m/api.so\n"
+                                    "[module site]\npath = /m/site.so\n",
                                     "/x.conf");
     const struct sp_http_conf *h = HTTP(&cfg->services[0]);
     (void)state;

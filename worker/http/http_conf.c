@@ -219,6 +219,18 @@ void http_conf_defaults(struct sp_conf_ctx *ctx, void *conf)
     h->max_body_size = 1024 * 1024;
 }
 
+/* Every handle line names a [module NAME] section of the file. */
+void http_conf_resolve(struct sp_conf_ctx *ctx, void *conf)
+{
+    const struct sp_http_conf *h = conf;
+    for (unsigned i = 0; i < h->nhandles; i++)
+        if (!sp_conf_has_module(ctx, h->handles[i].module)) {
+            sp_conf_error_at(ctx, h->handles[i].line, "handle %s: no [module %s] section",
+                             h->handles[i].prefix, h->handles[i].module);
+            return;
+        }
+}
+
 void http_conf_check(struct sp_conf_ctx *ctx, void *conf)
 {
     const struct sp_http_conf *h = conf;

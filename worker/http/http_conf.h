@@ -56,12 +56,13 @@ struct sp_http_conf {
  * fuzzer), which then need not link the runtime. */
 #define HTTP_CONF_DEF                                                                              \
     .name = "http", .conf_size = sizeof(struct sp_http_conf), .keys = http_conf_keys,              \
-    .defaults = http_conf_defaults, .check = http_conf_check, .free_conf = http_conf_free,         \
-    .paths = http_conf_paths
+    .defaults = http_conf_defaults, .check = http_conf_check, .resolve = http_conf_resolve,        \
+    .free_conf = http_conf_free, .paths = http_conf_paths
 
 extern const struct sp_conf_key http_conf_keys[];
 void http_conf_defaults(struct sp_conf_ctx *ctx, void *conf);
 void http_conf_check(struct sp_conf_ctx *ctx, void *conf);
+void http_conf_resolve(struct sp_conf_ctx *ctx, void *conf);
 void http_conf_free(void *conf);
 unsigned http_conf_paths(const void *conf, struct sp_service_path *out, unsigned max);
 extern const struct sp_service_def sp_service_http_conf;

@@ -78,6 +78,8 @@ const char *sp_conf_strdup(struct sp_conf_ctx *ctx, const char *s, size_t n);
 /* True if the n bytes at s are a request path: a '/' first, then visible
  * ASCII only (no space, no control byte, nothing above 0x7e). */
 bool sp_conf_valid_url_path(const char *s, size_t n);
+/* True when the configuration has a [module NAME] section (for resolve()). */
+bool sp_conf_has_module(const struct sp_conf_ctx *ctx, const char *name);
 /* The line being read (1-based). */
 unsigned sp_conf_line(const struct sp_conf_ctx *ctx);
 /* "[TYPE NAME]" of the section being read, for messages. */
@@ -111,6 +113,10 @@ struct sp_service_def {
     /* The section is complete: report what only the whole section shows
      * (sp_conf_error_at).  May be NULL. */
     void (*check)(struct sp_conf_ctx *ctx, void *conf);
+    /* The whole file is read: check what the section names elsewhere in it
+     * (a [module NAME] its keys refer to, which may come later), with
+     * sp_conf_error_at() and sp_conf_has_module().  May be NULL. */
+    void (*resolve)(struct sp_conf_ctx *ctx, void *conf);
     /* Frees what setters allocated beyond sp_conf_strdup().  May be NULL. */
     void (*free_conf)(void *conf);
     /* The files the service uses (paths that are NULL are left out): fills
