@@ -12,6 +12,11 @@
 #   plaintext  N keep-alive GET /plaintext, one at a time
 #   pipelined  N GET /plaintext, sent 16 per write
 #   echo       N 64-byte echo messages, one at a time
+#   module     N keep-alive GET /mplain, one at a time: the plaintext answer
+#              from a module's handler (bench/modules/plaintext.so, next to
+#              BINARY; skipped when it is not built), made once at init
+#              (sp_http_ready), to compare with plaintext
+#   module_dyn the same, written for each request (/mplain/dynamic)
 # Prints, per workload, (worker Ir - idle worker Ir) / N.  -o DIR keeps the
 # callgrind profiles (DIR/WORKLOAD/cg.PID) for callgrind_annotate.
 set -eu
@@ -45,6 +50,9 @@ import os, re, signal, socket, subprocess, sys, time
 
 BIN, DIR, N, THREADS = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 REQ = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"
+MREQ = b"GET /mplain HTTP/1.1\r\nHost: x\r\n\r\n"
+DREQ = b"GET /mplain/dynamic HTTP/1.1\r\nHost: x\r\n\r\n"
+MODULE = os.path.join(os.path.dirname(BIN), "bench", "modules", "plaintext.so")
 
 
 def free_port():
@@ -95,6 +103,23 @@ def plaintext(hp, ep):
             recv_exact(s, rlen)
 
 
+def one_by_one(hp, req):
+    with socket.create_connection(("127.0.0.1", hp)) as s:
+        s.sendall(req)
+        rlen = http_len(s)
+        for _ in range(N - 1):
+            s.sendall(req)
+            recv_exact(s, rlen)
+
+
+def module(hp, ep):
+    one_by_one(hp, MREQ)
+
+
+def module_dyn(hp, ep):
+    one_by_one(hp, DREQ)
+
+
 def pipelined(hp, ep):
     with socket.create_connection(("127.0.0.1", hp)) as s:
         s.sendall(REQ)
@@ -125,7 +150,11 @@ def run(work):
                 "pid_file = %s/pid\ncontrol_socket = %s/sock\nerror_log = %s/error.log\n"
                 "[http main]\nlisten = 127.0.0.1:%d\n"
                 "return /plaintext = 200 text/plain Hello, World!\n"
-                "[echo main]\nlisten = 127.0.0.1:%d\n" % (THREADS, wd, wd, wd, hp, ep))
+                "%s"
+                "[echo main]\nlisten = 127.0.0.1:%d\n"
+                % (THREADS, wd, wd, wd, hp,
+                   "handle /mplain = plain\n[module plain]\npath = %s\n" % MODULE
+                   if os.path.exists(MODULE) else "", ep))
     out = os.path.join(wd, "cg.%p")
     p = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
                           BIN, "-c", conf], stdout=subprocess.DEVNULL,
@@ -157,16 +186,19 @@ def run(work):
                 for line in f:
                     if line.startswith("totals:") or line.startswith("summary:"):
                         totals[pid] = int(line.split()[1])
-    workers = [v for k, v in totals.items() if k != p.pid]
-    if len(workers) != 1:
-        raise RuntimeError("expected one worker profile, got %r" % totals)
-    return workers[0]
+    # Besides the master's: the worker's and, when a module is configured, the
+    # module checker's (a short-lived child that only opens the module): the
+    # worker is the one that ran the most.
+    others = [v for k, v in totals.items() if k != p.pid]
+    if not others or len(others) > 2:
+        raise RuntimeError("expected a worker profile (and a checker's), got %r" % totals)
+    return max(others)
 
 
 base = run(idle)
 print("binary %s, threads = %d, N = %d" % (BIN, THREADS, N))
 print("idle worker: %d instructions" % base)
-for w in (plaintext, pipelined, echo):
+for w in (plaintext, pipelined, echo) + ((module, module_dyn) if os.path.exists(MODULE) else ()):
     ir = run(w)
     print("%-10s %10.1f instructions/request  (worker %d)" % (w.__name__, (ir - base) / N, ir),
           flush=True)

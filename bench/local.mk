@@ -11,6 +11,15 @@ EXTRA_DIST += \
 	bench/test_chart.py \
 	bench/load/pipeline.lua
 
+# The plaintext route as a module (bench/instr.sh's and bench/run's "module"
+# workload), built in every build so that make check builds it too.
+BENCH_MODULES = bench/modules/plaintext.so
+EXTRA_DIST += bench/modules/plaintext.c
+CLEANFILES += $(BENCH_MODULES)
+bench/modules/plaintext.so: bench/modules/plaintext.c $(SP_PUBLIC_HDRS)
+	$(AM_V_CC)$(MKDIR_P) bench/modules && \
+	$(CC) $(AM_CPPFLAGS) $(AM_CFLAGS) $(CFLAGS) -shared -fPIC -o $@ $(srcdir)/bench/modules/plaintext.c
+
 if ENABLE_BENCH
 noinst_PROGRAMS = \
 	bench/baseline/ev_http \

@@ -185,6 +185,18 @@ static int h_bad_header(struct sp_http_req *req, struct sp_http_resp *resp)
     return sp_http_resp_body(resp, ok ? "refused" : "accepted", ok ? 7 : 8);
 }
 
+/* A response made once; /ready sends it as it is, /readyhdr with a header
+ * of the handler's own (the head is then written whole). */
+static struct sp_http_ready *ready;
+
+static int h_ready(struct sp_http_req *req, struct sp_http_resp *resp, bool extra)
+{
+    (void)req;
+    if (extra && sp_http_resp_header(resp, "X-Extra", "1") < 0)
+        return -1;
+    return sp_http_resp_ready(resp, ready);
+}
+
 /* The module's handler: one per path under its prefix. */
 static int test_handle(struct sp_http_req *req, struct sp_http_resp *resp, void *state)
 {
@@ -209,6 +221,10 @@ static int test_handle(struct sp_http_req *req, struct sp_http_resp *resp, void 
         return h_file(req, resp);
     if (starts(sub, sl, "/sleep"))
         return h_sleep(req, resp);
+    if (starts(sub, sl, "/readyhdr"))
+        return h_ready(req, resp, true);
+    if (starts(sub, sl, "/ready"))
+        return h_ready(req, resp, false);
     if (starts(sub, sl, "/badheader"))
         return h_bad_header(req, resp);
     if (starts(sub, sl, "/close"))
@@ -613,6 +629,31 @@ static void test_keepalive_pipelining_and_head(void **state)
     free(k);
 }
 
+/* A ready response goes out as made, for GET and HEAD and beside a header of
+ * the handler's own; an invalid one is never made. */
+static void test_ready_response(void **state)
+{
+    (void)state;
+    assert_null(sp_http_ready_new(99, "text/plain", "x", 1));
+    assert_null(sp_http_ready_new(200, "text/plain\r\nX-Evil: 1", "x", 1));
+    ready = sp_http_ready_new(201, "text/plain", "made once", 9);
+    assert_non_null(ready);
+    struct svc_case *k =
+        exchange("GET /t/ready HTTP/1.1\r\nHost: x\r\n\r\n"
+                 "HEAD /t/ready HTTP/1.1\r\nHost: x\r\n\r\n"
+                 "GET /t/readyhdr HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_int_equal(count(k->got, "HTTP/1.1 201 Created\r\n"), 3);
+    assert_int_equal(count(k->got, "Content-Type: text/plain\r\n"), 3);
+    assert_int_equal(count(k->got, "Content-Length: 9\r\n"), 3);
+    assert_int_equal(count(k->got, "made once"), 2); /* not after the HEAD */
+    assert_int_equal(count(k->got, "X-Extra: 1\r\n"), 1);
+    assert_int_equal(count(k->got, "Date: "), 3);
+    HAS(k, "Connection: close\r\n");
+    free(k);
+    sp_http_ready_free(ready);
+    ready = NULL;
+}
+
 static void test_prefix_routing(void **state)
 {
     (void)state;
@@ -751,6 +792,7 @@ int main(void)
         RT_TEST(test_invalid_header_refused),
         RT_TEST(test_keepalive_pipelining_and_head),
         RT_TEST(test_prefix_routing),
+        RT_TEST(test_ready_response),
         RT_TEST(test_root_prefix_and_status_page),
         RT_TEST(test_init_unknown_module),
         RT_TEST(test_example_module),

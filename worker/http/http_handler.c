@@ -186,20 +186,38 @@ int sp_http_resp_status(struct sp_http_resp *resp, unsigned status)
 }
 
 /* RFC 9110 5.6.2: tchar. */
-static bool is_tchar(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
+/* RFC 9110 tchar: the bytes of a header name. */
+static const unsigned char tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,  ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1,
+    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1, ['m'] = 1,
+    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,  ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
 
-static bool own_header(const char *name)
+/* One of the names spindle writes itself, in any case (told apart by length
+ * first: most names added are none of them). */
+static bool own_header(const char *name, size_t n)
 {
-    static const char *const own[] = {"Content-Length", "Transfer-Encoding", "Date", "Server",
-                                      "Connection"};
-    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
-        if (strcasecmp(name, own[i]) == 0)
-            return true;
-    return false;
+    switch (n) {
+    case 4:
+        return strncasecmp(name, "Date", 4) == 0;
+    case 6:
+        return strncasecmp(name, "Server", 6) == 0;
+    case 10:
+        return strncasecmp(name, "Connection", 10) == 0;
+    case 14:
+        return strncasecmp(name, "Content-Length", 14) == 0;
+    case 17:
+        return strncasecmp(name, "Transfer-Encoding", 17) == 0;
+    default:
+        return false;
+    }
 }
 
 int sp_http_resp_header(struct sp_http_resp *resp, const char *name, const char *value)
@@ -208,10 +226,10 @@ int sp_http_resp_header(struct sp_http_resp *resp, const char *name, const char 
 
     if (resp->state != RESP_NONE)
         return -EALREADY;
-    if (nl == 0 || own_header(name))
+    if (nl == 0 || own_header(name, nl))
         return -EINVAL;
     for (size_t i = 0; i < nl; i++)
-        if (!is_tchar((unsigned char)name[i]))
+        if (!tchar[(unsigned char)name[i]])
             return -EINVAL;
     /* A CR or LF would let the value end the line and start another (response
      * splitting); other control characters but HTAB are not field content. */
@@ -365,13 +383,26 @@ int sp_http_resp_flush(struct sp_http_resp *resp)
 
 int http_handler_run(struct http_conn *c, struct http_txn *t, const struct http_handler *h)
 {
-    struct sp_http_req req = {.c = c, .t = t};
-    struct sp_http_resp resp = {.c = c, .t = t, .status = 200};
+    /* Field by field: an initializer would clear the inline buffers too. */
+    struct sp_http_req req;
+    struct sp_http_resp resp;
     int rc;
 
+    req.c = c;
+    req.t = t;
+    req.body = NULL;
+    req.body_len = 0;
+    req.body_read = false;
+    req.peer_known = false;
+    resp.c = c;
+    resp.t = t;
+    resp.status = 200;
+    resp.state = RESP_NONE;
     resp.hdrs = resp.inline_hdrs;
+    resp.hdrs_len = 0;
     int ret = h->def->handle(&req, &resp, h->state);
-    free(req.body);
+    if (req.body) /* free(NULL) is not free in every allocator */
+        free(req.body);
     if (ret < 0) {
         rc = -ECONNABORTED;
     } else if (resp.state == RESP_NONE) {
@@ -379,12 +410,77 @@ int http_handler_run(struct http_conn *c, struct http_txn *t, const struct http_
          * status; otherwise the handler is at fault. */
         resp.state = RESP_DONE;
         rc = c->body.state == HTTP_BODY_FAILED ? 0 : http_error(&c->out, t, 500, NULL);
-    } else {
+    } else if (resp.state == RESP_STREAMING) {
         rc = sp_http_resp_end(&resp);
+    } else {
+        rc = 0;
     }
     if (resp.hdrs != resp.inline_hdrs)
         free(resp.hdrs);
     if (rc == 0)
         rc = c->out.error;
     return rc;
+}
+
+/* ---- ready responses -------------------------------------------------------- */
+
+struct sp_http_ready {
+    struct http_prebuilt pb; /* the head, and the body below */
+    unsigned status;
+    char *content_type;
+    char *body;
+};
+
+struct sp_http_ready *sp_http_ready_new(unsigned status, const char *content_type, const void *body,
+                                        size_t len)
+{
+    if (status < 200 || status > 599 || !content_type || (!body && len))
+        return NULL;
+    for (const char *p = content_type; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return NULL;
+    struct sp_http_ready *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->status = status;
+    r->content_type = strdup(content_type);
+    r->body = malloc(len + 1);
+    if (!r->content_type || !r->body)
+        goto fail;
+    if (len)
+        memcpy(r->body, body, len);
+    r->body[len] = '\0';
+    struct sp_http_return ret = {
+        .status = status, .content_type = r->content_type, .body = r->body, .body_len = len};
+    if (http_prebuilt_init(&r->pb, &ret) != 0)
+        goto fail;
+    return r;
+fail:
+    sp_http_ready_free(r);
+    return NULL;
+}
+
+void sp_http_ready_free(struct sp_http_ready *r)
+{
+    if (!r)
+        return;
+    free(r->pb.head);
+    free(r->content_type);
+    free(r->body);
+    free(r);
+}
+
+int sp_http_resp_ready(struct sp_http_resp *resp, const struct sp_http_ready *r)
+{
+    if (resp->state != RESP_NONE)
+        return -EALREADY;
+    if (resp->hdrs_len > 0) {
+        /* Headers of the handler's own: the head is written whole. */
+        int rc = sp_http_resp_status(resp, r->status);
+        if (rc == 0)
+            rc = sp_http_resp_header(resp, "Content-Type", r->content_type);
+        return rc < 0 ? rc : sp_http_resp_body(resp, r->pb.body, r->pb.body_len);
+    }
+    resp->state = RESP_DONE;
+    return http_prebuilt_send(&resp->c->out, resp->t, &r->pb);
 }

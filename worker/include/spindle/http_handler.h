@@ -156,6 +156,25 @@ int sp_http_resp_write(struct sp_http_resp *resp, const void *data, size_t len);
  * Returns 0 or a write error. */
 int sp_http_resp_end(struct sp_http_resp *resp);
 
+/*
+ * A whole response made once (at init, say) and sent as often as needed, the
+ * way spindle's own `return` routes are: its head is written when it is made
+ * but for the Date and Connection lines, so sending it costs a copy.
+ * sp_http_ready_new copies content_type and body[0..len); status is 200..599.
+ * Returns NULL for an invalid status or content type (a CR, LF or other
+ * control byte) or without memory.  Free it with sp_http_ready_free once no
+ * request can send it any more (in the module's fini).
+ */
+struct sp_http_ready;
+struct sp_http_ready *sp_http_ready_new(unsigned status, const char *content_type, const void *body,
+                                        size_t len);
+void sp_http_ready_free(struct sp_http_ready *ready);
+
+/* Sends ready as the response (HEAD: its head only).  Headers added with
+ * sp_http_resp_header go with it (then the head is written as for
+ * sp_http_resp_body).  Returns as sp_http_resp_body. */
+int sp_http_resp_ready(struct sp_http_resp *resp, const struct sp_http_ready *ready);
+
 /* Writes out what is buffered now.  Responses are otherwise written when
  * the buffer fills and when the requests read together are all answered:
  * flush before parking for long in the middle of a stream. */
