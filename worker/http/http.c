@@ -492,11 +492,65 @@ static void conn_linger(struct http_conn *c)
     }
 }
 
-static void conn_run(struct http_conn *c, bool fresh)
+/* Nothing is buffered and the socket is empty: the fd waits in a watch (no
+ * fiber, no buffer) for its next bytes or its idle timeout.  Returns false
+ * when no watch could be set: the connection is dropped. */
+static bool conn_park(struct http_conn *c, bool fresh)
 {
     struct http_svc *hs = c->hs;
     struct worker *w = hs->svc->worker;
-    struct worker_counters *wc = worker_counters(w);
+    int64_t idle = hs->conf->keepalive_timeout_ms;
+    if (fresh && idle == 0)
+        idle = hs->conf->header_timeout_ms;
+    if (worker_draining(w) && idle > WORKER_DRAIN_IDLE_MS)
+        idle = WORKER_DRAIN_IDLE_MS;
+    free(c->heap_in);
+    c->heap_in = NULL;
+    return sp_iom_watch(worker_iom(w), c->stream.fd, idle, conn_ready, hs) == 0;
+}
+
+/* The rest of a partial head did not come within header_timeout: 408. */
+static enum conn_end conn_head_timeout(struct http_conn *c, struct worker_counters *wc)
+{
+    struct sp_http_request none = {.method = SP_HTTP_METHOD_NONE, .minor_version = 1};
+    struct http_txn t;
+    http_date_now(c->date);
+    txn_init(&t, c, &none);
+    txn_line(&t, c, c->in, c->len);
+    enum conn_end end = fail_request(c, &t, 408);
+    http_log_commit(c);
+    http_out_flush(&c->out);
+    atomic_fetch_add(&wc->requests, 1);
+    return end;
+}
+
+/* The connection is over: lingers when the peer may still be sending (so
+ * that our close does not reset our last answer), then closes. */
+static void conn_finish(struct http_conn *c, enum conn_end end, struct worker_counters *wc)
+{
+    atomic_fetch_add(&wc->bytes_out, c->out.sent);
+    http_out_discard(&c->out);
+    if (end == END_CLOSE) {
+        /* Bytes still coming after a request we answered with close would
+         * make our close a reset that may destroy the answer. */
+        ssize_t more = c->len ? 1 : sp_stream_try_read(&c->stream, c->in, c->cap);
+        if (more > 0)
+            end = END_LINGER;
+    }
+    if (end == END_LINGER && c->out.error == 0)
+        conn_linger(c);
+    free(c->heap_in);
+    c->heap_in = NULL;
+    conn_closed(c->hs, &c->stream);
+}
+
+/* A connection's active stretch: reads, answers every complete request
+ * read, writes, until the socket is empty with nothing left over (then the
+ * fd is parked in a watch) or the connection ends. */
+static void conn_run(struct http_conn *c, bool fresh)
+{
+    struct http_svc *hs = c->hs;
+    struct worker_counters *wc = worker_counters(hs->svc->worker);
     const uint64_t header_ns = (uint64_t)hs->conf->header_timeout_ms * 1000000ull;
     uint64_t head_deadline = 0;
     bool dry = false; /* the last sp_try_read was short: the socket is empty */
@@ -511,14 +565,7 @@ static void conn_run(struct http_conn *c, bool fresh)
             n = dry ? -EAGAIN : sp_stream_try_read(&c->stream, c->in, c->cap);
             dry = n > 0 && (size_t)n < c->cap;
             if (n == -EAGAIN) {
-                int64_t idle = hs->conf->keepalive_timeout_ms;
-                if (fresh && idle == 0)
-                    idle = hs->conf->header_timeout_ms;
-                if (worker_draining(w) && idle > WORKER_DRAIN_IDLE_MS)
-                    idle = WORKER_DRAIN_IDLE_MS;
-                free(c->heap_in);
-                c->heap_in = NULL;
-                if (sp_iom_watch(worker_iom(w), c->stream.fd, idle, conn_ready, hs) == 0)
+                if (conn_park(c, fresh))
                     return;
                 end = END_DROP;
                 break;
@@ -531,15 +578,7 @@ static void conn_run(struct http_conn *c, bool fresh)
             n = http_in_read(c, head_deadline);
             dry = false;
             if (n == -ETIMEDOUT) {
-                struct sp_http_request none = {.method = SP_HTTP_METHOD_NONE, .minor_version = 1};
-                struct http_txn t;
-                http_date_now(c->date);
-                txn_init(&t, c, &none);
-                txn_line(&t, c, c->in, c->len);
-                end = fail_request(c, &t, 408);
-                http_log_commit(c);
-                http_out_flush(&c->out);
-                atomic_fetch_add(&wc->requests, 1);
+                end = conn_head_timeout(c, wc);
                 break;
             }
         }
@@ -570,21 +609,7 @@ static void conn_run(struct http_conn *c, bool fresh)
         if (c->len && head_deadline == 0)
             head_deadline = sp_now_ns() + header_ns;
     }
-
-    atomic_fetch_add(&wc->bytes_out, c->out.sent);
-    http_out_discard(&c->out);
-    if (end == END_CLOSE) {
-        /* Bytes still coming after a request we answered with close would
-         * make our close a reset that may destroy the answer. */
-        ssize_t more = c->len ? 1 : sp_stream_try_read(&c->stream, c->in, c->cap);
-        if (more > 0)
-            end = END_LINGER;
-    }
-    if (end == END_LINGER && c->out.error == 0)
-        conn_linger(c);
-    free(c->heap_in);
-    c->heap_in = NULL;
-    conn_closed(hs, &c->stream);
+    conn_finish(c, end, wc);
 }
 
 /*
