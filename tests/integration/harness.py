@@ -194,10 +194,13 @@ class Spindle:
 
     conf is the text of the service sections (and optionally extra [master]
     keys via master=...); pid_file, control_socket and error_log are placed in
-    a private temporary directory.
+    a private temporary directory.  binary: another spindle than BIN (an
+    installed one).
     """
 
-    def __init__(self, services, master="", workers=1, threads=1, shutdown_timeout="3s"):
+    def __init__(self, services, master="", workers=1, threads=1, shutdown_timeout="3s",
+                 binary=None):
+        self.bin = binary or BIN
         self.dir = tempfile.mkdtemp(prefix="spindle-test-")
         self.conf = os.path.join(self.dir, "spindle.conf")
         self.pid_file = os.path.join(self.dir, "spindle.pid")
@@ -223,7 +226,7 @@ class Spindle:
     def start(self, ports=(), timeout=5.0, args=(), wrap=()):
         """Starts the master; wrap is a command line it runs under (valgrind)."""
         outf = open(self.out, "ab")
-        self.proc = subprocess.Popen(list(wrap) + [BIN, "-c", self.conf] + list(args), stdout=outf,
+        self.proc = subprocess.Popen(list(wrap) + [self.bin, "-c", self.conf] + list(args), stdout=outf,
                                      stderr=subprocess.STDOUT, start_new_session=True,
                                      cwd=self.dir)
         outf.close()
@@ -267,7 +270,7 @@ class Spindle:
         raise AssertionError("master not ready with %d workers:\n%s" % (n, out))
 
     def ctl(self, cmd, timeout=15):
-        r = subprocess.run([BIN, "-c", self.conf, "-s", cmd], capture_output=True, text=True,
+        r = subprocess.run([self.bin, "-c", self.conf, "-s", cmd], capture_output=True, text=True,
                            timeout=timeout, cwd=self.dir)
         return r.returncode, r.stdout + r.stderr
 

@@ -4,16 +4,22 @@
 (libspindle.a, every public header, spindle.pc), the man pages and the
 examples under the configured prefix; a program built out of tree with
 nothing but `pkg-config --cflags --libs spindle` compiles, links and runs
-against that install; the man pages render without a warning; the systemd
+against that install; the example modules (examples/hello, examples/upper)
+build out of tree with their own Makefiles and the installed server loads
+and serves them; the man pages render without a warning; the systemd
 unit loads; `make uninstall` leaves no file behind."""
 import glob
+import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
+import time
 
-from harness import SRCDIR, Tap, check, eq, skip
+from harness import SRCDIR, Spindle, Tap, check, connect, eq, free_port, skip
 
 tap = Tap()
 BUILDDIR = os.path.dirname(os.path.abspath(os.environ.get("SPINDLE_BIN", "spindle")))
@@ -231,26 +237,103 @@ def program_builds_against_the_install_with_pkg_config():
        "the program's output (stderr: %r)" % r.stderr)
 
 
-@tap.case
-def example_module_builds_out_of_tree():
-    """examples/hello as installed, with its own Makefile: a module built with
-    nothing but pkg-config --cflags spindle."""
+# The example modules built out of tree: name -> the .so.
+BUILT = {}
+
+
+def build_example(name):
+    """examples/NAME as installed, copied out and built with its own Makefile:
+    a module built with nothing but pkg-config --cflags spindle."""
     need("pkg-config", "pkg-config")
-    src = os.path.join(staged("docdir"), "examples", "hello")
+    src = os.path.join(staged("docdir"), "examples", name)
     work = tempfile.mkdtemp(prefix="module-", dir=TOP)
-    for name in ("hello.c", "Makefile"):
-        shutil.copy(os.path.join(src, name), work)
+    for f in (name + ".c", "Makefile"):
+        shutil.copy(os.path.join(src, f), work)
     env = make_env()
     env["PKG_CONFIG_PATH"] = os.path.join(staged("libdir"), "pkgconfig")
     env["PKG_CONFIG_SYSROOT_DIR"] = DESTDIR
     r = subprocess.run(["make", "-s", "CC=" + CC, "CFLAGS=-O2 -Werror"], capture_output=True,
                        text=True, timeout=120, cwd=work, env=env)
-    eq(r.returncode, 0, "make in examples/hello: %s%s" % (r.stdout, r.stderr))
-    check(os.path.isfile(os.path.join(work, "hello.so")), "no hello.so")
-    r = subprocess.run(["nm", "-D", "--defined-only", os.path.join(work, "hello.so")],
-                       capture_output=True, text=True, timeout=30)
-    check(re.search(r"\bspindle_module$", r.stdout, re.M), "hello.so exports no spindle_module: "
-          + r.stdout)
+    eq(r.returncode, 0, "make in examples/%s: %s%s" % (name, r.stdout, r.stderr))
+    so = os.path.join(work, name + ".so")
+    check(os.path.isfile(so), "no %s.so" % name)
+    r = subprocess.run(["nm", "-D", "--defined-only", so], capture_output=True, text=True,
+                       timeout=30)
+    check(re.search(r"\bspindle_module$", r.stdout, re.M), "%s.so exports no spindle_module: %s"
+          % (name, r.stdout))
+    BUILT[name] = so
+
+
+@tap.case
+def example_modules_build_out_of_tree():
+    build_example("hello")
+    build_example("upper")
+
+
+def recv_until(s, end):
+    out = b""
+    while not out.endswith(end):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+@tap.case
+def installed_server_loads_the_example_modules():
+    """The staged sbin/spindle runs the modules built above: hello's handler
+    under /hello of an [http] service, upper as a whole [service]."""
+    need("curl", "curl")
+    check(set(BUILT) == {"hello", "upper"}, "the example modules were not built: %r" % BUILT)
+    http_port, up_port = free_port(), free_port()
+    while up_port == http_port:
+        up_port = free_port()
+    conf = ("[module hello]\npath = %s\ngreeting = Hi\n\n"
+            "[http web]\nlisten = 127.0.0.1:%d\nhandle /hello = hello\n\n"
+            "[module upper]\npath = %s\nmax_line = 32\n\n"
+            "[service up]\nlisten = 127.0.0.1:%d\nmodule = upper\n"
+            % (BUILT["hello"], http_port, BUILT["upper"], up_port))
+    srv = Spindle(conf, binary=os.path.join(staged("sbindir"), "spindle"))
+    try:
+        srv.start(ports=[http_port, up_port])
+        srv.wait_ready(1)
+        r = subprocess.run(["curl", "-s", "--max-time", "5",
+                            "http://127.0.0.1:%d/hello/x?name=world" % http_port],
+                           capture_output=True, text=True, timeout=10)
+        eq(r.returncode, 0, "curl /hello: %s" % r.stderr)
+        eq(json.loads(r.stdout),
+           {"greeting": "Hi", "path": "/hello/x", "query": {"name": "world"}, "hits": 1},
+           "hello's answer")
+        with connect(up_port) as s:
+            # Two lines in one segment, then one in two: each answered whole.
+            s.sendall(b"hello\nMixed Case 42\n")
+            eq(recv_until(s, b"42\n"), b"HELLO\nMIXED CASE 42\n", "upper, two lines")
+            s.sendall(b"half a ")
+            s.sendall(b"line\n")
+            eq(recv_until(s, b"\n"), b"HALF A LINE\n", "upper, a line in two writes")
+            # max_line = 32: the module's own key was read.  The long line
+            # is dropped to its end; the next one is answered.
+            s.sendall(b"x" * 40 + b"\nnext\n")
+            eq(recv_until(s, b"NEXT\n"), b"ERR line too long\nNEXT\n",
+               "upper, a line over max_line")
+            s.shutdown(socket.SHUT_WR)
+            eq(s.recv(1), b"", "closed after the client's end")
+        # A graceful shutdown (QUIT): a quiet connection (parked in
+        # sp_iom_watch) does not hold up the drain; upper closes it after the
+        # short grace (1s), well before shutdown_timeout (3s) would end the
+        # worker.
+        with connect(up_port) as s:
+            s.sendall(b"idle\n")
+            eq(recv_until(s, b"\n"), b"IDLE\n", "upper, before the drain")
+            t0 = time.monotonic()
+            srv.signal(signal.SIGQUIT)
+            eq(s.recv(1), b"", "an idle connection closed by the drain")
+            eq(srv.wait_exit(5), 0, "the installed server's exit status; log:\n" + srv.logs())
+            took = time.monotonic() - t0
+            check(took < 2.5, "the drain took %.2fs: the idle connection held it up" % took)
+    finally:
+        srv.stop()
 
 
 def render(page):

@@ -14,7 +14,7 @@ TEST_MODULES = \
 	tests/modules/load_hang.so \
 	tests/modules/load_segv.so \
 	tests/modules/no_service.so
-check_DATA = $(TEST_MODULES) examples/hello/hello.so $(BENCH_MODULES)
+check_DATA = $(TEST_MODULES) examples/hello/hello.so examples/upper/upper.so $(BENCH_MODULES)
 CLEANFILES += $(TEST_MODULES)
 EXTRA_DIST += tests/modules/echo_upper.c
 AM_TESTS_ENVIRONMENT += SPINDLE_MODULES=$(abs_top_builddir)/tests/modules; export SPINDLE_MODULES;
