@@ -260,7 +260,9 @@ def failed_start_undoes_new_address_and_error_log():
         rc, out = sp.ctl("reload")
         check(rc != 0, "a reload whose workers fail was reported as success: " + out)
         check("new workers failed" in out, "fails at the start of the workers: " + out)
-        check(not listening_on(port2), "the new address is closed again")
+        # The failed worker may still be exiting with its copies of the new
+        # sockets when the answer comes; the master's are closed already.
+        check(wait_for(lambda: not listening_on(port2), 5.0), "the new address is closed again")
         eq(listen_slots(sp), {port: 1}, "the extra slots are closed again")
         check(os.path.exists(new_log) and "error log is now" in open(new_log).read(),
               "the reload had switched to the new log")
