@@ -58,8 +58,10 @@ tests_fuzz_fuzz_chunked_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_chunked_LDFLAGS = $(FUZZ_FLAGS)
 # The services' configuration halves (key tables, setters) are fuzzed with the
 # loader; their worker halves, and the runtime they need, are left out.
-tests_fuzz_fuzz_config_SOURCES = tests/fuzz/fuzz_config.c shared/config/config.c \
-	shared/config/config_values.c shared/runtime/net.c $(SP_SERVICES_CONF_SOURCES)
+# The whole configuration library (so that a file added to it is fuzzed too),
+# the address parsing it uses, and the services' configuration halves.
+tests_fuzz_fuzz_config_SOURCES = tests/fuzz/fuzz_config.c \
+	$(shared_config_libspindle_config_a_SOURCES) shared/runtime/net.c $(SP_SERVICES_CONF_SOURCES)
 nodist_tests_fuzz_fuzz_config_SOURCES = worker/services_conf.c
 tests_fuzz_fuzz_config_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/worker $(FUZZ_FLAGS)
 tests_fuzz_fuzz_config_LDFLAGS = $(FUZZ_FLAGS)
