@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "spindle/http_parser.h"
+
 enum {
     C_TOKEN = 1,  /* tchar (RFC 9110 5.6.2) */
     C_TARGET = 2, /* request-target byte: VCHAR but '#', or >= 0x80 */
@@ -65,6 +67,62 @@ static inline size_t next_elem(const char **pp, const char *end, const char **el
         e--;
     *pp = p;
     return (size_t)(e - *elem);
+}
+
+/* What lex_header_line() found. */
+enum { LEX_MORE = 0, LEX_HEADER = 1, LEX_END = 2 };
+
+/*
+ * One line of a head's field section at *pp (RFC 9112 5): a header (h gets
+ * its name and its value without surrounding OWS; LEX_HEADER) or the blank
+ * line that ends the section (LEX_END); *pp moves past the line.  LEX_MORE
+ * when the line is incomplete (*pp unchanged), or -(enum sp_http_error):
+ * obs-fold (which a server may reject with 400; we do, and a proxy may
+ * answer 502), a header when full is set (no room for one more), whitespace
+ * before the colon or a bad byte in the name or the value, a bare CR.
+ */
+static inline int lex_header_line(const char **pp, const char *end, struct sp_http_header *h,
+                                  bool full)
+{
+    const char *p = *pp, *name, *value, *vend;
+    int n;
+
+    if (p == end)
+        return LEX_MORE;
+    if (*p == '\r' || *p == '\n') {
+        if ((n = eol(p, end)) <= 0)
+            return n == 0 ? LEX_MORE : -SP_HTTP_ELINE;
+        *pp = p + n;
+        return LEX_END;
+    }
+    if (is_ows(*p))
+        return -SP_HTTP_EOBS_FOLD;
+    if (full)
+        return -SP_HTTP_ETOO_MANY_HEADERS;
+    for (name = p; p < end && IS(*p, C_TOKEN); p++)
+        ;
+    if (p == end)
+        return LEX_MORE;
+    if (*p != ':' || p == name)
+        return -SP_HTTP_EHEADER_NAME;
+    h->name = name;
+    h->name_len = (size_t)(p - name);
+    for (p++; p < end && is_ows(*p); p++)
+        ;
+    for (value = p; p < end && IS(*p, C_VALUE); p++)
+        ;
+    if (p == end)
+        return LEX_MORE;
+    if (*p != '\r' && *p != '\n')
+        return -SP_HTTP_EHEADER_VALUE;
+    if ((n = eol(p, end)) <= 0)
+        return n == 0 ? LEX_MORE : -SP_HTTP_ELINE;
+    for (vend = p; vend > value && is_ows(vend[-1]); vend--)
+        ;
+    h->value = value;
+    h->value_len = (size_t)(vend - value);
+    *pp = p + n;
+    return LEX_HEADER;
 }
 
 #endif

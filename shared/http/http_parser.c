@@ -376,56 +376,19 @@ static enum sp_http_error on_header(struct sp_http_request *req, const struct sp
 static ssize_t parse_headers(struct scan *s, struct sp_http_header *headers, size_t max_headers)
 {
     struct sp_http_request *req = s->req;
-    const char *p = s->p, *end = s->end, *name, *value, *vend;
-    struct sp_http_header *h;
+    const char *p = s->p;
     enum sp_http_error err;
-    int n;
+    int r;
 
-    for (;;) {
-        if (p == end)
-            return need_more(s);
-        if (*p == '\r' || *p == '\n') {
-            if ((n = eol(p, end)) <= 0)
-                return n == 0 ? need_more(s) : fail(req, SP_HTTP_ELINE);
-            p += n;
-            break;
-        }
-        /* RFC 9112 5.2: a server may reject obs-fold with 400; we do. */
-        if (is_ows(*p))
-            return fail(req, SP_HTTP_EOBS_FOLD);
-        if (req->num_headers == max_headers)
-            return fail(req, SP_HTTP_ETOO_MANY_HEADERS);
-
-        for (name = p; p < end && IS(*p, C_TOKEN); p++)
-            ;
-        if (p == end)
-            return need_more(s);
-        /* Whitespace before the colon is a 400 (RFC 9112 5.1). */
-        if (*p != ':' || p == name)
-            return fail(req, SP_HTTP_EHEADER_NAME);
-        h = &headers[req->num_headers];
-        h->name = name;
-        h->name_len = (size_t)(p - name);
-
-        for (p++; p < end && is_ows(*p); p++)
-            ;
-        for (value = p; p < end && IS(*p, C_VALUE); p++)
-            ;
-        if (p == end)
-            return need_more(s);
-        if (*p != '\r' && *p != '\n')
-            return fail(req, SP_HTTP_EHEADER_VALUE);
-        if ((n = eol(p, end)) <= 0)
-            return n == 0 ? need_more(s) : fail(req, SP_HTTP_ELINE);
-        for (vend = p; vend > value && is_ows(vend[-1]); vend--)
-            ;
-        p += n;
-        h->value = value;
-        h->value_len = (size_t)(vend - value);
-        req->num_headers++;
-        if ((err = on_header(req, h)) != SP_HTTP_OK)
+    while ((r = lex_header_line(&p, s->end, &headers[req->num_headers],
+                                req->num_headers == max_headers)) == LEX_HEADER) {
+        if ((err = on_header(req, &headers[req->num_headers++])) != SP_HTTP_OK)
             return fail(req, err);
     }
+    if (r == LEX_MORE)
+        return need_more(s);
+    if (r < 0)
+        return fail(req, (enum sp_http_error) - r);
     s->p = p;
     return 0;
 }

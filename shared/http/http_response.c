@@ -196,50 +196,16 @@ static void on_header(struct rscan *s, const struct sp_http_header *h)
 static ssize_t parse_headers(struct rscan *s, struct sp_http_header *headers, size_t max_headers)
 {
     struct sp_http_response *resp = s->resp;
-    const char *p = s->p, *end = s->end, *name, *value, *vend;
-    struct sp_http_header *h;
-    int n;
+    const char *p = s->p;
+    int r;
 
-    for (;;) {
-        if (p == end)
-            return need_more(s);
-        if (*p == '\r' || *p == '\n') {
-            if ((n = eol(p, end)) <= 0)
-                return n == 0 ? need_more(s) : fail(resp, SP_HTTP_ELINE);
-            p += n;
-            break;
-        }
-        if (is_ows(*p))
-            return fail(resp, SP_HTTP_EOBS_FOLD);
-        if (resp->num_headers == max_headers)
-            return fail(resp, SP_HTTP_ETOO_MANY_HEADERS);
-        for (name = p; p < end && IS(*p, C_TOKEN); p++)
-            ;
-        if (p == end)
-            return need_more(s);
-        if (*p != ':' || p == name)
-            return fail(resp, SP_HTTP_EHEADER_NAME);
-        h = &headers[resp->num_headers];
-        h->name = name;
-        h->name_len = (size_t)(p - name);
-        for (p++; p < end && is_ows(*p); p++)
-            ;
-        for (value = p; p < end && IS(*p, C_VALUE); p++)
-            ;
-        if (p == end)
-            return need_more(s);
-        if (*p != '\r' && *p != '\n')
-            return fail(resp, SP_HTTP_EHEADER_VALUE);
-        if ((n = eol(p, end)) <= 0)
-            return n == 0 ? need_more(s) : fail(resp, SP_HTTP_ELINE);
-        for (vend = p; vend > value && is_ows(vend[-1]); vend--)
-            ;
-        p += n;
-        h->value = value;
-        h->value_len = (size_t)(vend - value);
-        resp->num_headers++;
-        on_header(s, h);
-    }
+    while ((r = lex_header_line(&p, s->end, &headers[resp->num_headers],
+                                resp->num_headers == max_headers)) == LEX_HEADER)
+        on_header(s, &headers[resp->num_headers++]);
+    if (r == LEX_MORE)
+        return need_more(s);
+    if (r < 0)
+        return fail(resp, (enum sp_http_error) - r);
     s->p = p;
     return 0;
 }
