@@ -14,8 +14,12 @@ variants of tests/modules/echo_upper.c (which also answer HTTP with
 import json
 import os
 import shutil
+import socket
+import struct
+import time
 
-from harness import BIN, Spindle, Tap, check, eq, free_port, http_get as get
+from harness import BIN, Spindle, Tap, check, connect, eq, free_port, http_get as get, \
+    recv_response
 from loadgen import HttpLoad
 
 tap = Tap()
@@ -63,6 +67,39 @@ def the_hello_example_answers_json_under_its_prefix():
     eq(get(PORT, "/helloworld")[0], 404, "/helloworld is not under /hello")
     eq(get(PORT, "/plaintext")[2], b"Hello, World!", "the built-in return route beside it")
     eq(get(PORT, "/v")[2], V1, "the test module's route")
+
+
+@tap.case
+def hostile_clients_on_a_module_route():
+    """A module's route gets the connection handling of built-in routes: a
+    request trickled a byte at a time is answered; a body shorter than its
+    Content-Length followed by a half-close, and a reset in the middle of a
+    head, end those connections without hurting the worker."""
+    workers = S.workers()
+    with connect(PORT) as s:
+        for b in b"GET /v HTTP/1.1\r\nHost: x\r\n\r\n":
+            s.sendall(bytes([b]))
+            time.sleep(0.002)
+        status, _, body = recv_response(s)
+        eq((status, body), (200, V1), "the trickled request")
+    with connect(PORT) as s:
+        s.sendall(b"POST /v HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly this")
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(3.0)
+        got = b""
+        while True:  # the server must end the connection, not wait for 991 bytes
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        check(not got or got.startswith(b"HTTP/1.1 200 ") or got.startswith(b"HTTP/1.1 400 "),
+              "the short body's answer: %r" % got[:80])
+    s = socket.create_connection(("127.0.0.1", PORT))
+    s.sendall(b"GET /v HTTP/1.1\r\nHo")
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()  # RST
+    eq(get(PORT, "/v")[2], V1, "a fresh request afterwards")
+    eq(S.workers(), workers, "the same workers (none crashed)")
 
 
 @tap.case
