@@ -24,3 +24,16 @@ examples/upper/upper.so: examples/upper/upper.c $(SP_PUBLIC_HDRS)
 	$(AM_V_CC)$(MKDIR_P) examples/upper && \
 	$(CC) $(AM_CPPFLAGS) $(AM_CFLAGS) $(CFLAGS) -shared -fPIC -o $@ $(srcdir)/examples/upper/upper.c
 CLEANFILES += examples/upper/upper.so
+
+# kvdemo needs hiredis (configure checks); without it the tests that load it are SKIP.
+kvdemodir = $(docdir)/examples/kvdemo
+kvdemo_DATA = examples/kvdemo/kvdemo.c examples/kvdemo/Makefile
+EXTRA_DIST += $(kvdemo_DATA)
+if HAVE_HIREDIS
+examples/kvdemo/kvdemo.so: examples/kvdemo/kvdemo.c $(SP_PUBLIC_HDRS)
+	$(AM_V_CC)$(MKDIR_P) examples/kvdemo && \
+	$(CC) $(AM_CPPFLAGS) $(AM_CFLAGS) $(CFLAGS) $(HIREDIS_CFLAGS) -shared -fPIC -o $@ \
+	$(srcdir)/examples/kvdemo/kvdemo.c $(HIREDIS_LIBS)
+check_DATA += examples/kvdemo/kvdemo.so
+endif
+CLEANFILES += examples/kvdemo/kvdemo.so

@@ -9,7 +9,8 @@
  *     greeting = Hello            ; any other key goes to the module's key table
  *
  * and provides a whole TCP service ([service NAME] with module = hello), HTTP
- * handlers (handle /prefix = hello in an [http NAME] section), or both.
+ * handlers (handle /prefix = hello in an [http NAME] section), commands
+ * (commands = hello in a [cmd NAME] section), or any of them together.
  *
  * Modules are opened only in workers and in short-lived checker children,
  * never in the master.  A reload opens the file as it is on disk then: new
@@ -28,10 +29,11 @@
 
 #include "spindle/service.h"
 
-#define SP_API_VERSION   1
+#define SP_API_VERSION   2
 #define SP_MODULE_SYMBOL "spindle_module"
 
 struct sp_http_handler_def; /* spindle/http_handler.h */
+struct sp_cmd_def;          /* spindle/command.h */
 
 struct sp_module {
     uint32_t api_version; /* SP_API_VERSION, as the module was compiled */
@@ -55,9 +57,10 @@ struct sp_module {
      * allocated.  May be NULL. */
     void (*fini)(void *state);
 
-    /* What the module provides; either may be NULL. */
+    /* What the module provides; any may be NULL. */
     const struct sp_service_def *service;   /* for [service NAME] module = this */
     const struct sp_http_handler_def *http; /* for handle /prefix = this */
+    const struct sp_cmd_def *commands;      /* for commands = this; ends with a NULL name */
 };
 
 /* ---- the worker's registry of modules --------------------------------- */
