@@ -234,6 +234,8 @@ static enum sp_resp_status inline_cmd(struct sp_resp_parser *p, const char *buf,
         size_t start = p->pos;
         while (p->pos < p->mark && !is_blank(buf[p->pos]))
             p->pos++;
+        if (p->pos - start > lim->max_arg_size)
+            return fail(p, "too big inline request");
         args[p->nargs].off = start;
         args[p->nargs].len = p->pos - start;
         p->nargs++;

@@ -392,6 +392,8 @@ static void test_limits(void **state)
     assert_int_equal(parse_lim(S("a b\r\n"), 2, 10), SP_RESP_DONE);
     assert_int_equal(parse_lim(S(" a  b \r\n"), 2, 10), SP_RESP_DONE);
     expect_error(S("a b c\r\n"), &lim, "too big inline request");
+    assert_int_equal(parse_lim(S("abcdefghij\r\n"), 2, 10), SP_RESP_DONE);
+    expect_error(S("abcdefghijk\r\n"), &lim, "too big inline request");
     lim.max_args = 1024 * 1024;
     assert_int_equal(parse_lim(S("*1048576\r\n"), 1024 * 1024, 10), SP_RESP_MORE);
     expect_error(S("*1048577\r\n"), &lim, "invalid multibulk length");
@@ -413,9 +415,9 @@ static void test_limits(void **state)
     assert_non_null(big);
     memset(big, 'a', n);
     big[SP_RESP_INLINE_MAX] = '\n';
-    assert_int_equal(parse_lim(big, n - 1, 1, 10), SP_RESP_DONE);
+    assert_int_equal(parse_lim(big, n - 1, 1, SP_RESP_INLINE_MAX), SP_RESP_DONE);
     memcpy(big + SP_RESP_INLINE_MAX - 1, "\r\n", 2); /* the \r counts */
-    assert_int_equal(parse_lim(big, n - 1, 1, 10), SP_RESP_DONE);
+    assert_int_equal(parse_lim(big, n - 1, 1, SP_RESP_INLINE_MAX), SP_RESP_DONE);
     memset(big, 'a', n);
     big[SP_RESP_INLINE_MAX + 1] = '\n';
     expect_error(big, n, NULL, "too big inline request");

@@ -18,7 +18,8 @@
  * payload must be followed by \r\n (Redis skips any two bytes: here it is
  * "expected CRLF after bulk data").  A line that is not a bulk header is
  * refused at its first byte, without waiting for the rest of it.  An inline
- * command with more than max_args arguments is a "too big inline request".
+ * command with more than max_args arguments, or with an argument longer than
+ * max_arg_size, is a "too big inline request" (Redis limits only the line).
  *
  * The parser never allocates and never trusts a declared length: it reads
  * the bytes it has, records where each argument lies as offsets from the
