@@ -1,16 +1,16 @@
 # shared/local.mk
 # The SDK that `make install` puts beside the server, so that a module or a
 # program can be built against spindle out of tree:
-#   $(libdir)/libspindle.a            the four libraries in one archive
+#   $(libdir)/libspindle.a            the five libraries in one archive
 #   $(includedir)/spindle/*.h         every public header, flat (<spindle/fiber.h>),
 #                                     the module API of worker/include/ among them
 #   $(libdir)/pkgconfig/spindle.pc    pkg-config --cflags --libs spindle
 #
-# One archive rather than the four: a user links -lspindle and never has to
+# One archive rather than the five: a user links -lspindle and never has to
 # know the order the libraries must come in (config before runtime), and a
 # static link still takes only the objects a program uses.  The build itself
-# keeps linking the four apart (test_library_layout.py checks they stay so).
-# The archive is made of the very objects of the four libraries, so a source
+# keeps linking the five apart (test_library_layout.py checks they stay so).
+# The archive is made of the very objects of the five libraries, so a source
 # added to one of them is in it without a change here.
 
 lib_LIBRARIES = libspindle.a
@@ -18,7 +18,8 @@ libspindle_a_SOURCES =
 libspindle_a_LIBADD = $(shared_runtime_libspindle_runtime_a_OBJECTS) \
 	$(shared_http_libspindle_http_a_OBJECTS) \
 	$(shared_config_libspindle_config_a_OBJECTS) \
-	$(shared_channel_libspindle_channel_a_OBJECTS)
+	$(shared_channel_libspindle_channel_a_OBJECTS) \
+	$(shared_resp_libspindle_resp_a_OBJECTS)
 # Automake cannot tell objects from flags in a variable: without this the
 # archive would not wait for (nor be remade after) the objects under make -j.
 libspindle_a_DEPENDENCIES = $(libspindle_a_LIBADD)
@@ -44,6 +45,7 @@ spindleinclude_HEADERS = \
 	shared/config/include/spindle/config.h \
 	shared/config/include/spindle/service.h \
 	shared/channel/include/spindle/channel.h \
+	shared/resp/include/spindle/resp.h \
 	worker/include/spindle/module.h \
 	worker/include/spindle/http_handler.h \
 	worker/include/spindle/worker.h

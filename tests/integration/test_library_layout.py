@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""shared/ is four libraries the build keeps apart: the runtime, the HTTP
-protocol, the configuration and the control channel.  Each uses only the
-libraries it is allowed to (the HTTP library and the channel use none, so a
-proxy, a test or a fuzzer links them alone), and each library's sources
+"""shared/ is five libraries the build keeps apart: the runtime, the HTTP
+protocol, the RESP protocol, the configuration and the control channel.  Each
+uses only the libraries it is allowed to (the HTTP and RESP libraries and the
+channel use none, so a proxy, a test or a fuzzer links them alone), and each library's sources
 include only the headers of the libraries it may use."""
 import os
 import re
@@ -15,6 +15,7 @@ BUILDDIR = os.path.dirname(os.environ.get("SPINDLE_BIN", os.path.join(SRCDIR, "s
 LIBS = {
     "runtime": [],
     "http": [],
+    "resp": [],
     "channel": [],
     "config": ["runtime"],
 }
