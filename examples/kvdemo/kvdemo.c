@@ -232,7 +232,7 @@ static int kv_call(struct sp_cmd_ctx *ctx, int argc, const struct sp_cmd_arg *ar
 
 static int kv_upper(struct sp_cmd_ctx *ctx, int argc, const struct sp_cmd_arg *argv, void *st)
 {
-    char stack[256];
+    char stack[256] = "";
     size_t n = argv[1].len;
     char *b = n <= sizeof(stack) ? stack : malloc(n);
     (void)argc;
@@ -250,7 +250,7 @@ static int kv_upper(struct sp_cmd_ctx *ctx, int argc, const struct sp_cmd_arg *a
 }
 
 static const struct sp_cmd_def kv_commands[] = {
-    {"kv.get", 2, kv_get},   {"kv.set", 3, kv_set},   {"kv.del", -2, kv_del},
+    {"kv.get", 2, kv_get},     {"kv.set", 3, kv_set},    {"kv.del", -2, kv_del},
     {"kv.blpop", 3, kv_blpop}, {"kv.call", -2, kv_call}, {"kv.upper", 2, kv_upper},
     {NULL, 0, NULL},
 };

@@ -33,13 +33,24 @@ void sp_resp_out_init(struct sp_resp_out *o)
     o->buf = NULL;
     o->len = o->cap = 0;
     o->failed = false;
+    o->borrowed = false;
+}
+
+void sp_resp_out_init_buf(struct sp_resp_out *o, char *buf, size_t cap)
+{
+    o->buf = buf;
+    o->len = 0;
+    o->cap = cap;
+    o->failed = false;
+    o->borrowed = true;
 }
 
 void sp_resp_out_free(struct sp_resp_out *o)
 {
     if (o == NULL)
         return;
-    free(o->buf);
+    if (!o->borrowed)
+        free(o->buf);
     sp_resp_out_init(o);
 }
 
@@ -52,8 +63,14 @@ static char *grow(struct sp_resp_out *o, size_t n)
         goto fail;
     while (cap - o->len < n)
         cap *= 2;
-    if ((b = realloc(o->buf, cap)) == NULL)
+    if (o->borrowed) { /* the caller's buffer is full: move to the heap */
+        if ((b = malloc(cap)) == NULL)
+            goto fail;
+        memcpy(b, o->buf, o->len);
+        o->borrowed = false;
+    } else if ((b = realloc(o->buf, cap)) == NULL) {
         goto fail;
+    }
     o->buf = b;
     o->cap = cap;
     return b + o->len;

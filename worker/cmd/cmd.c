@@ -33,6 +33,7 @@
 
 #include "cmd.h"
 #include "spindle/clock.h"
+#include "spindle/config.h"
 #include "spindle/iomanager.h"
 #include "spindle/log.h"
 #include "spindle/module.h"
@@ -207,8 +208,7 @@ static void unknown_command(struct cmd_conn *c, size_t argc)
     size_t n = 0;
     for (size_t i = 1; i < argc && n < 128; i++) {
         int k = snprintf(args + n, sizeof(args) - n, "'%.*s' ",
-                         (int)(c->argv[i].len < 128 - n ? c->argv[i].len : 128 - n),
-                         c->argv[i].p);
+                         (int)(c->argv[i].len < 128 - n ? c->argv[i].len : 128 - n), c->argv[i].p);
         if (k < 0 || (size_t)k >= sizeof(args) - n)
             break;
         n += (size_t)k;
@@ -324,8 +324,8 @@ static enum cmd_end process(struct cmd_conn *c, unsigned *served)
     size_t off = 0;
 
     while (off < c->len) {
-        enum sp_resp_status st = sp_resp_parse(&c->parser, c->in + off, c->len - off, c->args,
-                                               c->args_cap, lim);
+        enum sp_resp_status st =
+            sp_resp_parse(&c->parser, c->in + off, c->len - off, c->args, c->args_cap, lim);
         if (st == SP_RESP_MORE)
             break;
         if (st == SP_RESP_GROW) {
@@ -407,8 +407,8 @@ static void conn_linger(struct cmd_conn *c)
         uint64_t now = sp_now_ns();
         if (now >= deadline)
             break;
-        ssize_t n = sp_stream_read(&c->stream, c->in, c->cap,
-                                   (int64_t)((deadline - now) / 1000000u) + 1);
+        ssize_t n =
+            sp_stream_read(&c->stream, c->in, c->cap, (int64_t)((deadline - now) / 1000000u) + 1);
         if (n <= 0)
             break;
     }

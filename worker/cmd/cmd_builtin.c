@@ -22,6 +22,7 @@
 #include "cmd.h"
 #include "config.h"
 #include "spindle/clock.h"
+#include "spindle/config.h"
 
 static bool arg_is(const struct sp_cmd_arg *a, const char *word)
 {
@@ -87,8 +88,8 @@ static int cmd_info(struct sp_cmd_ctx *ctx, int argc, const struct sp_cmd_arg *a
     struct worker *w = cs->svc->worker;
     struct worker_counters *wc = cs->wc;
     const struct sp_cmd_arg *sect = argc > 1 ? &argv[1] : NULL;
-    bool all = !sect || arg_is(sect, "all") || arg_is(sect, "everything") ||
-               arg_is(sect, "default");
+    bool all =
+        !sect || arg_is(sect, "all") || arg_is(sect, "everything") || arg_is(sect, "default");
     char buf[1024];
     size_t n = 0;
 
@@ -100,8 +101,8 @@ static int cmd_info(struct sp_cmd_ctx *ctx, int argc, const struct sp_cmd_arg *a
                  cs->svc->section->name,
                  (unsigned long long)((sp_now_ns() - worker_started_ns(w)) / 1000000000u));
     if (all || arg_is(sect, "clients"))
-        info_add(buf, sizeof(buf), &n, "%s# Clients\r\nconnected_clients:%lu\r\n",
-                 n ? "\r\n" : "", (unsigned long)atomic_load(&wc->connections));
+        info_add(buf, sizeof(buf), &n, "%s# Clients\r\nconnected_clients:%lu\r\n", n ? "\r\n" : "",
+                 (unsigned long)atomic_load(&wc->connections));
     if (all || arg_is(sect, "stats"))
         info_add(buf, sizeof(buf), &n,
                  "%s# Stats\r\ntotal_connections_received:%llu\r\n"
@@ -128,8 +129,7 @@ static void command_entry(struct sp_cmd_ctx *ctx, const struct cmd_entry *e)
     sp_reply_int(ctx, 0);
 }
 
-static int cmd_command(struct sp_cmd_ctx *ctx, int argc, const struct sp_cmd_arg *argv,
-                       void *state)
+static int cmd_command(struct sp_cmd_ctx *ctx, int argc, const struct sp_cmd_arg *argv, void *state)
 {
     struct cmd_svc *cs = state;
     if (argc == 1) {
@@ -160,8 +160,7 @@ static int cmd_command(struct sp_cmd_ctx *ctx, int argc, const struct sp_cmd_arg
     return 0;
 }
 
-static int cmd_config(struct sp_cmd_ctx *ctx, int argc, const struct sp_cmd_arg *argv,
-                      void *state)
+static int cmd_config(struct sp_cmd_ctx *ctx, int argc, const struct sp_cmd_arg *argv, void *state)
 {
     (void)state;
     if (arg_is(&argv[1], "get") && argc == 3)
@@ -182,12 +181,8 @@ static int cmd_quit(struct sp_cmd_ctx *ctx, int argc, const struct sp_cmd_arg *a
 }
 
 const struct sp_cmd_def cmd_builtins[] = {
-    {"ping", -1, cmd_ping},
-    {"echo", 2, cmd_echo},
-    {"time", 1, cmd_time},
-    {"info", -1, cmd_info},
-    {"command", -1, cmd_command},
-    {"config", -2, cmd_config},
-    {"quit", 1, cmd_quit},
-    {NULL, 0, NULL},
+    {"ping", -1, cmd_ping},       {"echo", 2, cmd_echo},
+    {"time", 1, cmd_time},        {"info", -1, cmd_info},
+    {"command", -1, cmd_command}, {"config", -2, cmd_config},
+    {"quit", 1, cmd_quit},        {NULL, 0, NULL},
 };

@@ -12,10 +12,10 @@
 #define CMD_MAX_MODULES 16 /* names on the commands line */
 
 struct cmd_conf {
-    int64_t idle_timeout_ms; /* 0: never */
-    size_t max_args;         /* per command */
-    size_t max_arg_size;     /* bytes per argument */
-    size_t max_buffer;       /* bytes of one connection's unparsed input */
+    int64_t idle_timeout_ms;              /* 0: never */
+    size_t max_args;                      /* per command */
+    size_t max_arg_size;                  /* bytes per argument */
+    size_t max_buffer;                    /* bytes of one connection's unparsed input */
     const char *modules[CMD_MAX_MODULES]; /* commands = ... */
     unsigned nmodules;
     unsigned modules_line; /* of the commands key, for messages */

@@ -42,8 +42,7 @@ struct sp_cmd_arg {
  * state is the module instance's (what its init built).  Returns 0, or -1
  * to close the connection once what is answered so far is written.
  */
-typedef int sp_cmd_fn(struct sp_cmd_ctx *ctx, int argc, const struct sp_cmd_arg *argv,
-                      void *state);
+typedef int sp_cmd_fn(struct sp_cmd_ctx *ctx, int argc, const struct sp_cmd_arg *argv, void *state);
 
 struct sp_cmd_def {
     const char *name; /* "kv.get"; at most SP_CMD_NAME_MAX bytes */
@@ -61,8 +60,8 @@ struct sp_cmd_def {
 void sp_reply_simple(struct sp_cmd_ctx *ctx, const char *s);
 /* "-s": an error; by convention s starts with a code: "ERR no such key". */
 void sp_reply_error(struct sp_cmd_ctx *ctx, const char *s);
-__attribute__((format(printf, 2, 3))) void sp_reply_errorf(struct sp_cmd_ctx *ctx,
-                                                           const char *fmt, ...);
+__attribute__((format(printf, 2, 3))) void sp_reply_errorf(struct sp_cmd_ctx *ctx, const char *fmt,
+                                                           ...);
 void sp_reply_int(struct sp_cmd_ctx *ctx, int64_t v);
 void sp_reply_bulk(struct sp_cmd_ctx *ctx, const void *p, size_t len);
 void sp_reply_str(struct sp_cmd_ctx *ctx, const char *s); /* a bulk of strlen(s) */

@@ -110,12 +110,17 @@ struct sp_resp_out {
     char *buf;
     size_t len, cap;
     bool failed;
+    bool borrowed; /* buf is the caller's (sp_resp_out_init_buf), not ours to free */
 };
 
 /* init makes an empty buffer (no allocation until the first append); free
  * releases its memory and leaves it as init does.  free accepts NULL. */
 void sp_resp_out_init(struct sp_resp_out *o);
 void sp_resp_out_free(struct sp_resp_out *o);
+/* Starts with the caller's buf[0..cap) (a stack buffer, say): no allocation
+ * until a reply needs more, then the bytes move to the heap.  free releases
+ * only what was allocated. */
+void sp_resp_out_init_buf(struct sp_resp_out *o, char *buf, size_t cap);
 /* Makes room for n more bytes; returns a pointer to them or NULL (failed).
  * It does not count them in len: the caller writes and then adds to o->len
  * what it wrote.  The pointer is valid until the next append. */
