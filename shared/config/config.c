@@ -767,7 +767,8 @@ static const char *service_examples(char *buf, size_t size)
 
     buf[0] = '\0';
     for (unsigned i = 0; i < n && len < size; i++) {
-        const char *sep = i == 0 ? "an " : i + 1 == n ? " or " : ", ";
+        const char *first = strchr("aeiou", defs[i]->name[0]) ? "an " : "a ";
+        const char *sep = i == 0 ? first : i + 1 == n ? " or " : ", ";
         int w = snprintf(buf + len, size - len, "%s[%s NAME]", sep, defs[i]->name);
         len += w > 0 ? (size_t)w : 0;
     }

@@ -12,7 +12,8 @@ INTEGRATION_TESTS += \
 	tests/integration/test_http_static.py \
 	tests/integration/test_http_threads.py \
 	tests/integration/test_echo.py \
-	tests/integration/test_cmd.py
+	tests/integration/test_cmd.py \
+	tests/integration/test_hooks_redis.py
 
 # A whole worker under valgrind: every service frees what it allocated.  Runs in
 # `make check` and `make check-valgrind` of a --without-jemalloc build; SKIP

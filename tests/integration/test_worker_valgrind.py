@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A whole worker under valgrind memcheck: start, serve every kind of answer
-(static files, return routes, the status page, echo), drain on QUIT and exit.
+(static files, return routes, the status page, echo, the command service),
+drain on QUIT and exit.
 Every service frees what it allocated at the worker's exit, so memcheck must
 report no error and no definitely or indirectly lost byte in the worker.
 
@@ -40,7 +41,7 @@ def why_not():
 # master, which keeps its configuration.)
 OWN_FILES = {f for d in ("shared", "master", "worker") for _, _, fs in os.walk(os.path.join(SRCDIR, d))
              for f in fs if f.endswith(".c")}
-SERVICE_FILE = re.compile(r"^(?:http|http_(?!conf)[a-z_]+|echo)\.c$")
+SERVICE_FILE = re.compile(r"^(?:http|http_(?!conf)[a-z_]+|echo|cmd|cmd_builtin)\.c$")
 
 
 def allocated_by_service(record):
@@ -76,7 +77,7 @@ def serve_and_exit(threads):
     reason = why_not()
     if reason:
         skip(reason)
-    http, echo = free_port(), free_port()
+    http, echo, cmd = free_port(), free_port(), free_port()
     S = Spindle("""
 [http main]
 listen = 127.0.0.1:%d
@@ -88,14 +89,17 @@ access_log = access.log
 
 [echo e]
 listen = 127.0.0.1:%d
-""" % (http, echo), workers=1, threads=threads, shutdown_timeout="30s")
+
+[cmd c]
+listen = 127.0.0.1:%d
+""" % (http, echo, cmd), workers=1, threads=threads, shutdown_timeout="30s")
     www = os.path.join(S.dir, "www")
     os.mkdir(www)
     write_file(os.path.join(www, "index.html"), b"<h1>hello</h1>\n")
     write_file(os.path.join(www, "big.bin"), os.urandom(300 * 1024))
     write_file(os.path.join(www, "a.css"), b"body{}\n")
     vg = os.path.join(S.dir, "vg.%p")
-    S.start(ports=[http, echo], timeout=SLOW,
+    S.start(ports=[http, echo, cmd], timeout=SLOW,
             wrap=["valgrind", "--leak-check=full",
                   "--show-leak-kinds=all",
                   "--errors-for-leak-kinds=definite,indirect", "--log-file=" + vg])
@@ -118,12 +122,30 @@ listen = 127.0.0.1:%d
         while len(got) < 5000:
             got += s.recv(65536)
         eq(got, b"ping " * 1000, "echo")
+    with connect(cmd, timeout=SLOW) as s:
+        # A pipeline, an argument past the stack buffer (input and output
+        # move to the heap), then a protocol error that closes.
+        big = b"b" * 100000
+        s.sendall(b"PING\r\n*2\r\n$4\r\nECHO\r\n$%d\r\n%s\r\n*x\r\n" % (len(big), big))
+        want = b"+PONG\r\n$%d\r\n%s\r\n-ERR Protocol error: invalid multibulk length\r\n" % (
+            len(big), big)
+        got = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        eq(got, want, "command service")
+    cmd_idle = connect(cmd, timeout=SLOW)  # an idle client the drain closes
+    cmd_idle.sendall(b"*1\r\n$4\r\nPING\r\n")
+    eq(cmd_idle.recv(100), b"+PONG\r\n", "command service, kept open")
     idle = Conn(http, timeout=SLOW)  # an idle keep-alive connection the drain closes
     eq(idle.request("GET", "/plaintext").status, 200, "keep-alive")
 
     S.signal(signal.SIGQUIT)
     rc = S.wait_exit(timeout=2 * SLOW)
     idle.close()
+    cmd_idle.close()
     eq(rc, 0, "master exit status after QUIT; log:\n" + S.logs())
     log = os.path.join(S.dir, "vg.%d" % worker)
     check(os.path.exists(log), "no valgrind log of worker %d" % worker)

@@ -177,7 +177,7 @@ __attribute__((constructor)) static void load_segv(void)
 
 const struct sp_module ENTRY = {
 #ifdef MOD_BAD_API
-    .api_version = SP_API_VERSION + 41,
+    .api_version = 42, /* any version but this spindle's */
 #else
     .api_version = SP_API_VERSION,
 #endif

@@ -333,9 +333,10 @@ static void test_errors(void **state)
         {"[http main]\nroot = /srv\n\n[echo e]\nlisten = 127.0.0.1:7\n",
          "conf/bad.conf:1: [http main] has no listen address"},
         {"[echo e]\n", "conf/bad.conf:1: [echo e] has no listen address"},
-        {"", "conf/bad.conf: no service defined: add an [echo NAME] or [http NAME] section"},
+        {"",
+         "conf/bad.conf: no service defined: add a [cmd NAME], [echo NAME] or [http NAME] section"},
         {"[master]\nworkers = 1\n",
-         "conf/bad.conf: no service defined: add an [echo NAME] or [http NAME] section"},
+         "conf/bad.conf: no service defined: add a [cmd NAME], [echo NAME] or [http NAME] section"},
         /* keys */
         {"workers = 2\n", "conf/bad.conf:1: key 'workers' outside of any section"},
         {"[master]\nworkers = 2\n\n\n[http main]\nlisten = 127.0.0.1:80\nlistn = 1\n",
@@ -733,7 +734,7 @@ static void test_example(void **state)
         fail_msg("%s", err);
     assert_int_equal(cfg->workers, 2);
     assert_null(cfg->error_log);
-    assert_int_equal(cfg->nservices, 2);
+    assert_int_equal(cfg->nservices, 3);
     assert_string_equal(cfg->services[0].def->name, "http");
     snprintf(want, sizeof(want), "%s/www", cfg->dir);
     assert_string_equal(HTTP(&cfg->services[0])->root, want);
@@ -743,9 +744,11 @@ static void test_example(void **state)
     assert_string_equal(HTTP(&cfg->services[0])->returns[1].body,
                         "{\"message\":\"Hello, World!\"}");
     assert_string_equal(cfg->services[1].def->name, "echo");
-    assert_int_equal(cfg->nlistens, 2);
+    assert_string_equal(cfg->services[2].def->name, "cmd");
+    assert_int_equal(cfg->nlistens, 3);
     assert_string_equal(cfg->listens[0].text, "127.0.0.1:8080");
     assert_string_equal(cfg->listens[1].text, "127.0.0.1:7000");
+    assert_string_equal(cfg->listens[2].text, "127.0.0.1:6380");
     sp_config_free(cfg);
 }
 

@@ -560,6 +560,31 @@ static void test_replies_sanitised(void **state)
 }
 
 /* Long replies: the buffer grows (by doubling) and keeps what it held. */
+/* A caller's buffer (on a fiber's stack): used until full, then the bytes
+ * move to the heap; free releases only the heap copy (ASan and valgrind
+ * would see a free of the stack buffer). */
+static void test_replies_borrowed(void **state)
+{
+    (void)state;
+    struct sp_resp_out o;
+    char stack[16];
+
+    sp_resp_out_init_buf(&o, stack, sizeof(stack));
+    sp_resp_simple(&o, "PONG");
+    assert_ptr_equal(o.buf, stack);
+    assert_memory_equal(stack, "+PONG\r\n", 7);
+    sp_resp_bulk(&o, "0123456789", 10); /* past the 16 bytes: the whole moves */
+    assert_ptr_not_equal(o.buf, stack);
+    EXPECT_OUT(&o, "+PONG\r\n$10\r\n0123456789\r\n");
+    sp_resp_out_free(&o);
+    assert_null(o.buf);
+
+    sp_resp_out_init_buf(&o, stack, sizeof(stack));
+    sp_resp_int(&o, 42);
+    sp_resp_out_free(&o); /* never grew: nothing to free */
+    assert_null(o.buf);
+}
+
 static void test_replies_grow(void **state)
 {
     (void)state;
@@ -629,6 +654,7 @@ int main(void)
         cmocka_unit_test(test_replies),
         cmocka_unit_test(test_replies_sanitised),
         cmocka_unit_test(test_replies_grow),
+        cmocka_unit_test(test_replies_borrowed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""A blocking client library on fibers: the kvdemo module calls a real Redis
+(Debian's redis-server, started here on a free port and stopped by pid)
+through hiredis's blocking API.  With the system call hooks, 200 clients of
+one worker with one thread each wait 0.2 s in BLPOP at the same time: every
+one gets nil after at least 0.2 s and all are done within 1 s.  With
+`hooks = off` the same run serialises on the worker's one thread: after 10 s
+it has not finished.  GET/SET answers under the same concurrency are each
+client's own."""
+import os
+import selectors
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+from harness import BIN, Spindle, Tap, check, eq, free_port, skip, wait_port
+
+tap = Tap()
+KVDEMO = os.path.join(os.path.dirname(BIN), "examples", "kvdemo", "kvdemo.so")
+CLIENTS = 200
+WAIT = 0.2
+REDIS = free_port()
+REDIS_PROC = None
+
+
+def frame(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else a.encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def start_redis(d):
+    global REDIS_PROC
+    REDIS_PROC = subprocess.Popen(
+        ["redis-server", "--port", str(REDIS), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", d, "--maxclients", "2000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    check(wait_port(REDIS), "redis-server listens")
+
+
+def spindle(hooks):
+    port = free_port()
+    s = Spindle("[module kvdemo]\npath = %s\nredis = 127.0.0.1:%d\ntimeout = 30s\n\n"
+                "[cmd main]\nlisten = 127.0.0.1:%d\ncommands = kvdemo\n"
+                % (KVDEMO, REDIS, port), master="hooks = %s\n" % hooks)
+    s.start(ports=[port])
+    s.wait_ready(1)
+    return s, port
+
+
+def run_clients(port, request_of, want_of, deadline_s):
+    """CLIENTS connections, each sends its request at once; returns
+    {client: (seconds from its send to its whole answer, answer)} for those
+    answered within deadline_s."""
+    sel = selectors.DefaultSelector()
+    socks = []
+    try:
+        for i in range(CLIENTS):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.setblocking(False)
+            socks.append(s)
+        sent = {}
+        for i, s in enumerate(socks):
+            s.sendall(request_of(i))
+            sent[i] = time.monotonic()
+            sel.register(s, selectors.EVENT_READ, i)
+        got, done = {}, {}
+        start = time.monotonic()
+        while len(done) < CLIENTS and time.monotonic() - start < deadline_s:
+            for key, _ in sel.select(timeout=0.05):
+                i = key.data
+                data = key.fileobj.recv(4096)
+                got[i] = got.get(i, b"") + data
+                if not data or len(got[i]) >= len(want_of(i)):
+                    done[i] = (time.monotonic() - sent[i], got[i])
+                    sel.unregister(key.fileobj)
+        return done, time.monotonic() - start
+    finally:
+        for s in socks:
+            s.close()
+
+
+def setup():
+    if not os.path.exists(KVDEMO):
+        skip("examples/kvdemo/kvdemo.so was not built (configure found no hiredis)")
+    if not shutil.which("redis-server"):
+        skip("redis-server not installed (Debian package redis-server)")
+    if not REDIS_PROC:
+        start_redis(tempfile.mkdtemp(prefix="spindle-test-redis-"))
+
+
+@tap.case
+def blpop_from_200_clients_waits_in_parallel_with_hooks():
+    setup()
+    s, port = spindle("on")
+    try:
+        # Warm the module's pool once (connect on first use), as a real
+        # client population would have; the run below then measures waits.
+        done, took = run_clients(port, lambda i: frame("kv.blpop", "empty", "0.01"),
+                                 lambda i: b"*-1\r\n", 10)
+        eq(len(done), CLIENTS, "every warm-up answered")
+        done, took = run_clients(port, lambda i: frame("kv.blpop", "nothing:%d" % i, str(WAIT)),
+                                 lambda i: b"*-1\r\n", 5)
+        eq(len(done), CLIENTS, "every BLPOP answered")
+        for i, (t, answer) in done.items():
+            eq(answer, b"*-1\r\n", "client %d gets nil" % i)
+            check(t >= WAIT, "client %d waited %.3f s, at least the server's %.1f s" % (i, t, WAIT))
+        slowest = max(t for t, _ in done.values())
+        check(took < 1.0, "all %d done within 1 s (took %.2f s, slowest %.2f s)"
+              % (CLIENTS, took, slowest))
+    finally:
+        s.stop()
+
+
+@tap.case
+def get_set_from_200_clients_each_get_their_own_answer():
+    setup()
+    s, port = spindle("on")
+    try:
+        val = lambda i: b"value-%d-%s" % (i, b"x" * (i % 50))
+        done, _ = run_clients(port, lambda i: frame(b"kv.set", b"k%d" % i, val(i)) +
+                              frame(b"kv.get", b"k%d" % i),
+                              lambda i: b"+OK\r\n$%d\r\n%s\r\n" % (len(val(i)), val(i)), 10)
+        eq(len(done), CLIENTS, "every client answered")
+        for i, (_, answer) in done.items():
+            eq(answer, b"+OK\r\n$%d\r\n%s\r\n" % (len(val(i)), val(i)), "client %d" % i)
+    finally:
+        s.stop()
+
+
+@tap.case
+def with_hooks_off_the_same_run_takes_at_least_10_s():
+    setup()
+    s, port = spindle("off")
+    try:
+        done, took = run_clients(port, lambda i: frame("kv.blpop", "nothing:%d" % i, str(WAIT)),
+                                 lambda i: b"*-1\r\n", 10)
+        check(len(done) < CLIENTS,
+              "hooks off: %d of %d answered after %.1f s: the worker blocked in each call"
+              % (len(done), CLIENTS, took))
+        # One at a time: 10 s hold at most 10 / 0.2 = 50 (and at least a few).
+        check(0 < len(done) <= 10 / WAIT + 1, "%d answered one after the other" % len(done))
+    finally:
+        s.stop()
+
+
+try:
+    tap.run()
+finally:
+    if REDIS_PROC:
+        REDIS_PROC.terminate()
+        try:
+            REDIS_PROC.wait(5)
+        except subprocess.TimeoutExpired:
+            REDIS_PROC.kill()
