@@ -30,6 +30,7 @@ spindleincludedir = $(includedir)/spindle
 spindleinclude_HEADERS = \
 	shared/runtime/include/spindle/clock.h \
 	shared/runtime/include/spindle/fiber.h \
+	shared/runtime/include/spindle/hook.h \
 	shared/runtime/include/spindle/io.h \
 	shared/runtime/include/spindle/iomanager.h \
 	shared/runtime/include/spindle/log.h \

@@ -6,8 +6,11 @@
 set -e
 # test_install.py builds against the installed SDK (pkg-config) and renders the man
 # pages (groff-base); it checks the systemd unit where systemd-analyze is found.
+# libcurl4-openssl-dev: the system call hooks' test module (tests/modules/blocking_client.c);
+# libhiredis-dev, redis-server, redis-tools: the RESP tests.
 pkgs="build-essential autoconf automake libtool pkg-config libjemalloc-dev libcmocka-dev
-      python3 curl procps iproute2 media-types groff-base"
+      python3 curl procps iproute2 media-types groff-base libcurl4-openssl-dev libhiredis-dev
+      redis-server redis-tools"
 case "${1:-}" in
 --bench) pkgs="$pkgs libevent-dev wrk nginx-light gnuplot-nox" ;;
 --all) pkgs="$pkgs libevent-dev wrk nginx-light gnuplot-nox clang libclang-rt-14-dev valgrind clang-format git" ;;

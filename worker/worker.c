@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "spindle/channel.h"
+#include "spindle/hook.h"
 #include "spindle/io.h"
 #include "spindle/log.h"
 #include "spindle/module.h"
@@ -602,6 +603,10 @@ static int worker_setup(struct worker *w, const struct worker_args *args)
         sp_net_set_nonblock(w->channel_fd, 1);
     w->started_ns = sp_now_ns();
     the_worker = w;
+
+    /* Before any fiber runs: a module's blocking client library then parks
+     * its fiber instead of the thread (spindle/hook.h). */
+    sp_hook_enable(cfg->hooks);
 
     struct sp_iom_config icfg = {
         .threads = cfg->threads,

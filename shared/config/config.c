@@ -319,6 +319,19 @@ static void set_cpu_affinity(struct sp_conf_ctx *L, const struct sp_conf_key *k,
         fail(L, L->lineno, "invalid cpu_affinity '%s': expected off or auto", v);
 }
 
+static void set_hooks(struct sp_conf_ctx *L, const struct sp_conf_key *k, void *conf, const char *v)
+{
+    struct sp_config *cfg = conf;
+
+    (void)k;
+    if (strcmp(v, "on") == 0)
+        cfg->hooks = true;
+    else if (strcmp(v, "off") == 0)
+        cfg->hooks = false;
+    else
+        fail(L, L->lineno, "invalid hooks '%s': expected on or off", v);
+}
+
 /* error_log takes one word and says why: there is no level to set. */
 static void set_error_log(struct sp_conf_ctx *L, const struct sp_conf_key *k, void *conf,
                           const char *v)
@@ -349,6 +362,7 @@ static const struct sp_conf_key master_keys[] = {
     {"error_log", set_error_log, M(error_log), 0, 0, "stderr", 0},
     [K_USER] = {"user", sp_conf_set_string, M(user), 0, 0, NULL, 0},
     [K_GROUP] = {"group", sp_conf_set_string, M(group), 0, 0, NULL, 0},
+    {"hooks", set_hooks, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -846,6 +860,7 @@ static struct sp_config *parse(const char *text, size_t len, const char *name, c
         goto fail;
     cfg->workers = online_cpus();
     cfg->threads = 1;
+    cfg->hooks = true;
     cfg->stack_size = 64 * 1024;
     cfg->shutdown_timeout_ms = SP_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS;
 

@@ -9,6 +9,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include "spindle/fiber.h"
 #include "spindle/iomanager.h"
@@ -105,6 +109,57 @@ extern int sp__iom_unguarded_listeners;
 
 /* Closes fd through the IOManager of this thread (see sp_close). */
 int sp__iom_close(int fd);
+
+/*
+ * libc's own versions of the calls that hook.c defines (spindle/hook.h),
+ * found with dlsym(RTLD_NEXT) before main().  The runtime's own fiber I/O
+ * (io.c) and the IOManager's closes call these, so that they never pass
+ * through the hooks: their fds are non-blocking already, and the built-in
+ * services must not pay for a check they never need.
+ */
+struct msghdr;
+struct iovec;
+struct sockaddr;
+struct pollfd;
+struct sp__libc {
+    ssize_t (*read)(int fd, void *buf, size_t len);
+    ssize_t (*readv)(int fd, const struct iovec *iov, int iovcnt);
+    ssize_t (*write)(int fd, const void *buf, size_t len);
+    ssize_t (*writev)(int fd, const struct iovec *iov, int iovcnt);
+    ssize_t (*recv)(int fd, void *buf, size_t len, int flags);
+    ssize_t (*recvfrom)(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+                        socklen_t *addrlen);
+    ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
+    ssize_t (*send)(int fd, const void *buf, size_t len, int flags);
+    ssize_t (*sendto)(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr,
+                      socklen_t addrlen);
+    ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
+    int (*accept4)(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+    int (*connect)(int fd, const struct sockaddr *addr, socklen_t len);
+    int (*close)(int fd);
+    int (*poll)(struct pollfd *fds, unsigned long nfds, int timeout);
+    int (*select)(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv);
+    int (*fcntl)(int fd, int cmd, ...);
+    int (*ioctl)(int fd, unsigned long req, ...);
+    int (*setsockopt)(int fd, int level, int name, const void *val, socklen_t len);
+    int (*socket)(int domain, int type, int protocol);
+    int (*dup)(int fd);
+    int (*dup2)(int fd, int fd2);
+    int (*dup3)(int fd, int fd2, int flags);
+    int (*nanosleep)(const struct timespec *req, struct timespec *rem);
+    unsigned (*sleep)(unsigned seconds);
+    int (*usleep)(useconds_t us);
+};
+extern struct sp__libc sp__libc;
+
+/* iomanager.c -> hook.c: fd is being closed by the runtime (sp_close):
+ * drop hook.c's record of it. */
+void sp__hook_forget(int fd);
+
+/* hook.c -> iomanager.c: park the running fiber until one of fds[0..n) has
+ * one of the events it asks for (poll(2)'s bits), or until deadline (ns, 0 =
+ * none), through a temporary poller.  Returns 0, -ETIMEDOUT or -errno. */
+int sp__iom_park_poll(const struct pollfd *fds, unsigned long n, uint64_t deadline);
 
 /* Converts a relative timeout in ms (-1 = none) to an absolute deadline (0 =
  * none), counted from a fresh clock reading: a timeout never ends before the

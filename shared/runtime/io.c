@@ -6,9 +6,10 @@
  * their timeout bounds the time the peer takes nothing (nginx's send_timeout),
  * not the whole transfer.
  *
- * The raw system calls sit in small functions that turn errno into a return
- * value on the spot, before anything else can run on the thread and
- * overwrite errno.  (A fiber stays on its thread, so errno's address would
+ * The raw system calls sit in small functions that call libc's own
+ * functions (sp__libc: the fds here are non-blocking, so the hooks of hook.c
+ * would only add a check) and turn errno into a return value on the spot, before anything else can
+ * run on the thread and overwrite errno.  (A fiber stays on its thread, so errno's address would
  * also stay valid across a park.)
  */
 #include "internal.h"
@@ -34,25 +35,26 @@
  */
 static NOINLINE ssize_t sys_read(int fd, void *buf, size_t len)
 {
-    ssize_t n = sp__threaded ? syscall(SYS_read, fd, buf, len) : read(fd, buf, len);
+    ssize_t n = sp__threaded ? syscall(SYS_read, fd, buf, len) : sp__libc.read(fd, buf, len);
     return n < 0 ? -errno : n;
 }
 
 static NOINLINE ssize_t sys_recvmsg(int fd, struct msghdr *msg, int flags)
 {
-    ssize_t n = recvmsg(fd, msg, flags);
+    ssize_t n = sp__libc.recvmsg(fd, msg, flags);
     return n < 0 ? -errno : n;
 }
 
 static NOINLINE ssize_t sys_write(int fd, const void *buf, size_t len)
 {
-    ssize_t n = sp__threaded ? syscall(SYS_write, fd, buf, len) : write(fd, buf, len);
+    ssize_t n = sp__threaded ? syscall(SYS_write, fd, buf, len) : sp__libc.write(fd, buf, len);
     return n < 0 ? -errno : n;
 }
 
 static NOINLINE ssize_t sys_writev(int fd, const struct iovec *iov, int iovcnt)
 {
-    ssize_t n = sp__threaded ? syscall(SYS_writev, fd, iov, iovcnt) : writev(fd, iov, iovcnt);
+    ssize_t n =
+        sp__threaded ? syscall(SYS_writev, fd, iov, iovcnt) : sp__libc.writev(fd, iov, iovcnt);
     return n < 0 ? -errno : n;
 }
 
@@ -64,13 +66,13 @@ static NOINLINE ssize_t sys_sendfile(int out_fd, int in_fd, off_t *off, size_t c
 
 static NOINLINE int sys_accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
-    int c = accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int c = sp__libc.accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     return c < 0 ? -errno : c;
 }
 
 static NOINLINE int sys_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
-    return connect(fd, addr, len) == 0 ? 0 : -errno;
+    return sp__libc.connect(fd, addr, len) == 0 ? 0 : -errno;
 }
 
 static NOINLINE int sys_so_error(int fd)

@@ -41,6 +41,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -808,6 +809,45 @@ static int forget_fd(struct sp_iom *iom, int fd)
     return queued;
 }
 
+/* The runtime's own close: libc's (the close() of hook.c would come back
+ * here for a socket a hooked call parked on), after dropping hook.c's record
+ * of the fd, which the number's next file must not inherit. */
+static int close_fd(int fd)
+{
+    sp__hook_forget(fd);
+    return sp__libc.close(fd);
+}
+
+int sp__iom_park_poll(const struct pollfd *fds, unsigned long n, uint64_t deadline)
+{
+    struct sp_fiber *f = sp_fiber_current();
+    if (!f || !f->iom)
+        return -EPERM;
+    /* A poller of its own, level-triggered, whose fd turns readable when one
+     * of fds is ready; the fiber parks on that fd like on any other. */
+    struct sp_poller *p = sp__poller_new();
+    if (!p)
+        return -errno;
+    int rc = 0;
+    for (unsigned long i = 0; i < n && rc == 0; i++) {
+        if (fds[i].fd < 0)
+            continue;
+        uint32_t ev =
+            (uint32_t)fds[i].events & (SP_POLL_IN | SP_POLL_OUT | SP_POLL_RDHUP | POLLPRI);
+        rc = sp__poller_add(p, fds[i].fd, ev, i);
+        if (rc == -EEXIST) /* an fd listed twice: its first entry wakes us */
+            rc = 0;
+    }
+    if (rc == 0) {
+        int pfd = sp__poller_fd(p);
+        rc = sp__iom_park(pfd, SP_IO_READ, deadline, 1, sp__iom_fd_gen(pfd));
+        forget_fd(f->iom, pfd);
+        owner_release(f->iom, pfd);
+    }
+    sp__poller_free(p);
+    return rc;
+}
+
 /* ---- listeners ---------------------------------------------------------- */
 
 static void listener_cancel_entry(void *arg)
@@ -826,7 +866,7 @@ static void listener_finish(struct group *g, struct listener *l, struct sp_iom *
 {
     l->cancel_fd = l->fd;
     __atomic_store_n(&l->fd, -1, __ATOMIC_RELEASE);
-    close(l->cancel_fd);
+    close_fd(l->cancel_fd);
     if (cur && cur->g == g)
         spawn_local(cur, listener_cancel_entry, l);
     else
@@ -953,7 +993,7 @@ static int close_local(struct sp_iom *iom, int fd)
         return post_new(g->members[o - 1], REQ_CLOSE, NULL, NULL, fd, 0);
     forget_fd(iom, fd);
     owner_release(iom, fd);
-    return close(fd) == 0 ? 0 : -errno;
+    return close_fd(fd) == 0 ? 0 : -errno;
 }
 
 int sp__iom_close(int fd)
@@ -982,7 +1022,7 @@ int sp__iom_close(int fd)
         forget_fd(iom, fd);
         owner_release(iom, fd);
     }
-    rc = close(fd) == 0 ? 0 : -errno;
+    rc = close_fd(fd) == 0 ? 0 : -errno;
     pthread_mutex_unlock(&all_lock);
     return rc;
 }
@@ -1081,7 +1121,7 @@ static void take_inbox(struct sp_iom *iom)
         case REQ_CLOSE:
             forget_fd(iom, r->fd);
             owner_release(iom, r->fd);
-            close(r->fd);
+            close_fd(r->fd);
             break;
         case REQ_EXPIRE:
             expire_local(iom, r->ms);

@@ -16,12 +16,14 @@ shared_runtime_libspindle_runtime_a_SOURCES = \
 	shared/runtime/include/spindle/stream.h \
 	shared/runtime/include/spindle/net.h \
 	shared/runtime/include/spindle/log.h \
+	shared/runtime/include/spindle/hook.h \
 	shared/runtime/clock.c \
 	shared/runtime/fiber.c \
 	shared/runtime/timer.c \
 	shared/runtime/iomanager.c \
 	shared/runtime/poller.h \
 	shared/runtime/io.c \
+	shared/runtime/hook.c \
 	shared/runtime/stream.c \
 	shared/runtime/net.c \
 	shared/runtime/log.c
@@ -44,7 +46,8 @@ CMOCKA_TESTS += \
 	tests/unit/test_iomanager_mt \
 	tests/unit/test_io \
 	tests/unit/test_stream \
-	tests/unit/test_waitq
+	tests/unit/test_waitq \
+	tests/unit/test_hook
 if HAVE_CMOCKA
 check_PROGRAMS += \
 	tests/unit/test_clock \
@@ -54,7 +57,8 @@ check_PROGRAMS += \
 	tests/unit/test_iomanager_mt \
 	tests/unit/test_io \
 	tests/unit/test_stream \
-	tests/unit/test_waitq
+	tests/unit/test_waitq \
+	tests/unit/test_hook
 endif
 EXTRA_DIST += tests/unit/runtime_test.h
 tests_unit_test_clock_CFLAGS = $(UNIT_CFLAGS)
@@ -73,6 +77,8 @@ tests_unit_test_stream_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_stream_LDADD = $(UNIT_LDADD)
 tests_unit_test_waitq_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_waitq_LDADD = $(UNIT_LDADD)
+tests_unit_test_hook_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_hook_LDADD = $(UNIT_LDADD)
 
 # The scheduler reaches epoll only through the poller backend.
 INTEGRATION_TESTS += tests/integration/test_poller_seam.py

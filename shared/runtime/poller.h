@@ -66,6 +66,11 @@ int sp__poller_del(struct sp_poller *p, int fd);
  */
 int sp__poller_add_poller(struct sp_poller *p, struct sp_poller *inner, uint64_t data);
 
+/* The poller's own fd: readable while it has events to report, so that a
+ * fiber can wait on a whole set of fds at once (poll(2) of hook.c, through
+ * sp__iom_park_poll). */
+int sp__poller_fd(const struct sp_poller *p);
+
 /*
  * Waits up to timeout_ms (-1 = forever, 0 = not at all) for events and stores
  * at most max of them in out.  Returns how many, or -errno (-EINTR included).

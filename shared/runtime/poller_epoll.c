@@ -67,9 +67,9 @@ void sp__poller_free(struct sp_poller *p)
     if (!p)
         return;
     if (p->epfd >= 0)
-        close(p->epfd);
+        sp__libc.close(p->epfd);
     if (p->wakefd >= 0)
-        close(p->wakefd);
+        sp__libc.close(p->wakefd);
     free(p);
 }
 
@@ -99,6 +99,11 @@ int sp__poller_add_poller(struct sp_poller *p, struct sp_poller *inner, uint64_t
     return ctl(p, EPOLL_CTL_ADD, inner->epfd, EPOLLIN, data);
 }
 
+int sp__poller_fd(const struct sp_poller *p)
+{
+    return p->epfd;
+}
+
 int sp__poller_wait(struct sp_poller *p, struct sp_poll_event *out, int max, int timeout_ms)
 {
     /* The array is one of struct epoll_event: the wrapper adds nothing. */
@@ -114,13 +119,13 @@ int sp__poller_wait(struct sp_poller *p, struct sp_poll_event *out, int max, int
 void sp__poller_wake(struct sp_poller *p)
 {
     uint64_t one = 1;
-    ssize_t n = write(p->wakefd, &one, sizeof(one));
+    ssize_t n = sp__libc.write(p->wakefd, &one, sizeof(one));
     (void)n;
 }
 
 void sp__poller_clear_wake(struct sp_poller *p)
 {
     uint64_t v;
-    ssize_t n = read(p->wakefd, &v, sizeof(v));
+    ssize_t n = sp__libc.read(p->wakefd, &v, sizeof(v));
     (void)n;
 }

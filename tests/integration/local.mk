@@ -35,7 +35,8 @@ INTEGRATION_TESTS += \
 
 # Loadable modules: a module's TCP service, the checker child (-t, reload),
 # swapping a module by reload and every way a module can fail to load.
-INTEGRATION_TESTS += tests/integration/test_modules.py tests/integration/test_module_http.py
+INTEGRATION_TESTS += tests/integration/test_modules.py tests/integration/test_module_http.py \
+	tests/integration/test_hooks_curl.py
 
 # Hardening: hostile and unlucky clients, descriptor exhaustion, 20k
 # connections, kill -9 under load (docs/security.md).

@@ -14,6 +14,13 @@ TEST_MODULES = \
 	tests/modules/load_hang.so \
 	tests/modules/load_segv.so \
 	tests/modules/no_service.so
+# The system call hooks' modules (tests/integration/test_hooks_curl.py): one
+# source, two variants; curl_fetch.so links libcurl.
+TEST_MODULES += tests/modules/slow.so
+if HAVE_LIBCURL
+TEST_MODULES += tests/modules/curl_fetch.so
+endif
+EXTRA_DIST += tests/modules/blocking_client.c
 check_DATA = $(TEST_MODULES) examples/hello/hello.so examples/upper/upper.so $(BENCH_MODULES)
 CLEANFILES += $(TEST_MODULES)
 EXTRA_DIST += tests/modules/echo_upper.c
@@ -44,3 +51,9 @@ tests/modules/load_segv.so: tests/modules/echo_upper.c $(SP_PUBLIC_HDRS)
 	$(TEST_MODULE_CC) -DMOD_LOAD_SEGV -o $@ $(TEST_MODULE_SRC)
 tests/modules/no_service.so: tests/modules/echo_upper.c $(SP_PUBLIC_HDRS)
 	$(TEST_MODULE_CC) -DMOD_NO_SERVICE -o $@ $(TEST_MODULE_SRC)
+
+BLOCKING_MODULE_SRC = $(srcdir)/tests/modules/blocking_client.c
+tests/modules/slow.so: tests/modules/blocking_client.c $(SP_PUBLIC_HDRS)
+	$(TEST_MODULE_CC) -DMOD_SLOW -o $@ $(BLOCKING_MODULE_SRC)
+tests/modules/curl_fetch.so: tests/modules/blocking_client.c $(SP_PUBLIC_HDRS)
+	$(TEST_MODULE_CC) $(LIBCURL_CFLAGS) -o $@ $(BLOCKING_MODULE_SRC) $(LIBCURL_LIBS)

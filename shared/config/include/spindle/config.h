@@ -103,6 +103,7 @@ struct sp_config {
     unsigned threads;            /* scheduler threads per worker, 1..64 */
     unsigned slots;              /* reuseport copies per address, workers..256 */
     bool cpu_affinity;           /* pin worker i to the i-th CPU the master may use */
+    bool hooks;                  /* workers turn the system call hooks on (spindle/hook.h) */
     size_t stack_size;           /* fiber stack, bytes, a multiple of 4096 */
     int64_t shutdown_timeout_ms; /* drain deadline before the master forces it */
     const char *pid_file;        /* absolute */
