@@ -29,6 +29,7 @@
  */
 #include <ctype.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,8 +138,10 @@ static void pool_put(struct kv_state *st, redisContext *rc)
     redisFree(rc);
 }
 
-/* Answers with Redis's reply as it is (arrays nested as they came). */
-static void reply_forward(struct sp_cmd_ctx *ctx, const redisReply *r)
+/* Answers with Redis's reply as it is (arrays nested as they came).
+ * hiredis reads a nil bulk ($-1) and a nil array (*-1) as the same NIL:
+ * nil_array says which one the command answers (BLPOP's timeout: *-1). */
+static void reply_forward(struct sp_cmd_ctx *ctx, const redisReply *r, bool nil_array)
 {
     switch (r->type) {
     case REDIS_REPLY_STRING:
@@ -156,10 +159,13 @@ static void reply_forward(struct sp_cmd_ctx *ctx, const redisReply *r)
     case REDIS_REPLY_ARRAY:
         sp_reply_array(ctx, r->elements);
         for (size_t i = 0; i < r->elements; i++)
-            reply_forward(ctx, r->element[i]);
+            reply_forward(ctx, r->element[i], false);
         break;
     default: /* REDIS_REPLY_NIL */
-        sp_reply_null(ctx);
+        if (nil_array)
+            sp_reply_null_array(ctx);
+        else
+            sp_reply_null(ctx);
         break;
     }
 }
@@ -169,6 +175,7 @@ static void reply_forward(struct sp_cmd_ctx *ctx, const redisReply *r)
 static int forward(struct sp_cmd_ctx *ctx, int argc, const struct sp_cmd_arg *argv, int from,
                    const char *name, struct kv_state *st)
 {
+    bool nil_array = name && strcmp(name, "BLPOP") == 0;
     int n = argc - from;
     const char *stack_av[8];
     size_t stack_len[8];
@@ -191,7 +198,7 @@ static int forward(struct sp_cmd_ctx *ctx, int argc, const struct sp_cmd_arg *ar
         goto done;
     redisReply *r = redisCommandArgv(rc, n, av, len);
     if (r) {
-        reply_forward(ctx, r);
+        reply_forward(ctx, r, nil_array);
         freeReplyObject(r);
     } else {
         sp_reply_errorf(ctx, "ERR kvdemo: %s", rc->errstr[0] ? rc->errstr : "no reply");

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 
-from harness import BIN, Spindle, Tap, check, connect, eq, free_port, rss_kb, skip, wait_port
+from harness import BIN, Spindle, Tap, check, connect, eq, free_port, need, rss_kb, wait_port
 
 tap = Tap()
 KVDEMO = os.path.join(os.path.dirname(BIN), "examples", "kvdemo", "kvdemo.so")
@@ -74,13 +74,12 @@ def teardown():
 
 
 def need_kvdemo():
-    if not os.path.exists(KVDEMO):
-        skip("examples/kvdemo/kvdemo.so was not built (configure found no hiredis)")
+    need(os.path.exists(KVDEMO),
+         "examples/kvdemo/kvdemo.so was not built (configure found no hiredis: libhiredis-dev)")
 
 
 def cli(*args, port=PORT, stdin=None):
-    if not have("redis-cli"):
-        skip("redis-cli not installed (Debian package redis-tools)")
+    need(have("redis-cli"), "redis-cli not installed (Debian package redis-tools)")
     r = subprocess.run(["redis-cli", "-p", str(port)] + list(args), input=stdin,
                        capture_output=True, timeout=20)
     return r.stdout.decode()
@@ -280,8 +279,7 @@ def quit_answers_ok_and_closes():
 
 
 def bench(args, what):
-    if not have("redis-benchmark"):
-        skip("redis-benchmark not installed (Debian package redis-tools)")
+    need(have("redis-benchmark"), "redis-benchmark not installed (Debian package redis-tools)")
     r = subprocess.run(["redis-benchmark", "-p", str(PORT), "-c", "32", "-n", "20000", "--csv"] +
                        args, capture_output=True, timeout=120)
     out = r.stdout.decode() + r.stderr.decode()
@@ -318,8 +316,7 @@ def redis_benchmark_a_module_command():
 @tap.case
 def kvdemo_get_set_through_hiredis():
     need_kvdemo()
-    if not REDIS_PROC:
-        skip("redis-server not installed")
+    need(REDIS_PROC, "redis-server not installed (Debian package redis-server)")
     eq(cli("kv.set", "k1", "v1"), "OK\n", "SET")
     eq(cli("kv.get", "k1"), "v1\n", "GET")
     eq(cli("-p", str(REDIS), "GET", "k1", port=REDIS), "v1\n", "Redis holds it")

@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 
-from harness import Spindle, Tap, check, eq, free_port, skip
+from harness import Spindle, Tap, check, eq, free_port, need
 
 tap = Tap()
 MODULES = os.environ.get("SPINDLE_MODULES") or os.path.abspath("tests/modules")
@@ -87,11 +87,8 @@ def check_answers(answers, n):
 
 
 def need_curl():
-    if not os.path.exists(CURL_SO):
-        why = "%s was not built: configure did not find libcurl (libcurl4-openssl-dev)" % CURL_SO
-        if os.environ.get("SPINDLE_CI"):
-            raise AssertionError(why)
-        skip(why)
+    need(os.path.exists(CURL_SO),
+         "%s was not built: configure did not find libcurl (libcurl4-openssl-dev)" % CURL_SO)
 
 
 SLOW_PORT = free_port()
