@@ -310,6 +310,33 @@ def redis_benchmark_a_module_command():
     eq(cli("kv.upper", "hello"), "HELLO\n", "the module's answer")
 
 
+@tap.case
+def two_scheduler_threads_serve_benchmark_and_module_commands():
+    """threads = 2: connections land on both threads, each stays on its own;
+    kvdemo's connection pool is shared by both."""
+    need_kvdemo()
+    need(REDIS_PROC, "redis-server not installed (Debian package redis-server)")
+    port = free_port()
+    s2 = Spindle("[module kvdemo]\npath = %s\nredis = 127.0.0.1:%d\n\n"
+                 "[cmd x]\nlisten = 127.0.0.1:%d\ncommands = kvdemo\n" % (KVDEMO, REDIS, port),
+                 threads=2)
+    try:
+        s2.start(ports=[port])
+        s2.wait_ready(1)
+        r = subprocess.run(["redis-benchmark", "-p", str(port), "-c", "32", "-n", "20000",
+                            "--csv", "-t", "ping_mbulk", "-P", "4"], capture_output=True,
+                           timeout=120)
+        out = r.stdout.decode() + r.stderr.decode()
+        check(r.returncode == 0 and "rror" not in out, out[-500:])
+        r = subprocess.run(["redis-benchmark", "-p", str(port), "-c", "32", "-n", "2000",
+                            "--csv", "kv.set", "k", "v"], capture_output=True, timeout=120)
+        out = r.stdout.decode() + r.stderr.decode()
+        check(r.returncode == 0 and "rror" not in out, out[-500:])
+        eq(cli("kv.get", "k", port=port), "v\n", "the value set through both threads")
+    finally:
+        s2.stop()
+
+
 # ---- kvdemo against a real Redis -------------------------------------------------------------
 
 
