@@ -23,12 +23,14 @@
  * and KV.UPPER text, which answers locally (no Redis): the text in upper
  * case.
  *
- * Connections to Redis are pooled per worker: a command takes an idle one or
- * opens one, and gives it back unless it failed.  The pool is shared by the
- * worker's scheduler threads (a mutex, never held across a call to Redis).
+ * Connections to Redis are pooled per scheduler thread: a command takes an
+ * idle one of its thread or opens one, and gives it back unless it failed.
+ * Per thread, because a socket a fiber has waited on belongs to that
+ * fiber's thread until it is closed (the runtime aborts when another thread
+ * touches it); and so the pools need no lock (a fiber never leaves its
+ * thread, and taking or giving back never parks).
  */
 #include <ctype.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,22 +39,27 @@
 
 #include <hiredis/hiredis.h>
 #include <spindle/command.h>
+#include <spindle/iomanager.h>
 #include <spindle/module.h>
 
-#define KV_POOL_IDLE 64 /* idle connections a worker keeps */
+#define KV_POOL_IDLE 64 /* idle connections a scheduler thread keeps */
+#define KV_THREADS   64 /* scheduler threads of a worker, at most ([master] threads) */
 
 struct kv_conf {
     const char *redis; /* host:port */
     int64_t timeout_ms;
 };
 
+struct kv_pool {
+    redisContext *idle[KV_POOL_IDLE];
+    unsigned nidle;
+};
+
 struct kv_state {
     char host[256];
     int port;
     struct timeval timeout;
-    pthread_mutex_t lock;
-    redisContext *idle[KV_POOL_IDLE];
-    unsigned nidle;
+    struct kv_pool *pools[KV_THREADS]; /* each made by its thread, at its first command */
 };
 
 static const struct sp_conf_key kv_keys[] = {
@@ -90,7 +97,6 @@ static int kv_init(const void *conf, void **state, char *err, size_t errlen)
     st->port = atoi(colon + 1);
     st->timeout.tv_sec = c->timeout_ms / 1000;
     st->timeout.tv_usec = (c->timeout_ms % 1000) * 1000;
-    pthread_mutex_init(&st->lock, NULL);
     *state = st;
     return 0;
 }
@@ -98,22 +104,31 @@ static int kv_init(const void *conf, void **state, char *err, size_t errlen)
 static void kv_fini(void *state)
 {
     struct kv_state *st = state;
-    for (unsigned i = 0; i < st->nidle; i++)
-        redisFree(st->idle[i]);
-    pthread_mutex_destroy(&st->lock);
+    for (unsigned t = 0; t < KV_THREADS; t++) {
+        struct kv_pool *p = st->pools[t];
+        for (unsigned i = 0; p && i < p->nidle; i++)
+            redisFree(p->idle[i]);
+        free(p);
+    }
     free(st);
+}
+
+/* This scheduler thread's pool, or NULL (out of memory). */
+static struct kv_pool *pool_of(struct kv_state *st)
+{
+    unsigned t = sp_iom_thread_index() % KV_THREADS;
+    if (!st->pools[t])
+        st->pools[t] = calloc(1, sizeof(struct kv_pool));
+    return st->pools[t];
 }
 
 /* An idle connection, or a new one (NULL with the reason answered). */
 static redisContext *pool_get(struct kv_state *st, struct sp_cmd_ctx *ctx)
 {
-    redisContext *rc = NULL;
-    pthread_mutex_lock(&st->lock);
-    if (st->nidle)
-        rc = st->idle[--st->nidle];
-    pthread_mutex_unlock(&st->lock);
-    if (rc)
-        return rc;
+    struct kv_pool *p = pool_of(st);
+    redisContext *rc;
+    if (p && p->nidle)
+        return p->idle[--p->nidle];
     rc = redisConnectWithTimeout(st->host, st->port, st->timeout);
     if (!rc || rc->err) {
         sp_reply_errorf(ctx, "ERR kvdemo: cannot reach Redis at %s:%d: %s", st->host, st->port,
@@ -127,15 +142,11 @@ static redisContext *pool_get(struct kv_state *st, struct sp_cmd_ctx *ctx)
 
 static void pool_put(struct kv_state *st, redisContext *rc)
 {
-    if (rc->err == 0) {
-        pthread_mutex_lock(&st->lock);
-        if (st->nidle < KV_POOL_IDLE) {
-            st->idle[st->nidle++] = rc;
-            rc = NULL;
-        }
-        pthread_mutex_unlock(&st->lock);
-    }
-    redisFree(rc);
+    struct kv_pool *p = pool_of(st);
+    if (rc->err == 0 && p && p->nidle < KV_POOL_IDLE)
+        p->idle[p->nidle++] = rc;
+    else
+        redisFree(rc);
 }
 
 /* Answers with Redis's reply as it is (arrays nested as they came).

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <sys/socket.h>
 
+#include "spindle/clock.h"
 #include "spindle/io.h"
 #include "spindle/stream.h"
 
@@ -54,3 +55,17 @@ const struct sp_stream_ops sp_socket_stream_ops = {
     .shutdown = sock_shutdown,
     .close = sock_close,
 };
+
+void sp_stream_linger(struct sp_stream *s, void *buf, size_t cap, int64_t total_ms, int64_t read_ms)
+{
+    uint64_t deadline = sp_now_ns() + (uint64_t)total_ms * 1000000u;
+    sp_stream_shutdown(s, SHUT_WR);
+    for (;;) {
+        uint64_t now = sp_now_ns();
+        if (now >= deadline)
+            return;
+        int64_t left = (int64_t)((deadline - now + 999999u) / 1000000u);
+        if (sp_stream_read(s, buf, cap, left < read_ms ? left : read_ms) <= 0)
+            return;
+    }
+}

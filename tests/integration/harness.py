@@ -400,3 +400,38 @@ def http_get(port, path="/", host="127.0.0.1", headers=None, method="GET"):
         req += "".join("%s: %s\r\n" % kv for kv in h.items()) + "\r\n"
         s.sendall(req.encode("latin-1"))
         return recv_response(s, head_only=(method == "HEAD"))
+
+
+class RedisServer:
+    """Debian's redis-server on a free 127.0.0.1 port, no persistence, in a
+    private directory; stopped by pid when the test ends, even when it fails.
+    start() returns None where redis-server is not installed."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="spindle-test-redis-")
+        self.proc = None
+
+    def start(self):
+        if shutil.which("redis-server") is None:
+            return None
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--maxclients", "4000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        _running.append(self)
+        if not wait_port(self.port):
+            raise AssertionError("redis-server did not listen on %d" % self.port)
+        return self
+
+    def stop(self):
+        if self in _running:
+            _running.remove(self)
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)

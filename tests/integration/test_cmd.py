@@ -13,33 +13,20 @@ import socket
 import subprocess
 import time
 
-from harness import BIN, Spindle, Tap, check, connect, eq, free_port, need, rss_kb, wait_port
+from harness import BIN, RedisServer, Spindle, Tap, check, connect, eq, free_port, need, rss_kb
 
 tap = Tap()
 KVDEMO = os.path.join(os.path.dirname(BIN), "examples", "kvdemo", "kvdemo.so")
 PORT = free_port()   # defaults, kvdemo's commands
 SMALL = free_port()  # small limits
-REDIS = free_port()
 S = None
-REDIS_PROC = None
+REDIS_SERVER = RedisServer()
+REDIS = REDIS_SERVER.port
+REDIS_PROC = None  # the server, once it runs
 
 
 def have(prog):
     return shutil.which(prog) is not None
-
-
-def start_redis():
-    """Debian's redis-server on a free port, no persistence, stopped by pid."""
-    global REDIS_PROC
-    if not have("redis-server"):
-        return False
-    d = os.path.join(S.dir, "redis")
-    os.mkdir(d)
-    REDIS_PROC = subprocess.Popen(
-        ["redis-server", "--port", str(REDIS), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", d, "--daemonize", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    return wait_port(REDIS)
 
 
 def setup():
@@ -61,16 +48,8 @@ max_buffer = 64k
 """ % (kv, PORT, commands, SMALL))
     S.start(ports=[PORT, SMALL])
     S.wait_ready(1)
-    start_redis()
-
-
-def teardown():
-    if REDIS_PROC:
-        REDIS_PROC.terminate()
-        try:
-            REDIS_PROC.wait(5)
-        except subprocess.TimeoutExpired:
-            REDIS_PROC.kill()
+    global REDIS_PROC
+    REDIS_PROC = REDIS_SERVER.start()
 
 
 def need_kvdemo():
@@ -390,8 +369,5 @@ def bad_commands_lines_name_file_line_and_key():
     check(r.returncode != 0 and "max_arg_size" in err, err)
 
 
-try:
-    setup()
-    tap.run()
-finally:
-    teardown()
+setup()
+tap.run()

@@ -11,18 +11,17 @@ import os
 import selectors
 import shutil
 import socket
-import subprocess
-import tempfile
 import time
 
-from harness import BIN, Spindle, Tap, check, eq, free_port, need, wait_port
+from harness import BIN, RedisServer, Spindle, Tap, check, eq, free_port, need
 
 tap = Tap()
 KVDEMO = os.path.join(os.path.dirname(BIN), "examples", "kvdemo", "kvdemo.so")
 CLIENTS = 200
 WAIT = 0.2
-REDIS = free_port()
-REDIS_PROC = None
+REDIS_SERVER = RedisServer()
+REDIS = REDIS_SERVER.port
+REDIS_PROC = None  # the server, once it runs
 
 
 def frame(*args):
@@ -31,15 +30,6 @@ def frame(*args):
         a = a if isinstance(a, bytes) else a.encode()
         out += b"$%d\r\n%s\r\n" % (len(a), a)
     return out
-
-
-def start_redis(d):
-    global REDIS_PROC
-    REDIS_PROC = subprocess.Popen(
-        ["redis-server", "--port", str(REDIS), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", d, "--maxclients", "2000"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    check(wait_port(REDIS), "redis-server listens")
 
 
 def spindle(hooks):
@@ -88,8 +78,9 @@ def setup():
     need(os.path.exists(KVDEMO),
          "examples/kvdemo/kvdemo.so was not built (configure found no hiredis: libhiredis-dev)")
     need(shutil.which("redis-server"), "redis-server not installed (Debian package redis-server)")
+    global REDIS_PROC
     if not REDIS_PROC:
-        start_redis(tempfile.mkdtemp(prefix="spindle-test-redis-"))
+        REDIS_PROC = REDIS_SERVER.start()
 
 
 @tap.case
@@ -150,12 +141,4 @@ def with_hooks_off_the_same_run_takes_at_least_10_s():
         s.stop()
 
 
-try:
-    tap.run()
-finally:
-    if REDIS_PROC:
-        REDIS_PROC.terminate()
-        try:
-            REDIS_PROC.wait(5)
-        except subprocess.TimeoutExpired:
-            REDIS_PROC.kill()
+tap.run()

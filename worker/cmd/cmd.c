@@ -396,24 +396,6 @@ static bool conn_park(struct cmd_conn *c)
     return sp_iom_watch(cs->iom, c->stream.fd, idle, conn_ready, cs) == 0;
 }
 
-/* Half-closes, then reads and drops input until the peer closes or the
- * linger time is over, so that a client still sending sees our last answer
- * instead of a reset. */
-static void conn_linger(struct cmd_conn *c)
-{
-    uint64_t deadline = sp_now_ns() + CMD_LINGER_MS * 1000000ull;
-    sp_stream_shutdown(&c->stream, SHUT_WR);
-    for (;;) {
-        uint64_t now = sp_now_ns();
-        if (now >= deadline)
-            break;
-        ssize_t n =
-            sp_stream_read(&c->stream, c->in, c->cap, (int64_t)((deadline - now) / 1000000u) + 1);
-        if (n <= 0)
-            break;
-    }
-}
-
 static void conn_finish(struct cmd_conn *c, enum cmd_end end)
 {
     if (end == END_CLOSE) {
@@ -421,7 +403,7 @@ static void conn_finish(struct cmd_conn *c, enum cmd_end end)
          * reset that may destroy the answer. */
         ssize_t more = c->len ? 1 : sp_stream_try_read(&c->stream, c->in, c->cap);
         if (more > 0)
-            conn_linger(c);
+            sp_stream_linger(&c->stream, c->in, c->cap, CMD_LINGER_MS, CMD_LINGER_MS);
     }
     conn_free_heap(c);
     conn_closed(c->cs, &c->stream);

@@ -474,24 +474,6 @@ static void conn_closed(struct http_svc *hs, struct sp_stream *s)
     worker_conn_closed(hs->svc->worker);
 }
 
-/* Half-closes, then reads and drops input until the peer closes or the
- * linger time is over, so that a client still sending sees our answer
- * instead of a reset. */
-static void conn_linger(struct http_conn *c)
-{
-    uint64_t deadline = sp_now_ns() + HTTP_LINGER_MS * 1000000ull;
-    sp_stream_shutdown(&c->stream, SHUT_WR);
-    for (;;) {
-        int64_t left = http_ms_left(deadline);
-        if (left <= 0)
-            break;
-        ssize_t n = sp_stream_read(&c->stream, c->in, c->cap,
-                                   left < HTTP_LINGER_READ_MS ? left : HTTP_LINGER_READ_MS);
-        if (n <= 0)
-            break;
-    }
-}
-
 /* Nothing is buffered and the socket is empty: the fd waits in a watch (no
  * fiber, no buffer) for its next bytes or its idle timeout.  Returns false
  * when no watch could be set: the connection is dropped. */
@@ -538,7 +520,7 @@ static void conn_finish(struct http_conn *c, enum conn_end end, struct worker_co
             end = END_LINGER;
     }
     if (end == END_LINGER && c->out.error == 0)
-        conn_linger(c);
+        sp_stream_linger(&c->stream, c->in, c->cap, HTTP_LINGER_MS, HTTP_LINGER_READ_MS);
     free(c->heap_in);
     c->heap_in = NULL;
     conn_closed(c->hs, &c->stream);

@@ -94,4 +94,14 @@ static inline int sp_stream_close(struct sp_stream *s)
     return s->ops->close(s);
 }
 
+/*
+ * Ends a connection whose last answer is written while the peer may still be
+ * sending: half-closes, then reads and drops what comes (into buf[0..cap))
+ * until the peer closes or total_ms is over, each wait at most read_ms.  A
+ * close with unread input would be a reset that may destroy the answer before
+ * the peer reads it.  Does not close the stream.  On a fiber.
+ */
+void sp_stream_linger(struct sp_stream *s, void *buf, size_t cap, int64_t total_ms,
+                      int64_t read_ms);
+
 #endif
