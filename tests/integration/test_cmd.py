@@ -248,6 +248,32 @@ def a_client_past_max_buffer_is_closed():
 
 
 @tap.case
+def hostile_clients_half_close_reset_and_pause():
+    import struct
+    # Half-close after a pipeline: every command is answered, then the close.
+    with connect(PORT) as s:
+        s.sendall(frame("PING") * 3 + frame("ECHO", "last"))
+        s.shutdown(socket.SHUT_WR)
+        eq(read_to_close(s), b"+PONG\r\n" * 3 + b"$4\r\nlast\r\n", "answered, then closed")
+    # A reset in the middle of a bulk, and one in the middle of a header line.
+    for partial in (frame("ECHO", "x" * 100000)[:50000], b"*2\r\n$4\r\nEC"):
+        s = connect(PORT)
+        s.sendall(partial)
+        time.sleep(0.05)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    # A client that pauses inside a command, then finishes it.
+    with connect(PORT) as s:
+        f = frame("ECHO", "paused")
+        s.sendall(f[:9])
+        time.sleep(0.3)
+        s.sendall(f[9:])
+        eq(read_until(s, n_bytes=12), b"$6\r\npaused\r\n", "answered after the pause")
+    eq(cli("PING"), "PONG\n", "the worker serves on")
+    check(S.log_count("died") == 0, "no worker died:\n" + S.logs())
+
+
+@tap.case
 def quit_answers_ok_and_closes():
     with connect(PORT) as s:
         s.sendall(frame("QUIT") + frame("PING"))
