@@ -266,6 +266,7 @@ enum sp_resp_status sp_resp_parse(struct sp_resp_parser *p, const char *buf, siz
     default:
         break;
     }
+    assert(p->pos <= len); /* the caller gave fewer bytes than before */
     if (p->multibulk)
         return multibulk(p, buf, len, args, cap, lim);
     return inline_cmd(p, buf, len, args, cap, lim);

@@ -8,7 +8,7 @@
 # A crash found by `make fuzz` lands in tests/fuzz/artifacts/TARGET/ of the
 # build tree; copy it to tests/fuzz/regressions/TARGET/ once fixed.
 
-FUZZ_TARGETS = http_request http_response chunked config channel
+FUZZ_TARGETS = http_request http_response chunked config channel resp
 EXTRA_DIST += tests/fuzz/corpus tests/fuzz/regressions
 
 FUZZ_REPLAYS = \
@@ -16,7 +16,8 @@ FUZZ_REPLAYS = \
 	tests/fuzz/fuzz_http_response_replay \
 	tests/fuzz/fuzz_chunked_replay \
 	tests/fuzz/fuzz_config_replay \
-	tests/fuzz/fuzz_channel_replay
+	tests/fuzz/fuzz_channel_replay \
+	tests/fuzz/fuzz_resp_replay
 UNIT_TESTS += $(FUZZ_REPLAYS)
 check_PROGRAMS += $(FUZZ_REPLAYS)
 FUZZ_REPLAY_CFLAGS = $(AM_CFLAGS) -DSP_FUZZ_SRCDIR='"$(abs_top_srcdir)"'
@@ -38,12 +39,15 @@ tests_fuzz_fuzz_config_replay_LDADD = $(WORKER_LIBS) $(PTHREAD_LIBS)
 tests_fuzz_fuzz_channel_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_channel.c
 tests_fuzz_fuzz_channel_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"channel"'
 tests_fuzz_fuzz_channel_replay_LDADD = shared/channel/libspindle-channel.a
+tests_fuzz_fuzz_resp_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_resp.c
+tests_fuzz_fuzz_resp_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"resp"'
+tests_fuzz_fuzz_resp_replay_LDADD = shared/resp/libspindle-resp.a
 
 if ENABLE_FUZZ
 # The parser sources are compiled into each fuzzer with its instrumentation.
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZERS = tests/fuzz/fuzz_http_request tests/fuzz/fuzz_http_response tests/fuzz/fuzz_chunked tests/fuzz/fuzz_config \
-	tests/fuzz/fuzz_channel
+	tests/fuzz/fuzz_channel tests/fuzz/fuzz_resp
 check_PROGRAMS += $(FUZZERS)
 tests_fuzz_fuzz_http_request_SOURCES = tests/fuzz/fuzz_http_request.c \
 	shared/http/http_parser.c shared/http/http_path.c
@@ -68,6 +72,9 @@ tests_fuzz_fuzz_config_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_channel_SOURCES = tests/fuzz/fuzz_channel.c shared/channel/channel.c
 tests_fuzz_fuzz_channel_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_channel_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_resp_SOURCES = tests/fuzz/fuzz_resp.c $(shared_resp_libspindle_resp_a_SOURCES)
+tests_fuzz_fuzz_resp_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_resp_LDFLAGS = $(FUZZ_FLAGS)
 
 FUZZ_SECONDS = 60
 # Runs every fuzzer named in FUZZ_TARGETS for FUZZ_SECONDS, growing a corpus
