@@ -28,7 +28,10 @@
  * goes to libc as it is (poll() on any fd parks, though).  A socket a fiber
  * made non-blocking underneath stays so after the fiber is done; a later
  * call on it from a thread of the program's own still blocks, in poll(), as
- * libc's call would have.
+ * libc's call would have.  O_NONBLOCK belongs to the open file
+ * description, so a socket inherited from another process changes for that
+ * process too: the runtime's error log, which may be such a socket (stderr
+ * under systemd), is written past the hooks for that reason.
  */
 #undef _FORTIFY_SOURCE /* its inline read(), recv(), poll() would clash with ours */
 
