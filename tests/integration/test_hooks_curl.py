@@ -37,7 +37,11 @@ def slow_conf(port):
 
 
 def curl_conf(port, slow_port):
-    return ("[http front]\nlisten = 127.0.0.1:%d\nhandle /fetch = curl_fetch\n\n"
+    # header_timeout: with the hooks off, a request whose head came while the
+    # thread was held by other transfers is read only after them, which can
+    # be more than the default 10 s.
+    return ("[http front]\nlisten = 127.0.0.1:%d\nhandle /fetch = curl_fetch\n"
+            "header_timeout = 60s\n\n"
             "[module curl_fetch]\npath = %s\nurl = http://127.0.0.1:%d/slow\n"
             % (port, CURL_SO, slow_port))
 
