@@ -260,14 +260,14 @@ struct wait {
     unsigned dir; /* SP_IO_READ or SP_IO_WRITE */
     bool fiber;
     bool armed;
-    uint32_t gen; /* the fd's generation when the call began (io.c does the same) */
+    bool gen_taken;
+    uint32_t gen; /* the fd's generation at the first wait (io.c takes it at the start) */
     uint64_t deadline;
 };
 
 static void wait_init(struct wait *w, struct hook_fd *h, int fd, unsigned dir, bool fiber)
 {
     *w = (struct wait){.h = h, .fd = fd, .dir = dir, .fiber = fiber};
-    w->gen = fiber ? sp__iom_fd_gen(fd) : 0;
 }
 
 /*
@@ -285,7 +285,16 @@ static int wait_ready(struct wait *w)
         w->armed = true;
     }
     if (w->fiber) {
-        set_bits(w->h, FD_PARKED, true);
+        /* Only now, once the call must wait: taking the generation makes the
+         * fd this scheduler thread's (the IOManager's owner map), and only an
+         * fd marked FD_PARKED is closed through sp_close, which gives it
+         * back.  Nothing else runs on the thread since the call's EAGAIN. */
+        if (!(state_of(w->h) & FD_PARKED))
+            set_bits(w->h, FD_PARKED, true);
+        if (!w->gen_taken) {
+            w->gen = sp__iom_fd_gen(w->fd);
+            w->gen_taken = true;
+        }
         return sp__iom_park(w->fd, w->dir, w->deadline, 1, w->gen);
     }
     /* Off a fiber, on a socket a fiber made non-blocking: block the thread,
