@@ -45,6 +45,7 @@ spindleinclude_HEADERS = \
 	shared/config/include/spindle/config.h \
 	shared/config/include/spindle/service.h \
 	shared/channel/include/spindle/channel.h \
+	shared/resp/include/spindle/resp.h \
 	worker/include/spindle/module.h \
 	worker/include/spindle/http_handler.h \
 	worker/include/spindle/worker.h
