@@ -24,6 +24,7 @@ shared_runtime_libspindle_runtime_a_SOURCES = \
 	shared/runtime/poller.h \
 	shared/runtime/io.c \
 	shared/runtime/hook.c \
+	shared/runtime/hook_libc.c \
 	shared/runtime/stream.c \
 	shared/runtime/net.c \
 	shared/runtime/log.c

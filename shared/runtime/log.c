@@ -106,6 +106,9 @@ void sp_log(enum sp_log_level level, const char *fmt, ...)
     if (len > sizeof(line) - 2)
         len = sizeof(line) - 2;
     line[len++] = '\n';
-    ssize_t w = write(log_fd, line, len);
+    /* libc's write, past the hooks: the error log may be a socket (stderr
+     * under systemd) shared with the master, whose file status flags must
+     * never change under it. */
+    ssize_t w = sp__libc.write(log_fd, line, len);
     (void)w;
 }

@@ -259,6 +259,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->threads, 1);
     assert_int_equal(cfg->stack_size, 64 * 1024);
     assert_false(cfg->cpu_affinity);
+    assert_true(cfg->hooks);
     assert_int_equal(cfg->shutdown_timeout_ms, 10000);
     assert_null(cfg->user);
     assert_null(cfg->group);
@@ -271,9 +272,10 @@ static void test_defaults(void **state)
     assert_int_equal(conf_i64(&cfg->services[0], "idle_timeout"), 300000);
     sp_config_free(cfg);
 
-    cfg = load_ok("[master]\ncpu_affinity = auto\n[echo e]\nlisten = 127.0.0.1:7000\n",
+    cfg = load_ok("[master]\ncpu_affinity = auto\nhooks = off\n[echo e]\nlisten = 127.0.0.1:7000\n",
                   "/srv/x.conf");
     assert_true(cfg->cpu_affinity);
+    assert_false(cfg->hooks);
     sp_config_free(cfg);
 
     cfg = load_ok("[http h]\nlisten = 127.0.0.1:80\n", "/srv/x.conf");
@@ -372,6 +374,7 @@ static void test_errors(void **state)
         {"[master]\nthreads = 65\n", "conf/bad.conf:2: invalid threads '65': expected 1..64"},
         {"[master]\ncpu_affinity = yes\n",
          "conf/bad.conf:2: invalid cpu_affinity 'yes': expected off or auto"},
+        {"[master]\nhooks = yes\n", "conf/bad.conf:2: invalid hooks 'yes': expected on or off"},
         {"[master]\nslots = lots\n",
          "conf/bad.conf:2: invalid slots 'lots': expected auto or 1..256"},
         {"[master]\nworkers = 4\nslots = 2\n[echo e]\nlisten = 127.0.0.1:7\n",
