@@ -9,8 +9,8 @@ set -e
 pkgs="build-essential autoconf automake libtool pkg-config libjemalloc-dev libcmocka-dev
       python3 curl procps iproute2 media-types groff-base"
 case "${1:-}" in
---bench) pkgs="$pkgs libevent-dev wrk nginx-light gnuplot-nox" ;;
---all) pkgs="$pkgs libevent-dev wrk nginx-light gnuplot-nox clang libclang-rt-14-dev valgrind clang-format git" ;;
+--bench) pkgs="$pkgs libevent-dev wrk nginx-light gnuplot-nox redis-server redis-tools" ;;
+--all) pkgs="$pkgs libevent-dev wrk nginx-light gnuplot-nox redis-server redis-tools clang libclang-rt-14-dev valgrind clang-format git" ;;
 esac
 missing=""
 for p in $pkgs; do
