@@ -17,6 +17,10 @@
 #              BINARY; skipped when it is not built), made once at init
 #              (sp_http_ready), to compare with plaintext
 #   module_dyn the same, written for each request (/mplain/dynamic)
+#   ping       N RESP2 PINGs (multibulk, as redis-benchmark's PING_MBULK), one
+#              at a time, to the command service ([cmd main]; skipped when
+#              BINARY has none)
+#   ping16     N PINGs, sent 16 per write
 # Prints, per workload, (worker Ir - idle worker Ir) / N.  -o DIR keeps the
 # callgrind profiles (DIR/WORKLOAD/cg.PID) for callgrind_annotate.
 set -eu
@@ -29,7 +33,7 @@ while [ $# -gt 0 ]; do
     -n) n=$2; shift 2 ;;
     -t) threads=$2; shift 2 ;;
     -o) keep=$2; shift 2 ;;
-    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
     *) break ;;
     esac
 done
@@ -52,6 +56,7 @@ BIN, DIR, N, THREADS = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[
 REQ = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"
 MREQ = b"GET /mplain HTTP/1.1\r\nHost: x\r\n\r\n"
 DREQ = b"GET /mplain/dynamic HTTP/1.1\r\nHost: x\r\n\r\n"
+PING = b"*1\r\n$4\r\nPING\r\n"
 MODULE = os.path.join(os.path.dirname(BIN), "bench", "modules", "plaintext.so")
 
 
@@ -85,16 +90,20 @@ def http_len(s):
     return len(head) + 4 + cl
 
 
-def idle(hp, ep):
+def idle(hp, ep, cp):
     with socket.create_connection(("127.0.0.1", hp)) as s:
         s.sendall(REQ)
         http_len(s)
     with socket.create_connection(("127.0.0.1", ep)) as s:
         s.sendall(b"x" * 64)
         recv_exact(s, 64)
+    if cp:
+        with socket.create_connection(("127.0.0.1", cp)) as s:
+            s.sendall(PING)
+            recv_exact(s, 7)
 
 
-def plaintext(hp, ep):
+def plaintext(hp, ep, cp):
     with socket.create_connection(("127.0.0.1", hp)) as s:
         s.sendall(REQ)
         rlen = http_len(s)
@@ -112,15 +121,34 @@ def one_by_one(hp, req):
             recv_exact(s, rlen)
 
 
-def module(hp, ep):
+def module(hp, ep, cp):
     one_by_one(hp, MREQ)
 
 
-def module_dyn(hp, ep):
+def module_dyn(hp, ep, cp):
     one_by_one(hp, DREQ)
 
 
-def pipelined(hp, ep):
+def pings(cp, depth):
+    with socket.create_connection(("127.0.0.1", cp)) as s:
+        left = N
+        while left > 0:
+            k = min(depth, left)
+            s.sendall(PING * k)
+            if recv_exact(s, 7 * k) != b"+PONG\r\n" * k:
+                raise RuntimeError("PING was not answered +PONG")
+            left -= k
+
+
+def ping(hp, ep, cp):
+    pings(cp, 1)
+
+
+def ping16(hp, ep, cp):
+    pings(cp, 16)
+
+
+def pipelined(hp, ep, cp):
     with socket.create_connection(("127.0.0.1", hp)) as s:
         s.sendall(REQ)
         rlen = http_len(s)
@@ -132,7 +160,7 @@ def pipelined(hp, ep):
             left -= k
 
 
-def echo(hp, ep):
+def echo(hp, ep, cp):
     msg = b"0123456789abcdef" * 4
     with socket.create_connection(("127.0.0.1", ep)) as s:
         for _ in range(N):
@@ -140,21 +168,42 @@ def echo(hp, ep):
             recv_exact(s, 64)
 
 
+def config(wd, hp, ep, cp):
+    return ("[master]\nworkers = 1\nthreads = %d\nslots = 1\n"
+            "pid_file = %s/pid\ncontrol_socket = %s/sock\nerror_log = %s/error.log\n"
+            "[http main]\nlisten = 127.0.0.1:%d\n"
+            "return /plaintext = 200 text/plain Hello, World!\n"
+            "%s"
+            "[echo main]\nlisten = 127.0.0.1:%d\n"
+            "%s"
+            % (THREADS, wd, wd, wd, hp,
+               "handle /mplain = plain\n[module plain]\npath = %s\n" % MODULE
+               if os.path.exists(MODULE) else "", ep,
+               "[cmd main]\nlisten = 127.0.0.1:%d\n" % cp if cp else ""))
+
+
+def has_cmd():
+    """Whether BIN knows the command service (older builds refuse [cmd])."""
+    wd = os.path.join(DIR, "check")
+    os.makedirs(wd, exist_ok=True)
+    conf = os.path.join(wd, "spindle.conf")
+    with open(conf, "w") as f:
+        f.write(config(wd, free_port(), free_port(), free_port()))
+    return subprocess.call([BIN, "-t", "-c", conf], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL) == 0
+
+
+CMD = has_cmd()
+
+
 def run(work):
     hp, ep = free_port(), free_port()
+    cp = free_port() if CMD else None
     wd = os.path.join(DIR, work.__name__)
     os.makedirs(wd, exist_ok=True)
     conf = os.path.join(wd, "spindle.conf")
     with open(conf, "w") as f:
-        f.write("[master]\nworkers = 1\nthreads = %d\nslots = 1\n"
-                "pid_file = %s/pid\ncontrol_socket = %s/sock\nerror_log = %s/error.log\n"
-                "[http main]\nlisten = 127.0.0.1:%d\n"
-                "return /plaintext = 200 text/plain Hello, World!\n"
-                "%s"
-                "[echo main]\nlisten = 127.0.0.1:%d\n"
-                % (THREADS, wd, wd, wd, hp,
-                   "handle /mplain = plain\n[module plain]\npath = %s\n" % MODULE
-                   if os.path.exists(MODULE) else "", ep))
+        f.write(config(wd, hp, ep, cp))
     out = os.path.join(wd, "cg.%p")
     p = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
                           BIN, "-c", conf], stdout=subprocess.DEVNULL,
@@ -166,12 +215,14 @@ def run(work):
             try:
                 socket.create_connection(("127.0.0.1", ep), timeout=1).close()
                 socket.create_connection(("127.0.0.1", hp), timeout=1).close()
+                if cp:
+                    socket.create_connection(("127.0.0.1", cp), timeout=1).close()
                 break
             except OSError:
                 if time.monotonic() > deadline or p.poll() is not None:
                     raise RuntimeError("server did not start")
                 time.sleep(0.2)
-        work(hp, ep)
+        work(hp, ep, cp)
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=300)
     finally:
@@ -198,8 +249,10 @@ def run(work):
 base = run(idle)
 print("binary %s, threads = %d, N = %d" % (BIN, THREADS, N))
 print("idle worker: %d instructions" % base)
-for w in (plaintext, pipelined, echo) + ((module, module_dyn) if os.path.exists(MODULE) else ()):
+for w in ((plaintext, pipelined, echo) + ((module, module_dyn) if os.path.exists(MODULE) else ())
+          + ((ping, ping16) if CMD else ())):
     ir = run(w)
-    print("%-10s %10.1f instructions/request  (worker %d)" % (w.__name__, (ir - base) / N, ir),
+    print("%-10s %10.1f instructions/%s  (worker %d)"
+          % (w.__name__, (ir - base) / N, "command" if w in (ping, ping16) else "request", ir),
           flush=True)
 EOF
