@@ -2,7 +2,8 @@
 """bench/run's chart says what was run, where and when, warns when the numbers are
 weak, shows the epoll floor and CPU per request, and gives the idle numbers the same
 way round as the table.  Runs bench/run's write_results on made-up results, with a
-stand-in for gnuplot that keeps the files it is given (no benchmark is run)."""
+stand-in for gnuplot that keeps the files it is given (no benchmark is run).  Also reads
+made-up redis-benchmark output as the ping rows do: rate, latency, errors."""
 import datetime
 import importlib.machinery
 import importlib.util
@@ -141,6 +142,25 @@ def main():
         text = files.get("varsfile", "")
         assert re.search(r"client-bound.*ping \(all\)", text), \
             "redis below 90%% CPU not warned about:\n%s" % text
+
+    @case
+    def redis_benchmark_output_is_read_and_its_errors_counted():
+        run = load_run()
+        head = '"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",' \
+               '"p95_latency_ms","p99_latency_ms","max_latency_ms"\n'
+        line = '"PING_MBULK","21891.42","1.863","0.432","1.231","6.287","11.071","19.311"\n'
+        warn = "WARNING: Could not fetch server CONFIG\n"
+        kv = run.benchmark_kv(0, head + line, warn)
+        res = run.cmd_result(kv, 50000)
+        assert res["value"] == 21891.42 and res["ops"] == 50000 and res["errors"] == 0, res
+        assert abs(res["p50_us"] - 1231) < 1e-6 and abs(res["p99_us"] - 11071) < 1e-6, res
+        # An error reply: redis-benchmark prints it and exits 1 before any result line.
+        err = warn + "Error from server: ERR unknown command 'PING'\n"
+        assert run.benchmark_kv(1, head, err) is None
+        assert run.benchmark_kv(1, head + line, err) is None, "a non-zero exit is a failure"
+        assert run.benchmark_kv(0, head, "") is None, "no result line is a failure"
+        kv = run.benchmark_kv(0, head + line, "Error: Connection reset by peer\n")
+        assert run.cmd_result(kv, 1)["errors"] == 1, kv
 
     @case
     def idle_goes_the_same_way_round_as_the_table():
