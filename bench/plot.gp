@@ -2,10 +2,11 @@
 #   gnuplot -e "cpufile='R.cpu'; idlefile='R.idle'; thrfile='R.thr'; varsfile='R.vars';
 #               outfile='R.png'" bench/plot.gp
 # thrfile:  "workload" then median min max of spindle's throughput over libevent's,
-#           nginx's and epoll_srv's (the floor), per-round ratios as in the table:
-#           >1 means spindle serves more.
+#           nginx's, epoll_srv's (the floor) and redis-server's (command rows), per-round
+#           ratios as in the table: >1 means spindle serves more.
 # cpufile:  "workload" then median min max of the server CPU microseconds per request
-#           (per message for echo) of spindle, libevent, nginx and epoll_srv.
+#           (per message for echo, per command for RESP) of spindle, libevent, nginx,
+#           epoll_srv and redis-server.
 # idlefile: one line per server (spindle, libevent, nginx): "server" then median min max
 #           of its RSS bytes per idle connection, as in the table.
 # varsfile: gnuplot assignments: runinfo, machine, warnings, nwarnings, quick, has_thr,
@@ -55,7 +56,8 @@ if (has_thr) {
     plot thrfile using 2:3:4:xtic(1) title "spindle / libevent" lc rgb "#4477aa", \
          '' using 5:6:7 title "spindle / nginx" lc rgb "#ee6677", \
          '' using 8:9:10 title "spindle / epoll_srv (floor)" \
-            lc rgb "#999999"
+            lc rgb "#999999", \
+         '' using 11:12:13 title "spindle / redis" lc rgb "#aa3377"
     unset arrow 1
     @unset_header
 }
@@ -63,12 +65,13 @@ if (has_cpu) {
     set origin 0, 0
     set size (has_idle ? 0.7 : 1), (has_thr ? 0.46 : top)
     if (quick) { set label 10 font mark(has_idle ? 20 : 26) }
-    set title "Server CPU per request (per message for echo); lower is better"
+    set title "Server CPU per request (per message for echo, per command for RESP); lower is better"
     set ylabel "CPU microseconds"
     plot cpufile using 2:3:4:xtic(1) title "spindle" lc rgb "#228833", \
          '' using 5:6:7 title "libevent" lc rgb "#4477aa", \
          '' using 8:9:10 title "nginx" lc rgb "#ee6677", \
-         '' using 11:12:13 title "epoll_srv (floor)" lc rgb "#999999"
+         '' using 11:12:13 title "epoll_srv (floor)" lc rgb "#999999", \
+         '' using 14:15:16 title "redis" lc rgb "#aa3377"
     @unset_header
 }
 

@@ -2,7 +2,8 @@
 """bench/run's chart says what was run, where and when, warns when the numbers are
 weak, shows the epoll floor and CPU per request, and gives the idle numbers the same
 way round as the table.  Runs bench/run's write_results on made-up results, with a
-stand-in for gnuplot that keeps the files it is given (no benchmark is run)."""
+stand-in for gnuplot that keeps the files it is given (no benchmark is run).  Also reads
+made-up redis-benchmark output as the ping rows do: rate, latency, errors."""
 import datetime
 import importlib.machinery
 import importlib.util
@@ -47,7 +48,8 @@ def result(wl, server, value, cpu=None, other=0.0, pct=100.0):
 
 # One round, as --quick makes.  plaintext: spindle/libevent 1.25, spindle/nginx 2.5,
 # spindle/epoll 0.5; json ran while something else took 35 % of the CPUs; idle:
-# spindle 400 B per connection, libevent 1600, nginx 800 (the table's ratios 0.25, 0.5).
+# spindle 400 B per connection, libevent 1600, nginx 800 (the table's ratios 0.25, 0.5);
+# ping (the command service): spindle/redis 1.5, CPU per command 3.5 and 4.5 us.
 RESULTS = [
     result("plaintext", "spindle", 100000, 10.0), result("plaintext", "libevent", 80000, 12.5),
     result("plaintext", "nginx", 40000, 20.0), result("plaintext", "epoll", 200000, 5.0),
@@ -55,8 +57,9 @@ RESULTS = [
     result("json", "libevent", 90000, 11.0, other=35.0),
     result("idle", "spindle", 400), result("idle", "libevent", 1600),
     result("idle", "nginx", 800),
+    result("ping", "spindle", 30000, 3.5, pct=60.0), result("ping", "redis", 20000, 4.5, pct=60.0),
 ]
-WORKLOADS = [("plaintext", 1), ("json", 1), ("idle", 1)]
+WORKLOADS = [("plaintext", 1), ("json", 1), ("idle", 1), ("ping", 1)]
 
 
 class Programs:
@@ -77,7 +80,8 @@ def make_chart(tmp):
     os.mkdir(keep)
     os.environ["CHART_KEEP"] = keep
     servers = {"plaintext": ["spindle", "libevent", "nginx", "epoll"],
-               "json": ["spindle", "libevent"], "idle": ["spindle", "libevent", "nginx"]}
+               "json": ["spindle", "libevent"], "idle": ["spindle", "libevent", "nginx"],
+               "ping": ["spindle", "redis"]}
     saved = sys.stdout
     sys.stdout = open(os.devnull, "w")
     try:
@@ -128,6 +132,35 @@ def main():
         got = numbers(data(files))
         for v in (10.0, 12.5, 20.0, 5.0):
             assert v in got, "CPU %.1f us per request not plotted:\n%s" % (v, files)
+
+    @case
+    def chart_shows_redis_beside_the_command_rows():
+        got = numbers(files.get("thrfile", ""))
+        assert 1.5 in got, "spindle/redis 1.5 not plotted:\n%s" % files
+        got = numbers(files.get("cpufile", ""))
+        assert {3.5, 4.5} <= got, "CPU per command of spindle and redis not plotted:\n%s" % files
+        text = files.get("varsfile", "")
+        assert re.search(r"client-bound.*ping \(all\)", text), \
+            "redis below 90%% CPU not warned about:\n%s" % text
+
+    @case
+    def redis_benchmark_output_is_read_and_its_errors_counted():
+        run = load_run()
+        head = '"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",' \
+               '"p95_latency_ms","p99_latency_ms","max_latency_ms"\n'
+        line = '"PING_MBULK","21891.42","1.863","0.432","1.231","6.287","11.071","19.311"\n'
+        warn = "WARNING: Could not fetch server CONFIG\n"
+        kv = run.benchmark_kv(0, head + line, warn)
+        res = run.cmd_result(kv, 50000)
+        assert res["value"] == 21891.42 and res["ops"] == 50000 and res["errors"] == 0, res
+        assert abs(res["p50_us"] - 1231) < 1e-6 and abs(res["p99_us"] - 11071) < 1e-6, res
+        # An error reply: redis-benchmark prints it and exits 1 before any result line.
+        err = warn + "Error from server: ERR unknown command 'PING'\n"
+        assert run.benchmark_kv(1, head, err) is None
+        assert run.benchmark_kv(1, head + line, err) is None, "a non-zero exit is a failure"
+        assert run.benchmark_kv(0, head, "") is None, "no result line is a failure"
+        kv = run.benchmark_kv(0, head + line, "Error: Connection reset by peer\n")
+        assert run.cmd_result(kv, 1)["errors"] == 1, kv
 
     @case
     def idle_goes_the_same_way_round_as_the_table():
