@@ -12,8 +12,8 @@ pkgs="build-essential autoconf automake libtool pkg-config libjemalloc-dev libcm
       python3 curl procps iproute2 media-types groff-base libcurl4-openssl-dev libhiredis-dev
       redis-server redis-tools"
 case "${1:-}" in
---bench) pkgs="$pkgs libevent-dev wrk nginx-light gnuplot-nox redis-server redis-tools" ;;
---all) pkgs="$pkgs libevent-dev wrk nginx-light gnuplot-nox redis-server redis-tools clang libclang-rt-14-dev valgrind clang-format git" ;;
+--bench) pkgs="$pkgs libevent-dev wrk nginx-light gnuplot-nox" ;;
+--all) pkgs="$pkgs libevent-dev wrk nginx-light gnuplot-nox clang libclang-rt-14-dev valgrind clang-format git" ;;
 esac
 missing=""
 for p in $pkgs; do
