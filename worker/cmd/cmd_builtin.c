@@ -7,10 +7,13 @@
  *   TIME                  [unix seconds, microseconds]
  *   INFO [section]        this worker's counters, in Redis's "key:value" lines
  *   COMMAND [COUNT|INFO name...|DOCS]
- *   CONFIG GET pattern    an empty array: nothing here is configured through
- *                         the protocol (redis-benchmark asks at start)
+ *   CONFIG GET pattern... the parameters a Redis client asks about (save and
+ *                         appendonly: redis-benchmark warns without them),
+ *                         with what is true of this server; nothing else is
+ *                         configured through the protocol: an empty array
  *   QUIT                  +OK, then the connection closes
  */
+#include <fnmatch.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -160,14 +163,48 @@ static int cmd_command(struct sp_cmd_ctx *ctx, int argc, const struct sp_cmd_arg
     return 0;
 }
 
+/* What CONFIG GET shows: the parameters clients ask about, with what holds
+ * here (nothing persists). */
+static const struct {
+    const char *name, *value;
+} config_params[] = {
+    {"save", ""},
+    {"appendonly", "no"},
+};
+
+static bool config_matches(const char *name, int argc, const struct sp_cmd_arg *argv)
+{
+    for (int i = 2; i < argc; i++) {
+        char pat[128];
+        if (argv[i].len >= sizeof(pat))
+            continue;
+        memcpy(pat, argv[i].p, argv[i].len);
+        pat[argv[i].len] = '\0';
+        if (fnmatch(pat, name, FNM_CASEFOLD) == 0)
+            return true;
+    }
+    return false;
+}
+
 static int cmd_config(struct sp_cmd_ctx *ctx, int argc, const struct sp_cmd_arg *argv, void *state)
 {
+    const size_t nparams = sizeof(config_params) / sizeof(config_params[0]);
+    size_t n = 0;
     (void)state;
-    if (arg_is(&argv[1], "get") && argc == 3)
-        sp_reply_array(ctx, 0);
-    else
+    if (!arg_is(&argv[1], "get") || argc < 3) {
         sp_reply_errorf(ctx, "ERR unknown subcommand or wrong number of arguments for '%.*s'",
                         (int)(argv[1].len < 64 ? argv[1].len : 64), argv[1].p);
+        return 0;
+    }
+    for (size_t i = 0; i < nparams; i++)
+        n += config_matches(config_params[i].name, argc, argv);
+    sp_reply_array(ctx, 2 * n);
+    for (size_t i = 0; i < nparams; i++) {
+        if (config_matches(config_params[i].name, argc, argv)) {
+            sp_reply_str(ctx, config_params[i].name);
+            sp_reply_str(ctx, config_params[i].value);
+        }
+    }
     return 0;
 }
 
