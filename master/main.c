@@ -84,7 +84,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: spindle [-c FILE] [-t] [-s reload|stop|quit|reopen|status] [-d] [-v] [-h]\n"
-            "  -c FILE  configuration file (default: spindle.conf)\n"
+            "  -c FILE  configuration file (default: %s)\n"
             "  -t       check the configuration and exit\n"
             "  -s CMD   send CMD to the running master and print its answer:\n"
             "             reload  reload the configuration; waits for the outcome\n"
@@ -97,7 +97,7 @@ static void usage(FILE *out)
             "  -h, --help     print this help and exit\n"
             "default pid file: %s/NAME.pid, control socket: %s/NAME.sock\n"
             "  (NAME: the configuration file's name without .conf)\n",
-            sp_config_run_dir(), sp_config_run_dir());
+            SP_CONF_PATH, sp_config_run_dir(), sp_config_run_dir());
 }
 
 /* Loads the configuration, checks the files and directories it names and
@@ -137,7 +137,8 @@ static int absolute(const char *path, char *out, size_t len)
 int main(int argc, char **argv)
 {
     static struct master m;
-    const char *conf = "spindle.conf";
+    /* As nginx's --conf-path: chosen when the build is configured. */
+    const char *conf = SP_CONF_PATH;
     const char *cmd = NULL;
     int test = 0, opt;
 

@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <sched.h>
@@ -186,9 +187,11 @@ static int warn_unreadable(const struct sp_config *cfg)
         for (unsigned k = 0; k < np; k++) {
             if (!(paths[k].flags & SP_PATH_READ) || access(paths[k].path, R_OK | X_OK) == 0)
                 continue;
-            fprintf(stderr, "%s:%u: warning: [%s %s] %s %s: user %s cannot read it: %s\n",
-                    cfg->path, s->line, s->def->name, s->name, paths[k].key, paths[k].path,
-                    cfg->user, strerror(errno));
+            char where[PATH_MAX + SP_CONFIG_ERR_SIZE];
+            int e = errno;
+            fprintf(stderr, "%s: warning: [%s %s] %s %s: user %s cannot read it: %s\n",
+                    sp_config_where(cfg, s->line, where, sizeof(where)), s->def->name, s->name,
+                    paths[k].key, paths[k].path, cfg->user, strerror(e));
             n++;
         }
     }
