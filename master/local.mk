@@ -12,4 +12,5 @@ spindle_SOURCES += \
 	master/spawn.c \
 	master/pidfile.c \
 	master/notify.c \
+	master/inherit.c \
 	master/modcheck.c

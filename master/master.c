@@ -634,6 +634,7 @@ static int claim_resources(struct master *m, struct sp_config *cfg)
         report_fatal(m, err);
         rc = -1;
     }
+    inherit_close_unused(m);
     free(txn);
     return rc;
 }
@@ -736,6 +737,7 @@ int master_run(struct master *m)
         return 1;
     master_check_user(cfg);
     master_notify_init(m);
+    inherit_init(m);
     if (claim_resources(m, cfg) == 0 && become_master(m) == 0 && start_scheduler(m) == 0)
         run_scheduler(m);
     release_all(m);

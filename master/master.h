@@ -114,7 +114,18 @@ struct master_listener {
     char text[64];
     int fds[SP_CONFIG_MAX_SLOTS];
     unsigned nfds;
+    bool fixed; /* one passed socket without SO_REUSEPORT: never more slots (inherit.c) */
     struct master_listener *next;
+};
+
+/* A listening socket found open at start (inherit.c). */
+struct master_inherited {
+    int fd; /* -1 once a listener took it */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    bool reuseport;
+    const char *from; /* "systemd" or "the old master" */
+    char name[64];    /* from LISTEN_FDNAMES; "" if none */
 };
 
 /* What a reload transaction opened, to undo it on failure. */
@@ -164,6 +175,10 @@ struct master {
     bool reload_ok;
     uint64_t reload_ns;
     char reload_result[768];
+
+    /* sockets found open at start, until the first listeners take them */
+    struct master_inherited *inherited;
+    unsigned ninherited;
 
     /* systemd's NOTIFY_SOCKET (notify.c); notify_fd is -1 without one */
     int notify_fd;
@@ -399,6 +414,28 @@ void master_notify(struct master *m, const char *fmt, ...) __attribute__((format
 void master_notify_reloading(struct master *m);
 
 void master_notify_close(struct master *m);
+
+/* ---- inherit.c ------------------------------------------------------ */
+
+/*
+ * Takes the listening sockets passed to this process: systemd's (LISTEN_PID
+ * is ours, LISTEN_FDS from fd 3) and an upgrading master's
+ * (SPINDLE_INHERIT=fd,...).  Keeps the listening TCP sockets in
+ * m->inherited, closes anything else with a warning, and removes the
+ * variables from the environment.
+ */
+void inherit_init(struct master *m);
+
+/*
+ * Moves the inherited sockets bound to addr into fds[0..max) and returns how
+ * many.  *fixed is set when the one socket has no SO_REUSEPORT (no copies
+ * can join it); *from says who passed them.
+ */
+unsigned inherit_take(struct master *m, const struct sockaddr *addr, int *fds, unsigned max,
+                      bool *fixed, const char **from);
+
+/* Closes, with a warning each, the inherited sockets no address took. */
+void inherit_close_unused(struct master *m);
 
 /* ---- main.c --------------------------------------------------------- */
 
