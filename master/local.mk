@@ -13,4 +13,5 @@ spindle_SOURCES += \
 	master/pidfile.c \
 	master/notify.c \
 	master/inherit.c \
+	master/upgrade.c \
 	master/modcheck.c

@@ -102,14 +102,20 @@ static void usage(FILE *out)
 
 /* Loads the configuration, checks the files and directories it names and
  * its modules (in a checker child).  Returns 0, or 1 with the reason on
- * stderr. */
-static int check_config(const char *path)
+ * stderr, and for a master started by a binary upgrade on the pipe its old
+ * master reads (upgrade.c). */
+static int check_config(const char *path, bool starting)
 {
     char err[SP_CONFIG_ERR_SIZE + 2 * PATH_MAX];
     struct sp_config *cfg = sp_config_load(path, err, sizeof(err));
     if (!cfg || sp_config_check_files(cfg, err, sizeof(err)) < 0 ||
         check_modules_now(cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
+        const char *report = starting ? getenv("SPINDLE_UPGRADE_FD") : NULL;
+        if (report && *report >= '0' && *report <= '9') {
+            ssize_t n = write(atoi(report), err, strlen(err));
+            (void)n;
+        }
         sp_config_free(cfg);
         return 1;
     }
@@ -179,7 +185,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (test) {
-        if (check_config(conf) != 0)
+        if (check_config(conf, false) != 0)
             return 1;
         printf("configuration ok\n");
         return 0;
@@ -194,8 +200,9 @@ int main(int argc, char **argv)
         return 2;
     }
     /* What -t refuses cannot start: say so before anything is opened. */
-    if (check_config(conf) != 0)
+    if (check_config(conf, true) != 0)
         return 1;
+    upgrade_save_exe(argv[0]);
     if (absolute(conf, m.conf_path, sizeof(m.conf_path)) < 0) {
         fprintf(stderr, "spindle: configuration path too long: %s\n", conf);
         return 1;

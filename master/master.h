@@ -176,6 +176,18 @@ struct master {
     uint64_t reload_ns;
     char reload_result[768];
 
+    /* binary upgrade (upgrade.c): the old master's side */
+    bool upgrading;      /* a new master was started (or is being) and has not exited */
+    bool upgrade_queued; /* the main stack is to fork it */
+    bool upgrade_forked;
+    bool upgrade_reaped;
+    pid_t upgrade_pid; /* the new master; -errno when fork() failed */
+    int upgrade_wfd;   /* the write end of its report pipe, until the fork */
+    int upgrade_status;
+    /* the new master's side: started by an upgrade, it writes "ready" or
+     * why it failed to ready_fd */
+    bool upgraded;
+
     /* sockets found open at start, until the first listeners take them */
     struct master_inherited *inherited;
     unsigned ninherited;
@@ -241,6 +253,10 @@ void master_serve_forks(struct master *m);
  * outcome and exits with it.  Returns in the daemon only.
  */
 void master_daemonize(struct master *m);
+
+/* Closes every descriptor except keep[0..n) (sorted in place; negative
+ * entries ignored).  For a child about to run or execute something else. */
+void master_close_fds_except(int *keep, unsigned n);
 
 /* Closes gen's log files; it is being freed.  Accepts a gen without any. */
 void master_logs_close(struct master_gen *gen);
@@ -436,6 +452,24 @@ unsigned inherit_take(struct master *m, const struct sockaddr *addr, int *fds, u
 
 /* Closes, with a warning each, the inherited sockets no address took. */
 void inherit_close_unused(struct master *m);
+
+/* ---- upgrade.c ------------------------------------------------------ */
+
+/* Remembers the binary to execute on SIGUSR2: argv[0], made absolute
+ * against the working directory at start (a bare name is looked up in PATH). */
+void upgrade_save_exe(const char *argv0);
+
+/* SIGUSR2: starts a binary upgrade on a fiber (see upgrade.c), unless one
+ * runs, the master is stopping or has not finished starting (logged). */
+void master_upgrade(struct master *m);
+
+/* Forks and executes the new master; on the main stack, when
+ * m->upgrade_queued (master_serve_forks). */
+void master_upgrade_fork(struct master *m);
+
+/* Whether pid, just reaped with status, is the new master of an upgrade
+ * (then the upgrade's fiber takes over). */
+bool master_upgrade_reap(struct master *m, pid_t pid, int status);
 
 /* ---- main.c --------------------------------------------------------- */
 

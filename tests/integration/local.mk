@@ -33,6 +33,7 @@ INTEGRATION_TESTS += \
 	tests/integration/test_notify.py \
 	tests/integration/test_include.py \
 	tests/integration/test_activation.py \
+	tests/integration/test_upgrade.py \
 	tests/integration/test_cli.py
 
 # Loadable modules: a module's TCP service, the checker child (-t, reload),
