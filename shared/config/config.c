@@ -813,6 +813,12 @@ static void include_file(struct sp_conf_ctx *L, const char *path, unsigned at)
         fail(L, at, "include cycle: %s is already being read", path);
         return;
     }
+    /* A directory a wildcard matched, or a FIFO or device a read could
+     * block on forever. */
+    if (known && !S_ISREG(st.st_mode)) {
+        fail(L, at, "include %s: not a regular file", path);
+        return;
+    }
     int rc = sp__config_read(path, &buf, &len, &what);
     if (rc < 0) {
         if (rc == -EFBIG)

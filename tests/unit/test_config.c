@@ -815,6 +815,13 @@ static void test_include(void **state)
                            "@/conf.d/b.conf ended with that file (start a section here, or move "
                            "the key above the include)");
 
+    /* A directory among the matches. */
+    write_file(dir, "main.conf", "[master]\nworkers = 1\ninclude = conf.d/*\n");
+    snprintf(want, sizeof(want), "%s/conf.d/sub", dir);
+    assert_int_equal(mkdir(want, 0755), 0);
+    expect_load_error(dir, "@/main.conf:3: include @/conf.d/sub: not a regular file");
+    rmdir(want);
+
     /* A missing plain file, a cycle, nesting too deep. */
     write_file(dir, "main.conf", "[master]\nworkers = 1\ninclude = missing.conf\n");
     expect_load_error(dir, "@/main.conf:3: include @/missing.conf: cannot open: No such file or "
