@@ -162,16 +162,20 @@ void inherit_init(struct master *m)
         }
         adopt_fd(m, (int)fd, "the old master", "");
     }
+    scrub("LISTEN_PID");
+    scrub("LISTEN_FDS");
+    scrub("LISTEN_FDNAMES");
+    scrub("SPINDLE_INHERIT");
+}
+
+void inherit_report_fd(struct master *m)
+{
     long report = number(getenv("SPINDLE_UPGRADE_FD"));
     if (report >= 0 && fcntl((int)report, F_SETFD, FD_CLOEXEC) == 0) {
         m->ready_fd = (int)report;
         m->upgraded = true;
     }
     scrub("SPINDLE_UPGRADE_FD");
-    scrub("LISTEN_PID");
-    scrub("LISTEN_FDS");
-    scrub("LISTEN_FDNAMES");
-    scrub("SPINDLE_INHERIT");
 }
 
 unsigned inherit_take(struct master *m, const struct sockaddr *addr, int *fds, unsigned max,

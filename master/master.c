@@ -738,7 +738,7 @@ int master_run(struct master *m)
     m->notify_fd = -1;
     m->upgrade_wfd = -1;
 
-    inherit_init(m);
+    inherit_report_fd(m);
     struct sp_config *cfg = load_config(m);
     if (!cfg) {
         if (m->ready_fd >= 0) /* an upgrade's old master waits for a word */
@@ -747,6 +747,7 @@ int master_run(struct master *m)
     }
     master_check_user(cfg);
     master_notify_init(m);
+    inherit_init(m);
     if (claim_resources(m, cfg) == 0 && become_master(m) == 0 && start_scheduler(m) == 0)
         run_scheduler(m);
     release_all(m);

@@ -442,6 +442,10 @@ void master_notify_close(struct master *m);
  */
 void inherit_init(struct master *m);
 
+/* For a master started by a binary upgrade: takes the pipe SPINDLE_UPGRADE_FD
+ * names as m->ready_fd, on which it reports "ready" or why it failed. */
+void inherit_report_fd(struct master *m);
+
 /*
  * Moves the inherited sockets bound to addr into fds[0..max) and returns how
  * many.  *fixed is set when the one socket has no SO_REUSEPORT (no copies
