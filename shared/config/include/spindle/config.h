@@ -5,7 +5,10 @@
  * no socket and creates no file, so the master can check a new configuration
  * completely before it acts on any of it (reload as a transaction).  Every
  * error is reported as one line "FILE:LINE: message" (or "FILE: message" when
- * no line is to blame) and nothing is half loaded.
+ * no line is to blame), followed for a line of an included file by
+ * " (included from FILE:LINE)" for each include that led to it, and nothing
+ * is half loaded.  "include = GLOB" reads other files in place of its line
+ * (docs/config.md); the loader reads them, and nothing else.
  *
  * The format and every key are documented in spindle.conf.example.  Relative
  * paths (root, pid_file, control_socket, error_log, access_log) are resolved
