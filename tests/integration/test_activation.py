@@ -9,6 +9,7 @@ installed."""
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 
@@ -118,6 +119,28 @@ def passed_reuseport_socket_gets_copies():
           sp.logs())
     for _ in range(50):
         eq(http_get(port, "/plaintext")[0], 200, "status")
+    sp.stop()
+
+
+@tap.case
+def binary_upgrade_keeps_the_passed_socket():
+    # The socket from systemd (no SO_REUSEPORT) passes on to the new master
+    # of a binary upgrade, which keeps it as the one slot.
+    port = free_port()
+    sp = Spindle(site(port), workers=2)
+    start_activated(sp, [listener(port)])
+    sp.wait_ready(2)
+    inode = listening_inode(port)
+    sp.signal(signal.SIGUSR2)
+    check(sp.wait_log(r"the new master \(pid \d+\) is ready", 1, 10), sp.logs())
+    check(sp.log_count(r"listening on 127\.0\.0\.1:%d \(1 slot: the socket from the old master"
+                       % port) == 1, sp.logs())
+    os.kill(sp.pid, signal.SIGQUIT)
+    check(sp.wait_exit(10) is not None, "the old master exited")
+    eq(listening_inode(port), inode, "the same socket listens")
+    eq(http_get(port, "/plaintext")[0], 200, "the new master serves")
+    rc, out = sp.ctl("stop")
+    eq(rc, 0, out)
     sp.stop()
 
 
