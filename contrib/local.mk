@@ -14,7 +14,8 @@ sp_subst = sed -e 's|@sbindir[@]|$(sbindir)|g' \
 	-e 's|@PACKAGE_VERSION[@]|$(PACKAGE_VERSION)|g'
 
 examplesdir = $(docdir)/examples
-examples_DATA = contrib/spindle.service contrib/spindle.logrotate spindle.conf.example
+examples_DATA = contrib/spindle.service docs/spindle.socket contrib/spindle.logrotate \
+	spindle.conf.example
 EXTRA_DIST += contrib/spindle.logrotate.in
 CLEANFILES += contrib/spindle.service contrib/spindle.logrotate
 

@@ -71,7 +71,7 @@ static struct master_listener *listeners_find(struct master *m, const struct soc
  * opened so far stay in l). */
 static int grow(struct master_listener *l, unsigned want, char *err, size_t errlen)
 {
-    while (l->nfds < want) {
+    while (l->nfds < want && !l->fixed) {
         int fd = sp_net_listen((const struct sockaddr *)&l->addr, l->addrlen, LISTEN_BACKLOG, 1);
         if (fd < 0) {
             snprintf(err, errlen, "cannot listen on %s (slot %u): %s", l->text, l->nfds,
@@ -99,7 +99,13 @@ int listeners_prepare(struct master *m, const struct sp_config *cfg, struct list
         const struct sp_listen_conf *lc = &cfg->listens[i];
         struct master_listener *l = listeners_find(m, (const struct sockaddr *)&lc->addr);
         if (!l) {
-            rc = check_free(m, lc, err, errlen);
+            int fds[SP_CONFIG_MAX_SLOTS];
+            bool fixed = false;
+            const char *from = NULL;
+            unsigned taken = inherit_take(m, (const struct sockaddr *)&lc->addr, fds,
+                                          SP_CONFIG_MAX_SLOTS, &fixed, &from);
+            /* A passed socket listens there already: the check would fail. */
+            rc = taken ? 0 : check_free(m, lc, err, errlen);
             if (rc < 0)
                 goto fail;
             l = calloc(1, sizeof(*l));
@@ -115,11 +121,22 @@ int listeners_prepare(struct master *m, const struct sp_config *cfg, struct list
             m->listeners = l;
             txn->grown[txn->ngrown].l = l;
             txn->grown[txn->ngrown++].old_nfds = 0;
+            memcpy(l->fds, fds, taken * sizeof(fds[0]));
+            l->nfds = taken;
+            l->fixed = fixed;
             rc = grow(l, cfg->slots, err, errlen);
             if (rc < 0)
                 goto fail;
-            sp_log_info("listening on %s (%u slots)", l->text, l->nfds);
-        } else if (l->nfds < cfg->slots) {
+            if (fixed)
+                sp_log_info("listening on %s (1 slot: the socket from %s, without SO_REUSEPORT; "
+                            "every worker accepts on it)",
+                            l->text, from);
+            else if (taken)
+                sp_log_info("listening on %s (%u slots, %u of them from %s)", l->text, l->nfds,
+                            taken, from);
+            else
+                sp_log_info("listening on %s (%u slots)", l->text, l->nfds);
+        } else if (l->nfds < cfg->slots && !l->fixed) {
             txn->grown[txn->ngrown].l = l;
             txn->grown[txn->ngrown++].old_nfds = l->nfds;
             unsigned old = l->nfds;
@@ -195,6 +212,14 @@ unsigned listeners_for_worker(struct master *m, const struct sp_config *cfg, uns
         struct master_listener *l = listeners_find(m, (const struct sockaddr *)&lc->addr);
         if (!l)
             continue;
+        if (l->nfds < cfg->workers && l->nfds > 0 && n < max) {
+            /* Fewer sockets than workers (a passed socket that cannot be
+             * copied): the workers share them. */
+            out[n].fd = l->fds[index % l->nfds];
+            out[n].service = lc->service;
+            n++;
+            continue;
+        }
         for (unsigned s = index; s < l->nfds && n < max; s += cfg->workers) {
             out[n].fd = l->fds[s];
             out[n].service = lc->service;

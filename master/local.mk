@@ -12,4 +12,6 @@ spindle_SOURCES += \
 	master/spawn.c \
 	master/pidfile.c \
 	master/notify.c \
+	master/inherit.c \
+	master/upgrade.c \
 	master/modcheck.c

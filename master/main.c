@@ -84,7 +84,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: spindle [-c FILE] [-t] [-s reload|stop|quit|reopen|status] [-d] [-v] [-h]\n"
-            "  -c FILE  configuration file (default: spindle.conf)\n"
+            "  -c FILE  configuration file (default: %s)\n"
             "  -t       check the configuration and exit\n"
             "  -s CMD   send CMD to the running master and print its answer:\n"
             "             reload  reload the configuration; waits for the outcome\n"
@@ -97,19 +97,25 @@ static void usage(FILE *out)
             "  -h, --help     print this help and exit\n"
             "default pid file: %s/NAME.pid, control socket: %s/NAME.sock\n"
             "  (NAME: the configuration file's name without .conf)\n",
-            sp_config_run_dir(), sp_config_run_dir());
+            SP_CONF_PATH, sp_config_run_dir(), sp_config_run_dir());
 }
 
 /* Loads the configuration, checks the files and directories it names and
  * its modules (in a checker child).  Returns 0, or 1 with the reason on
- * stderr. */
-static int check_config(const char *path)
+ * stderr, and for a master started by a binary upgrade on the pipe its old
+ * master reads (upgrade.c). */
+static int check_config(const char *path, bool starting)
 {
     char err[SP_CONFIG_ERR_SIZE + 2 * PATH_MAX];
     struct sp_config *cfg = sp_config_load(path, err, sizeof(err));
     if (!cfg || sp_config_check_files(cfg, err, sizeof(err)) < 0 ||
         check_modules_now(cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
+        const char *report = starting ? getenv("SPINDLE_UPGRADE_FD") : NULL;
+        if (report && *report >= '0' && *report <= '9') {
+            ssize_t n = write(atoi(report), err, strlen(err));
+            (void)n;
+        }
         sp_config_free(cfg);
         return 1;
     }
@@ -137,7 +143,8 @@ static int absolute(const char *path, char *out, size_t len)
 int main(int argc, char **argv)
 {
     static struct master m;
-    const char *conf = "spindle.conf";
+    /* As nginx's --conf-path: chosen when the build is configured. */
+    const char *conf = SP_CONF_PATH;
     const char *cmd = NULL;
     int test = 0, opt;
 
@@ -178,7 +185,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (test) {
-        if (check_config(conf) != 0)
+        if (check_config(conf, false) != 0)
             return 1;
         printf("configuration ok\n");
         return 0;
@@ -193,8 +200,9 @@ int main(int argc, char **argv)
         return 2;
     }
     /* What -t refuses cannot start: say so before anything is opened. */
-    if (check_config(conf) != 0)
+    if (check_config(conf, true) != 0)
         return 1;
+    upgrade_save_exe(argv[0]);
     if (absolute(conf, m.conf_path, sizeof(m.conf_path)) < 0) {
         fprintf(stderr, "spindle: configuration path too long: %s\n", conf);
         return 1;

@@ -363,8 +363,10 @@ static void reap(struct master *m)
             return;
         }
         struct master_worker *w = master_find_pid(m, pid);
-        if (!w)
+        if (!w) {
+            master_upgrade_reap(m, pid, st);
             continue;
+        }
         w->reaped = true;
         w->wstatus = st;
         master_changed(m);
@@ -441,10 +443,7 @@ static void signal_fiber(void *arg)
             master_reopen(m);
             break;
         case SIGUSR2:
-            /* nginx's binary upgrade signal: an operator used to it must not
-             * take the site down by sending it. */
-            sp_log_warn("SIGUSR2 ignored: binary upgrade is not supported (restart, or HUP to "
-                        "reload the configuration)");
+            master_upgrade(m);
             break;
         default:
             break;
@@ -564,7 +563,13 @@ static void startup_fiber(void *arg)
     sp_log_info("spindle %s running: %u worker%s, generation %u", PACKAGE_VERSION,
                 gen->cfg->workers, gen->cfg->workers == 1 ? "" : "s", gen->id);
     if (m->ready_fd >= 0) {
-        close(m->ready_fd); /* end of stream without a message: success */
+        /* -d: end of stream without a message is success; the old master
+         * of an upgrade waits for a word. */
+        if (m->upgraded) {
+            ssize_t n = write(m->ready_fd, "ready", 5);
+            (void)n;
+        }
+        close(m->ready_fd);
         m->ready_fd = -1;
     }
     master_notify(m, "READY=1\nSTATUS=%u worker%s ready\nMAINPID=%d", gen->cfg->workers,
@@ -634,6 +639,7 @@ static int claim_resources(struct master *m, struct sp_config *cfg)
         report_fatal(m, err);
         rc = -1;
     }
+    inherit_close_unused(m);
     free(txn);
     return rc;
 }
@@ -730,12 +736,18 @@ int master_run(struct master *m)
     m->ready_fd = -1;
     m->started_ns = sp_now_ns();
     m->notify_fd = -1;
+    m->upgrade_wfd = -1;
 
+    inherit_report_fd(m);
     struct sp_config *cfg = load_config(m);
-    if (!cfg)
+    if (!cfg) {
+        if (m->ready_fd >= 0) /* an upgrade's old master waits for a word */
+            report_fatal(m, "cannot load the configuration (see standard error)");
         return 1;
+    }
     master_check_user(cfg);
     master_notify_init(m);
+    inherit_init(m);
     if (claim_resources(m, cfg) == 0 && become_master(m) == 0 && start_scheduler(m) == 0)
         run_scheduler(m);
     release_all(m);

@@ -114,7 +114,18 @@ struct master_listener {
     char text[64];
     int fds[SP_CONFIG_MAX_SLOTS];
     unsigned nfds;
+    bool fixed; /* one passed socket without SO_REUSEPORT: never more slots (inherit.c) */
     struct master_listener *next;
+};
+
+/* A listening socket found open at start (inherit.c). */
+struct master_inherited {
+    int fd; /* -1 once a listener took it */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    bool reuseport;
+    const char *from; /* "systemd" or "the old master" */
+    char name[64];    /* from LISTEN_FDNAMES; "" if none */
 };
 
 /* What a reload transaction opened, to undo it on failure. */
@@ -164,6 +175,22 @@ struct master {
     bool reload_ok;
     uint64_t reload_ns;
     char reload_result[768];
+
+    /* binary upgrade (upgrade.c): the old master's side */
+    bool upgrading;      /* a new master was started (or is being) and has not exited */
+    bool upgrade_queued; /* the main stack is to fork it */
+    bool upgrade_forked;
+    bool upgrade_reaped;
+    pid_t upgrade_pid; /* the new master; -errno when fork() failed */
+    int upgrade_wfd;   /* the write end of its report pipe, until the fork */
+    int upgrade_status;
+    /* the new master's side: started by an upgrade, it writes "ready" or
+     * why it failed to ready_fd */
+    bool upgraded;
+
+    /* sockets found open at start, until the first listeners take them */
+    struct master_inherited *inherited;
+    unsigned ninherited;
 
     /* systemd's NOTIFY_SOCKET (notify.c); notify_fd is -1 without one */
     int notify_fd;
@@ -226,6 +253,10 @@ void master_serve_forks(struct master *m);
  * outcome and exits with it.  Returns in the daemon only.
  */
 void master_daemonize(struct master *m);
+
+/* Closes every descriptor except keep[0..n) (sorted in place; negative
+ * entries ignored).  For a child about to run or execute something else. */
+void master_close_fds_except(int *keep, unsigned n);
 
 /* Closes gen's log files; it is being freed.  Accepts a gen without any. */
 void master_logs_close(struct master_gen *gen);
@@ -399,6 +430,50 @@ void master_notify(struct master *m, const char *fmt, ...) __attribute__((format
 void master_notify_reloading(struct master *m);
 
 void master_notify_close(struct master *m);
+
+/* ---- inherit.c ------------------------------------------------------ */
+
+/*
+ * Takes the listening sockets passed to this process: systemd's (LISTEN_PID
+ * is ours, LISTEN_FDS from fd 3) and an upgrading master's
+ * (SPINDLE_INHERIT=fd,...).  Keeps the listening TCP sockets in
+ * m->inherited, closes anything else with a warning, and removes the
+ * variables from the environment.
+ */
+void inherit_init(struct master *m);
+
+/* For a master started by a binary upgrade: takes the pipe SPINDLE_UPGRADE_FD
+ * names as m->ready_fd, on which it reports "ready" or why it failed. */
+void inherit_report_fd(struct master *m);
+
+/*
+ * Moves the inherited sockets bound to addr into fds[0..max) and returns how
+ * many.  *fixed is set when the one socket has no SO_REUSEPORT (no copies
+ * can join it); *from says who passed them.
+ */
+unsigned inherit_take(struct master *m, const struct sockaddr *addr, int *fds, unsigned max,
+                      bool *fixed, const char **from);
+
+/* Closes, with a warning each, the inherited sockets no address took. */
+void inherit_close_unused(struct master *m);
+
+/* ---- upgrade.c ------------------------------------------------------ */
+
+/* Remembers the binary to execute on SIGUSR2: argv[0], made absolute
+ * against the working directory at start (a bare name is looked up in PATH). */
+void upgrade_save_exe(const char *argv0);
+
+/* SIGUSR2: starts a binary upgrade on a fiber (see upgrade.c), unless one
+ * runs, the master is stopping or has not finished starting (logged). */
+void master_upgrade(struct master *m);
+
+/* Forks and executes the new master; on the main stack, when
+ * m->upgrade_queued (master_serve_forks). */
+void master_upgrade_fork(struct master *m);
+
+/* Whether pid, just reaped with status, is the new master of an upgrade
+ * (then the upgrade's fiber takes over). */
+bool master_upgrade_reap(struct master *m, pid_t pid, int status);
 
 /* ---- main.c --------------------------------------------------------- */
 

@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <sched.h>
@@ -78,7 +79,7 @@ static void close_from(int lo)
  * would keep a queue alive that no one accepts from).  The gaps below the
  * highest kept fd are closed one by one (the master opened those fds itself,
  * so they are few); everything above it with closefrom(). */
-static void close_other_fds(int *keep, unsigned n)
+void master_close_fds_except(int *keep, unsigned n)
 {
     int lo = 0;
 
@@ -186,9 +187,11 @@ static int warn_unreadable(const struct sp_config *cfg)
         for (unsigned k = 0; k < np; k++) {
             if (!(paths[k].flags & SP_PATH_READ) || access(paths[k].path, R_OK | X_OK) == 0)
                 continue;
-            fprintf(stderr, "%s:%u: warning: [%s %s] %s %s: user %s cannot read it: %s\n",
-                    cfg->path, s->line, s->def->name, s->name, paths[k].key, paths[k].path,
-                    cfg->user, strerror(errno));
+            char where[PATH_MAX + SP_CONFIG_ERR_SIZE];
+            int e = errno;
+            fprintf(stderr, "%s: warning: [%s %s] %s %s: user %s cannot read it: %s\n",
+                    sp_config_where(cfg, s->line, where, sizeof(where)), s->def->name, s->name,
+                    paths[k].key, paths[k].path, cfg->user, strerror(e));
             n++;
         }
     }
@@ -357,7 +360,7 @@ static void child_main(struct master *m, struct master_worker *w)
     for (unsigned i = 0; i < cfg->nservices; i++)
         if (w->gen->log_fds[i] >= 0)
             keep[nkeep++] = w->gen->log_fds[i];
-    close_other_fds(keep, nkeep);
+    master_close_fds_except(keep, nkeep);
     free(keep);
 
     snprintf(who, sizeof(who), "worker %u", w->index);
@@ -391,6 +394,8 @@ void master_serve_forks(struct master *m)
         master_check_fork(m->check_queue);
         m->check_queue = NULL;
     }
+    if (m->upgrade_queued && !m->upgrade_forked)
+        master_upgrade_fork(m);
     while (m->fork_queue) { /* reverse: fork in the order asked */
         struct master_worker *w = m->fork_queue;
         m->fork_queue = w->fork_next;
@@ -439,7 +444,7 @@ static void detach_fds(struct master *m, int ready_fd)
         for (struct master_listener *l = m->listeners; l; l = l->next)
             for (unsigned i = 0; i < l->nfds; i++)
                 keep[n++] = l->fds[i];
-        close_other_fds(keep, n);
+        master_close_fds_except(keep, n);
         free(keep);
     }
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);

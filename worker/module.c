@@ -14,6 +14,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,8 +133,10 @@ static int check_services(const struct sp_config *cfg, const struct loaded *ls, 
             continue;
         const struct sp_service_def *def = ls[sc->index].mi.def->service;
         if (!def || !def->handle) {
-            snprintf(err, errlen, "%s:%u: [service %s]: module %s provides no TCP service",
-                     cfg->path, sc->module_line, cfg->services[i].name, sc->module);
+            char where[PATH_MAX + SP_CONFIG_ERR_SIZE];
+            snprintf(err, errlen, "%s: [service %s]: module %s provides no TCP service",
+                     sp_config_where(cfg, sc->module_line, where, sizeof(where)),
+                     cfg->services[i].name, sc->module);
             return -1;
         }
     }

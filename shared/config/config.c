@@ -19,6 +19,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <glob.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdarg.h>
@@ -27,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -76,6 +78,7 @@ void sp_config_free(struct sp_config *cfg)
     }
     free(cfg->services);
     free(cfg->listens);
+    free(cfg->srcs);
     sp__config_modules_free(cfg);
     while (cfg->mem != NULL) {
         struct sp__config_mem *next = cfg->mem->next;
@@ -87,10 +90,78 @@ void sp_config_free(struct sp_config *cfg)
 
 /* ---- loader state and errors ------------------------------------------ */
 
-/* Records the first error as "NAME:LINE: message" (line 0: "NAME: message"). */
+/* ---- where a line is -------------------------------------------------------- */
+
+/* The file that line (whole-load numbering) is in, or -1 when cfg read none
+ * (a configuration built in a test). */
+static int src_of(const struct sp_config *cfg, unsigned line)
+{
+    if (cfg == NULL)
+        return -1;
+    for (unsigned i = cfg->nsrcs; i-- > 0;) {
+        const struct sp__config_src *f = &cfg->srcs[i];
+        if (line > f->base && line <= f->base + f->nlines)
+            return (int)i;
+    }
+    return cfg->nsrcs > 0 ? 0 : -1;
+}
+
+/* Writes "FILE:LINE" of line into loc and " (included from FILE:LINE)" for
+ * each include that led to it into chain.  Returns false when cfg read no
+ * file. */
+static bool where_parts(const struct sp_config *cfg, unsigned line, char *loc, size_t loclen,
+                        char *chain, size_t chainlen)
+{
+    int i = src_of(cfg, line);
+    size_t used = 0;
+
+    chain[0] = '\0';
+    if (i < 0)
+        return false;
+    snprintf(loc, loclen, "%s:%u", cfg->srcs[i].name, line - cfg->srcs[i].base);
+    for (unsigned depth = 0; depth < SP__CONFIG_MAX_DEPTH && i > 0 && used < chainlen; depth++) {
+        line = cfg->srcs[i].from;
+        i = src_of(cfg, line);
+        if (i < 0)
+            break;
+        int n = snprintf(chain + used, chainlen - used, " (included from %s:%u)", cfg->srcs[i].name,
+                         line - cfg->srcs[i].base);
+        used += n > 0 ? (size_t)n : 0;
+    }
+    return true;
+}
+
+const char *sp_config_where(const struct sp_config *cfg, unsigned line, char *buf, size_t len)
+{
+    char loc[PATH_MAX + 16], chain[SP_CONFIG_ERR_SIZE];
+
+    if (len == 0)
+        return buf;
+    if (where_parts(cfg, line, loc, sizeof(loc), chain, sizeof(chain)))
+        snprintf(buf, len, "%s%s", loc, chain);
+    else
+        snprintf(buf, len, "%s:%u", cfg ? cfg->path : "?", line);
+    return buf;
+}
+
+/* How a message refers to another line: "line N" in the same file as the
+ * line being read, "FILE:N" in another. */
+const char *sp__config_line_ref(const struct sp_conf_ctx *L, unsigned line, char *buf, size_t len)
+{
+    int i = src_of(L->map, line);
+
+    if (i < 0 || (unsigned)i == L->src)
+        snprintf(buf, len, "line %u", i < 0 ? line : line - L->map->srcs[i].base);
+    else
+        snprintf(buf, len, "%s:%u", L->map->srcs[i].name, line - L->map->srcs[i].base);
+    return buf;
+}
+
+/* Records the first error as "NAME:LINE: message" (line 0: "NAME: message"),
+ * a line of an included file with the includes that led to it. */
 static void vfail(struct sp_conf_ctx *L, unsigned line, const char *fmt, va_list ap)
 {
-    char msg[SP_CONFIG_ERR_SIZE];
+    char msg[SP_CONFIG_ERR_SIZE], where[PATH_MAX + 16], chain[SP_CONFIG_ERR_SIZE];
 
     if (L->failed)
         return;
@@ -99,10 +170,13 @@ static void vfail(struct sp_conf_ctx *L, unsigned line, const char *fmt, va_list
     vsnprintf(msg, sizeof(msg), fmt, ap);
     if (L->errlen == 0)
         return;
-    if (line > 0)
+    if (line > 0 && where_parts(L->map, line, where, sizeof(where), chain, sizeof(chain))) {
+        snprintf(L->err, L->errlen, "%s: %s%s", where, msg, chain);
+    } else if (line > 0) {
         snprintf(L->err, L->errlen, "%s:%u: %s", L->name, line, msg);
-    else
+    } else {
         snprintf(L->err, L->errlen, "%s: %s", L->name, msg);
+    }
 }
 
 __attribute__((format(printf, 3, 4))) static void fail(struct sp_conf_ctx *L, unsigned line,
@@ -413,12 +487,15 @@ static void add_listen(struct sp_conf_ctx *L, const char *v)
     sp_net_format((struct sockaddr *)&ln->addr, ln->text, sizeof(ln->text));
 
     const struct sp_listen_conf *o = sp_config_find_conflict(cfg, (struct sockaddr *)&ln->addr);
+    char ref[PATH_MAX + 16];
     if (o != NULL && strcmp(o->text, ln->text) == 0) {
-        fail(L, L->lineno, "duplicate listen %s (also at line %u)", ln->text, o->line);
+        fail(L, L->lineno, "duplicate listen %s (also at %s)", ln->text,
+             sp__config_line_ref(L, o->line, ref, sizeof(ref)));
         return;
     }
     if (o != NULL) {
-        fail(L, L->lineno, "listen %s overlaps %s (line %u)", ln->text, o->text, o->line);
+        fail(L, L->lineno, "listen %s overlaps %s (%s)", ln->text, o->text,
+             sp__config_line_ref(L, o->line, ref, sizeof(ref)));
         return;
     }
     cfg->nlistens++;
@@ -468,8 +545,9 @@ static void add_service(struct sp_conf_ctx *L, const struct sp_service_def *def,
     for (unsigned i = 0; i < cfg->nservices; i++) {
         s = &cfg->services[i];
         if (s->def == def && strlen(s->name) == n && memcmp(s->name, name, n) == 0) {
-            fail(L, L->lineno, "duplicate section [%s %s] (first at line %u)", def->name, s->name,
-                 s->line);
+            char ref[PATH_MAX + 16];
+            fail(L, L->lineno, "duplicate section [%s %s] (first at %s)", def->name, s->name,
+                 sp__config_line_ref(L, s->line, ref, sizeof(ref)));
             return;
         }
     }
@@ -513,6 +591,8 @@ static void section_begin(struct sp_conf_ctx *L)
     section_end(L);
     if (L->failed)
         return;
+    L->headers++;
+    L->ended_by = -1;
     L->in_section = false;
     L->in_module = false;
     L->def = NULL;
@@ -531,7 +611,9 @@ static void section_begin(struct sp_conf_ctx *L)
         if (words > 1) {
             fail(L, L->lineno, "section [master] takes no name");
         } else if (L->master_line != 0) {
-            fail(L, L->lineno, "duplicate section [master] (first at line %u)", L->master_line);
+            char ref[PATH_MAX + 16];
+            fail(L, L->lineno, "duplicate section [master] (first at %s)",
+                 sp__config_line_ref(L, L->master_line, ref, sizeof(ref)));
         } else {
             L->master_line = L->lineno;
             L->in_section = true;
@@ -592,6 +674,13 @@ static void key_line(struct sp_conf_ctx *L)
     size_t word = strcspn(name, " \t");
     unsigned i;
 
+    if (!L->in_section && L->ended_by >= 0) {
+        fail(L, L->lineno,
+             "key '%s' outside of any section: the sections of %s ended with that file "
+             "(start a section here, or move the key above the include)",
+             name, L->map->srcs[L->ended_by].name);
+        return;
+    }
     if (!L->in_section) {
         fail(L, L->lineno, "key '%s' outside of any section", name);
         return;
@@ -641,6 +730,183 @@ static void key_line(struct sp_conf_ctx *L)
     k->set(L, k, L->def != NULL ? L->cfg->services[L->svc].conf : (void *)L->cfg, L->value);
 }
 
+/* ---- include ------------------------------------------------------------ */
+
+/*
+ * "include = GLOB" reads the files GLOB matches (relative to the directory of
+ * the file the line is in, in alphabetical order) as if their text stood in
+ * place of the line, with one exception.  A file's first keys belong to the
+ * section the include line is in, so a file may add keys to a section; a
+ * section a file opens ends with that file, as nginx's blocks end in the file
+ * that opens them: after such a file the reading goes on outside any
+ * section, and a key there is refused with a message saying why.  A pattern
+ * with a wildcard may match nothing; a plain name must exist.
+ */
+static bool next_line(struct sp_conf_ctx *L);
+
+/* Whether the file st is one of those being read (an include cycle). */
+static bool being_read(const struct sp_conf_ctx *L, const struct stat *st)
+{
+    const struct sp_config *cfg = L->cfg;
+    int i = (int)L->src;
+
+    for (unsigned depth = 0; depth <= SP__CONFIG_MAX_DEPTH && i >= 0; depth++) {
+        const struct sp__config_src *f = &cfg->srcs[i];
+        if ((f->dev != 0 || f->ino != 0) && f->dev == st->st_dev && f->ino == st->st_ino)
+            return true;
+        if (i == 0)
+            break;
+        i = src_of(cfg, f->from);
+    }
+    return false;
+}
+
+static unsigned count_lines(const char *text, size_t len)
+{
+    unsigned n = 1;
+    for (const char *p = text; (p = memchr(p, '\n', len - (size_t)(p - text))) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* Adds a file to cfg->srcs.  Returns its index, or -1 with an error recorded. */
+static int add_src(struct sp_conf_ctx *L, const char *name, const char *dir, unsigned nlines,
+                   unsigned from, const struct stat *st)
+{
+    struct sp_config *cfg = L->cfg;
+    struct sp__config_src *all = realloc(cfg->srcs, (cfg->nsrcs + 1) * sizeof(*all));
+
+    if (all == NULL) {
+        fail(L, 0, "out of memory");
+        return -1;
+    }
+    cfg->srcs = all;
+    struct sp__config_src *f = &all[cfg->nsrcs];
+    memset(f, 0, sizeof(*f));
+    f->name = name;
+    f->dir = dir;
+    f->base = L->next_base;
+    f->nlines = nlines;
+    f->from = from;
+    if (st != NULL) {
+        f->dev = st->st_dev;
+        f->ino = st->st_ino;
+    }
+    L->next_base += nlines;
+    return (int)cfg->nsrcs++;
+}
+
+/* Reads path, one match of the include at line at, in place of that line. */
+static void include_file(struct sp_conf_ctx *L, const char *path, unsigned at)
+{
+    struct stat st;
+    const char *what, *name, *dir;
+    char real[PATH_MAX], *slash, *buf;
+    size_t len;
+
+    if (L->cfg->nsrcs >= SP__CONFIG_MAX_FILES) {
+        fail(L, at, "include: too many files (max %d in one configuration)", SP__CONFIG_MAX_FILES);
+        return;
+    }
+    bool known = stat(path, &st) == 0;
+    if (known && being_read(L, &st)) {
+        fail(L, at, "include cycle: %s is already being read", path);
+        return;
+    }
+    /* A directory a wildcard matched, or a FIFO or device a read could
+     * block on forever. */
+    if (known && !S_ISREG(st.st_mode)) {
+        fail(L, at, "include %s: not a regular file", path);
+        return;
+    }
+    int rc = sp__config_read(path, &buf, &len, &what);
+    if (rc < 0) {
+        if (rc == -EFBIG)
+            fail(L, at, "include %s: too large (max %d bytes)", path, SP_CONFIG_MAX_FILE);
+        else
+            fail(L, at, "include %s: %s: %s", path, what, strerror(-rc));
+        return;
+    }
+    /* Its own includes are relative to the directory of the file a symbolic
+     * link leads to, as the main file's are. */
+    if (realpath(path, real) == NULL)
+        snprintf(real, sizeof(real), "%s", path);
+    slash = strrchr(real, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    name = dup_or_fail(L, path, strlen(path));
+    dir = dup_or_fail(L, real, strlen(real));
+    int src = L->failed ? -1 : add_src(L, name, dir, count_lines(buf, len), at, known ? &st : NULL);
+    if (src < 0) {
+        free(buf);
+        return;
+    }
+
+    /* Read it, then go on where the include line left off. */
+    const char *text = L->text;
+    size_t tlen = L->len, pos = L->pos;
+    unsigned lineno = L->lineno, from_src = L->src, headers = L->headers;
+    L->text = buf;
+    L->len = len;
+    L->pos = 0;
+    L->lineno = L->cfg->srcs[src].base;
+    L->src = (unsigned)src;
+    L->depth++;
+    while (next_line(L))
+        ;
+    if (!L->failed && L->headers != headers) {
+        section_end(L);
+        L->in_section = false;
+        L->in_module = false;
+        L->def = NULL;
+        L->ended_by = src;
+    }
+    L->depth--;
+    L->text = text;
+    L->len = tlen;
+    L->pos = pos;
+    L->lineno = lineno;
+    L->src = from_src;
+    free(buf);
+}
+
+static void include(struct sp_conf_ctx *L, const char *value)
+{
+    char pattern[PATH_MAX];
+    unsigned at = L->lineno;
+    glob_t g;
+
+    if (value[0] == '\0') {
+        fail(L, at, "missing value for include");
+        return;
+    }
+    if (L->depth >= SP__CONFIG_MAX_DEPTH) {
+        fail(L, at, "include %s: includes nested too deeply (max %d levels)", value,
+             SP__CONFIG_MAX_DEPTH);
+        return;
+    }
+    if (sp_config_join_path(pattern, sizeof(pattern), L->cfg->srcs[L->src].dir, value) < 0) {
+        fail(L, at, "include %s: path too long", value);
+        return;
+    }
+    /* value lives in L->line, which the included files overwrite: only
+     * pattern is used from here on. */
+    int rc = glob(pattern, GLOB_ERR, NULL, &g);
+    if (rc == GLOB_NOMATCH) {
+        if (strpbrk(pattern, "*?[") == NULL)
+            fail(L, at, "include %s: cannot open: %s", pattern, strerror(ENOENT));
+        return;
+    }
+    if (rc != 0) {
+        fail(L, at, "include %s: %s", pattern,
+             rc == GLOB_NOSPACE ? "out of memory" : "cannot read its directory");
+        return;
+    }
+    for (size_t i = 0; i < g.gl_pathc && !L->failed; i++)
+        include_file(L, g.gl_pathv[i], at);
+    globfree(&g);
+}
+
 /* ---- reading lines ------------------------------------------------------- */
 
 /* Reads the next line into L->line, normalised, and handles it.  Returns
@@ -666,7 +932,8 @@ static bool next_line(struct sp_conf_ctx *L)
         fail(L, L->lineno, "line too long (max %d bytes)", SP_CONFIG_MAX_LINE);
         return false;
     }
-    if (L->lineno == 1 && n >= 3 && memcmp(raw, "\xEF\xBB\xBF", 3) == 0) {
+    if (L->lineno == L->cfg->srcs[L->src].base + 1 && n >= 3 &&
+        memcmp(raw, "\xEF\xBB\xBF", 3) == 0) {
         raw += 3;
         n -= 3;
     }
@@ -720,7 +987,10 @@ static bool next_line(struct sp_conf_ctx *L)
         klen--;
     memcpy(L->key, line, klen);
     L->key[klen] = '\0';
-    key_line(L);
+    if (!L->whole_line && strcmp(L->key, "include") == 0)
+        include(L, L->value);
+    else
+        key_line(L);
     return !L->failed;
 }
 
@@ -854,9 +1124,15 @@ static struct sp_config *parse(const char *text, size_t len, const char *name, c
     L->errlen = errlen;
     L->slots_auto = true;
 
+    L->map = cfg;
+    L->ended_by = -1;
     cfg->path = dup_or_fail(L, name, strlen(name));
     cfg->dir = config_dir(L, name);
     if (L->failed)
+        goto fail;
+    struct stat st;
+    if (add_src(L, cfg->path, cfg->dir, count_lines(text, len), 0,
+                stat(name, &st) == 0 ? &st : NULL) < 0)
         goto fail;
     cfg->workers = online_cpus();
     cfg->threads = 1;

@@ -15,6 +15,26 @@
 
 #define MAX_SECTION_KEYS SP_SERVICE_MAX_KEYS /* L->seen has a bit for each */
 
+/*
+ * One file the loader read: the main file or one brought in by include.  The
+ * loader numbers lines across all of them: a file's line N is line base + N
+ * of the whole, so every line it records (a section's, a listen's) is one
+ * unsigned, and a message translates it back to FILE:LINE with the chain of
+ * includes (sp_config_where).  The main file has base 0, so without includes
+ * the numbers are the file's own.
+ */
+struct sp__config_src {
+    const char *name; /* as the include line named it, made absolute; arena */
+    const char *dir;  /* its directory, which its own includes are relative to */
+    unsigned base, nlines;
+    unsigned from; /* the line (whole-load numbering) of the include that read it; 0: main */
+    dev_t dev;     /* of the file, to refuse an include cycle; 0 with ino when unknown */
+    ino_t ino;
+};
+
+#define SP__CONFIG_MAX_DEPTH 8    /* include in an included file ..., this deep at most */
+#define SP__CONFIG_MAX_FILES 1024 /* files read in one load, the main one included */
+
 /* The loader; setters see it as the opaque struct sp_conf_ctx. */
 struct sp_conf_ctx {
     struct sp_config *cfg;
@@ -43,7 +63,26 @@ struct sp_conf_ctx {
     size_t errlen;
     bool failed;
     unsigned errline;
+
+    /* include (config.c) */
+    const struct sp_config *map; /* whose srcs translate line numbers; NULL: none */
+    unsigned src;                /* the file being read, an index into cfg->srcs */
+    unsigned depth;              /* of includes around it */
+    unsigned next_base;          /* the first line number the next file gets */
+    unsigned headers;            /* section headers read so far */
+    int ended_by;                /* a src whose sections ended with it, then nothing; -1 */
 };
+
+/*
+ * Reads the whole file at path into a new buffer (*buf, the caller frees it),
+ * at most SP_CONFIG_MAX_FILE bytes.  Returns 0, -EFBIG for a larger file, or
+ * -errno with *what set to "cannot open" or "cannot read".
+ */
+int sp__config_read(const char *path, char **buf, size_t *len, const char **what);
+
+/* How a message refers to line (whole-load numbering): "line N" when it is
+ * in the file being read, "FILE:N" otherwise.  Writes into buf, returns it. */
+const char *sp__config_line_ref(const struct sp_conf_ctx *L, unsigned line, char *buf, size_t len);
 
 /* path made absolute against base, in cfg's arena; NULL with an error recorded. */
 const char *sp__config_resolve(struct sp_conf_ctx *L, const char *base, const char *path);

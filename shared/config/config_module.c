@@ -13,6 +13,7 @@
  * loader's own and takes only listen and module.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +36,9 @@ void sp__config_module_begin(struct sp_conf_ctx *L, const char *name)
     }
     for (unsigned i = 0; i < cfg->nmodules; i++) {
         if (strcmp(cfg->modules[i].name, name) == 0) {
-            sp_conf_error(L, "duplicate section [module %s] (first at line %u)", name,
-                          cfg->modules[i].line);
+            char ref[PATH_MAX + 16];
+            sp_conf_error(L, "duplicate section [module %s] (first at %s)", name,
+                          sp__config_line_ref(L, cfg->modules[i].line, ref, sizeof(ref)));
             return;
         }
     }
@@ -226,6 +228,8 @@ int sp_config_apply_module(const struct sp_config *cfg, const struct sp_module_c
         return -ENOMEM;
     }
     L->cfg = a;
+    L->map = cfg; /* the recorded lines are cfg's */
+    L->ended_by = -1;
     L->name = cfg->path;
     L->err = err;
     L->errlen = errlen;

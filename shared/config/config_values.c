@@ -322,19 +322,17 @@ const char *sp_service_path(const struct sp_config *cfg, unsigned service, unsig
     return NULL;
 }
 
-/* Reads the whole file first: the loader then parses from memory, and a file
- * changed while it is read cannot mix two versions into one result. */
-struct sp_config *sp_config_load(const char *path, char *err, size_t errlen)
+int sp__config_read(const char *path, char **out, size_t *outlen, const char **what)
 {
-    struct sp_config *cfg = NULL;
     size_t len = 0, cap = 64 * 1024;
     char *buf = NULL;
-    const char *what = "cannot open";
+    int rc;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
 
+    *what = "cannot open";
     if (fd < 0)
-        goto sys_fail;
-    what = "cannot read";
+        return -errno;
+    *what = "cannot read";
     buf = malloc(cap);
     if (buf == NULL)
         goto sys_fail;
@@ -348,8 +346,7 @@ struct sp_config *sp_config_load(const char *path, char *err, size_t errlen)
             break;
         len += (size_t)n;
         if (len > SP_CONFIG_MAX_FILE) {
-            if (errlen > 0)
-                snprintf(err, errlen, "%s: too large (max %d bytes)", path, SP_CONFIG_MAX_FILE);
+            rc = -EFBIG;
             goto out;
         }
         if (len == cap) {
@@ -360,15 +357,40 @@ struct sp_config *sp_config_load(const char *path, char *err, size_t errlen)
             cap *= 2;
         }
     }
-    cfg = sp_config_from_buffer(buf, len, path, err, errlen);
-    goto out;
+    close(fd);
+    *out = buf;
+    *outlen = len;
+    return 0;
 
 sys_fail:
-    if (errlen > 0)
-        snprintf(err, errlen, "%s: %s: %s", path, what, strerror(errno));
+    rc = -errno;
 out:
-    if (fd >= 0)
-        close(fd);
+    close(fd);
+    free(buf);
+    return rc;
+}
+
+/* Reads the whole file first: the loader then parses from memory, and a file
+ * changed while it is read cannot mix two versions into one result. */
+struct sp_config *sp_config_load(const char *path, char *err, size_t errlen)
+{
+    struct sp_config *cfg;
+    const char *what;
+    char *buf;
+    size_t len;
+    int rc = sp__config_read(path, &buf, &len, &what);
+
+    if (rc == -EFBIG) {
+        if (errlen > 0)
+            snprintf(err, errlen, "%s: too large (max %d bytes)", path, SP_CONFIG_MAX_FILE);
+        return NULL;
+    }
+    if (rc < 0) {
+        if (errlen > 0)
+            snprintf(err, errlen, "%s: %s: %s", path, what, strerror(-rc));
+        return NULL;
+    }
+    cfg = sp_config_from_buffer(buf, len, path, err, errlen);
     free(buf);
     return cfg;
 }

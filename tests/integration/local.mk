@@ -31,6 +31,9 @@ INTEGRATION_TESTS += \
 	tests/integration/test_signals.py \
 	tests/integration/test_supervision.py \
 	tests/integration/test_notify.py \
+	tests/integration/test_include.py \
+	tests/integration/test_activation.py \
+	tests/integration/test_upgrade.py \
 	tests/integration/test_cli.py
 
 # Loadable modules: a module's TCP service, the checker child (-t, reload),

@@ -100,6 +100,7 @@ def make_install_puts_everything_under_destdir():
                  os.path.join(staged("mandir"), "man8", "spindle.8"),
                  os.path.join(staged("mandir"), "man5", "spindle.conf.5"),
                  os.path.join(staged("docdir"), "examples", "spindle.service"),
+                 os.path.join(staged("docdir"), "examples", "spindle.socket"),
                  os.path.join(staged("docdir"), "examples", "spindle.logrotate"),
                  os.path.join(staged("docdir"), "examples", "spindle.conf.example")):
         check(os.path.isfile(path), "not installed: " + path)
@@ -411,6 +412,12 @@ def systemd_unit_names_the_installed_paths_and_loads():
     r = subprocess.run(["systemd-analyze", "verify", copy], capture_output=True, text=True,
                        timeout=60)
     eq((r.returncode, r.stdout + r.stderr), (0, ""), "systemd-analyze verify " + unit)
+    # The socket unit beside it activates that service.
+    sock = os.path.join(os.path.dirname(copy), "spindle.socket")
+    shutil.copy(os.path.join(staged("docdir"), "examples", "spindle.socket"), sock)
+    r = subprocess.run(["systemd-analyze", "verify", sock], capture_output=True, text=True,
+                       timeout=60)
+    eq((r.returncode, r.stdout + r.stderr), (0, ""), "systemd-analyze verify spindle.socket")
 
 
 @tap.case

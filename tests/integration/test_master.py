@@ -66,10 +66,14 @@ def check_config_good_and_bad_binds_nothing():
         eq(rc, 1, "-t on a missing file")
         check("nope.conf" in err, "names the missing file: %r" % err)
 
-        # The default file is spindle.conf in the working directory.
+        # The default file is the one configure chose (SYSCONFDIR/spindle/
+        # spindle.conf), not spindle.conf in the working directory.
         sp.write_conf(services(port))
         rc, out, err = run(["-t"], cwd=sp.dir)
-        eq((rc, out), (0, "configuration ok\n"), "-t with the default file")
+        default = re.search(r"default: (\S+)\)", run(["-h"])[1]).group(1)
+        if not os.path.exists(default):
+            eq((rc, out), (1, ""), "-t with no default file")
+            check(err.startswith(default + ": cannot open"), "names %s: %r" % (default, err))
     finally:
         sp.stop()
 

@@ -720,6 +720,150 @@ static void test_load_file(void **state)
     rmdir(dir);
 }
 
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Expects loading dir/main.conf to fail with want, in which every "@" stands
+ * for dir. */
+static void expect_load_error(const char *dir, const char *want)
+{
+    char path[512], full[2048];
+    size_t n = 0;
+
+    for (const char *p = want; *p && n < sizeof(full) - 256; p++) {
+        if (*p == '@')
+            n += (size_t)snprintf(full + n, sizeof(full) - n, "%s", dir);
+        else
+            full[n++] = *p;
+    }
+    full[n] = '\0';
+    snprintf(path, sizeof(path), "%s/main.conf", dir);
+    struct sp_config *cfg = sp_config_load(path, err, sizeof(err));
+    if (cfg != NULL || strcmp(err, full) != 0)
+        fail_msg("want: %s\ngot:  %s", full, cfg ? "(loaded)" : err);
+}
+
+/* include = GLOB: files relative to the including file's directory, in
+ * alphabetical order, keys at a file's top in the includer's section,
+ * sections ending with the file that opens them, and every error naming the
+ * file, its line and the include lines that led to it. */
+static void test_include(void **state)
+{
+    char dir[] = "/tmp/spindle-test-config-XXXXXX", path[512], sub[512], want[1024];
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(sub, sizeof(sub), "%s/conf.d", dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    snprintf(path, sizeof(path), "%s/main.conf", dir);
+    write_file(dir, "main.conf",
+               "[master]\n"                   /* 1 */
+               "workers = 1\n"                /* 2 */
+               "include = master.inc\n"       /* 3 */
+               "include = conf.d/*.conf\n"    /* 4 */
+               "include = conf.d/*.nothing\n" /* 5: a pattern may match nothing */
+               "[echo e]\n"                   /* 6: a section after them is fine */
+               "listen = 127.0.0.1:9003\n");  /* 7 */
+    write_file(dir, "master.inc", "threads = 3\n");
+    write_file(sub, "b.conf", "[http b]\nlisten = 127.0.0.1:9002\nroot = www\n");
+    write_file(sub, "a.conf", "; first\n[http a]\nlisten = 127.0.0.1:9001\n");
+
+    struct sp_config *cfg = sp_config_load(path, err, sizeof(err));
+    if (cfg == NULL)
+        fail_msg("%s", err);
+    assert_int_equal(cfg->threads, 3); /* the included file's key went to [master] */
+    assert_int_equal(cfg->nservices, 3);
+    assert_string_equal(cfg->services[0].name, "a"); /* alphabetical */
+    assert_string_equal(cfg->services[1].name, "b");
+    assert_string_equal(cfg->services[2].name, "e");
+    /* Paths in any file are relative to the main file's directory. */
+    snprintf(want, sizeof(want), "%s/www", dir);
+    assert_string_equal(HTTP(&cfg->services[1])->root, want);
+    char where[1024];
+    snprintf(want, sizeof(want), "%s/conf.d/b.conf:1 (included from %s:4)", dir, path);
+    assert_string_equal(sp_config_where(cfg, cfg->services[1].line, where, sizeof(where)), want);
+    snprintf(want, sizeof(want), "%s:6", path);
+    assert_string_equal(sp_config_where(cfg, cfg->services[2].line, where, sizeof(where)), want);
+    sp_config_free(cfg);
+
+    /* An error in an included file, and one two includes deep. */
+    write_file(sub, "b.conf", "[http b]\nlisten = 127.0.0.1:9002\nbogus = 1\n");
+    expect_load_error(dir, "@/conf.d/b.conf:3: unknown key 'bogus' in [http b] "
+                           "(included from @/main.conf:4)");
+    write_file(sub, "b.conf", "[http b]\nlisten = 127.0.0.1:9002\ninclude = ../deep.inc\n");
+    write_file(dir, "deep.inc", "\n\nworkers = x\n");
+    expect_load_error(dir, "@/deep.inc:3: unknown key 'workers' in [http b] "
+                           "(included from @/conf.d/b.conf:3) (included from @/main.conf:4)");
+
+    /* A duplicate across files names the other file; the section of a file
+     * is checked in its own file. */
+    write_file(sub, "b.conf", "[http b]\nlisten = 127.0.0.1:9001\n");
+    expect_load_error(dir, "@/conf.d/b.conf:2: duplicate listen 127.0.0.1:9001 (also at "
+                           "@/conf.d/a.conf:3) (included from @/main.conf:4)");
+    write_file(sub, "b.conf", "[http b]\n");
+    expect_load_error(dir, "@/conf.d/b.conf:1: [http b] has no listen address "
+                           "(included from @/main.conf:4)");
+
+    /* The sections of an included file end with it. */
+    write_file(sub, "b.conf", "[http b]\nlisten = 127.0.0.1:9002\n");
+    write_file(dir, "main.conf", "[master]\ninclude = conf.d/*.conf\nworkers = 1\n");
+    expect_load_error(dir, "@/main.conf:3: key 'workers' outside of any section: the sections of "
+                           "@/conf.d/b.conf ended with that file (start a section here, or move "
+                           "the key above the include)");
+
+    /* A directory among the matches. */
+    write_file(dir, "main.conf", "[master]\nworkers = 1\ninclude = conf.d/*\n");
+    snprintf(want, sizeof(want), "%s/conf.d/sub", dir);
+    assert_int_equal(mkdir(want, 0755), 0);
+    expect_load_error(dir, "@/main.conf:3: include @/conf.d/sub: not a regular file");
+    rmdir(want);
+
+    /* A missing plain file, a cycle, nesting too deep. */
+    write_file(dir, "main.conf", "[master]\nworkers = 1\ninclude = missing.conf\n");
+    expect_load_error(dir, "@/main.conf:3: include @/missing.conf: cannot open: No such file or "
+                           "directory");
+    write_file(dir, "main.conf", "include = conf.d/*.conf\n");
+    write_file(sub, "b.conf", "[http b]\nlisten = 127.0.0.1:9002\ninclude = ../main.conf\n");
+    expect_load_error(dir, "@/conf.d/b.conf:3: include cycle: @/main.conf is already being read "
+                           "(included from @/main.conf:1)");
+    unlink(strcat(strcpy(path, sub), "/a.conf"));
+    unlink(strcat(strcpy(path, sub), "/b.conf"));
+    write_file(dir, "main.conf", "include = n1.inc\n[echo e]\nlisten = 127.0.0.1:9003\n");
+    for (int i = 1; i <= 9; i++) {
+        char name[32], text[64];
+        snprintf(name, sizeof(name), "n%d.inc", i);
+        snprintf(text, sizeof(text), "include = n%d.inc\n", i + 1);
+        write_file(dir, name, i < 9 ? text : "\n");
+    }
+    assert_null(sp_config_load(strcat(strcpy(path, dir), "/main.conf"), err, sizeof(err)));
+    assert_non_null(strstr(err, "/n8.inc:1: include n9.inc: includes nested too deeply (max 8 "
+                                "levels) (included from "));
+    write_file(dir, "n8.inc", "\n");
+    cfg = sp_config_load(path, err, sizeof(err));
+    if (cfg == NULL)
+        fail_msg("8 levels: %s", err);
+    sp_config_free(cfg);
+
+    for (int i = 1; i <= 9; i++) {
+        snprintf(path, sizeof(path), "%s/n%d.inc", dir, i);
+        unlink(path);
+    }
+    const char *names[] = {"main.conf", "master.inc", "deep.inc"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+    rmdir(sub);
+    rmdir(dir);
+}
+
 /* The example shipped at the top of the tree loads and says what its
  * comments say. */
 static void test_example(void **state)
@@ -1022,6 +1166,7 @@ int main(void)
         cmocka_unit_test(test_http_handle),
         cmocka_unit_test(test_layout),
         cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_include),
         cmocka_unit_test(test_example),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_duration),

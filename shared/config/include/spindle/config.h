@@ -5,7 +5,10 @@
  * no socket and creates no file, so the master can check a new configuration
  * completely before it acts on any of it (reload as a transaction).  Every
  * error is reported as one line "FILE:LINE: message" (or "FILE: message" when
- * no line is to blame) and nothing is half loaded.
+ * no line is to blame), followed for a line of an included file by
+ * " (included from FILE:LINE)" for each include that led to it, and nothing
+ * is half loaded.  "include = GLOB" reads other files in place of its line
+ * (docs/config.md); the loader reads them, and nothing else.
  *
  * The format and every key are documented in spindle.conf.example.  Relative
  * paths (root, pid_file, control_socket, error_log, access_log) are resolved
@@ -126,7 +129,9 @@ struct sp_config {
     struct sp_module_conf *modules;   /* in file order */
     unsigned nmodules;
 
-    struct sp__config_mem *mem; /* private: owns every string above */
+    struct sp__config_mem *mem;  /* private: owns every string above */
+    struct sp__config_src *srcs; /* private: the files read, for sp_config_where() */
+    unsigned nsrcs;
 };
 
 /*
@@ -167,6 +172,14 @@ int sp_config_apply_module(const struct sp_config *cfg, const struct sp_module_c
                            void (*defaults)(struct sp_conf_ctx *ctx, void *conf),
                            void (*check)(struct sp_conf_ctx *ctx, void *conf), void *conf,
                            struct sp_config **arena, char *err, size_t errlen);
+
+/*
+ * Where line (a line number the loader recorded in cfg: a section's, a
+ * listen's, a module key's) is: "FILE:LINE", and for a line of an included
+ * file " (included from FILE:LINE)" for each include that led to it.  Writes
+ * into buf (always NUL-terminated when len > 0) and returns it.  Borrows cfg.
+ */
+const char *sp_config_where(const struct sp_config *cfg, unsigned line, char *buf, size_t len);
 
 /* Releases cfg and everything it points to.  Accepts NULL. */
 void sp_config_free(struct sp_config *cfg);
