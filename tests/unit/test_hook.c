@@ -199,7 +199,7 @@ static void trickler(void *arg)
     struct pair *p = arg;
     for (int i = 0; i < 6; i++) {
         sp_sleep(2);
-        CHECK(write(p->sv[1], "xyzuvw" + i, 1) == 1);
+        CHECK(write(p->sv[1], &"xyzuvw"[i], 1) == 1);
     }
 }
 
