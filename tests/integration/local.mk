@@ -15,7 +15,9 @@ INTEGRATION_TESTS += \
 	tests/integration/test_echo.py \
 	tests/integration/test_cmd.py \
 	tests/integration/test_hooks_redis.py \
-	tests/integration/test_proxy.py
+	tests/integration/test_proxy.py \
+	tests/integration/test_proxy_large.py \
+	tests/integration/test_proxy_apps.py
 
 # A whole worker under valgrind: every service frees what it allocated.  Runs in
 # `make check` and `make check-valgrind` of a --without-jemalloc build; SKIP
