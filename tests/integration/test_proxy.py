@@ -375,5 +375,47 @@ def second_spindle_as_upstream():
         up.stop()
 
 
+@tap.case
+def reload_changes_upstreams_with_no_failed_request():
+    from loadgen import HttpLoad
+    pa, pb, port = free_port(), free_port(), free_port()
+    a = Spindle("[http a]\nlisten = 127.0.0.1:%d\nreturn /api/x = 200 text/plain A\n" % pa)
+    b = Spindle("[http b]\nlisten = 127.0.0.1:%d\nreturn /api/x = 200 text/plain B\n" % pb)
+    confs = [["127.0.0.1:%d" % pa],
+             ["127.0.0.1:%d weight=1" % pa, "127.0.0.1:%d weight=5" % pb],
+             ["127.0.0.1:%d" % pb]]
+    extras = ["", "read_timeout = 5s\nkeepalive = 4\n", "connect_timeout = 200ms\n"]
+    p = Spindle(proxy_conf(port, confs[0]), workers=2, shutdown_timeout="5s")
+    load = None
+    try:
+        a.start(ports=[pa])
+        b.start(ports=[pb])
+        p.start(ports=[port])
+        load = HttpLoad(port, conns=16, keepalive=True, path="/api/x", body=(b"A", b"B")).start()
+        check(load.wait_requests(200), "load never got going: " + load.summary())
+        for i in range(1, 7):
+            p.write_conf(proxy_conf(port, confs[i % 3], extras[i % 3]), workers=2,
+                         shutdown_timeout="5s")
+            rc, out = p.ctl("reload")
+            eq(rc, 0, "reload %d (%s)" % (i, out))
+            check(load.wait_requests(200), "load stalled after reload %d: %s" % (i, load.summary()))
+        # The last configuration has B alone.
+        p.write_conf(proxy_conf(port, confs[2]), workers=2, shutdown_timeout="5s")
+        eq(p.ctl("reload")[0], 0, "last reload")
+        time.sleep(0.5)
+        for _ in range(5):
+            with Conn(port) as c:
+                eq(c.request("GET", "/api/x").body, b"B", "only B after the last reload")
+        load.stop()
+        eq(load.failed, 0, "failed requests: " + load.summary())
+        print("# " + load.summary(), flush=True)
+    finally:
+        if load:
+            load.stop()
+        p.stop()
+        a.stop()
+        b.stop()
+
+
 if __name__ == "__main__":
     tap.run()
