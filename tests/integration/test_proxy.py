@@ -345,6 +345,27 @@ def passive_health_leaves_a_failing_server_out():
 
 
 @tap.case
+def counters_on_the_status_page():
+    dead = free_port()
+    u = Upstream()
+    with Setup([u], servers=["127.0.0.1:%d weight=2" % u.port, "127.0.0.1:%d" % dead],
+               http_extra="status = /status\n", threads=2) as x, Conn(x.port) as c:
+        for i in range(6):
+            eq(c.request("GET", "/api/%d" % i).status, 200, "GET")
+        d = json.loads(c.request("GET", "/status").body)
+        app = d["upstreams"]["app"]
+        eq(app["requests"], 6, "requests proxied")
+        eq(app["bad_gateway"], 0, "502s")
+        eq(app["idle"], 1, "idle pooled connections")
+        live, gone = app["servers"]
+        eq((live["server"], live["weight"]), ("127.0.0.1:%d" % u.port, 2), "first server")
+        eq(live["requests"], 6, "requests to the live server")
+        eq(gone["server"], "127.0.0.1:%d" % dead, "second server")
+        eq(gone["fails"], 1, "the refused server's failures")
+        eq(gone["down_threads"], 1, "left out by the thread that saw it fail")
+
+
+@tap.case
 def weighted_round_robin():
     a, b = Upstream(), Upstream()
     with Setup([a, b], servers=["127.0.0.1:%d weight=3" % a.port, "127.0.0.1:%d" % b.port]) \

@@ -809,7 +809,7 @@ static int http_init(struct service *svc, char *err, size_t errlen)
         hs->status = (struct http_handler){.prefix = conf->status_path,
                                            .prefix_len = strlen(conf->status_path),
                                            .def = &http_status_handler,
-                                           .state = svc->worker};
+                                           .state = hs};
         struct http_route r = {.answer = answer_handler, .arg = &hs->status};
         route_add(hs, conf->status_path, &r);
     }

@@ -323,6 +323,15 @@ struct http_proxy *http_proxy_new(const struct sp_upstream_conf *up, unsigned th
  * have stopped.  Accepts NULL. */
 void http_proxy_free(struct http_proxy *px);
 
+/* The most bytes http_proxy_status() writes. */
+size_t http_proxy_status_size(const struct http_proxy *px);
+
+/* Writes px's counters as one JSON member at d ("NAME":{...}): requests
+ * proxied, answered 502 and 504, idle pooled connections, and per server
+ * its requests, failures and the scheduler threads that leave it out now.
+ * Summed over the threads, readable from any of them.  Returns the length. */
+size_t http_proxy_status(const struct http_proxy *px, char *d);
+
 /* Forwards the request t (its body begun, unread) to px's upstream and
  * streams the answer back, or answers 502/504 itself.  Returns 0, or -errno
  * when the client connection must be dropped (a write error, an answer cut

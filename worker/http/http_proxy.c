@@ -51,7 +51,9 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,10 +76,18 @@
 #define PROXY_CONN_HDRS 16    /* header names a Connection line may list */
 #define PROXY_CHUNK_MAX 20    /* "%zx\r\n" of a chunk's size */
 
+/* Counters are written by their thread only and read by the status page
+ * from any thread: relaxed atomics, one plain add each on x86-64. */
+#define COUNT(x) atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
+#define READ(x)  atomic_load_explicit(&(x), memory_order_relaxed)
+
 struct proxy_peer {
-    int64_t cw;          /* smooth weighted round robin's current weight */
-    unsigned fails;      /* since the last success */
-    uint64_t down_until; /* left out until then */
+    int64_t cw;                /* smooth weighted round robin's current weight */
+    unsigned fails;            /* since the last success */
+    uint64_t down_until;       /* left out until then */
+    _Atomic uint64_t requests; /* sent to it (retries included) */
+    _Atomic uint64_t failures; /* counted against it (passive health) */
+    _Atomic uint64_t down_at;  /* down_until, for the status page */
 };
 
 struct proxy_idle {
@@ -88,6 +98,10 @@ struct proxy_idle {
 
 /* One scheduler thread's share: only its own fibers touch it. */
 struct proxy_thread {
+    _Atomic uint64_t requests;    /* proxied */
+    _Atomic uint64_t bad_gateway; /* answered 502 */
+    _Atomic uint64_t timeouts;    /* answered 504 */
+    _Atomic unsigned pooled;      /* nidle, for the status page */
     struct proxy_peer *peers;
     struct proxy_idle *idle; /* oldest first, keepalive entries */
     unsigned nidle;
@@ -211,8 +225,11 @@ static void peer_failed(struct proxy_req *r, unsigned i)
     struct proxy_peer *p = &r->th->peers[i];
 
     p->fails++;
-    if (sv->max_fails && p->fails >= sv->max_fails && r->up->nservers > 1)
+    COUNT(p->failures);
+    if (sv->max_fails && p->fails >= sv->max_fails && r->up->nservers > 1) {
         p->down_until = sp_now_ns() + ms_ns(sv->fail_timeout_ms);
+        atomic_store_explicit(&p->down_at, p->down_until, memory_order_relaxed);
+    }
 }
 
 static void peer_ok(struct proxy_req *r, unsigned i)
@@ -226,6 +243,7 @@ static void pool_drop(struct proxy_thread *th, unsigned k)
 {
     memmove(&th->idle[k], &th->idle[k + 1], (th->nidle - k - 1) * sizeof(th->idle[0]));
     th->nidle--;
+    atomic_store_explicit(&th->pooled, th->nidle, memory_order_relaxed);
 }
 
 /* Closes the idle connections older than keepalive_timeout (the oldest
@@ -239,6 +257,7 @@ static void pool_expire(struct proxy_thread *th, const struct sp_upstream_conf *
     if (k > 0) {
         memmove(th->idle, th->idle + k, (th->nidle - k) * sizeof(th->idle[0]));
         th->nidle -= k;
+        atomic_store_explicit(&th->pooled, th->nidle, memory_order_relaxed);
     }
 }
 
@@ -277,6 +296,7 @@ static void pool_put(struct proxy_req *r)
             pool_drop(th, 0);
         }
         th->idle[th->nidle++] = (struct proxy_idle){.fd = r->fd, .peer = r->peer, .since = now};
+        atomic_store_explicit(&th->pooled, th->nidle, memory_order_relaxed);
     }
     r->fd = -1;
 }
@@ -539,6 +559,7 @@ static enum attempt attempt_send(struct proxy_req *r)
 {
     char *head = r->buf;
     size_t need = head_size(r);
+    COUNT(r->th->peers[r->peer].requests);
     if (need > sizeof(r->buf) && !(head = malloc(need)))
         return ATTEMPT_502;
     size_t len = head_write(r, head);
@@ -734,6 +755,7 @@ static int answer(struct proxy_req *r)
         /* Upgrade is never forwarded: a 101 is not an answer to us. */
         upstream_close(r);
         peer_failed(r, r->peer);
+        COUNT(r->th->bad_gateway);
         return http_error(&r->c->out, t, 502, NULL);
     }
     if (unframed && !t->head && !chunked)
@@ -741,6 +763,7 @@ static int answer(struct proxy_req *r)
     int rc = answer_head(r, chunked);
     if (rc == -E2BIG) {
         upstream_close(r);
+        COUNT(r->th->bad_gateway);
         return http_error(&r->c->out, t, 502, NULL);
     }
     if (rc == 0)
@@ -750,6 +773,62 @@ static int answer(struct proxy_req *r)
     else
         upstream_close(r);
     return rc < 0 ? rc : 0;
+}
+
+/* ---- the status page ------------------------------------------------------ */
+
+/* s as a JSON string's contents: '"' and '\\' escaped (a unix: path may
+ * hold them; nothing else the loader accepts needs it). */
+static size_t json_str(char *d, const char *s)
+{
+    size_t o = 0;
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            d[o++] = '\\';
+        d[o++] = *s;
+    }
+    return o;
+}
+
+size_t http_proxy_status_size(const struct http_proxy *px)
+{
+    return 256 + strlen(px->up->name) + px->up->nservers * (2 * 112 + 128);
+}
+
+size_t http_proxy_status(const struct http_proxy *px, char *d)
+{
+    const struct sp_upstream_conf *up = px->up;
+    uint64_t req = 0, bad = 0, tmo = 0, idle = 0, now = sp_now_ns();
+    size_t o = 0;
+
+    for (unsigned i = 0; i < px->nthreads; i++) {
+        req += READ(px->threads[i].requests);
+        bad += READ(px->threads[i].bad_gateway);
+        tmo += READ(px->threads[i].timeouts);
+        idle += READ(px->threads[i].pooled);
+    }
+    o += (size_t)sprintf(d + o,
+                         "\"%s\":{\"requests\":%" PRIu64 ",\"bad_gateway\":%" PRIu64
+                         ",\"gateway_timeout\":%" PRIu64 ",\"idle\":%" PRIu64 ",\"servers\":[",
+                         up->name, req, bad, tmo, idle);
+    for (unsigned k = 0; k < up->nservers; k++) {
+        uint64_t sreq = 0, fails = 0;
+        unsigned down = 0;
+        for (unsigned i = 0; i < px->nthreads; i++) {
+            const struct proxy_peer *p = &px->threads[i].peers[k];
+            sreq += READ(p->requests);
+            fails += READ(p->failures);
+            down += READ(p->down_at) > now;
+        }
+        o += (size_t)sprintf(d + o, "%s{\"server\":\"", k ? "," : "");
+        o += json_str(d + o, up->servers[k].text);
+        o += (size_t)sprintf(d + o,
+                             "\",\"weight\":%u,\"requests\":%" PRIu64 ",\"fails\":%" PRIu64
+                             ",\"down_threads\":%u}",
+                             up->servers[k].weight, sreq, fails, down);
+    }
+    memcpy(d + o, "]}", 2);
+    return o + 2;
 }
 
 /* ---- the entry point ------------------------------------------------------ */
@@ -779,6 +858,7 @@ int http_proxy_run(struct http_conn *c, struct http_txn *t, struct http_proxy *p
     t->body_len = 0;
     conn_tokens(r, t->req->headers, t->req->num_headers);
 
+    COUNT(r->th->requests);
     switch (forward(r)) {
     case ATTEMPT_OK:
         peer_ok(r, r->peer);
@@ -788,9 +868,11 @@ int http_proxy_run(struct http_conn *c, struct http_txn *t, struct http_proxy *p
         upstream_close(r); /* c->body has the client's error */
         break;
     case ATTEMPT_504:
+        COUNT(r->th->timeouts);
         rc = http_error(&c->out, t, 504, NULL);
         break;
     default:
+        COUNT(r->th->bad_gateway);
         rc = http_error(&c->out, t, 502, NULL);
         break;
     }
