@@ -70,6 +70,7 @@
 #include "spindle/iomanager.h"
 #include "spindle/net.h"
 #include "spindle/timer.h"
+#include "spindle/waitq.h"
 
 #define PROXY_BUF       16384 /* the answer's buffer, and the limit of its head */
 #define PROXY_BODY_BUF  16384 /* the request body's buffer */
@@ -124,6 +125,8 @@ struct proxy_req {
     bool reused;       /* fd came from the pool */
     bool body_started; /* some of the client's body was read: no retry */
     bool idempotent;
+    const char *upgrade; /* the client's Upgrade value, when it asks to switch */
+    size_t upgrade_len;
     const char *conn_names[PROXY_CONN_HDRS]; /* the client's Connection tokens */
     size_t conn_lens[PROXY_CONN_HDRS];
     unsigned nconn;
@@ -456,6 +459,11 @@ static size_t head_write(struct proxy_req *r, char *d)
             host = "localhost";
         o += (size_t)sprintf(d + o, "Host: %s\r\n", host);
     }
+    if (r->upgrade) {
+        o += sp_http_put_header(d + o, "Upgrade", 7, r->upgrade, r->upgrade_len);
+        memcpy(d + o, "Connection: upgrade\r\n", 21);
+        o += 21;
+    }
     if (q->flags & SP_HTTP_F_TE_CHUNKED) {
         memcpy(d + o, "Transfer-Encoding: chunked\r\n", 28);
         o += 28;
@@ -743,6 +751,124 @@ static int answer_body(struct proxy_req *r, bool chunked)
     }
 }
 
+/* ---- tunnels (Upgrade) ---------------------------------------------------- */
+
+/* One direction of a tunnel; the upstream-to-client one runs on a fiber of
+ * its own, beside the request's. */
+struct pump {
+    int from, to;
+    char *buf;
+    size_t cap;
+    struct tunnel *tn;
+};
+
+struct tunnel {
+    struct pump up, down; /* client to upstream, upstream to client */
+    int64_t idle_ms;
+    uint64_t last; /* sp_now_ns() of the last bytes either way */
+    bool down_done;
+    struct sp_waitq done;
+};
+
+/* Copies until the end of stream, which is passed on as a half close
+ * (shutdown SHUT_WR), so that each side may finish what it sends.  An
+ * error, or idle_ms with no bytes either way, tears both connections down,
+ * which wakes the other direction too. */
+static void pump_run(struct pump *p)
+{
+    struct tunnel *tn = p->tn;
+    for (;;) {
+        int64_t left = tn->idle_ms - (int64_t)((sp_now_ns() - tn->last) / 1000000ull);
+        ssize_t n = left > 0 ? sp_read(p->from, p->buf, p->cap, left) : -ETIMEDOUT;
+        if (n == -ETIMEDOUT && sp_now_ns() - tn->last < ms_ns(tn->idle_ms))
+            continue; /* the other direction moved meanwhile */
+        if (n == 0) {
+            shutdown(p->to, SHUT_WR);
+            return;
+        }
+        if (n < 0 || sp_write(p->to, p->buf, (size_t)n, tn->idle_ms) < 0)
+            break;
+        tn->last = sp_now_ns();
+    }
+    shutdown(p->from, SHUT_RDWR);
+    shutdown(p->to, SHUT_RDWR);
+}
+
+static void pump_down(void *arg)
+{
+    struct tunnel *tn = arg;
+    pump_run(&tn->down);
+    tn->down_done = true;
+    sp_waitq_signal(&tn->done);
+}
+
+/*
+ * After a 101 answer to an Upgrade: bytes pass both ways until both sides
+ * have ended their streams, or one fails, or read_timeout passes with no
+ * bytes either way.  The client's bytes already read after its request go
+ * first.  Returns -ECONNABORTED: the client connection is over.
+ */
+static int tunnel(struct proxy_req *r)
+{
+    struct http_conn *c = r->c;
+    const struct sp_http_request *q = r->t->req;
+    size_t at = (size_t)(q->method_str - c->in) + q->head_len;
+    size_t extra = r->rlen - r->resp.head_len;
+    struct tunnel tn = {
+        .up = {.from = c->stream.fd, .to = r->fd, .buf = r->body, .cap = sizeof(r->body)},
+        .down = {.from = r->fd, .to = c->stream.fd, .buf = r->buf, .cap = sizeof(r->buf)},
+        .idle_ms = r->up->read_timeout_ms,
+        .last = sp_now_ns(),
+    };
+
+    tn.up.tn = tn.down.tn = &tn;
+    sp_waitq_init(&tn.done);
+    if (http_out_flush(&c->out) != 0)
+        return -ECONNABORTED;
+    if (extra > 0 && sp_write(c->stream.fd, r->buf + r->resp.head_len, extra, tn.idle_ms) < 0)
+        return -ECONNABORTED;
+    if (at < c->len && sp_write(r->fd, c->in + at, c->len - at, tn.idle_ms) < 0)
+        return -ECONNABORTED;
+    c->len = at;
+    if (sp_iom_spawn(sp_iom_current(), pump_down, &tn) != 0)
+        return -ECONNABORTED;
+    pump_run(&tn.up);
+    while (!tn.down_done)
+        sp_waitq_wait(&tn.done, -1);
+    return -ECONNABORTED;
+}
+
+/* The 101 head: the upstream's headers less the hop-by-hop ones, with the
+ * protocol the client asked for. */
+static int tunnel_head(struct proxy_req *r)
+{
+    struct http_out *o = &r->c->out;
+    const struct sp_http_response *rs = &r->resp;
+    size_t need = SP_HTTP_STATUS_LINE_MAX + r->upgrade_len + 64;
+
+    conn_tokens(r, rs->headers, rs->num_headers);
+    for (size_t i = 0; i < rs->num_headers; i++)
+        need += rs->headers[i].name_len + rs->headers[i].value_len + 4;
+    if (need > o->cap)
+        return -E2BIG;
+    char *d = http_out_space(o, need), *s = d;
+    if (!d)
+        return o->error;
+    d += sp_http_put_status_line(d, 101);
+    for (size_t i = 0; i < rs->num_headers; i++)
+        if (!hop_by_hop(r, &rs->headers[i], resp_own))
+            d += sp_http_put_header(d, rs->headers[i].name, rs->headers[i].name_len,
+                                    rs->headers[i].value, rs->headers[i].value_len);
+    d += sp_http_put_header(d, "Upgrade", 7, r->upgrade, r->upgrade_len);
+    memcpy(d, "Connection: upgrade\r\n\r\n", 23);
+    d += 23;
+    http_out_commit(o, (size_t)(d - s));
+    r->t->status = 101;
+    r->t->close = true;
+    r->t->body_at = o->queued;
+    return 0;
+}
+
 /* The upstream's answer, head and body, to the client. */
 static int answer(struct proxy_req *r)
 {
@@ -751,8 +877,15 @@ static int answer(struct proxy_req *r)
     bool unframed = rs->framing == SP_HTTP_BODY_CHUNKED || rs->framing == SP_HTTP_BODY_CLOSE;
     bool chunked = unframed && !t->head && t->req->minor_version >= 1;
 
+    if (rs->framing == SP_HTTP_BODY_TUNNEL && rs->status == 101 && r->upgrade) {
+        int rc = tunnel_head(r);
+        if (rc == 0)
+            rc = tunnel(r);
+        upstream_close(r);
+        return rc == -E2BIG ? http_error(&r->c->out, t, 502, NULL) : rc;
+    }
     if (rs->framing == SP_HTTP_BODY_TUNNEL) {
-        /* Upgrade is never forwarded: a 101 is not an answer to us. */
+        /* A switch the client did not ask for, or a 2xx to CONNECT. */
         upstream_close(r);
         peer_failed(r, r->peer);
         COUNT(r->th->bad_gateway);
@@ -833,6 +966,23 @@ size_t http_proxy_status(const struct http_proxy *px, char *d)
 
 /* ---- the entry point ------------------------------------------------------ */
 
+/* A GET without a body that asks to switch protocols (Connection: upgrade
+ * and an Upgrade header, HTTP/1.1) is forwarded with its Upgrade. */
+static void upgrade_find(struct proxy_req *r)
+{
+    const struct sp_http_request *q = r->t->req;
+    if (!(q->flags & SP_HTTP_F_CONN_UPGRADE) || q->method != SP_HTTP_GET || q->minor_version == 0 ||
+        (q->flags & SP_HTTP_F_TE_CHUNKED) || q->content_length > 0)
+        return;
+    for (size_t i = 0; i < q->num_headers; i++) {
+        if (name_is(&q->headers[i], "upgrade") && q->headers[i].value_len > 0) {
+            r->upgrade = q->headers[i].value;
+            r->upgrade_len = q->headers[i].value_len;
+            return;
+        }
+    }
+}
+
 static bool idempotent(enum sp_http_method m)
 {
     return m == SP_HTTP_GET || m == SP_HTTP_HEAD || m == SP_HTTP_PUT || m == SP_HTTP_DELETE ||
@@ -855,8 +1005,11 @@ int http_proxy_run(struct http_conn *c, struct http_txn *t, struct http_proxy *p
     r->body_started = false;
     r->idempotent = idempotent(t->req->method);
     r->rlen = 0;
+    r->upgrade = NULL;
+    r->upgrade_len = 0;
     t->body_len = 0;
     conn_tokens(r, t->req->headers, t->req->num_headers);
+    upgrade_find(r);
 
     COUNT(r->th->requests);
     switch (forward(r)) {
