@@ -160,8 +160,12 @@ static void set_balance(struct sp_conf_ctx *L, const struct sp_conf_key *key, vo
     (void)key;
     if (strcmp(v, "round_robin") == 0)
         u->balance = SP_BALANCE_ROUND_ROBIN;
+    else if (strcmp(v, "least_conn") == 0)
+        u->balance = SP_BALANCE_LEAST_CONN;
+    else if (strcmp(v, "hash") == 0)
+        u->balance = SP_BALANCE_HASH;
     else
-        sp_conf_error(L, "invalid balance '%s': expected round_robin", v);
+        sp_conf_error(L, "invalid balance '%s': expected round_robin, least_conn or hash", v);
 }
 
 static void set_keepalive(struct sp_conf_ctx *L, const struct sp_conf_key *key, void *conf,

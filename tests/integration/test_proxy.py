@@ -376,6 +376,60 @@ def weighted_round_robin():
 
 
 @tap.case
+def least_conn_avoids_the_busy_server():
+    import threading
+
+    def slow(req, n, k, s):
+        if req[0].split()[1] == "/api/slow":
+            time.sleep(1.5)
+        return echo(req)
+    a, b = Upstream(slow), Upstream(slow)
+    with Setup([a, b], upstream_extra="balance = least_conn\n") as x:
+        done = []
+        t = threading.Thread(target=lambda: done.append(
+            Conn(x.port).request("GET", "/api/slow").status))
+        t.start()
+        check(wait_for(lambda: len(a.requests) + len(b.requests) == 1, 5), "slow request sent")
+        busy = a if a.requests else b
+        with Conn(x.port) as c:
+            for i in range(6):
+                eq(c.request("GET", "/api/%d" % i).status, 200, "GET")
+        eq(len(busy.requests), 1, "requests to the busy server while it was busy")
+        t.join()
+        eq(done, [200], "the slow request")
+        # Idle again: both servers share the load.
+        with Conn(x.port) as c:
+            for i in range(4):
+                c.request("GET", "/api/%d" % i)
+        check(len(busy.requests) >= 2, "the busy server gets requests again")
+
+
+@tap.case
+def hash_keeps_a_client_on_its_server():
+    a, b, d = Upstream(), Upstream(), Upstream()
+    ups = [a, b, d]
+    with Setup(ups, upstream_extra="balance = hash\n") as x:
+        for i in range(9):
+            with Conn(x.port) as c:
+                eq(c.request("GET", "/api/%d" % i).status, 200, "GET")
+        counts = sorted(len(u.requests) for u in ups)
+        eq(counts, [0, 0, 9], "one client address, one server")
+    # Its server gone, the client moves to another one, always the same.
+    a, b, d = Upstream(), Upstream(), Upstream()
+    ups = [a, b, d]
+    with Setup(ups, upstream_extra="balance = hash\n") as x:
+        with Conn(x.port) as c:
+            c.request("GET", "/api/first")
+        mine = [u for u in ups if u.requests][0]
+        mine.stop()
+        with Conn(x.port) as c:
+            for i in range(6):
+                eq(c.request("GET", "/api/%d" % i).status, 200, "GET past the dead server")
+        counts = sorted(len(u.requests) for u in ups if u is not mine)
+        eq(counts, [0, 6], "the next server by hash, always the same")
+
+
+@tap.case
 def second_spindle_as_upstream():
     up_port = free_port()
     up = Spindle("[http up]\nlisten = 127.0.0.1:%d\nreturn /api/hi = 200 text/plain hi there\n"

@@ -65,6 +65,7 @@ class Upstream:
         self.requests = []
         self.closed_by_peer = 0
         self.lock = threading.Lock()
+        self.open = set()
         self.stopped = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -77,6 +78,7 @@ class Upstream:
             with self.lock:
                 self.conns += 1
                 n = self.conns
+                self.open.add(s)
             threading.Thread(target=self._serve, args=(s, n), daemon=True).start()
 
     def _serve(self, s, n):
@@ -101,6 +103,8 @@ class Upstream:
             with self.lock:
                 self.closed_by_peer += 1
         finally:
+            with self.lock:
+                self.open.discard(s)
             try:
                 f.close()
                 s.close()
@@ -108,8 +112,21 @@ class Upstream:
                 pass
 
     def stop(self):
+        """Stops listening and ends every open connection."""
         self.stopped = True
+        try:
+            # shutdown first: close alone leaves a thread blocked in accept()
+            # accepting on the file it holds.
+            self.ls.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self.ls.close()
         except OSError:
             pass
+        with self.lock:
+            for s in list(self.open):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass

@@ -497,7 +497,7 @@ static void test_errors(void **state)
         {"[upstream app]\nserver = unix:\n",
          "conf/bad.conf:2: invalid server 'unix:': expected unix:PATH (at most 107 bytes)"},
         {"[upstream app]\nserver = 127.0.0.1:80\nbalance = random\n",
-         "conf/bad.conf:3: invalid balance 'random': expected round_robin"},
+         "conf/bad.conf:3: invalid balance 'random': expected round_robin, least_conn or hash"},
         {"[upstream app]\nserver = 127.0.0.1:80\nkeepalive = 5000\n",
          "conf/bad.conf:3: invalid keepalive '5000': expected 0..4096 (idle connections)"},
         {"[upstream app]\nserver = 127.0.0.1:80\nread_timeout = 0\n",
@@ -694,6 +694,8 @@ static void test_upstream(void **state)
                                     "send_timeout = 6s\n"
                                     "[upstream other]\n"
                                     "server = localhost:80\n"
+                                    "[upstream lc]\nserver = localhost:81\nbalance = least_conn\n"
+                                    "[upstream h]\nserver = localhost:82\nbalance = hash\n"
                                     "[module m]\npath = /m/m.so\n",
                                     "/etc/x.conf");
     const struct sp_http_conf *h = HTTP(&cfg->services[0]);
@@ -705,7 +707,9 @@ static void test_upstream(void **state)
     assert_string_equal(h->proxies[0].upstream, "app");
     assert_int_equal(h->proxies[0].line, 3);
     assert_int_equal(h->nhandles, 1);
-    assert_int_equal(cfg->nupstreams, 2);
+    assert_int_equal(cfg->nupstreams, 4);
+    assert_int_equal(sp_config_find_upstream(cfg, "lc")->balance, SP_BALANCE_LEAST_CONN);
+    assert_int_equal(sp_config_find_upstream(cfg, "h")->balance, SP_BALANCE_HASH);
     assert_non_null(u);
     assert_int_equal(u->line, 5);
     assert_int_equal(u->nservers, 3);

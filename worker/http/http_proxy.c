@@ -84,6 +84,7 @@
 
 struct proxy_peer {
     int64_t cw;                /* smooth weighted round robin's current weight */
+    unsigned active;           /* requests in progress on it (least_conn) */
     unsigned fails;            /* since the last success */
     uint64_t down_until;       /* left out until then */
     _Atomic uint64_t requests; /* sent to it (retries included) */
@@ -122,6 +123,7 @@ struct proxy_req {
     struct proxy_thread *th;
     int fd; /* the upstream connection, -1 when none */
     unsigned peer;
+    int held;          /* the server peer_hold() counts this request on, or -1 */
     bool reused;       /* fd came from the pool */
     bool body_started; /* some of the client's body was read: no retry */
     bool idempotent;
@@ -196,9 +198,14 @@ static uint64_t ms_ns(int64_t ms)
     return (uint64_t)ms * 1000000ull;
 }
 
-/* The next server by smooth weighted round robin among those neither tried
- * for this request nor marked down; -1 when none is left. */
-static int peer_pick(struct proxy_req *r, uint64_t tried, uint64_t now)
+static bool peer_usable(const struct proxy_req *r, unsigned i, uint64_t tried, uint64_t now)
+{
+    return !((tried >> i) & 1) && r->th->peers[i].down_until <= now;
+}
+
+/* Smooth weighted round robin (nginx's) among the usable servers for which
+ * among[] is true (NULL: all of them); -1 when none is. */
+static int pick_rr(struct proxy_req *r, uint64_t tried, uint64_t now, const bool *among)
 {
     const struct sp_upstream_conf *up = r->up;
     int64_t total = 0;
@@ -206,7 +213,7 @@ static int peer_pick(struct proxy_req *r, uint64_t tried, uint64_t now)
 
     for (unsigned i = 0; i < up->nservers; i++) {
         struct proxy_peer *p = &r->th->peers[i];
-        if ((tried >> i) & 1 || p->down_until > now)
+        if (!peer_usable(r, i, tried, now) || (among && !among[i]))
             continue;
         p->cw += up->servers[i].weight;
         total += up->servers[i].weight;
@@ -216,6 +223,84 @@ static int peer_pick(struct proxy_req *r, uint64_t tried, uint64_t now)
     if (best >= 0)
         r->th->peers[best].cw -= total;
     return best;
+}
+
+/* The usable servers with the fewest requests in progress for their weight
+ * (active / weight), ties broken by round robin, as nginx's least_conn. */
+static int pick_least_conn(struct proxy_req *r, uint64_t tried, uint64_t now)
+{
+    const struct sp_upstream_conf *up = r->up;
+    bool among[SP_UPSTREAM_MAX_SERVERS] = {false};
+    int best = -1;
+
+    for (unsigned i = 0; i < up->nservers; i++) {
+        if (!peer_usable(r, i, tried, now))
+            continue;
+        /* a/wa < b/wb without division: a * wb < b * wa */
+        if (best < 0 || (uint64_t)r->th->peers[i].active * up->servers[best].weight <
+                            (uint64_t)r->th->peers[best].active * up->servers[i].weight)
+            best = (int)i;
+    }
+    if (best < 0)
+        return -1;
+    for (unsigned i = 0; i < up->nservers; i++)
+        among[i] = peer_usable(r, i, tried, now) &&
+                   (uint64_t)r->th->peers[i].active * up->servers[best].weight ==
+                       (uint64_t)r->th->peers[best].active * up->servers[i].weight;
+    return pick_rr(r, tried, now, among);
+}
+
+/* The server the client's address hashes to, over the weights of all the
+ * servers, so that a client keeps its server while the list does not
+ * change; when that one is not usable, the hash is taken again (20 times at
+ * most, then round robin), as nginx's hash $remote_addr. */
+static int pick_hash(struct proxy_req *r, uint64_t tried, uint64_t now)
+{
+    const struct sp_upstream_conf *up = r->up;
+    uint64_t total = 0, h;
+
+    http_peer_name(r->c);
+    h = http_hash(r->c->peer, strlen(r->c->peer));
+    for (unsigned i = 0; i < up->nservers; i++)
+        total += up->servers[i].weight;
+    for (int round = 0; round < 20; round++) {
+        uint64_t w = (h ^ (h >> 32)) % total;
+        unsigned i = 0;
+        while (w >= up->servers[i].weight)
+            w -= up->servers[i++].weight;
+        if (peer_usable(r, i, tried, now))
+            return (int)i;
+        h = http_hash((const char *)&h, sizeof(h));
+    }
+    return pick_rr(r, tried, now, NULL);
+}
+
+/* The next server for this request among those neither tried for it nor
+ * marked down, by the upstream's balance; -1 when none is left. */
+static int peer_pick(struct proxy_req *r, uint64_t tried, uint64_t now)
+{
+    switch (r->up->balance) {
+    case SP_BALANCE_LEAST_CONN:
+        return pick_least_conn(r, tried, now);
+    case SP_BALANCE_HASH:
+        return pick_hash(r, tried, now);
+    default:
+        return pick_rr(r, tried, now, NULL);
+    }
+}
+
+/* A request in progress on server i (least_conn's count); one at a time. */
+static void peer_hold(struct proxy_req *r, unsigned i)
+{
+    r->th->peers[i].active++;
+    r->held = (int)i;
+}
+
+static void peer_release(struct proxy_req *r)
+{
+    if (r->held >= 0)
+        r->th->peers[r->held].active--;
+    r->held = -1;
 }
 
 /* Passive health, as nginx's: a server that has failed max_fails times
@@ -596,6 +681,8 @@ static enum attempt forward(struct proxy_req *r)
             return a == ATTEMPT_NEXT ? ATTEMPT_502 : a;
         r->peer = (unsigned)peer;
         tried |= 1ull << peer;
+        peer_release(r);
+        peer_hold(r, r->peer);
         for (;;) {
             r->fd = pool_take(r, r->peer);
             r->reused = r->fd >= 0;
@@ -1001,6 +1088,7 @@ int http_proxy_run(struct http_conn *c, struct http_txn *t, struct http_proxy *p
     r->up = px->up;
     r->th = &px->threads[sp_iom_thread_index() % px->nthreads];
     r->fd = -1;
+    r->held = -1;
     r->reused = false;
     r->body_started = false;
     r->idempotent = idempotent(t->req->method);
@@ -1030,6 +1118,7 @@ int http_proxy_run(struct http_conn *c, struct http_txn *t, struct http_proxy *p
         break;
     }
     upstream_close(r);
+    peer_release(r);
     free(r);
     return rc;
 }

@@ -110,6 +110,8 @@ struct sp_upstream_server {
 /* How a request picks its server among those not marked down. */
 enum sp_upstream_balance {
     SP_BALANCE_ROUND_ROBIN = 0, /* smooth weighted round robin (nginx's) */
+    SP_BALANCE_LEAST_CONN,      /* fewest requests in progress for the weight */
+    SP_BALANCE_HASH,            /* the client's address, over the weights */
 };
 
 /*
