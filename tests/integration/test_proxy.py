@@ -97,8 +97,12 @@ def forwards_request_line_and_headers():
         eq(d["h"].get("x-forwarded-proto"), ["http"], "X-Forwarded-Proto")
         check("via" not in d["h"], "no Via")
         # The client's connection stays open, and so does the upstream's.
-        r = c.request("GET", "/api/again")
+        c.send(b"GET /api/again HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1\r\n"
+               b"X-Forwarded-For: 10.0.0.2, 10.0.0.3\r\n\r\n")
+        r = c.response()
         eq(r.status, 200, "second request")
+        eq(seen(r)["h"].get("x-forwarded-for"), ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"],
+           "X-Forwarded-For lines joined")
         eq(x.ups[0].conns, 1, "upstream connections (keep-alive pool)")
 
 

@@ -492,8 +492,7 @@ static size_t head_write(struct proxy_req *r, char *d)
 {
     static const char hex[] = "0123456789ABCDEF";
     const struct sp_http_request *q = r->t->req;
-    const char *xff = NULL;
-    size_t o = 0, xff_len = 0;
+    size_t o = 0;
 
     memcpy(d + o, q->method_str, q->method_len);
     o += q->method_len;
@@ -517,24 +516,23 @@ static size_t head_write(struct proxy_req *r, char *d)
     o += 11;
     for (size_t i = 0; i < q->num_headers; i++) {
         const struct sp_http_header *h = &q->headers[i];
-        if (name_is(h, "x-forwarded-for") && !xff) {
-            xff = h->value;
-            xff_len = h->value_len;
-        }
         if (hop_by_hop(r, h, req_own))
             continue;
         o += sp_http_put_header(d + o, h->name, h->name_len, h->value, h->value_len);
     }
-    /* One X-Forwarded-For: the first line received (a list already), and
-     * the client. */
+    /* One X-Forwarded-For line: the lists received, in order, then the
+     * client. */
     http_peer_name(r->c);
     memcpy(d + o, "X-Forwarded-For: ", 17);
     o += 17;
-    if (xff && xff_len) {
-        memcpy(d + o, xff, xff_len);
-        o += xff_len;
-        memcpy(d + o, ", ", 2);
-        o += 2;
+    for (size_t i = 0; i < q->num_headers; i++) {
+        const struct sp_http_header *h = &q->headers[i];
+        if (name_is(h, "x-forwarded-for") && h->value_len > 0) {
+            memcpy(d + o, h->value, h->value_len);
+            o += h->value_len;
+            memcpy(d + o, ", ", 2);
+            o += 2;
+        }
     }
     o += (size_t)sprintf(d + o, "%.63s\r\nX-Forwarded-Proto: http\r\n", r->c->peer);
     if (!(q->flags & SP_HTTP_F_HOST)) {
