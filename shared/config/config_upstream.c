@@ -178,6 +178,29 @@ static void set_keepalive(struct sp_conf_ctx *L, const struct sp_conf_key *key, 
         sp_conf_error(L, "invalid keepalive '%s': expected 0..4096 (idle connections)", v);
 }
 
+/* "health_check = PATH INTERVAL": a GET of PATH to each server every
+ * INTERVAL; an answer other than 2xx or 3xx, or none, leaves it out. */
+static void set_health(struct sp_conf_ctx *L, const struct sp_conf_key *key, void *conf,
+                       const char *v)
+{
+    struct sp_upstream_conf *u = conf;
+    size_t plen = strcspn(v, " \t");
+    const char *iv = v + plen + strspn(v + plen, " \t");
+    int64_t ms;
+
+    (void)key;
+    if (plen == 0 || !sp_conf_valid_url_path(v, plen) || *iv == '\0' ||
+        sp_parse_duration(iv, &ms) != 0 || ms < 100 || ms > HOURS(24)) {
+        sp_conf_error(L,
+                      "invalid health_check '%s': expected PATH INTERVAL (a path starting "
+                      "with '/', an interval 100ms..24h)",
+                      v);
+        return;
+    }
+    u->health_path = sp_conf_strdup(L, v, plen);
+    u->health_interval_ms = ms;
+}
+
 static const struct sp_conf_key upstream_keys[] = {
     {"server", set_server, 0, 0, 0, NULL, SP_CONF_REPEAT},
     {"balance", set_balance, 0, 0, 0, NULL, 0},
@@ -187,6 +210,7 @@ static const struct sp_conf_key upstream_keys[] = {
     {"connect_timeout", sp_conf_set_duration, U(connect_timeout_ms), 1, HOURS(24), "1ms..24h", 0},
     {"read_timeout", sp_conf_set_duration, U(read_timeout_ms), 1, HOURS(24), "1ms..24h", 0},
     {"send_timeout", sp_conf_set_duration, U(send_timeout_ms), 1, HOURS(24), "1ms..24h", 0},
+    {"health_check", set_health, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 

@@ -370,6 +370,38 @@ def counters_on_the_status_page():
 
 
 @tap.case
+def active_health_check_leaves_a_sick_server_out():
+    state = {"sick": True}
+
+    def app(req, n, k, s):
+        if req[0].split()[1] == "/healthz":
+            if state["sick"]:
+                return b"HTTP/1.1 503 Sick\r\nContent-Length: 0\r\n\r\n"
+            return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        return echo(req)
+    a, b = Upstream(app), Upstream()
+    with Setup([a, b], upstream_extra="health_check = /healthz 200ms\n",
+               http_extra="status = /status\n") as x, Conn(x.port) as c:
+        check(wait_for(lambda: any(r[0].startswith("GET /healthz ") for r in a.requests), 5),
+              "health check sent")
+        time.sleep(0.1)
+        n = len([r for r in a.requests if "/healthz" not in r[0]])
+        for i in range(6):
+            eq(c.request("GET", "/api/%d" % i).status, 200, "GET")
+        eq(len([r for r in a.requests if "/healthz" not in r[0]]), n, "requests to the sick server")
+        srv = json.loads(c.request("GET", "/status").body)["upstreams"]["app"]["servers"]
+        eq((srv[0]["healthy"], srv[1]["healthy"]), (False, True), "health on the status page")
+        check(srv[0]["checks_failed"] >= 1, "failed checks counted")
+        hc = [r for r in a.requests if r[0].startswith("GET /healthz ")][0]
+        check(("Host", "127.0.0.1:%d" % a.port) in hc[1], "the check's Host: %r" % hc[1])
+        state["sick"] = False
+        time.sleep(0.5)
+        for i in range(6):
+            eq(c.request("GET", "/api/%d" % i).status, 200, "GET")
+        check(len([r for r in a.requests if "/healthz" not in r[0]]) >= 2, "healthy again")
+
+
+@tap.case
 def weighted_round_robin():
     a, b = Upstream(), Upstream()
     with Setup([a, b], servers=["127.0.0.1:%d weight=3" % a.port, "127.0.0.1:%d" % b.port]) \

@@ -502,8 +502,15 @@ static void test_errors(void **state)
          "conf/bad.conf:3: invalid keepalive '5000': expected 0..4096 (idle connections)"},
         {"[upstream app]\nserver = 127.0.0.1:80\nread_timeout = 0\n",
          "conf/bad.conf:3: read_timeout '0' out of range (1ms..24h)"},
-        {"[upstream app]\nserver = 127.0.0.1:80\nhealth_check = /healthz 2s\n",
-         "conf/bad.conf:3: unknown key 'health_check' in [upstream app]"},
+        {"[upstream app]\nserver = 127.0.0.1:80\nhealth_check = /healthz\n",
+         "conf/bad.conf:3: invalid health_check '/healthz': expected PATH INTERVAL (a path "
+         "starting with '/', an interval 100ms..24h)"},
+        {"[upstream app]\nserver = 127.0.0.1:80\nhealth_check = healthz 2s\n",
+         "conf/bad.conf:3: invalid health_check 'healthz 2s': expected PATH INTERVAL (a path "
+         "starting with '/', an interval 100ms..24h)"},
+        {"[upstream app]\nserver = 127.0.0.1:80\nhealth_check = /h 10ms\n",
+         "conf/bad.conf:3: invalid health_check '/h 10ms': expected PATH INTERVAL (a path "
+         "starting with '/', an interval 100ms..24h)"},
         {"[upstream app]\nserver = 127.0.0.1:80\nkeepalive = 1\nkeepalive = 2\n",
          "conf/bad.conf:4: duplicate key 'keepalive' in [upstream app]"},
         {"[upstream app]\nserver = 127.0.0.1:80\n[upstream app]\nserver = 127.0.0.1:81\n",
@@ -692,6 +699,7 @@ static void test_upstream(void **state)
                                     "connect_timeout = 250ms\n"
                                     "read_timeout = 5s\n"
                                     "send_timeout = 6s\n"
+                                    "health_check = /healthz?full=1 2s ; optional\n"
                                     "[upstream other]\n"
                                     "server = localhost:80\n"
                                     "[upstream lc]\nserver = localhost:81\nbalance = least_conn\n"
@@ -731,6 +739,8 @@ static void test_upstream(void **state)
     assert_int_equal(u->connect_timeout_ms, 250);
     assert_int_equal(u->read_timeout_ms, 5000);
     assert_int_equal(u->send_timeout_ms, 6000);
+    assert_string_equal(u->health_path, "/healthz?full=1");
+    assert_int_equal(u->health_interval_ms, 2000);
     o = sp_config_find_upstream(cfg, "other");
     assert_non_null(o);
     assert_string_equal(o->servers[0].text, "localhost:80");
@@ -739,6 +749,7 @@ static void test_upstream(void **state)
     assert_int_equal(o->connect_timeout_ms, 1000);
     assert_int_equal(o->read_timeout_ms, 30000);
     assert_int_equal(o->send_timeout_ms, 30000);
+    assert_null(o->health_path);
     assert_null(sp_config_find_upstream(cfg, "nope"));
     sp_config_free(cfg);
 }

@@ -692,10 +692,14 @@ static struct http_proxy *proxy_for(struct http_svc *hs, const struct sp_upstrea
     for (size_t i = 0; i < hs->nproxies; i++)
         if (hs->upstreams[i] == up)
             return hs->proxies[i];
-    struct http_proxy *px = http_proxy_new(up, threads, err, errlen);
+    struct http_proxy *px = http_proxy_new(up, hs->svc->worker, threads, err, errlen);
     if (px) {
         hs->upstreams[hs->nproxies] = up;
         hs->proxies[hs->nproxies++] = px;
+        if (http_proxy_start(px) != 0) {
+            snprintf(err, errlen, "[upstream %s]: cannot start its health check", up->name);
+            return NULL;
+        }
     }
     return px;
 }

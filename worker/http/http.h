@@ -316,8 +316,12 @@ int http_handler_run(struct http_conn *c, struct http_txn *t, const struct http_
 /* The state of one [upstream] for a service: balancer, passive health and
  * a keep-alive pool per scheduler thread (threads >= 1).  Borrows up, which
  * outlives it.  Returns NULL with a message in err. */
-struct http_proxy *http_proxy_new(const struct sp_upstream_conf *up, unsigned threads, char *err,
-                                  size_t errlen);
+struct http_proxy *http_proxy_new(const struct sp_upstream_conf *up, struct worker *w,
+                                  unsigned threads, char *err, size_t errlen);
+
+/* Starts the upstream's active check (health_check), when it has one, on a
+ * fiber of w's IOManager.  Returns 0 or -ENOMEM. */
+int http_proxy_start(struct http_proxy *px);
 
 /* Closes the pooled connections and frees px; the scheduler threads must
  * have stopped.  Accepts NULL. */

@@ -113,6 +113,11 @@ struct http_proxy {
     const struct sp_upstream_conf *up;
     struct proxy_thread *threads;
     unsigned nthreads;
+    struct worker *w;
+    /* The active check's verdict per server, written by its fiber, read by
+     * every thread's balancer. */
+    _Atomic bool *sick;
+    _Atomic uint64_t *checks_failed;
 };
 
 /* One request on its way through the proxy. */
@@ -120,6 +125,7 @@ struct proxy_req {
     struct http_conn *c;
     struct http_txn *t;
     const struct sp_upstream_conf *up;
+    struct http_proxy *px;
     struct proxy_thread *th;
     int fd; /* the upstream connection, -1 when none */
     unsigned peer;
@@ -151,13 +157,20 @@ enum attempt {
 
 /* ---- set-up --------------------------------------------------------------- */
 
-struct http_proxy *http_proxy_new(const struct sp_upstream_conf *up, unsigned threads, char *err,
-                                  size_t errlen)
+struct http_proxy *http_proxy_new(const struct sp_upstream_conf *up, struct worker *w,
+                                  unsigned threads, char *err, size_t errlen)
 {
     struct http_proxy *px = calloc(1, sizeof(*px));
     if (!px)
         goto nomem;
     px->up = up;
+    px->w = w;
+    if (up->health_path) {
+        px->sick = calloc(up->nservers, sizeof(*px->sick));
+        px->checks_failed = calloc(up->nservers, sizeof(*px->checks_failed));
+        if (!px->sick || !px->checks_failed)
+            goto nomem;
+    }
     px->threads = calloc(threads, sizeof(*px->threads));
     if (!px->threads)
         goto nomem;
@@ -188,7 +201,83 @@ void http_proxy_free(struct http_proxy *px)
         free(th->idle);
     }
     free(px->threads);
+    free((void *)px->sick);
+    free((void *)px->checks_failed);
     free(px);
+}
+
+/* ---- the active check ----------------------------------------------------- */
+
+/* One GET of health_path to server i on a new connection: true for a 2xx or
+ * 3xx answer within connect_timeout and read_timeout. */
+static bool health_probe(const struct http_proxy *px, unsigned i)
+{
+    const struct sp_upstream_conf *up = px->up;
+    const struct sp_upstream_server *sv = &up->servers[i];
+    struct sp_http_header hdrs[32];
+    struct sp_http_response resp;
+    char buf[2048];
+    size_t len = 0;
+    bool ok = false;
+
+    int fd = socket(sv->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    int n = snprintf(buf, sizeof(buf),
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: spindle-health-check\r\n"
+                     "Connection: close\r\n\r\n",
+                     up->health_path, strncmp(sv->text, "unix:", 5) == 0 ? "localhost" : sv->text);
+    if (n <= 0 || (size_t)n >= sizeof(buf) ||
+        sp_connect(fd, (const struct sockaddr *)&sv->addr, sv->addrlen, up->connect_timeout_ms) <
+            0 ||
+        sp_write(fd, buf, (size_t)n, up->send_timeout_ms) < 0)
+        goto out;
+    for (;;) {
+        ssize_t got = sp_read(fd, buf + len, sizeof(buf) - len, up->read_timeout_ms);
+        if (got <= 0)
+            goto out;
+        len += (size_t)got;
+        ssize_t h = sp_http_parse_response(buf, len, sizeof(buf), SP_HTTP_GET, &resp, hdrs, 32);
+        if (h == SP_HTTP_INVALID)
+            goto out;
+        if (h > 0 && resp.status >= 200) {
+            ok = resp.status < 400;
+            goto out;
+        }
+        if (h > 0) { /* a 1xx: the final answer follows */
+            memmove(buf, buf + h, len - (size_t)h);
+            len -= (size_t)h;
+        }
+    }
+out:
+    sp_close(fd);
+    return ok;
+}
+
+/* Checks every server each health_interval until the worker drains (the
+ * scheduler then stops with this fiber asleep, which is fine: it holds
+ * nothing). */
+static void health_fiber(void *arg)
+{
+    struct http_proxy *px = arg;
+    const struct sp_upstream_conf *up = px->up;
+
+    while (!worker_draining(px->w)) {
+        for (unsigned i = 0; i < up->nservers; i++) {
+            bool ok = health_probe(px, i);
+            if (!ok)
+                COUNT(px->checks_failed[i]);
+            atomic_store_explicit(&px->sick[i], !ok, memory_order_relaxed);
+        }
+        sp_sleep(up->health_interval_ms);
+    }
+}
+
+int http_proxy_start(struct http_proxy *px)
+{
+    if (!px->up->health_path)
+        return 0;
+    return sp_iom_spawn(worker_iom(px->w), health_fiber, px);
 }
 
 /* ---- servers: balance and health ----------------------------------------- */
@@ -200,7 +289,8 @@ static uint64_t ms_ns(int64_t ms)
 
 static bool peer_usable(const struct proxy_req *r, unsigned i, uint64_t tried, uint64_t now)
 {
-    return !((tried >> i) & 1) && r->th->peers[i].down_until <= now;
+    return !((tried >> i) & 1) && r->th->peers[i].down_until <= now &&
+           !(r->px->sick && atomic_load_explicit(&r->px->sick[i], memory_order_relaxed));
 }
 
 /* Smooth weighted round robin (nginx's) among the usable servers for which
@@ -1042,8 +1132,12 @@ size_t http_proxy_status(const struct http_proxy *px, char *d)
         o += json_str(d + o, up->servers[k].text);
         o += (size_t)sprintf(d + o,
                              "\",\"weight\":%u,\"requests\":%" PRIu64 ",\"fails\":%" PRIu64
-                             ",\"down_threads\":%u}",
+                             ",\"down_threads\":%u",
                              up->servers[k].weight, sreq, fails, down);
+        if (px->sick)
+            o += (size_t)sprintf(d + o, ",\"checks_failed\":%" PRIu64 ",\"healthy\":%s",
+                                 READ(px->checks_failed[k]), READ(px->sick[k]) ? "false" : "true");
+        d[o++] = '}';
     }
     memcpy(d + o, "]}", 2);
     return o + 2;
@@ -1084,6 +1178,7 @@ int http_proxy_run(struct http_conn *c, struct http_txn *t, struct http_proxy *p
     r->c = c;
     r->t = t;
     r->up = px->up;
+    r->px = px;
     r->th = &px->threads[sp_iom_thread_index() % px->nthreads];
     r->fd = -1;
     r->held = -1;

@@ -127,8 +127,10 @@ struct sp_upstream_conf {
     unsigned keepalive;           /* idle connections kept per scheduler thread, 0..4096 */
     int64_t keepalive_timeout_ms; /* an idle pooled connection is closed after this */
     int64_t connect_timeout_ms;
-    int64_t read_timeout_ms; /* between two reads of the upstream's answer */
-    int64_t send_timeout_ms; /* a write the upstream takes nothing of this long fails */
+    int64_t read_timeout_ms;    /* between two reads of the upstream's answer */
+    int64_t send_timeout_ms;    /* a write the upstream takes nothing of this long fails */
+    const char *health_path;    /* health_check's path; NULL: no active check */
+    int64_t health_interval_ms; /* between two checks of a server */
 };
 
 struct sp_config {
