@@ -17,7 +17,8 @@
  *   http_mime.c       content type by file extension
  *   http_handler.c    the handler API (spindle/http_handler.h): requests and
  *                     responses of module handlers and built-in handler routes
- *   http_proxy.c      proxy lines: forwarding to an [upstream], its pools
+ *   http_proxy.c      proxy lines: a request forwarded, its answer streamed back
+ *   http_upstream.c   their [upstream]s: balance, health, keep-alive pools
  *   http_status.c     the JSON status page, a handler
  *   http_access_log.c the buffered access log
  */

@@ -23,15 +23,7 @@
  * close).  An interim 1xx answer other than 100 is passed to an HTTP/1.1
  * client.
  *
- * Connections: each scheduler thread keeps up to keepalive idle connections
- * per upstream (a socket belongs to the thread that first waits on it), the
- * newest reused first, and closes one found idle for keepalive_timeout, or
- * one with bytes or an end of stream pending when it is taken (the upstream
- * closed it).  A reused connection that the upstream closes before any byte
- * of the answer (the upstream closed it just as it was reused) is retried
- * at once on another connection for an idempotent request.  A connection is
- * pooled again only after a complete answer whose framing allows it, with
- * nothing beyond the answer read.
+ * Which server, and on which connection: http_upstream.c.
  *
  * Failures: a refused or timed-out connect, or a fresh connection closed
  * before any byte of the answer when the request is idempotent, moves on to
@@ -43,107 +35,20 @@
  * client's connection, so that the client sees a truncated answer, never a
  * complete-looking one.  A client gone mid-answer closes the upstream
  * connection.
- *
- * Balancing: smooth weighted round robin (nginx's) over the servers not
- * marked down.  A server that fails max_fails times within fail_timeout is
- * left out for fail_timeout.  Balancer and health are kept per scheduler
- * thread, as nginx keeps them per worker: no lock, no shared memory.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <inttypes.h>
-#include <netinet/in.h>
-#include <stdatomic.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
-#include "http.h"
-#include "spindle/config.h"
-#include "spindle/http_response.h"
+#include "http_proxy.h"
 #include "spindle/http_write.h"
 #include "spindle/io.h"
 #include "spindle/iomanager.h"
-#include "spindle/net.h"
 #include "spindle/timer.h"
 #include "spindle/waitq.h"
-
-#define PROXY_BUF       16384 /* the answer's buffer, and the limit of its head */
-#define PROXY_BODY_BUF  16384 /* the request body's buffer */
-#define PROXY_CONN_HDRS 16    /* header names a Connection line may list */
-#define PROXY_CHUNK_MAX 20    /* "%zx\r\n" of a chunk's size */
-
-/* Counters are written by their thread only and read by the status page
- * from any thread: relaxed atomics, one plain add each on x86-64. */
-#define COUNT(x) atomic_fetch_add_explicit(&(x), 1, memory_order_relaxed)
-#define READ(x)  atomic_load_explicit(&(x), memory_order_relaxed)
-
-struct proxy_peer {
-    int64_t cw;                /* smooth weighted round robin's current weight */
-    unsigned active;           /* requests in progress on it (least_conn) */
-    unsigned fails;            /* since the last success */
-    uint64_t down_until;       /* left out until then */
-    _Atomic uint64_t requests; /* sent to it (retries included) */
-    _Atomic uint64_t failures; /* counted against it (passive health) */
-    _Atomic uint64_t down_at;  /* down_until, for the status page */
-};
-
-struct proxy_idle {
-    int fd;
-    unsigned peer;
-    uint64_t since; /* sp_now_ns() when it was pooled */
-};
-
-/* One scheduler thread's share: only its own fibers touch it. */
-struct proxy_thread {
-    _Atomic uint64_t requests;    /* proxied */
-    _Atomic uint64_t bad_gateway; /* answered 502 */
-    _Atomic uint64_t timeouts;    /* answered 504 */
-    _Atomic unsigned pooled;      /* nidle, for the status page */
-    struct proxy_peer *peers;
-    struct proxy_idle *idle; /* oldest first, keepalive entries */
-    unsigned nidle;
-};
-
-struct http_proxy {
-    const struct sp_upstream_conf *up;
-    struct proxy_thread *threads;
-    unsigned nthreads;
-    struct worker *w;
-    /* The active check's verdict per server, written by its fiber, read by
-     * every thread's balancer. */
-    _Atomic bool *sick;
-    _Atomic uint64_t *checks_failed;
-};
-
-/* One request on its way through the proxy. */
-struct proxy_req {
-    struct http_conn *c;
-    struct http_txn *t;
-    const struct sp_upstream_conf *up;
-    struct http_proxy *px;
-    struct proxy_thread *th;
-    int fd; /* the upstream connection, -1 when none */
-    unsigned peer;
-    int held;          /* the server peer_hold() counts this request on, or -1 */
-    bool reused;       /* fd came from the pool */
-    bool body_started; /* some of the client's body was read: no retry */
-    bool idempotent;
-    const char *upgrade; /* the client's Upgrade value, when it asks to switch */
-    size_t upgrade_len;
-    const char *conn_names[PROXY_CONN_HDRS]; /* the client's Connection tokens */
-    size_t conn_lens[PROXY_CONN_HDRS];
-    unsigned nconn;
-    size_t rlen; /* buf[0..rlen) holds what was read of the answer */
-    struct sp_http_response resp;
-    struct sp_http_header hdrs[HTTP_MAX_HDRS];
-    char buf[PROXY_BUF];
-    char body[PROXY_CHUNK_MAX + PROXY_BODY_BUF + 2];
-};
 
 /* What forwarding one attempt came to. */
 enum attempt {
@@ -154,356 +59,6 @@ enum attempt {
     ATTEMPT_504,    /* no answer within read_timeout */
     ATTEMPT_BODY,   /* reading the client's body failed (c->body says how) */
 };
-
-/* ---- set-up --------------------------------------------------------------- */
-
-struct http_proxy *http_proxy_new(const struct sp_upstream_conf *up, struct worker *w,
-                                  unsigned threads, char *err, size_t errlen)
-{
-    struct http_proxy *px = calloc(1, sizeof(*px));
-    if (!px)
-        goto nomem;
-    px->up = up;
-    px->w = w;
-    if (up->health_path) {
-        px->sick = calloc(up->nservers, sizeof(*px->sick));
-        px->checks_failed = calloc(up->nservers, sizeof(*px->checks_failed));
-        if (!px->sick || !px->checks_failed)
-            goto nomem;
-    }
-    px->threads = calloc(threads, sizeof(*px->threads));
-    if (!px->threads)
-        goto nomem;
-    px->nthreads = threads;
-    for (unsigned i = 0; i < threads; i++) {
-        struct proxy_thread *th = &px->threads[i];
-        th->peers = calloc(up->nservers, sizeof(*th->peers));
-        th->idle = calloc(up->keepalive ? up->keepalive : 1, sizeof(*th->idle));
-        if (!th->peers || !th->idle)
-            goto nomem;
-    }
-    return px;
-nomem:
-    http_proxy_free(px);
-    snprintf(err, errlen, "out of memory");
-    return NULL;
-}
-
-void http_proxy_free(struct http_proxy *px)
-{
-    if (!px)
-        return;
-    for (unsigned i = 0; px->threads && i < px->nthreads; i++) {
-        struct proxy_thread *th = &px->threads[i];
-        for (unsigned k = 0; k < th->nidle; k++)
-            close(th->idle[k].fd);
-        free(th->peers);
-        free(th->idle);
-    }
-    free(px->threads);
-    free((void *)px->sick);
-    free((void *)px->checks_failed);
-    free(px);
-}
-
-/* ---- the active check ----------------------------------------------------- */
-
-/* One GET of health_path to server i on a new connection: true for a 2xx or
- * 3xx answer within connect_timeout and read_timeout. */
-static bool health_probe(const struct http_proxy *px, unsigned i)
-{
-    const struct sp_upstream_conf *up = px->up;
-    const struct sp_upstream_server *sv = &up->servers[i];
-    struct sp_http_header hdrs[32];
-    struct sp_http_response resp;
-    char buf[2048];
-    size_t len = 0;
-    bool ok = false;
-
-    int fd = socket(sv->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return false;
-    int n = snprintf(buf, sizeof(buf),
-                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: spindle-health-check\r\n"
-                     "Connection: close\r\n\r\n",
-                     up->health_path, strncmp(sv->text, "unix:", 5) == 0 ? "localhost" : sv->text);
-    if (n <= 0 || (size_t)n >= sizeof(buf) ||
-        sp_connect(fd, (const struct sockaddr *)&sv->addr, sv->addrlen, up->connect_timeout_ms) <
-            0 ||
-        sp_write(fd, buf, (size_t)n, up->send_timeout_ms) < 0)
-        goto out;
-    for (;;) {
-        ssize_t got = sp_read(fd, buf + len, sizeof(buf) - len, up->read_timeout_ms);
-        if (got <= 0)
-            goto out;
-        len += (size_t)got;
-        ssize_t h = sp_http_parse_response(buf, len, sizeof(buf), SP_HTTP_GET, &resp, hdrs, 32);
-        if (h == SP_HTTP_INVALID)
-            goto out;
-        if (h > 0 && resp.status >= 200) {
-            ok = resp.status < 400;
-            goto out;
-        }
-        if (h > 0) { /* a 1xx: the final answer follows */
-            memmove(buf, buf + h, len - (size_t)h);
-            len -= (size_t)h;
-        }
-    }
-out:
-    sp_close(fd);
-    return ok;
-}
-
-/* Checks every server each health_interval until the worker drains (the
- * scheduler then stops with this fiber asleep, which is fine: it holds
- * nothing). */
-static void health_fiber(void *arg)
-{
-    struct http_proxy *px = arg;
-    const struct sp_upstream_conf *up = px->up;
-
-    while (!worker_draining(px->w)) {
-        for (unsigned i = 0; i < up->nservers; i++) {
-            bool ok = health_probe(px, i);
-            if (!ok)
-                COUNT(px->checks_failed[i]);
-            atomic_store_explicit(&px->sick[i], !ok, memory_order_relaxed);
-        }
-        sp_sleep(up->health_interval_ms);
-    }
-}
-
-int http_proxy_start(struct http_proxy *px)
-{
-    if (!px->up->health_path)
-        return 0;
-    return sp_iom_spawn(worker_iom(px->w), health_fiber, px);
-}
-
-/* ---- servers: balance and health ----------------------------------------- */
-
-static uint64_t ms_ns(int64_t ms)
-{
-    return (uint64_t)ms * 1000000ull;
-}
-
-static bool peer_usable(const struct proxy_req *r, unsigned i, uint64_t tried, uint64_t now)
-{
-    return !((tried >> i) & 1) && r->th->peers[i].down_until <= now &&
-           !(r->px->sick && atomic_load_explicit(&r->px->sick[i], memory_order_relaxed));
-}
-
-/* Smooth weighted round robin (nginx's) among the usable servers for which
- * among[] is true (NULL: all of them); -1 when none is. */
-static int pick_rr(struct proxy_req *r, uint64_t tried, uint64_t now, const bool *among)
-{
-    const struct sp_upstream_conf *up = r->up;
-    int64_t total = 0;
-    int best = -1;
-
-    for (unsigned i = 0; i < up->nservers; i++) {
-        struct proxy_peer *p = &r->th->peers[i];
-        if (!peer_usable(r, i, tried, now) || (among && !among[i]))
-            continue;
-        p->cw += up->servers[i].weight;
-        total += up->servers[i].weight;
-        if (best < 0 || p->cw > r->th->peers[best].cw)
-            best = (int)i;
-    }
-    if (best >= 0)
-        r->th->peers[best].cw -= total;
-    return best;
-}
-
-/* The usable servers with the fewest requests in progress for their weight
- * (active / weight), ties broken by round robin, as nginx's least_conn. */
-static int pick_least_conn(struct proxy_req *r, uint64_t tried, uint64_t now)
-{
-    const struct sp_upstream_conf *up = r->up;
-    bool among[SP_UPSTREAM_MAX_SERVERS] = {false};
-    int best = -1;
-
-    for (unsigned i = 0; i < up->nservers; i++) {
-        if (!peer_usable(r, i, tried, now))
-            continue;
-        /* a/wa < b/wb without division: a * wb < b * wa */
-        if (best < 0 || (uint64_t)r->th->peers[i].active * up->servers[best].weight <
-                            (uint64_t)r->th->peers[best].active * up->servers[i].weight)
-            best = (int)i;
-    }
-    if (best < 0)
-        return -1;
-    for (unsigned i = 0; i < up->nservers; i++)
-        among[i] = peer_usable(r, i, tried, now) &&
-                   (uint64_t)r->th->peers[i].active * up->servers[best].weight ==
-                       (uint64_t)r->th->peers[best].active * up->servers[i].weight;
-    return pick_rr(r, tried, now, among);
-}
-
-/* The server the client's address hashes to, over the weights of all the
- * servers, so that a client keeps its server while the list does not
- * change; when that one is not usable, the hash is taken again (20 times at
- * most, then round robin), as nginx's hash $remote_addr. */
-static int pick_hash(struct proxy_req *r, uint64_t tried, uint64_t now)
-{
-    const struct sp_upstream_conf *up = r->up;
-    uint64_t total = 0, h;
-
-    http_peer_name(r->c);
-    h = http_hash(r->c->peer, strlen(r->c->peer));
-    for (unsigned i = 0; i < up->nservers; i++)
-        total += up->servers[i].weight;
-    for (int round = 0; round < 20; round++) {
-        uint64_t w = (h ^ (h >> 32)) % total;
-        unsigned i = 0;
-        while (w >= up->servers[i].weight)
-            w -= up->servers[i++].weight;
-        if (peer_usable(r, i, tried, now))
-            return (int)i;
-        h = http_hash((const char *)&h, sizeof(h));
-    }
-    return pick_rr(r, tried, now, NULL);
-}
-
-/* The next server for this request among those neither tried for it nor
- * marked down, by the upstream's balance; -1 when none is left. */
-static int peer_pick(struct proxy_req *r, uint64_t tried, uint64_t now)
-{
-    switch (r->up->balance) {
-    case SP_BALANCE_LEAST_CONN:
-        return pick_least_conn(r, tried, now);
-    case SP_BALANCE_HASH:
-        return pick_hash(r, tried, now);
-    default:
-        return pick_rr(r, tried, now, NULL);
-    }
-}
-
-/* A request in progress on server i (least_conn's count); one at a time. */
-static void peer_hold(struct proxy_req *r, unsigned i)
-{
-    r->th->peers[i].active++;
-    r->held = (int)i;
-}
-
-static void peer_release(struct proxy_req *r)
-{
-    if (r->held >= 0)
-        r->th->peers[r->held].active--;
-    r->held = -1;
-}
-
-/* Passive health, as nginx's: a server that has failed max_fails times
- * with no success in between is left out for fail_timeout, then given one
- * request, whose failure leaves it out again.  A lone server is never left
- * out: there would be nothing else to try. */
-static void peer_failed(struct proxy_req *r, unsigned i)
-{
-    const struct sp_upstream_server *sv = &r->up->servers[i];
-    struct proxy_peer *p = &r->th->peers[i];
-
-    p->fails++;
-    COUNT(p->failures);
-    if (sv->max_fails && p->fails >= sv->max_fails && r->up->nservers > 1) {
-        p->down_until = sp_now_ns() + ms_ns(sv->fail_timeout_ms);
-        atomic_store_explicit(&p->down_at, p->down_until, memory_order_relaxed);
-    }
-}
-
-static void peer_ok(struct proxy_req *r, unsigned i)
-{
-    r->th->peers[i].fails = 0;
-}
-
-/* ---- the pool ------------------------------------------------------------- */
-
-static void pool_drop(struct proxy_thread *th, unsigned k)
-{
-    memmove(&th->idle[k], &th->idle[k + 1], (th->nidle - k - 1) * sizeof(th->idle[0]));
-    th->nidle--;
-    atomic_store_explicit(&th->pooled, th->nidle, memory_order_relaxed);
-}
-
-/* Closes the idle connections older than keepalive_timeout (the oldest
- * come first). */
-static void pool_expire(struct proxy_thread *th, const struct sp_upstream_conf *up, uint64_t now)
-{
-    uint64_t age = ms_ns(up->keepalive_timeout_ms);
-    unsigned k = 0;
-    while (k < th->nidle && now - th->idle[k].since >= age)
-        sp_close(th->idle[k++].fd);
-    if (k > 0) {
-        memmove(th->idle, th->idle + k, (th->nidle - k) * sizeof(th->idle[0]));
-        th->nidle -= k;
-        atomic_store_explicit(&th->pooled, th->nidle, memory_order_relaxed);
-    }
-}
-
-/* An idle connection to server peer, newest first, or -1.  One that has
- * anything to read (an end of stream, stray bytes, an error) is closed:
- * the upstream is done with it. */
-static int pool_take(struct proxy_req *r, unsigned peer)
-{
-    struct proxy_thread *th = r->th;
-    char b;
-
-    pool_expire(th, r->up, sp_now_ns());
-    for (unsigned k = th->nidle; k-- > 0;) {
-        if (th->idle[k].peer != peer)
-            continue;
-        int fd = th->idle[k].fd;
-        pool_drop(th, k);
-        if (recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN)
-            return fd;
-        sp_close(fd);
-    }
-    return -1;
-}
-
-static void pool_put(struct proxy_req *r)
-{
-    struct proxy_thread *th = r->th;
-    uint64_t now = sp_now_ns();
-
-    pool_expire(th, r->up, now);
-    if (r->up->keepalive == 0) {
-        sp_close(r->fd);
-    } else {
-        if (th->nidle == r->up->keepalive) {
-            sp_close(th->idle[0].fd);
-            pool_drop(th, 0);
-        }
-        th->idle[th->nidle++] = (struct proxy_idle){.fd = r->fd, .peer = r->peer, .since = now};
-        atomic_store_explicit(&th->pooled, th->nidle, memory_order_relaxed);
-    }
-    r->fd = -1;
-}
-
-static void upstream_close(struct proxy_req *r)
-{
-    if (r->fd >= 0)
-        sp_close(r->fd);
-    r->fd = -1;
-}
-
-/* A new connection to server peer.  Returns 0 or -errno. */
-static int upstream_connect(struct proxy_req *r, unsigned peer)
-{
-    const struct sp_upstream_server *sv = &r->up->servers[peer];
-    int fd = socket(sv->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    if (sv->addr.ss_family != AF_UNIX)
-        sp_net_set_nodelay(fd);
-    int rc =
-        sp_connect(fd, (const struct sockaddr *)&sv->addr, sv->addrlen, r->up->connect_timeout_ms);
-    if (rc < 0) {
-        sp_close(fd);
-        return rc;
-    }
-    r->fd = fd;
-    return 0;
-}
 
 /* ---- the request head ----------------------------------------------------- */
 
@@ -764,29 +319,29 @@ static enum attempt forward(struct proxy_req *r)
     enum attempt a = ATTEMPT_502;
 
     for (;;) {
-        int peer = peer_pick(r, tried, sp_now_ns());
+        int peer = http_upstream_pick(r, tried, sp_now_ns());
         if (peer < 0)
             return a == ATTEMPT_NEXT ? ATTEMPT_502 : a;
         r->peer = (unsigned)peer;
         tried |= 1ull << peer;
-        peer_release(r);
-        peer_hold(r, r->peer);
+        http_upstream_release(r);
+        http_upstream_hold(r, r->peer);
         for (;;) {
-            r->fd = pool_take(r, r->peer);
+            r->fd = http_upstream_take(r, r->peer);
             r->reused = r->fd >= 0;
-            if (!r->reused && upstream_connect(r, r->peer) != 0) {
+            if (!r->reused && http_upstream_connect(r, r->peer) != 0) {
                 a = ATTEMPT_NEXT;
                 break;
             }
             a = attempt_send(r);
             if (a != ATTEMPT_STALE)
                 break;
-            upstream_close(r);
+            http_upstream_close(r);
         }
         if (a == ATTEMPT_OK || a == ATTEMPT_BODY)
             return a;
-        upstream_close(r);
-        peer_failed(r, r->peer);
+        http_upstream_close(r);
+        http_upstream_failed(r, r->peer);
         if (a != ATTEMPT_NEXT || r->body_started)
             return a == ATTEMPT_NEXT ? ATTEMPT_502 : a;
     }
@@ -1056,13 +611,13 @@ static int answer(struct proxy_req *r)
         int rc = tunnel_head(r);
         if (rc == 0)
             rc = tunnel(r);
-        upstream_close(r);
+        http_upstream_close(r);
         return rc == -E2BIG ? http_error(&r->c->out, t, 502, NULL) : rc;
     }
     if (rs->framing == SP_HTTP_BODY_TUNNEL) {
         /* A switch the client did not ask for, or a 2xx to CONNECT. */
-        upstream_close(r);
-        peer_failed(r, r->peer);
+        http_upstream_close(r);
+        http_upstream_failed(r, r->peer);
         COUNT(r->th->bad_gateway);
         return http_error(&r->c->out, t, 502, NULL);
     }
@@ -1070,77 +625,17 @@ static int answer(struct proxy_req *r)
         t->close = true; /* HTTP/1.0: the body ends with the connection */
     int rc = answer_head(r, chunked);
     if (rc == -E2BIG) {
-        upstream_close(r);
+        http_upstream_close(r);
         COUNT(r->th->bad_gateway);
         return http_error(&r->c->out, t, 502, NULL);
     }
     if (rc == 0)
         rc = answer_body(r, chunked);
     if (rc == 1)
-        pool_put(r);
+        http_upstream_put(r);
     else
-        upstream_close(r);
+        http_upstream_close(r);
     return rc < 0 ? rc : 0;
-}
-
-/* ---- the status page ------------------------------------------------------ */
-
-/* s as a JSON string's contents: '"' and '\\' escaped (a unix: path may
- * hold them; nothing else the loader accepts needs it). */
-static size_t json_str(char *d, const char *s)
-{
-    size_t o = 0;
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            d[o++] = '\\';
-        d[o++] = *s;
-    }
-    return o;
-}
-
-size_t http_proxy_status_size(const struct http_proxy *px)
-{
-    return 256 + strlen(px->up->name) + px->up->nservers * (2 * 112 + 128);
-}
-
-size_t http_proxy_status(const struct http_proxy *px, char *d)
-{
-    const struct sp_upstream_conf *up = px->up;
-    uint64_t req = 0, bad = 0, tmo = 0, idle = 0, now = sp_now_ns();
-    size_t o = 0;
-
-    for (unsigned i = 0; i < px->nthreads; i++) {
-        req += READ(px->threads[i].requests);
-        bad += READ(px->threads[i].bad_gateway);
-        tmo += READ(px->threads[i].timeouts);
-        idle += READ(px->threads[i].pooled);
-    }
-    o += (size_t)sprintf(d + o,
-                         "\"%s\":{\"requests\":%" PRIu64 ",\"bad_gateway\":%" PRIu64
-                         ",\"gateway_timeout\":%" PRIu64 ",\"idle\":%" PRIu64 ",\"servers\":[",
-                         up->name, req, bad, tmo, idle);
-    for (unsigned k = 0; k < up->nservers; k++) {
-        uint64_t sreq = 0, fails = 0;
-        unsigned down = 0;
-        for (unsigned i = 0; i < px->nthreads; i++) {
-            const struct proxy_peer *p = &px->threads[i].peers[k];
-            sreq += READ(p->requests);
-            fails += READ(p->failures);
-            down += READ(p->down_at) > now;
-        }
-        o += (size_t)sprintf(d + o, "%s{\"server\":\"", k ? "," : "");
-        o += json_str(d + o, up->servers[k].text);
-        o += (size_t)sprintf(d + o,
-                             "\",\"weight\":%u,\"requests\":%" PRIu64 ",\"fails\":%" PRIu64
-                             ",\"down_threads\":%u",
-                             up->servers[k].weight, sreq, fails, down);
-        if (px->sick)
-            o += (size_t)sprintf(d + o, ",\"checks_failed\":%" PRIu64 ",\"healthy\":%s",
-                                 READ(px->checks_failed[k]), READ(px->sick[k]) ? "false" : "true");
-        d[o++] = '}';
-    }
-    memcpy(d + o, "]}", 2);
-    return o + 2;
 }
 
 /* ---- the entry point ------------------------------------------------------ */
@@ -1195,11 +690,11 @@ int http_proxy_run(struct http_conn *c, struct http_txn *t, struct http_proxy *p
     COUNT(r->th->requests);
     switch (forward(r)) {
     case ATTEMPT_OK:
-        peer_ok(r, r->peer);
+        http_upstream_ok(r, r->peer);
         rc = answer(r);
         break;
     case ATTEMPT_BODY:
-        upstream_close(r); /* c->body has the client's error */
+        http_upstream_close(r); /* c->body has the client's error */
         break;
     case ATTEMPT_504:
         COUNT(r->th->timeouts);
@@ -1210,8 +705,8 @@ int http_proxy_run(struct http_conn *c, struct http_txn *t, struct http_proxy *p
         rc = http_error(&c->out, t, 502, NULL);
         break;
     }
-    upstream_close(r);
-    peer_release(r);
+    http_upstream_close(r);
+    http_upstream_release(r);
     free(r);
     return rc;
 }
