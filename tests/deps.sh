@@ -8,12 +8,13 @@ set -e
 # pages (groff-base); it checks the systemd unit where systemd-analyze is found.
 # libcurl4-openssl-dev: the system call hooks' test module (tests/modules/blocking_client.c);
 # libhiredis-dev, redis-server, redis-tools: the RESP tests.
+# nginx-light, gunicorn, python3-websockets: upstreams and clients of the reverse proxy's tests.
 pkgs="build-essential autoconf automake libtool pkg-config libjemalloc-dev libcmocka-dev
       python3 curl procps iproute2 media-types groff-base libcurl4-openssl-dev libhiredis-dev
-      redis-server redis-tools"
+      redis-server redis-tools nginx-light gunicorn python3-websockets"
 case "${1:-}" in
---bench) pkgs="$pkgs libevent-dev wrk nginx-light gnuplot-nox" ;;
---all) pkgs="$pkgs libevent-dev wrk nginx-light gnuplot-nox clang libclang-rt-14-dev valgrind clang-format git" ;;
+--bench) pkgs="$pkgs libevent-dev wrk gnuplot-nox" ;;
+--all) pkgs="$pkgs libevent-dev wrk gnuplot-nox clang libclang-rt-14-dev valgrind clang-format git" ;;
 esac
 missing=""
 for p in $pkgs; do

@@ -80,6 +80,7 @@ void sp_config_free(struct sp_config *cfg)
     free(cfg->listens);
     free(cfg->srcs);
     sp__config_modules_free(cfg);
+    sp__config_upstreams_free(cfg);
     while (cfg->mem != NULL) {
         struct sp__config_mem *next = cfg->mem->next;
         free(cfg->mem);
@@ -523,6 +524,8 @@ static void section_end(struct sp_conf_ctx *L)
 
     if (L->in_module)
         sp__config_module_end(L);
+    if (L->in_upstream)
+        sp__config_upstream_end(L);
     if (!L->in_section || L->def == NULL)
         return;
     s = &cfg->services[L->svc];
@@ -595,6 +598,7 @@ static void section_begin(struct sp_conf_ctx *L)
     L->ended_by = -1;
     L->in_section = false;
     L->in_module = false;
+    L->in_upstream = false;
     L->def = NULL;
     L->seen = 0;
     if (close == NULL) {
@@ -626,6 +630,13 @@ static void section_begin(struct sp_conf_ctx *L)
             fail(L, L->lineno, "section [module] needs one name, e.g. [module hello]");
         else
             sp__config_module_begin(L, name);
+        return;
+    }
+    if (strcmp(type, "upstream") == 0) {
+        if (words != 2)
+            fail(L, L->lineno, "section [upstream] needs one name, e.g. [upstream app]");
+        else
+            sp__config_upstream_begin(L, name);
         return;
     }
     def = sp_service_find(type, strlen(type));
@@ -687,6 +698,10 @@ static void key_line(struct sp_conf_ctx *L)
     }
     if (L->in_module) {
         sp__config_module_key(L);
+        return;
+    }
+    if (L->in_upstream) {
+        sp__config_upstream_key(L);
         return;
     }
     if (L->def != NULL && strcmp(name, "listen") == 0) {

@@ -53,6 +53,8 @@ struct sp_conf_ctx {
     unsigned svc;                     /* index of the current service */
     uint64_t seen;                    /* keys set in the current section */
     bool in_module;                   /* the current section is [module NAME] */
+    bool in_upstream;                 /* the current section is [upstream NAME] */
+    unsigned ups;                     /* index of the current upstream */
     unsigned mod;                     /* index of the current module */
     unsigned master_line;             /* of [master], 0 if none */
     bool slots_auto;
@@ -95,6 +97,18 @@ void sp__config_module_key(struct sp_conf_ctx *L);
 void sp__config_module_end(struct sp_conf_ctx *L);
 void sp__config_modules_resolve(struct sp_conf_ctx *L);
 void sp__config_modules_free(struct sp_config *cfg);
+
+/* config_upstream.c: [upstream NAME]. */
+void sp__config_upstream_begin(struct sp_conf_ctx *L, const char *name);
+void sp__config_upstream_key(struct sp_conf_ctx *L);
+void sp__config_upstream_end(struct sp_conf_ctx *L);
+void sp__config_upstreams_free(struct sp_config *cfg);
+
+/* Runs the "key = value" line e through a key table over conf, as the
+ * loader does for a section: unknown, duplicate (L->seen) and empty keys
+ * are refused. */
+void sp__config_apply_key(struct sp_conf_ctx *L, const struct sp_conf_key *keys,
+                          const struct sp_conf_entry *e, void *conf);
 
 /*
  * Account lookups for [master] user and group (getpwnam_r, getgrnam_r,

@@ -184,8 +184,8 @@ void sp__config_modules_resolve(struct sp_conf_ctx *L)
 /* ---- a module's keys ------------------------------------------------------ */
 
 /* Runs one recorded key through keys, as the loader's key_line does. */
-static void apply_key(struct sp_conf_ctx *L, const struct sp_conf_key *keys,
-                      const struct sp_conf_entry *e, void *conf)
+void sp__config_apply_key(struct sp_conf_ctx *L, const struct sp_conf_key *keys,
+                          const struct sp_conf_entry *e, void *conf)
 {
     unsigned i = 0;
 
@@ -242,7 +242,7 @@ int sp_config_apply_module(const struct sp_config *cfg, const struct sp_module_c
     if (!L->failed && defaults != NULL)
         defaults(L, conf);
     for (unsigned i = 0; i < mod->nkeys && !L->failed; i++)
-        apply_key(L, keys, &mod->keys[i], conf);
+        sp__config_apply_key(L, keys, &mod->keys[i], conf);
     L->lineno = mod->line;
     if (!L->failed && check != NULL)
         check(L, conf);

@@ -11,7 +11,8 @@ shared_config_libspindle_config_a_SOURCES = \
 	shared/config/config_internal.h \
 	shared/config/config.c \
 	shared/config/config_values.c \
-	shared/config/config_module.c
+	shared/config/config_module.c \
+	shared/config/config_upstream.c
 
 CMOCKA_TESTS += tests/unit/test_config
 if HAVE_CMOCKA

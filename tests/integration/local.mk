@@ -3,7 +3,9 @@ EXTRA_DIST += $(INTEGRATION_TESTS) \
 	tests/integration/harness.py \
 	tests/integration/httpclient.py \
 	tests/integration/loadgen.py \
-	tests/integration/hostile.py
+	tests/integration/hostile.py \
+	tests/integration/upstream.py \
+	tests/integration/ws_peer.py
 
 # The http and echo services.
 INTEGRATION_TESTS += \
@@ -13,7 +15,11 @@ INTEGRATION_TESTS += \
 	tests/integration/test_http_threads.py \
 	tests/integration/test_echo.py \
 	tests/integration/test_cmd.py \
-	tests/integration/test_hooks_redis.py
+	tests/integration/test_hooks_redis.py \
+	tests/integration/test_proxy.py \
+	tests/integration/test_proxy_large.py \
+	tests/integration/test_proxy_apps.py \
+	tests/integration/test_proxy_ws.py
 
 # A whole worker under valgrind: every service frees what it allocated.  Runs in
 # `make check` and `make check-valgrind` of a --without-jemalloc build; SKIP

@@ -73,11 +73,12 @@ def leak_report(path):
 
 def serve_and_exit(threads):
     """Runs one worker with threads scheduler threads under valgrind, serves
-    every kind of answer, drains it with QUIT and checks its valgrind log."""
+    every kind of answer (a proxied one too), drains it with QUIT and checks
+    its valgrind log."""
     reason = why_not()
     if reason:
         skip(reason)
-    http, echo, cmd = free_port(), free_port(), free_port()
+    http, echo, cmd, back = free_port(), free_port(), free_port(), free_port()
     S = Spindle("""
 [http main]
 listen = 127.0.0.1:%d
@@ -86,20 +87,30 @@ status = /_status
 return /plaintext = 200 text/plain Hello, World!
 return /json = 200 application/json {"message":"Hello, World!"}
 access_log = access.log
+proxy /api = back
+
+[upstream back]
+server = 127.0.0.1:%d
+health_check = /api/health 1s
+
+[http back]
+listen = 127.0.0.1:%d
+return /api/x = 200 text/plain from back
+return /api/health = 200 text/plain ok
 
 [echo e]
 listen = 127.0.0.1:%d
 
 [cmd c]
 listen = 127.0.0.1:%d
-""" % (http, echo, cmd), workers=1, threads=threads, shutdown_timeout="30s")
+""" % (http, back, back, echo, cmd), workers=1, threads=threads, shutdown_timeout="30s")
     www = os.path.join(S.dir, "www")
     os.mkdir(www)
     write_file(os.path.join(www, "index.html"), b"<h1>hello</h1>\n")
     write_file(os.path.join(www, "big.bin"), os.urandom(300 * 1024))
     write_file(os.path.join(www, "a.css"), b"body{}\n")
     vg = os.path.join(S.dir, "vg.%p")
-    S.start(ports=[http, echo, cmd], timeout=SLOW,
+    S.start(ports=[http, echo, cmd, back], timeout=SLOW,
             wrap=["valgrind", "--leak-check=full",
                   "--show-leak-kinds=all",
                   "--errors-for-leak-kinds=definite,indirect", "--log-file=" + vg])
@@ -116,6 +127,10 @@ listen = 127.0.0.1:%d
         eq(c.request("GET", "/_status").status, 200, "status page")
         eq(c.request("GET", "/missing").status, 404, "404")
         eq(c.request("DELETE", "/").status, 405, "405")
+        # Through the proxy to the second service: an upstream connection
+        # left in the pool, and the health check's fiber.
+        eq(c.request("GET", "/api/x").body, b"from back", "proxied")
+        eq(c.request("POST", "/api/x", body=b"y" * 30000).body, b"from back", "proxied POST")
     with connect(echo, timeout=SLOW) as s:
         s.sendall(b"ping " * 1000)
         got = b""

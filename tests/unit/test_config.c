@@ -464,7 +464,62 @@ static void test_errors(void **state)
         {"[http h]\nlisten = 127.0.0.1:80\nhandle /x?y = m\n",
          "conf/bad.conf:3: invalid handle prefix '/x?y': expected a path starting with '/'"},
         {"[http h]\nlisten = 127.0.0.1:80\nhandle /x = m\nhandle /x/ = n\n",
-         "conf/bad.conf:4: duplicate handle prefix '/x' (also at line 3)"},
+         "conf/bad.conf:4: duplicate prefix '/x' (also at line 3)"},
+        /* [upstream NAME] and proxy lines */
+        {"[http h]\nlisten = 127.0.0.1:80\nproxy /api = app\n",
+         "conf/bad.conf:3: proxy /api: no [upstream app] section"},
+        {"[http h]\nlisten = 127.0.0.1:80\nproxy /api\n",
+         "conf/bad.conf:3: syntax error: expected [section] or key = value"},
+        {"[http h]\nlisten = 127.0.0.1:80\nproxy api = app\n",
+         "conf/bad.conf:3: invalid proxy prefix 'api': expected a path starting with '/'"},
+        {"[http h]\nlisten = 127.0.0.1:80\nproxy /api = a b\n",
+         "conf/bad.conf:3: expected 'proxy PREFIX = UPSTREAM'"},
+        {"[http h]\nlisten = 127.0.0.1:80\nhandle /x = m\nproxy /x/ = app\n",
+         "conf/bad.conf:4: duplicate prefix '/x' (also at line 3)"},
+        {"[upstream app]\nkeepalive = 2\n[echo e]\nlisten = 127.0.0.1:80\n",
+         "conf/bad.conf:1: [upstream app] has no server (server = HOST:PORT or unix:PATH)"},
+        {"[upstream app]\nserver = example.com:80\n",
+         "conf/bad.conf:2: invalid server 'example.com:80': expected IPV4:PORT, [IPV6]:PORT, "
+         "localhost:PORT or unix:PATH (host names are not resolved)"},
+        {"[upstream app]\nserver = *:80\n",
+         "conf/bad.conf:2: invalid server '*:80': expected IPV4:PORT, [IPV6]:PORT, "
+         "localhost:PORT or unix:PATH (host names are not resolved)"},
+        {"[upstream app]\nserver = 127.0.0.1:70000\n",
+         "conf/bad.conf:2: invalid server '127.0.0.1:70000': port out of range (1..65535)"},
+        {"[upstream app]\nserver = 127.0.0.1:80 weight=0\n",
+         "conf/bad.conf:2: invalid server weight '0': expected 1..1000"},
+        {"[upstream app]\nserver = 127.0.0.1:80 max_fails=x\n",
+         "conf/bad.conf:2: invalid server max_fails 'x': expected 0..1000"},
+        {"[upstream app]\nserver = 127.0.0.1:80 fail_timeout=forever\n",
+         "conf/bad.conf:2: invalid server fail_timeout 'forever': expected a duration 1ms..24h"},
+        {"[upstream app]\nserver = 127.0.0.1:80 backup\n",
+         "conf/bad.conf:2: invalid server parameter 'backup': expected weight=N, max_fails=N or "
+         "fail_timeout=DURATION"},
+        {"[upstream app]\nserver = 127.0.0.1:80\nserver = 127.0.0.1:80 weight=2\n",
+         "conf/bad.conf:3: duplicate server '127.0.0.1:80' (also at line 2)"},
+        {"[upstream app]\nserver = unix:\n",
+         "conf/bad.conf:2: invalid server 'unix:': expected unix:PATH (at most 107 bytes)"},
+        {"[upstream app]\nserver = 127.0.0.1:80\nbalance = random\n",
+         "conf/bad.conf:3: invalid balance 'random': expected round_robin, least_conn or hash"},
+        {"[upstream app]\nserver = 127.0.0.1:80\nkeepalive = 5000\n",
+         "conf/bad.conf:3: invalid keepalive '5000': expected 0..4096 (idle connections)"},
+        {"[upstream app]\nserver = 127.0.0.1:80\nread_timeout = 0\n",
+         "conf/bad.conf:3: read_timeout '0' out of range (1ms..24h)"},
+        {"[upstream app]\nserver = 127.0.0.1:80\nhealth_check = /healthz\n",
+         "conf/bad.conf:3: invalid health_check '/healthz': expected PATH INTERVAL (a path "
+         "starting with '/', an interval 100ms..24h)"},
+        {"[upstream app]\nserver = 127.0.0.1:80\nhealth_check = healthz 2s\n",
+         "conf/bad.conf:3: invalid health_check 'healthz 2s': expected PATH INTERVAL (a path "
+         "starting with '/', an interval 100ms..24h)"},
+        {"[upstream app]\nserver = 127.0.0.1:80\nhealth_check = /h 10ms\n",
+         "conf/bad.conf:3: invalid health_check '/h 10ms': expected PATH INTERVAL (a path "
+         "starting with '/', an interval 100ms..24h)"},
+        {"[upstream app]\nserver = 127.0.0.1:80\nkeepalive = 1\nkeepalive = 2\n",
+         "conf/bad.conf:4: duplicate key 'keepalive' in [upstream app]"},
+        {"[upstream app]\nserver = 127.0.0.1:80\n[upstream app]\nserver = 127.0.0.1:81\n",
+         "conf/bad.conf:3: duplicate section [upstream app] (first at line 1)"},
+        {"[upstream]\nserver = 127.0.0.1:80\n",
+         "conf/bad.conf:1: section [upstream] needs one name, e.g. [upstream app]"},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
@@ -626,6 +681,79 @@ static void test_http_handle(void **state)
     assert_string_equal(h->handles[1].module, "api");
     assert_string_equal(h->handles[2].prefix, "/");
     assert_string_equal(h->handles[2].module, "site");
+    sp_config_free(cfg);
+}
+
+/* [upstream NAME]: servers with their parameters and defaults, the
+ * section's keys, and proxy lines naming it before or after it. */
+static void test_upstream(void **state)
+{
+    struct sp_config *cfg = load_ok("[http h]\n"
+                                    "listen = 127.0.0.1:80\n"
+                                    "proxy /api/ = app ; the API\n"
+                                    "handle /api/v2 = m\n"
+                                    "[upstream app]\n"
+                                    "server = 127.0.0.1:9001 weight=2 max_fails=3 fail_timeout=5s\n"
+                                    "server = [::1]:9002\n"
+                                    "server = unix:run/app.sock ; relative to the file\n"
+                                    "balance = round_robin\n"
+                                    "keepalive = 8\n"
+                                    "keepalive_timeout = 30s\n"
+                                    "connect_timeout = 250ms\n"
+                                    "read_timeout = 5s\n"
+                                    "send_timeout = 6s\n"
+                                    "health_check = /healthz?full=1 2s ; optional\n"
+                                    "[upstream other]\n"
+                                    "server = localhost:80\n"
+                                    "[upstream lc]\nserver = localhost:81\nbalance = least_conn\n"
+                                    "[upstream h]\nserver = localhost:82\nbalance = hash\n"
+                                    "[module m]\npath = /m/m.so\n",
+                                    "/etc/x.conf");
+    const struct sp_http_conf *h = HTTP(&cfg->services[0]);
+    const struct sp_upstream_conf *u = sp_config_find_upstream(cfg, "app"), *o;
+    (void)state;
+
+    assert_int_equal(h->nproxies, 1);
+    assert_string_equal(h->proxies[0].prefix, "/api");
+    assert_string_equal(h->proxies[0].upstream, "app");
+    assert_int_equal(h->proxies[0].line, 3);
+    assert_int_equal(h->nhandles, 1);
+    assert_int_equal(cfg->nupstreams, 4);
+    assert_int_equal(sp_config_find_upstream(cfg, "lc")->balance, SP_BALANCE_LEAST_CONN);
+    assert_int_equal(sp_config_find_upstream(cfg, "h")->balance, SP_BALANCE_HASH);
+    assert_non_null(u);
+    assert_int_equal(u->line, 5);
+    assert_int_equal(u->nservers, 3);
+    assert_string_equal(u->servers[0].text, "127.0.0.1:9001");
+    assert_int_equal(u->servers[0].addr.ss_family, AF_INET);
+    assert_int_equal(u->servers[0].weight, 2);
+    assert_int_equal(u->servers[0].max_fails, 3);
+    assert_int_equal(u->servers[0].fail_timeout_ms, 5000);
+    assert_int_equal(u->servers[0].line, 6);
+    assert_int_equal(u->servers[1].addr.ss_family, AF_INET6);
+    assert_int_equal(u->servers[1].weight, 1);
+    assert_int_equal(u->servers[1].max_fails, 1);
+    assert_int_equal(u->servers[1].fail_timeout_ms, 10000);
+    assert_int_equal(u->servers[2].addr.ss_family, AF_UNIX);
+    assert_string_equal(u->servers[2].text, "unix:/etc/run/app.sock");
+    assert_int_equal(u->balance, SP_BALANCE_ROUND_ROBIN);
+    assert_int_equal(u->keepalive, 8);
+    assert_int_equal(u->keepalive_timeout_ms, 30000);
+    assert_int_equal(u->connect_timeout_ms, 250);
+    assert_int_equal(u->read_timeout_ms, 5000);
+    assert_int_equal(u->send_timeout_ms, 6000);
+    assert_string_equal(u->health_path, "/healthz?full=1");
+    assert_int_equal(u->health_interval_ms, 2000);
+    o = sp_config_find_upstream(cfg, "other");
+    assert_non_null(o);
+    assert_string_equal(o->servers[0].text, "localhost:80");
+    assert_int_equal(o->keepalive, 32);
+    assert_int_equal(o->keepalive_timeout_ms, 60000);
+    assert_int_equal(o->connect_timeout_ms, 1000);
+    assert_int_equal(o->read_timeout_ms, 30000);
+    assert_int_equal(o->send_timeout_ms, 30000);
+    assert_null(o->health_path);
+    assert_null(sp_config_find_upstream(cfg, "nope"));
     sp_config_free(cfg);
 }
 
@@ -1164,6 +1292,7 @@ int main(void)
         cmocka_unit_test(test_paths),
         cmocka_unit_test(test_inline_comments),
         cmocka_unit_test(test_http_handle),
+        cmocka_unit_test(test_upstream),
         cmocka_unit_test(test_layout),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_include),

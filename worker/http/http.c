@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "spindle/config.h"
 #include "spindle/io.h"
 #include "spindle/log.h"
 #include "spindle/module.h"
@@ -208,7 +209,8 @@ static __attribute__((noinline)) int dispatch_prefix(struct http_conn *c, struct
         if (h) {
             t->path = path;
             t->path_len = len;
-            return handler_body_end(c, t, http_handler_run(c, t, h));
+            int rc = h->proxy ? http_proxy_run(c, t, h->proxy) : http_handler_run(c, t, h);
+            return handler_body_end(c, t, rc);
         }
     }
     if (body_skip(c))
@@ -682,15 +684,64 @@ static int handler_longer(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
+/* The state of the proxy lines' upstreams, one per [upstream] the service
+ * names, shared by its lines. */
+static struct http_proxy *proxy_for(struct http_svc *hs, const struct sp_upstream_conf *up,
+                                    unsigned threads, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < hs->nproxies; i++)
+        if (hs->upstreams[i] == up)
+            return hs->proxies[i];
+    struct http_proxy *px = http_proxy_new(up, hs->svc->worker, threads, err, errlen);
+    if (px) {
+        hs->upstreams[hs->nproxies] = up;
+        hs->proxies[hs->nproxies++] = px;
+        if (http_proxy_start(px) != 0) {
+            snprintf(err, errlen, "[upstream %s]: cannot start its health check", up->name);
+            return NULL;
+        }
+    }
+    return px;
+}
+
+/* The routes of the proxy lines, after the handle lines' in hs->handlers. */
+static int proxies_init(struct http_svc *hs, unsigned threads, char *err, size_t errlen)
+{
+    const struct sp_http_conf *conf = hs->conf;
+    const struct sp_config *cfg = worker_config(hs->svc->worker);
+
+    hs->proxies = calloc(conf->nproxies, sizeof(*hs->proxies));
+    hs->upstreams = calloc(conf->nproxies, sizeof(*hs->upstreams));
+    if (!hs->proxies || !hs->upstreams) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (unsigned i = 0; i < conf->nproxies; i++) {
+        const struct sp_http_proxy *pl = &conf->proxies[i];
+        const struct sp_upstream_conf *up = sp_config_find_upstream(cfg, pl->upstream);
+        if (!up) {
+            snprintf(err, errlen, "proxy %s: no upstream %s", pl->prefix, pl->upstream);
+            return -1;
+        }
+        struct http_proxy *px = proxy_for(hs, up, threads, err, errlen);
+        if (!px)
+            return -1;
+        hs->handlers[conf->nhandles + i] = (struct http_handler){
+            .proxy = px, .prefix = pl->prefix, .prefix_len = strlen(pl->prefix)};
+    }
+    return 0;
+}
+
 /* Resolves the module of each handle line (spindle/module.h: the loader has
- * registered the modules before the services start). */
-static int handlers_init(struct http_svc *hs, char *err, size_t errlen)
+ * registered the modules before the services start) and the upstream of
+ * each proxy line; one table, longest prefix first. */
+static int handlers_init(struct http_svc *hs, unsigned threads, char *err, size_t errlen)
 {
     const struct sp_http_conf *conf = hs->conf;
 
-    if (conf->nhandles == 0)
+    if (conf->nhandles + conf->nproxies == 0)
         return 0;
-    hs->handlers = calloc(conf->nhandles, sizeof(*hs->handlers));
+    hs->handlers = calloc(conf->nhandles + conf->nproxies, sizeof(*hs->handlers));
     if (!hs->handlers) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -712,7 +763,9 @@ static int handlers_init(struct http_svc *hs, char *err, size_t errlen)
                                                 .def = mi->def->http,
                                                 .state = mi->state};
     }
-    hs->nhandlers = conf->nhandles;
+    if (conf->nproxies && proxies_init(hs, threads, err, errlen) != 0)
+        return -1;
+    hs->nhandlers = conf->nhandles + conf->nproxies;
     qsort(hs->handlers, hs->nhandlers, sizeof(*hs->handlers), handler_longer);
     return 0;
 }
@@ -750,7 +803,8 @@ static int http_init(struct service *svc, char *err, size_t errlen)
         if (http_prebuilt_init(&hs->prebuilt[i], &conf->returns[i]) != 0)
             goto nomem;
         hs->nprebuilt = i + 1;
-        struct http_route r = {.answer = conf->nhandles ? answer_return_body : answer_return,
+        struct http_route r = {.answer = conf->nhandles + conf->nproxies ? answer_return_body
+                                                                         : answer_return,
                                .arg = &hs->prebuilt[i],
                                .post = true};
         route_add(hs, conf->returns[i].path, &r);
@@ -759,11 +813,11 @@ static int http_init(struct service *svc, char *err, size_t errlen)
         hs->status = (struct http_handler){.prefix = conf->status_path,
                                            .prefix_len = strlen(conf->status_path),
                                            .def = &http_status_handler,
-                                           .state = svc->worker};
+                                           .state = hs};
         struct http_route r = {.answer = answer_handler, .arg = &hs->status};
         route_add(hs, conf->status_path, &r);
     }
-    if (handlers_init(hs, err, errlen) != 0)
+    if (handlers_init(hs, threads, err, errlen) != 0)
         return -1;
 
     if (conf->root && !(hs->st = http_static_new(conf, threads, err, errlen)))
@@ -814,6 +868,10 @@ static void http_fini(struct service *svc)
     free(hs->prebuilt);
     free(hs->routes);
     free(hs->handlers);
+    for (size_t i = 0; i < hs->nproxies; i++)
+        http_proxy_free(hs->proxies[i]);
+    free(hs->proxies);
+    free(hs->upstreams);
     free(hs);
     svc->state = NULL;
     if (--http_live == 0)

@@ -17,6 +17,8 @@
  *   http_mime.c       content type by file extension
  *   http_handler.c    the handler API (spindle/http_handler.h): requests and
  *                     responses of module handlers and built-in handler routes
+ *   http_proxy.c      proxy lines: a request forwarded, its answer streamed back
+ *   http_upstream.c   their [upstream]s: balance, health, keep-alive pools
  *   http_status.c     the JSON status page, a handler
  *   http_access_log.c the buffered access log
  */
@@ -61,9 +63,13 @@ struct http_txn;
 
 /* A handler (spindle/http_handler.h) and the state it is called with: a
  * module's, for "handle PREFIX = MODULE", or a built-in route's. */
+struct http_proxy; /* the upstream of proxy lines, http_proxy.c */
+struct sp_upstream_conf;
+
 struct http_handler {
-    const char *prefix; /* handle lines: no trailing '/' except "/" itself;
-                         * an exact route's: its path */
+    struct http_proxy *proxy; /* a proxy line: def and state unused */
+    const char *prefix;       /* handle lines: no trailing '/' except "/" itself;
+                               * an exact route's: its path */
     size_t prefix_len;
     const struct sp_http_handler_def *def;
     void *state;
@@ -89,6 +95,9 @@ struct http_svc {
     size_t routes_mask;
     struct http_handler *handlers; /* handle lines, longest prefix first */
     size_t nhandlers;
+    struct http_proxy **proxies;               /* one per upstream the proxy lines name */
+    const struct sp_upstream_conf **upstreams; /* proxies[i]'s */
+    size_t nproxies;
     struct http_handler status; /* the status page's route */
     struct http_static *st;     /* NULL: no root */
     struct http_log *log;       /* NULL: access_log off */
@@ -303,6 +312,38 @@ int http_prebuilt_send(struct http_out *o, struct http_txn *t, const struct http
  * failed body read is left in c->body for the caller to answer. */
 int http_handler_run(struct http_conn *c, struct http_txn *t, const struct http_handler *h);
 
+/* ---- http_proxy.c ------------------------------------------------------- */
+
+/* The state of one [upstream] for a service: balancer, passive health and
+ * a keep-alive pool per scheduler thread (threads >= 1).  Borrows up, which
+ * outlives it.  Returns NULL with a message in err. */
+struct http_proxy *http_proxy_new(const struct sp_upstream_conf *up, struct worker *w,
+                                  unsigned threads, char *err, size_t errlen);
+
+/* Starts the upstream's active check (health_check), when it has one, on a
+ * fiber of w's IOManager.  Returns 0 or -ENOMEM. */
+int http_proxy_start(struct http_proxy *px);
+
+/* Closes the pooled connections and frees px; the scheduler threads must
+ * have stopped.  Accepts NULL. */
+void http_proxy_free(struct http_proxy *px);
+
+/* The most bytes http_proxy_status() writes. */
+size_t http_proxy_status_size(const struct http_proxy *px);
+
+/* Writes px's counters as one JSON member at d ("NAME":{...}): requests
+ * proxied, answered 502 and 504, idle pooled connections, and per server
+ * its requests, failures and the scheduler threads that leave it out now.
+ * Summed over the threads, readable from any of them.  Returns the length. */
+size_t http_proxy_status(const struct http_proxy *px, char *d);
+
+/* Forwards the request t (its body begun, unread) to px's upstream and
+ * streams the answer back, or answers 502/504 itself.  Returns 0, or -errno
+ * when the client connection must be dropped (a write error, an answer cut
+ * after its head went out).  A failed body read is left in c->body for the
+ * caller to answer. */
+int http_proxy_run(struct http_conn *c, struct http_txn *t, struct http_proxy *px);
+
 /* ---- http_static.c -------------------------------------------------------- */
 
 /* Opens root, with a small-file cache per scheduler thread (threads >= 1).
@@ -355,6 +396,10 @@ void http_log_add(struct http_conn *c, const struct http_txn *t);
  * bytes the socket actually took (a response cut by send_timeout or a reset
  * counts what went out, as nginx's $body_bytes_sent). */
 void http_log_commit(struct http_conn *c);
+
+/* Fills c->peer with the client's address ("-" when unknown), once per
+ * wake-up of the connection. */
+void http_peer_name(struct http_conn *c);
 
 /* Writes what the calling scheduler thread has buffered (other threads'
  * lines follow within a second).  Accepts NULL. */

@@ -175,7 +175,7 @@ static size_t escape(char *d, const char *s, size_t n, size_t max)
     return o;
 }
 
-static void peer_name(struct http_conn *c)
+void http_peer_name(struct http_conn *c)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
@@ -218,7 +218,7 @@ static void log_line(struct http_log *log, struct http_conn *c, const struct htt
     size_t n;
 
     if (!c->peer[0])
-        peer_name(c);
+        http_peer_name(c);
     n = strlen(c->peer);
     memcpy(line, c->peer, n);
     memcpy(line + n, " - - ", 5);

@@ -115,61 +115,107 @@ static void set_return(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, v
         all[h->nreturns++] = ret;
 }
 
-/* "handle PREFIX = MODULE [; comment]".  The prefix is kept without a
- * trailing '/': routing matches it on whole segments.  Whether MODULE exists
- * is checked when the worker starts the service (http_init). */
-static void set_handle(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
-                       const char *value)
+/* Whether a handle or proxy line of h already has the prefix p[0..n). */
+static bool prefix_taken(struct sp_conf_ctx *ctx, const struct sp_http_conf *h, const char *p,
+                         size_t n)
 {
-    struct sp_http_conf *h = conf;
-    struct sp_http_handle *all;
+    for (unsigned i = 0; i < h->nhandles; i++) {
+        if (strlen(h->handles[i].prefix) == n && memcmp(h->handles[i].prefix, p, n) == 0) {
+            sp_conf_error(ctx, "duplicate prefix '%.*s' (also at line %u)", (int)n, p,
+                          h->handles[i].line);
+            return true;
+        }
+    }
+    for (unsigned i = 0; i < h->nproxies; i++) {
+        if (strlen(h->proxies[i].prefix) == n && memcmp(h->proxies[i].prefix, p, n) == 0) {
+            sp_conf_error(ctx, "duplicate prefix '%.*s' (also at line %u)", (int)n, p,
+                          h->proxies[i].line);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* "WORD PREFIX = NAME [; comment]", the value of a handle or proxy line.
+ * The prefix is kept without a trailing '/': routing matches it on whole
+ * segments.  Returns 0 with both strings copied, or -1 (error recorded). */
+static int parse_prefix_line(struct sp_conf_ctx *ctx, const struct sp_http_conf *h,
+                             const char *word, const char *what, const char *value,
+                             const char **prefix, const char **name)
+{
     const char *p = value + strspn(value, " \t");
     size_t plen = strcspn(p, " \t="), mlen;
     const char *eq = p + plen + strspn(p + plen, " \t"), *mod;
 
-    (void)key;
     if (plen == 0 || *eq != '=') {
-        sp_conf_error(ctx, "expected 'handle PREFIX = MODULE'");
-        return;
+        sp_conf_error(ctx, "expected '%s PREFIX = %s'", word, what);
+        return -1;
     }
     mod = eq + 1 + strspn(eq + 1, " \t");
     mlen = strcspn(mod, " \t");
     char after = mod[mlen + strspn(mod + mlen, " \t")];
     if (mlen == 0 || (after != '\0' && after != ';' && after != '#')) {
-        sp_conf_error(ctx, "expected 'handle PREFIX = MODULE'");
-        return;
+        sp_conf_error(ctx, "expected '%s PREFIX = %s'", word, what);
+        return -1;
     }
     if (!sp_conf_valid_url_path(p, plen) || memchr(p, '?', plen) || memchr(p, '%', plen)) {
-        sp_conf_error(ctx, "invalid handle prefix '%.*s': expected a path starting with '/'",
+        sp_conf_error(ctx, "invalid %s prefix '%.*s': expected a path starting with '/'", word,
                       (int)plen, p);
-        return;
+        return -1;
     }
     while (plen > 1 && p[plen - 1] == '/')
         plen--;
-    for (unsigned i = 0; i < h->nhandles; i++) {
-        if (strlen(h->handles[i].prefix) == plen && memcmp(h->handles[i].prefix, p, plen) == 0) {
-            sp_conf_error(ctx, "duplicate handle prefix '%.*s' (also at line %u)", (int)plen, p,
-                          h->handles[i].line);
-            return;
-        }
+    if (prefix_taken(ctx, h, p, plen))
+        return -1;
+    if (h->nhandles + h->nproxies == SP_CONFIG_MAX_HANDLES) {
+        sp_conf_error(ctx, "too many handle and proxy lines in one section (max %d)",
+                      SP_CONFIG_MAX_HANDLES);
+        return -1;
     }
-    if (h->nhandles == SP_CONFIG_MAX_HANDLES) {
-        sp_conf_error(ctx, "too many handle lines in one section (max %d)", SP_CONFIG_MAX_HANDLES);
+    *prefix = sp_conf_strdup(ctx, p, plen);
+    *name = sp_conf_strdup(ctx, mod, mlen);
+    return *prefix && *name ? 0 : -1;
+}
+
+/* "handle PREFIX = MODULE".  Whether MODULE exists is checked at the end of
+ * the file (http_conf_resolve), whether it has a handler when the worker
+ * starts the service (http_init). */
+static void set_handle(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
+                       const char *value)
+{
+    struct sp_http_conf *h = conf;
+    struct sp_http_handle hd = {.line = sp_conf_line(ctx)};
+
+    (void)key;
+    if (parse_prefix_line(ctx, h, "handle", "MODULE", value, &hd.prefix, &hd.module) != 0)
         return;
-    }
-    all = realloc(h->handles, (h->nhandles + 1) * sizeof(*all));
+    struct sp_http_handle *all = realloc(h->handles, (h->nhandles + 1) * sizeof(*all));
     if (all == NULL) {
         sp_conf_error_at(ctx, 0, "out of memory");
         return;
     }
     h->handles = all;
-    struct sp_http_handle hd = {
-        .prefix = sp_conf_strdup(ctx, p, plen),
-        .module = sp_conf_strdup(ctx, mod, mlen),
-        .line = sp_conf_line(ctx),
-    };
-    if (hd.prefix && hd.module)
-        all[h->nhandles++] = hd;
+    all[h->nhandles++] = hd;
+}
+
+/* "proxy PREFIX = UPSTREAM": UPSTREAM is an [upstream NAME] section,
+ * anywhere in the file (http_conf_resolve). */
+static void set_proxy(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
+                      const char *value)
+{
+    struct sp_http_conf *h = conf;
+    struct sp_http_proxy px = {.line = sp_conf_line(ctx)};
+
+    (void)key;
+    if (parse_prefix_line(ctx, h, "proxy", "UPSTREAM", value, &px.prefix, &px.upstream) != 0)
+        return;
+    struct sp_http_proxy *all = realloc(h->proxies, (h->nproxies + 1) * sizeof(*all));
+    if (all == NULL) {
+        sp_conf_error_at(ctx, 0, "out of memory");
+        return;
+    }
+    h->proxies = all;
+    all[h->nproxies++] = px;
 }
 
 static void set_index(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
@@ -196,6 +242,7 @@ const struct sp_conf_key http_conf_keys[] = {
     {"status", set_status, H(status_path), 0, 0, NULL, 0},
     {"return", set_return, 0, 0, 0, NULL, SP_CONF_LINE | SP_CONF_REPEAT},
     {"handle", set_handle, 0, 0, 0, NULL, SP_CONF_LINE | SP_CONF_REPEAT},
+    {"proxy", set_proxy, 0, 0, 0, NULL, SP_CONF_LINE | SP_CONF_REPEAT},
     {"keepalive_timeout", sp_conf_set_duration, H(keepalive_timeout_ms), 0, HOURS(24), "0..24h", 0},
     {"header_timeout", sp_conf_set_duration, H(header_timeout_ms), 1, HOURS(24), "1ms..24h", 0},
     {"body_timeout", sp_conf_set_duration, H(body_timeout_ms), 1, HOURS(24), "1ms..24h", 0},
@@ -219,7 +266,8 @@ void http_conf_defaults(struct sp_conf_ctx *ctx, void *conf)
     h->max_body_size = 1024 * 1024;
 }
 
-/* Every handle line names a [module NAME] section of the file. */
+/* Every handle line names a [module NAME] section of the file, every proxy
+ * line an [upstream NAME]. */
 void http_conf_resolve(struct sp_conf_ctx *ctx, void *conf)
 {
     const struct sp_http_conf *h = conf;
@@ -227,6 +275,12 @@ void http_conf_resolve(struct sp_conf_ctx *ctx, void *conf)
         if (!sp_conf_has_module(ctx, h->handles[i].module)) {
             sp_conf_error_at(ctx, h->handles[i].line, "handle %s: no [module %s] section",
                              h->handles[i].prefix, h->handles[i].module);
+            return;
+        }
+    for (unsigned i = 0; i < h->nproxies; i++)
+        if (!sp_conf_has_upstream(ctx, h->proxies[i].upstream)) {
+            sp_conf_error_at(ctx, h->proxies[i].line, "proxy %s: no [upstream %s] section",
+                             h->proxies[i].prefix, h->proxies[i].upstream);
             return;
         }
 }
@@ -251,6 +305,7 @@ void http_conf_free(void *conf)
     struct sp_http_conf *h = conf;
     free(h->returns);
     free(h->handles);
+    free(h->proxies);
 }
 
 /* root is read by the workers, as [master] user; the access log is opened by

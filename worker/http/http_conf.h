@@ -32,6 +32,15 @@ struct sp_http_handle {
     unsigned line;
 };
 
+/* "proxy PREFIX = UPSTREAM": the requests under PREFIX are forwarded to the
+ * servers of [upstream UPSTREAM] (worker/http/http_proxy.c).  Its prefixes
+ * and the handle lines' are unique together. */
+struct sp_http_proxy {
+    const char *prefix;   /* as a handle line's */
+    const char *upstream; /* the NAME of an [upstream NAME] section */
+    unsigned line;
+};
+
 struct sp_http_conf {
     const char *root;        /* absolute, no trailing '/'; NULL: serve no files */
     const char *index;       /* file name served for a directory, default "index.html" */
@@ -40,6 +49,8 @@ struct sp_http_conf {
     unsigned nreturns;
     struct sp_http_handle *handles;
     unsigned nhandles;
+    struct sp_http_proxy *proxies;
+    unsigned nproxies;
     int64_t keepalive_timeout_ms; /* 0: close after each response */
     int64_t header_timeout_ms;    /* > 0 */
     int64_t body_timeout_ms;      /* > 0 */

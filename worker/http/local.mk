@@ -11,6 +11,9 @@ worker_libspindle_worker_a_SOURCES += \
 	worker/http/http_static.c \
 	worker/http/http_mime.c \
 	worker/http/http_handler.c \
+	worker/http/http_proxy.h \
+	worker/http/http_proxy.c \
+	worker/http/http_upstream.c \
 	worker/http/http_status.c \
 	worker/http/http_access_log.c
 
@@ -32,7 +35,9 @@ check_PROGRAMS += tests/unit/test_http_handler
 endif
 tests_unit_test_http_handler_SOURCES = tests/unit/test_http_handler.c \
 	worker/http/http.c worker/http/http_body.c worker/http/http_response.c \
-	worker/http/http_handler.c worker/http/http_status.c worker/http/http_static.c \
+	worker/http/http_handler.c worker/http/http_proxy.c worker/http/http_upstream.c \
+	worker/http/http_status.c \
+	worker/http/http_static.c \
 	worker/http/http_mime.c worker/http/http_access_log.c worker/http/http_conf.c \
 	worker/module.c
 tests_unit_test_http_handler_CFLAGS = $(UNIT_CFLAGS) -I$(top_srcdir)/worker/http \

@@ -37,6 +37,8 @@
 #define SP_CONFIG_DEFAULT_SHUTDOWN_TIMEOUT_MS (10 * 1000)
 #define SP_CONFIG_MAX_GROUPS                  256 /* supplementary groups of [master] user */
 #define SP_CONFIG_MAX_MODULES                 64
+#define SP_CONFIG_MAX_UPSTREAMS               64
+#define SP_UPSTREAM_MAX_SERVERS               64 /* server lines in one [upstream] */
 
 /* One [TYPE NAME] section. */
 struct sp_service_conf {
@@ -97,6 +99,43 @@ extern const struct sp_service_def sp_module_service_def;
 const struct sp_module_service_conf *sp_config_module_service(const struct sp_config *cfg,
                                                               unsigned i);
 
+/* One server line of an [upstream NAME] section. */
+struct sp_upstream_server {
+    struct sockaddr_storage addr; /* AF_INET or AF_INET6 (numeric), or AF_UNIX */
+    socklen_t addrlen;
+    char text[112];          /* "127.0.0.1:9001", "[::1]:9001", "unix:/run/app.sock" */
+    unsigned weight;         /* 1..1000, default 1 */
+    unsigned max_fails;      /* 0..1000, default 1; 0: never marked down */
+    int64_t fail_timeout_ms; /* default 10 s */
+    unsigned line;
+};
+
+/* How a request picks its server among those not marked down. */
+enum sp_upstream_balance {
+    SP_BALANCE_ROUND_ROBIN = 0, /* smooth weighted round robin (nginx's) */
+    SP_BALANCE_LEAST_CONN,      /* fewest requests in progress for the weight */
+    SP_BALANCE_HASH,            /* the client's address, over the weights */
+};
+
+/*
+ * One [upstream NAME] section: the servers a "proxy PREFIX = NAME" line of
+ * an [http] section forwards to, and how.
+ */
+struct sp_upstream_conf {
+    const char *name; /* unique */
+    unsigned line;    /* of the section header */
+    struct sp_upstream_server *servers;
+    unsigned nservers; /* >= 1 */
+    enum sp_upstream_balance balance;
+    unsigned keepalive;           /* idle connections kept per scheduler thread, 0..4096 */
+    int64_t keepalive_timeout_ms; /* an idle pooled connection is closed after this */
+    int64_t connect_timeout_ms;
+    int64_t read_timeout_ms;    /* between two reads of the upstream's answer */
+    int64_t send_timeout_ms;    /* a write the upstream takes nothing of this long fails */
+    const char *health_path;    /* health_check's path; NULL: no active check */
+    int64_t health_interval_ms; /* between two checks of a server */
+};
+
 struct sp_config {
     const char *path; /* the file name as given, used in messages */
     const char *dir;  /* absolute directory relative paths were resolved against */
@@ -128,6 +167,8 @@ struct sp_config {
     unsigned nlistens;                /* >= 1, every service has at least one */
     struct sp_module_conf *modules;   /* in file order */
     unsigned nmodules;
+    struct sp_upstream_conf *upstreams; /* in file order */
+    unsigned nupstreams;
 
     struct sp__config_mem *mem;  /* private: owns every string above */
     struct sp__config_src *srcs; /* private: the files read, for sp_config_where() */
@@ -180,6 +221,10 @@ int sp_config_apply_module(const struct sp_config *cfg, const struct sp_module_c
  * into buf (always NUL-terminated when len > 0) and returns it.  Borrows cfg.
  */
 const char *sp_config_where(const struct sp_config *cfg, unsigned line, char *buf, size_t len);
+
+/* The [upstream NAME] section of cfg, or NULL.  Lives as long as cfg. */
+const struct sp_upstream_conf *sp_config_find_upstream(const struct sp_config *cfg,
+                                                       const char *name);
 
 /* Releases cfg and everything it points to.  Accepts NULL. */
 void sp_config_free(struct sp_config *cfg);

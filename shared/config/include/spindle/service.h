@@ -80,6 +80,8 @@ const char *sp_conf_strdup(struct sp_conf_ctx *ctx, const char *s, size_t n);
 bool sp_conf_valid_url_path(const char *s, size_t n);
 /* True when the configuration has a [module NAME] section (for resolve()). */
 bool sp_conf_has_module(const struct sp_conf_ctx *ctx, const char *name);
+/* True when the configuration has an [upstream NAME] section (for resolve()). */
+bool sp_conf_has_upstream(const struct sp_conf_ctx *ctx, const char *name);
 /* The line being read (1-based). */
 unsigned sp_conf_line(const struct sp_conf_ctx *ctx);
 /* "[TYPE NAME]" of the section being read, for messages. */
