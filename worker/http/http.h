@@ -93,6 +93,8 @@ struct http_svc {
     struct http_static *st;     /* NULL: no root */
     struct http_log *log;       /* NULL: access_log off */
     bool bufs_on_stack;         /* the fiber stack is deep enough for both buffers */
+    struct http_tls *tls;       /* NULL: no listen address flagged tls */
+    bool tls_only;              /* every listen address is flagged tls */
 };
 
 /*
@@ -169,7 +171,8 @@ struct http_body {
  * iov[] and refs[] are never cleared in vain. */
 struct http_conn {
     struct http_svc *hs;
-    struct sp_stream stream; /* the connection; stream.fd is the socket */
+    struct sp_stream *stream; /* the connection (&sock, or a TLS stream); ->fd is the socket */
+    struct sp_stream sock;    /* a plain connection's stream */
     char *in;
     size_t cap, len;            /* in[0..len) holds unparsed input */
     char *heap_in;              /* in when it had to grow past the stack buffer */
