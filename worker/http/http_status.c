@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "http_tls.h"
 #include "spindle/timer.h"
 
 /* Written against spindle/http_handler.h alone, as a module's handler would
@@ -23,7 +24,7 @@ static int status_handle(struct sp_http_req *req, struct sp_http_resp *resp, voi
     struct worker *w = state;
     struct worker_counters *wc = worker_counters(w);
     struct sp_iom_stats st;
-    char body[768];
+    char body[1024];
 
     (void)req;
     sp_iom_stats(worker_iom(w), &st);
@@ -32,7 +33,9 @@ static int status_handle(struct sp_http_req *req, struct sp_http_resp *resp, voi
                      "{\"pid\":%ld,\"master_pid\":%ld,\"generation\":%u,\"index\":%u,"
                      "\"connections\":%lu,\"accepted\":%llu,\"requests\":%llu,\"bytes_in\":%llu,"
                      "\"bytes_out\":%llu,\"fibers_live\":%u,\"fibers_pooled\":%u,"
-                     "\"idle_connections\":%u,\"uptime\":%llu.%03llu,\"draining\":%s}\n",
+                     "\"idle_connections\":%u,\"uptime\":%llu.%03llu,\"draining\":%s,"
+                     "\"tls\":{\"handshakes\":%llu,\"handshake_failures\":%llu,"
+                     "\"renegotiations_refused\":%llu,\"ktls_handshakes\":%llu}}\n",
                      (long)getpid(), (long)getppid(), worker_generation(w), worker_index(w),
                      (unsigned long)atomic_load(&wc->connections),
                      (unsigned long long)atomic_load(&wc->accepted),
@@ -40,7 +43,11 @@ static int status_handle(struct sp_http_req *req, struct sp_http_resp *resp, voi
                      (unsigned long long)atomic_load(&wc->bytes_in),
                      (unsigned long long)atomic_load(&wc->bytes_out), st.fibers_live,
                      st.fibers_pooled, st.watches, (unsigned long long)(up_ms / 1000),
-                     (unsigned long long)(up_ms % 1000), worker_draining(w) ? "true" : "false");
+                     (unsigned long long)(up_ms % 1000), worker_draining(w) ? "true" : "false",
+                     (unsigned long long)atomic_load(&http_tls_handshakes),
+                     (unsigned long long)atomic_load(&http_tls_failures),
+                     (unsigned long long)atomic_load(&http_tls_renegotiations),
+                     (unsigned long long)atomic_load(&http_tls_ktls_handshakes));
     if (n < 0 || (size_t)n >= sizeof(body))
         return 0; /* not answered: 500 */
     if (sp_http_resp_header(resp, "Content-Type", "application/json") != 0 ||

@@ -52,7 +52,8 @@ struct http_tls {
 };
 
 static BIO_METHOD *sock_method;
-atomic_ullong http_tls_handshakes, http_tls_failures, http_tls_renegotiations;
+atomic_ullong http_tls_handshakes, http_tls_failures, http_tls_renegotiations,
+    http_tls_ktls_handshakes;
 
 /* ---- the BIO: the socket, never waiting ------------------------------------ */
 
@@ -435,6 +436,8 @@ struct sp_stream *http_tls_accept(struct http_svc *hs, struct http_tls *tl, int 
     }
     t->established = true;
     atomic_fetch_add(&http_tls_handshakes, 1);
+    if (BIO_get_ktls_send(SSL_get_wbio(t->ssl)))
+        atomic_fetch_add(&http_tls_ktls_handshakes, 1);
     return &t->s;
 
 fail:

@@ -15,8 +15,10 @@ struct http_tls;
 struct sp_http_conf;
 
 /* Worker-wide counters, for the status page: handshakes completed, failed
- * (garbage, plaintext, timeouts, resets), renegotiations refused. */
-extern atomic_ullong http_tls_handshakes, http_tls_failures, http_tls_renegotiations;
+ * (garbage, plaintext, timeouts, resets), renegotiations refused, and the
+ * completed handshakes whose records the kernel encrypts (kTLS). */
+extern atomic_ullong http_tls_handshakes, http_tls_failures, http_tls_renegotiations,
+    http_tls_ktls_handshakes;
 
 /* The TLS contexts of conf (from the PEM bytes the loader read).  Returns
  * them, owned by the caller (http_tls_free), or NULL with a message in err. */
