@@ -492,6 +492,25 @@ def session_resumes_on_another_worker_and_after_reload():
 
 
 @tap.case
+def session_ticket_keys_rotate():
+    """tls_session_ticket_rotation = 3s: a ticket of one period resumes in
+    the next (the previous key still opens it), not in the one after."""
+    sp, port, _ = start(workers=2, extra="tls_session_ticket_rotation = 3s\n")
+    try:
+        sess = os.path.join(sp.dir, "session.pem")
+        wait_for(lambda: 0.2 <= time.time() % 3 <= 0.6, 5, step=0.01)
+        s_client_resume(port, sess, False)
+        time.sleep(3.0)
+        reused, _ = s_client_resume(port, sess, True)
+        check(reused, "a ticket of the previous period was refused")
+        time.sleep(3.0)
+        reused, _ = s_client_resume(port, sess, True)
+        check(not reused, "a ticket two periods old was accepted")
+    finally:
+        sp.stop()
+
+
+@tap.case
 def session_tickets_off():
     sp, port, _ = start(extra="tls_session_tickets = off\n")
     try:

@@ -72,6 +72,7 @@ struct sp_http_conf {
     const char *tls_ciphers;          /* TLS 1.2 cipher list, OpenSSL syntax */
     int64_t tls_handshake_timeout_ms; /* > 0 */
     bool tls_session_tickets;
+    int64_t tls_ticket_rotation_ms;   /* each ticket key's period, whole seconds */
     bool tls;                         /* a listen address is flagged tls */
     unsigned char tls_ticket_key[80]; /* the master's session ticket key */
 };
