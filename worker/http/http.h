@@ -19,6 +19,8 @@
  *                     responses of module handlers and built-in handler routes
  *   http_status.c     the JSON status page, a handler
  *   http_access_log.c the buffered access log
+ *   http_tls.c        HTTPS: the TLS stream a connection runs over (http_tls.h)
+ *   http_tls_conf.c   the tls_* keys, the contexts and ticket keys built from them
  */
 #ifndef SPINDLE_WORKER_HTTP_H
 #define SPINDLE_WORKER_HTTP_H

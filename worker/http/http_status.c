@@ -4,11 +4,14 @@
  *   {"pid":..., "master_pid":..., "generation":..., "index":...,
  *    "connections":..., "accepted":..., "requests":..., "bytes_in":...,
  *    "bytes_out":..., "fibers_live":..., "fibers_pooled":...,
- *    "idle_connections":..., "uptime":..., "draining":false}
+ *    "idle_connections":..., "uptime":..., "draining":false,
+ *    "tls":{"handshakes":..., "handshake_failures":..., "renegotiations_refused":...,
+ *           "ktls_handshakes":...}}
  *
  * uptime is in seconds (with milliseconds); idle_connections are those
  * waiting through a watch, holding no fiber.  Each request is answered by
- * whichever worker accepted the connection.
+ * whichever worker accepted the connection.  The tls counters are the
+ * worker's, for every [http] section together.
  */
 #include <stdio.h>
 #include <unistd.h>
