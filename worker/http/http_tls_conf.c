@@ -333,6 +333,10 @@ static SSL_CTX *ctx_new(const struct sp_http_conf *h, char *err, size_t errlen)
     }
     /* An idle connection keeps no record buffers. */
     SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* One read(2) takes whatever records are there, not a header and then
+     * a body each.  The stream still parks an idle connection only after
+     * OpenSSL found the socket empty (http_tls.c). */
+    SSL_CTX_set_read_ahead(c, 1);
     SSL_CTX_set_alpn_select_cb(c, alpn_select, NULL);
     return c;
 }
