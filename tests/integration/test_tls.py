@@ -217,9 +217,8 @@ def tls_protocols_and_ciphers_applied():
         sp.stop()
 
 
-@tap.case
-def hostile_input_closes_cleanly():
-    sp, port, plain = start(workers=2, extra="tls_handshake_timeout = 1s\n")
+def hostile_input(threads):
+    sp, port, plain = start(workers=2, threads=threads, extra="tls_handshake_timeout = 1s\n")
     try:
         workers = sorted(sp.workers())
         before = status(sp, port)
@@ -278,6 +277,16 @@ def hostile_input_closes_cleanly():
 
 
 @tap.case
+def hostile_input_closes_cleanly():
+    hostile_input(threads=1)
+
+
+@tap.case
+def hostile_input_closes_cleanly_threads_2():
+    hostile_input(threads=2)
+
+
+@tap.case
 def threads_2_serve_tls():
     sp, port, _ = start(threads=2)
     try:
@@ -318,6 +327,33 @@ def sni_picks_the_certificate():
             eq(s.getpeercert()["subject"], ((("commonName", "other.test"),),), "SNI other.test")
         with tls_connect(sp, port, "site.pem", "localhost") as s:
             eq(s.getpeercert()["subject"], ((("commonName", "localhost"),),), "SNI localhost")
+    finally:
+        sp.stop()
+
+
+@tap.case
+def ecdsa_and_rsa_of_one_name():
+    sp = Spindle("")
+    port = free_port()
+    try:
+        make_cert(sp.dir, "site")
+        make_cert(sp.dir, "rsa", key_type="rsa")
+        sp.write_conf(section(port, pairs=(("site.pem", "site.key"), ("rsa.pem", "rsa.key"))))
+        sp.start(ports=[port])
+        got = {}
+        for suite in ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256"):
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            ctx.set_ciphers(suite)
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                                 server_hostname="localhost") as t:
+                got[suite] = t.getpeercert(binary_form=True)
+        eq(got["ECDHE-ECDSA-AES128-GCM-SHA256"], der_of(os.path.join(sp.dir, "site.pem")),
+           "the ECDSA certificate for an ECDSA suite")
+        eq(got["ECDHE-RSA-AES128-GCM-SHA256"], der_of(os.path.join(sp.dir, "rsa.pem")),
+           "the RSA certificate for an RSA suite")
     finally:
         sp.stop()
 
