@@ -14,6 +14,7 @@ worker_libspindle_worker_a_SOURCES += \
 	worker/http/http_handler.c \
 	worker/http/http_status.c \
 	worker/http/http_access_log.c \
+	worker/http/http_tls.h \
 	worker/http/http_tls.c
 
 # The request body reader, tested against real sockets.
