@@ -7,11 +7,12 @@ set -e
 # test_install.py builds against the installed SDK (pkg-config) and renders the man
 # pages (groff-base); it checks the systemd unit where systemd-analyze is found.
 # libcurl4-openssl-dev: the system call hooks' test module (tests/modules/blocking_client.c);
-# libhiredis-dev, redis-server, redis-tools: the RESP tests.
+# libhiredis-dev, redis-server, redis-tools: the RESP tests.  libssl-dev: HTTPS (and
+# the openssl command the TLS tests make certificates with).
 # nginx-light, gunicorn, python3-websockets: upstreams and clients of the reverse proxy's tests.
 pkgs="build-essential autoconf automake libtool pkg-config libjemalloc-dev libcmocka-dev
       python3 curl procps iproute2 media-types groff-base libcurl4-openssl-dev libhiredis-dev
-      redis-server redis-tools nginx-light gunicorn python3-websockets"
+      redis-server redis-tools libssl-dev openssl nginx-light gunicorn python3-websockets"
 case "${1:-}" in
 --bench) pkgs="$pkgs libevent-dev wrk gnuplot-nox" ;;
 --all) pkgs="$pkgs libevent-dev wrk gnuplot-nox clang libclang-rt-14-dev valgrind clang-format git" ;;

@@ -460,6 +460,31 @@ static void add_listen(struct sp_conf_ctx *L, const char *v)
     cfg->listens = all;
     ln = &all[cfg->nlistens];
     memset(ln, 0, sizeof(*ln));
+    /* "ADDR [tls]": flags follow the address after white space. */
+    char addr[128];
+    size_t alen = strcspn(v, " \t");
+    const char *flag = v + alen + strspn(v + alen, " \t");
+    if (alen >= sizeof(addr)) {
+        fail(L, L->lineno, "invalid listen '%s': expected HOST:PORT, [IPV6]:PORT or *:PORT", v);
+        return;
+    }
+    memcpy(addr, v, alen);
+    addr[alen] = '\0';
+    if (*flag != '\0') {
+        size_t flen = strcspn(flag, " \t");
+        if (flen != 3 || strncasecmp(flag, "tls", 3) != 0 ||
+            flag[flen + strspn(flag + flen, " \t")]) {
+            fail(L, L->lineno, "invalid listen '%s': unknown flag '%.*s' (expected: tls)", v,
+                 (int)flen, flag);
+            return;
+        }
+        if (!L->cfg->services[L->svc].def->tls) {
+            fail(L, L->lineno, "invalid listen '%s': %s does not speak TLS", v, L->label);
+            return;
+        }
+        ln->tls = true;
+    }
+    v = addr;
     int rc = sp_parse_listen(v, &ln->addr, &ln->addrlen);
     if (rc == -ERANGE) {
         fail(L, L->lineno, "invalid listen '%s': port %s out of range (1..65535)", v,
@@ -500,6 +525,14 @@ static void add_listen(struct sp_conf_ctx *L, const char *v)
         return;
     }
     cfg->nlistens++;
+}
+
+bool sp_conf_section_tls(const struct sp_conf_ctx *L)
+{
+    for (unsigned i = 0; i < L->cfg->nlistens; i++)
+        if (L->cfg->listens[i].service == L->svc && L->cfg->listens[i].tls)
+            return true;
+    return false;
 }
 
 /* ---- sections ------------------------------------------------------------ */

@@ -69,6 +69,7 @@ tests_fuzz_fuzz_config_SOURCES = tests/fuzz/fuzz_config.c \
 nodist_tests_fuzz_fuzz_config_SOURCES = worker/services_conf.c
 tests_fuzz_fuzz_config_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/worker $(FUZZ_FLAGS)
 tests_fuzz_fuzz_config_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_config_LDADD = $(OPENSSL_LIBS)
 tests_fuzz_fuzz_channel_SOURCES = tests/fuzz/fuzz_channel.c shared/channel/channel.c
 tests_fuzz_fuzz_channel_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_channel_LDFLAGS = $(FUZZ_FLAGS)

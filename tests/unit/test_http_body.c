@@ -59,8 +59,9 @@ static struct bodycase *bodycase_new(const char *head_and_start, size_t len)
     b->c.hs = &b->hs;
     b->c.in = b->in;
     b->c.cap = sizeof(b->in);
-    sp_stream_socket(&b->c.stream, b->sv[0]);
-    http_out_init(&b->c.out, &b->c.stream, b->out, sizeof(b->out), 1000);
+    sp_stream_socket(&b->c.sock, b->sv[0]);
+    b->c.stream = &b->c.sock;
+    http_out_init(&b->c.out, b->c.stream, b->out, sizeof(b->out), 1000);
     assert_true(len <= sizeof(b->in));
     memcpy(b->in, head_and_start, len);
     b->c.len = len;

@@ -48,6 +48,7 @@
 
 #include "http.h"
 #include "spindle/config.h"
+#include "http_tls.h"
 #include "spindle/io.h"
 #include "spindle/log.h"
 #include "spindle/module.h"
@@ -469,6 +470,7 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
 /* ---- connection life ------------------------------------------------------------ */
 
 static void conn_ready(int fd, int status, void *arg);
+static void conn_ready_tls(int fd, int status, void *arg);
 
 static void conn_closed(struct http_svc *hs, struct sp_stream *s)
 {
@@ -490,7 +492,11 @@ static bool conn_park(struct http_conn *c, bool fresh)
         idle = WORKER_DRAIN_IDLE_MS;
     free(c->heap_in);
     c->heap_in = NULL;
-    return sp_iom_watch(worker_iom(w), c->stream.fd, idle, conn_ready, hs) == 0;
+    /* A TLS session waits in the watch too (its SSL object on the heap):
+     * try_read said nothing decrypted is left inside it. */
+    if (c->stream != &c->sock)
+        return sp_iom_watch(worker_iom(w), c->stream->fd, idle, conn_ready_tls, c->stream) == 0;
+    return sp_iom_watch(worker_iom(w), c->stream->fd, idle, conn_ready, hs) == 0;
 }
 
 /* The rest of a partial head did not come within header_timeout: 408. */
@@ -517,15 +523,15 @@ static void conn_finish(struct http_conn *c, enum conn_end end, struct worker_co
     if (end == END_CLOSE) {
         /* Bytes still coming after a request we answered with close would
          * make our close a reset that may destroy the answer. */
-        ssize_t more = c->len ? 1 : sp_stream_try_read(&c->stream, c->in, c->cap);
+        ssize_t more = c->len ? 1 : sp_stream_try_read(c->stream, c->in, c->cap);
         if (more > 0)
             end = END_LINGER;
     }
     if (end == END_LINGER && c->out.error == 0)
-        sp_stream_linger(&c->stream, c->in, c->cap, HTTP_LINGER_MS, HTTP_LINGER_READ_MS);
+        sp_stream_linger(c->stream, c->in, c->cap, HTTP_LINGER_MS, HTTP_LINGER_READ_MS);
     free(c->heap_in);
     c->heap_in = NULL;
-    conn_closed(c->hs, &c->stream);
+    conn_closed(c->hs, c->stream);
 }
 
 /* A connection's active stretch: reads, answers every complete request
@@ -546,7 +552,7 @@ static void conn_run(struct http_conn *c, bool fresh)
             /* After a short sp_try_read the fd may be watched at once (io.h):
              * bytes arriving since still wake the watch.  That saves a read
              * that would only say EAGAIN. */
-            n = dry ? -EAGAIN : sp_stream_try_read(&c->stream, c->in, c->cap);
+            n = dry ? -EAGAIN : sp_stream_try_read(c->stream, c->in, c->cap);
             dry = n > 0 && (size_t)n < c->cap;
             if (n == -EAGAIN) {
                 if (conn_park(c, fresh))
@@ -611,49 +617,54 @@ struct conn_frame {
     struct http_conn c;
 };
 
-static void conn_frame_run(struct conn_frame *f, struct http_svc *hs, int fd, bool fresh)
+static void conn_frame_run(struct conn_frame *f, struct http_svc *hs, int fd, struct sp_stream *tls,
+                           bool fresh)
 {
     memset(&f->c, 0, offsetof(struct http_conn, out));
     f->c.hs = hs;
     f->c.in = f->in;
     f->c.cap = sizeof(f->in);
     f->c.logq = f->logq;
-    sp_stream_socket(&f->c.stream, fd);
-    http_out_init(&f->c.out, &f->c.stream, f->out, sizeof(f->out), hs->conf->send_timeout_ms);
+    sp_stream_socket(&f->c.sock, fd);
+    f->c.stream = tls ? tls : &f->c.sock;
+    http_out_init(&f->c.out, f->c.stream, f->out, sizeof(f->out), hs->conf->send_timeout_ms);
     conn_run(&f->c, fresh);
 }
 
 /* The frame of a deep enough stack.  Apart from conn_start() so that the
  * heap path does not reserve it too: a frame larger than a small stack
  * would jump over its guard page. */
-static __attribute__((noinline)) void conn_start_on_stack(struct http_svc *hs, int fd, bool fresh)
+static __attribute__((noinline)) void conn_start_on_stack(struct http_svc *hs, int fd,
+                                                          struct sp_stream *tls, bool fresh)
 {
     struct conn_frame f;
-    conn_frame_run(&f, hs, fd, fresh);
+    conn_frame_run(&f, hs, fd, tls, fresh);
 }
 
-static __attribute__((noinline)) void conn_start_on_heap(struct http_svc *hs, int fd, bool fresh)
+static __attribute__((noinline)) void conn_start_on_heap(struct http_svc *hs, int fd,
+                                                         struct sp_stream *tls, bool fresh)
 {
     struct conn_frame *f = malloc(sizeof(*f));
     if (!f) {
         struct sp_stream s;
         sp_log_error("http: no memory for connection buffers; closing fd %d", fd);
         sp_stream_socket(&s, fd);
-        conn_closed(hs, &s);
+        conn_closed(hs, tls ? tls : &s);
         return;
     }
-    conn_frame_run(f, hs, fd, fresh);
+    conn_frame_run(f, hs, fd, tls, fresh);
     free(f);
 }
 
 /* Runs a connection's active stretch with its buffers on this fiber's stack,
- * or on the heap when the configured stack is too small for them. */
-static void conn_start(struct http_svc *hs, int fd, bool fresh)
+ * or on the heap when the configured stack is too small for them.  tls:
+ * the connection's TLS stream, or NULL for a plain socket. */
+static void conn_start(struct http_svc *hs, int fd, struct sp_stream *tls, bool fresh)
 {
     if (hs->bufs_on_stack)
-        conn_start_on_stack(hs, fd, fresh);
+        conn_start_on_stack(hs, fd, tls, fresh);
     else
-        conn_start_on_heap(hs, fd, fresh);
+        conn_start_on_heap(hs, fd, tls, fresh);
 }
 
 /* The watch of an idle connection ended. */
@@ -672,7 +683,41 @@ static void conn_ready(int fd, int status, void *arg)
         conn_closed(hs, &s);
         return;
     }
-    conn_start(hs, fd, false);
+    conn_start(hs, fd, NULL, false);
+}
+
+/* The watch of an idle TLS connection ended; arg is its stream. */
+static void conn_ready_tls(int fd, int status, void *arg)
+{
+    struct sp_stream *s = arg;
+    struct http_svc *hs = http_tls_svc(s);
+    if (status == -ECANCELED) {
+        http_tls_drop(s);
+        worker_conn_closed(hs->svc->worker);
+        return;
+    }
+    if (status < 0) {
+        conn_closed(hs, s);
+        return;
+    }
+    conn_start(hs, fd, s, false);
+}
+
+/* Whether a new connection on fd came through a listen address flagged
+ * tls: looked up only for a section that has both kinds. */
+static bool conn_is_tls(struct http_svc *hs, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (hs->tls == NULL)
+        return false;
+    if (hs->tls_only)
+        return true;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return false;
+    const struct sp_config *cfg = worker_config(hs->svc->worker);
+    const struct sp_listen_conf *l = sp_config_find_conflict(cfg, (struct sockaddr *)&ss);
+    return l != NULL && l->tls;
 }
 
 /* ---- the service's definition ----------------------------------------------------- */
@@ -770,6 +815,22 @@ static int handlers_init(struct http_svc *hs, unsigned threads, char *err, size_
     return 0;
 }
 
+/* The TLS contexts of a section with a listen address flagged tls. */
+static int tls_init(struct http_svc *hs, const struct sp_config *cfg, char *err, size_t errlen)
+{
+    unsigned plain = 0;
+    if (cfg->stack_size < 64 * 1024) {
+        snprintf(err, errlen, "tls needs a stack_size of at least 64k (have %zu)", cfg->stack_size);
+        return -1;
+    }
+    for (unsigned i = 0; i < cfg->nlistens; i++)
+        plain += cfg->services[cfg->listens[i].service].conf == hs->conf && !cfg->listens[i].tls;
+    hs->tls_only = plain == 0;
+    if (!(hs->tls = http_tls_new(hs->conf, err, errlen)))
+        return -1;
+    return 0;
+}
+
 /* Worker-wide state every http service shares (the MIME table): freed when
  * the last one ends. */
 static unsigned http_live;
@@ -820,6 +881,8 @@ static int http_init(struct service *svc, char *err, size_t errlen)
     if (handlers_init(hs, threads, err, errlen) != 0)
         return -1;
 
+    if (conf->tls && tls_init(hs, cfg, err, errlen) != 0)
+        return -1;
     if (conf->root && !(hs->st = http_static_new(conf, threads, err, errlen)))
         return -1;
     if (conf->access_log) {
@@ -835,7 +898,17 @@ nomem:
 
 static void http_handle(struct service *svc, int fd)
 {
-    conn_start(svc->state, fd, true);
+    struct http_svc *hs = svc->state;
+    if (conn_is_tls(hs, fd)) {
+        struct sp_stream *s = http_tls_accept(hs, hs->tls, fd);
+        if (s == NULL) {
+            worker_conn_closed(svc->worker);
+            return;
+        }
+        conn_start(hs, fd, s, true);
+        return;
+    }
+    conn_start(hs, fd, NULL, true);
 }
 
 static void http_drain(struct service *svc)
@@ -863,6 +936,7 @@ static void http_fini(struct service *svc)
         return;
     http_log_close(hs->log);
     http_static_free(hs->st);
+    http_tls_free(hs->tls);
     for (size_t i = 0; i < hs->nprebuilt; i++)
         free(hs->prebuilt[i].head);
     free(hs->prebuilt);

@@ -21,6 +21,8 @@
  *   http_upstream.c   their [upstream]s: balance, health, keep-alive pools
  *   http_status.c     the JSON status page, a handler
  *   http_access_log.c the buffered access log
+ *   http_tls.c        HTTPS: the TLS stream a connection runs over (http_tls.h)
+ *   http_tls_conf.c   the tls_* keys, the contexts and ticket keys built from them
  */
 #ifndef SPINDLE_WORKER_HTTP_H
 #define SPINDLE_WORKER_HTTP_H
@@ -102,6 +104,8 @@ struct http_svc {
     struct http_static *st;     /* NULL: no root */
     struct http_log *log;       /* NULL: access_log off */
     bool bufs_on_stack;         /* the fiber stack is deep enough for both buffers */
+    struct http_tls *tls;       /* NULL: no listen address flagged tls */
+    bool tls_only;              /* every listen address is flagged tls */
 };
 
 /*
@@ -178,7 +182,8 @@ struct http_body {
  * iov[] and refs[] are never cleared in vain. */
 struct http_conn {
     struct http_svc *hs;
-    struct sp_stream stream; /* the connection; stream.fd is the socket */
+    struct sp_stream *stream; /* the connection (&sock, or a TLS stream); ->fd is the socket */
+    struct sp_stream sock;    /* a plain connection's stream */
     char *in;
     size_t cap, len;            /* in[0..len) holds unparsed input */
     char *heap_in;              /* in when it had to grow past the stack buffer */

@@ -180,7 +180,7 @@ void http_peer_name(struct http_conn *c)
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     strcpy(c->peer, "-");
-    if (getpeername(c->stream.fd, (struct sockaddr *)&ss, &len) != 0)
+    if (getpeername(c->stream->fd, (struct sockaddr *)&ss, &len) != 0)
         return;
     if (ss.ss_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof(c->peer));

@@ -32,7 +32,7 @@ ssize_t http_in_read(struct http_conn *c, uint64_t deadline)
     int64_t left = http_ms_left(deadline);
     if (left == 0)
         return -ETIMEDOUT;
-    return sp_stream_read(&c->stream, c->in + c->len, c->cap - c->len, left);
+    return sp_stream_read(c->stream, c->in + c->len, c->cap - c->len, left);
 }
 
 /* Records an error: status is what to answer (0: none, drop the connection). */

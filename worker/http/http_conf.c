@@ -250,6 +250,15 @@ const struct sp_conf_key http_conf_keys[] = {
     {"max_header_size", sp_conf_set_size, H(max_header_size), 1 << 10, 1 << 20, "1k..1m", 0},
     {"max_body_size", sp_conf_set_size, H(max_body_size), 0, 1 << 30, "0..1g", 0},
     {"access_log", sp_conf_set_path, H(access_log), 0, 0, "off", 0},
+    {"tls_certificate", http_tls_conf_set_file, H(tls_certs), 0, 0, NULL, SP_CONF_REPEAT},
+    {"tls_certificate_key", http_tls_conf_set_file, H(tls_keys), 0, 0, NULL, SP_CONF_REPEAT},
+    {"tls_protocols", http_tls_conf_set_protocols, H(tls_protocols), 0, 0, NULL, 0},
+    {"tls_ciphers", sp_conf_set_string, H(tls_ciphers), 0, 0, NULL, 0},
+    {"tls_handshake_timeout", sp_conf_set_duration, H(tls_handshake_timeout_ms), 1, HOURS(1),
+     "1ms..1h", 0},
+    {"tls_session_tickets", http_tls_conf_set_onoff, H(tls_session_tickets), 0, 0, NULL, 0},
+    {"tls_session_ticket_rotation", sp_conf_set_duration, H(tls_ticket_rotation_ms), 1000,
+     HOURS(24 * 7), "1s..7d", 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -264,6 +273,7 @@ void http_conf_defaults(struct sp_conf_ctx *ctx, void *conf)
     h->send_timeout_ms = 60 * 1000;
     h->max_header_size = 8 * 1024;
     h->max_body_size = 1024 * 1024;
+    http_tls_conf_defaults(ctx, h);
 }
 
 /* Every handle line names a [module NAME] section of the file, every proxy
@@ -287,8 +297,9 @@ void http_conf_resolve(struct sp_conf_ctx *ctx, void *conf)
 
 void http_conf_check(struct sp_conf_ctx *ctx, void *conf)
 {
-    const struct sp_http_conf *h = conf;
+    struct sp_http_conf *h = conf;
 
+    http_tls_conf_check(ctx, h);
     if (h->status_path == NULL)
         return;
     for (unsigned i = 0; i < h->nreturns; i++) {
@@ -306,6 +317,7 @@ void http_conf_free(void *conf)
     free(h->returns);
     free(h->handles);
     free(h->proxies);
+    http_tls_conf_free(h);
 }
 
 /* root is read by the workers, as [master] user; the access log is opened by

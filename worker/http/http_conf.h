@@ -6,6 +6,7 @@
 #ifndef SPINDLE_WORKER_HTTP_CONF_H
 #define SPINDLE_WORKER_HTTP_CONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,21 @@ struct sp_http_proxy {
     unsigned line;
 };
 
+#define SP_HTTP_TLS_MAX_PAIRS 16 /* tls_certificate lines per [http] section */
+
+/* One tls_certificate file or tls_certificate_key file, read by the loader
+ * (in the master, before the workers drop privileges): the workers build
+ * their TLS contexts from pem, in memory they inherit. */
+struct sp_http_tls_file {
+    const char *path; /* absolute */
+    unsigned line;
+    char *pem; /* the file's bytes, owned (free_conf) */
+    size_t len;
+};
+
+#define SP_HTTP_TLS_V12 0x1u
+#define SP_HTTP_TLS_V13 0x2u
+
 struct sp_http_conf {
     const char *root;        /* absolute, no trailing '/'; NULL: serve no files */
     const char *index;       /* file name served for a directory, default "index.html" */
@@ -58,6 +74,18 @@ struct sp_http_conf {
     size_t max_header_size;       /* request line + headers, bytes */
     size_t max_body_size;         /* 0: no request body accepted */
     const char *access_log;       /* absolute path; NULL: off */
+    /* TLS, for the listen addresses flagged tls (http_tls_conf.c): the
+     * i-th certificate goes with the i-th key. */
+    struct sp_http_tls_file tls_certs[SP_HTTP_TLS_MAX_PAIRS];
+    struct sp_http_tls_file tls_keys[SP_HTTP_TLS_MAX_PAIRS];
+    unsigned ntls_certs, ntls_keys;
+    unsigned tls_protocols;           /* SP_HTTP_TLS_V12 | SP_HTTP_TLS_V13 */
+    const char *tls_ciphers;          /* TLS 1.2 cipher list, OpenSSL syntax */
+    int64_t tls_handshake_timeout_ms; /* > 0 */
+    bool tls_session_tickets;
+    int64_t tls_ticket_rotation_ms;   /* each ticket key's period, whole seconds */
+    bool tls;                         /* a listen address is flagged tls */
+    unsigned char tls_ticket_key[80]; /* the master's session ticket key */
 };
 
 /* The configuration half of the service's definition: the fields of struct
@@ -66,7 +94,7 @@ struct sp_http_conf {
  * a program that loads configurations and runs no worker (the config
  * fuzzer), which then need not link the runtime. */
 #define HTTP_CONF_DEF                                                                              \
-    .name = "http", .conf_size = sizeof(struct sp_http_conf), .keys = http_conf_keys,              \
+    .name = "http", .tls = true, .conf_size = sizeof(struct sp_http_conf), .keys = http_conf_keys, \
     .defaults = http_conf_defaults, .check = http_conf_check, .resolve = http_conf_resolve,        \
     .free_conf = http_conf_free, .paths = http_conf_paths
 
@@ -77,6 +105,30 @@ void http_conf_resolve(struct sp_conf_ctx *ctx, void *conf);
 void http_conf_free(void *conf);
 unsigned http_conf_paths(const void *conf, struct sp_service_path *out, unsigned max);
 extern const struct sp_service_def sp_service_http_conf;
+
+/* http_tls_conf.c: the tls_* keys' setters, defaults and checks. */
+void http_tls_conf_set_file(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
+                            const char *value);
+void http_tls_conf_set_protocols(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
+                                 const char *value);
+void http_tls_conf_set_onoff(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
+                             const char *value);
+void http_tls_conf_defaults(struct sp_conf_ctx *ctx, struct sp_http_conf *h);
+void http_tls_conf_check(struct sp_conf_ctx *ctx, struct sp_http_conf *h);
+void http_tls_conf_free(struct sp_http_conf *h);
+
+/*
+ * Builds the SSL_CTXs of a section (an SSL_CTX *, as void * so that this
+ * header needs no OpenSSL): ctxs[0] is the default, each further one holds
+ * the certificates of other server names (SNI).  Certificates of one subject
+ * with different key types (ECDSA and RSA) share a context.  Returns the
+ * count (>= 1) or -1 with a message in err; *line is then the configuration
+ * line to blame.  Checks that each key matches its certificate and, when
+ * check_time, that no certificate has expired.  The caller frees each
+ * context with SSL_CTX_free.
+ */
+int http_tls_ctxs_new(const struct sp_http_conf *h, void **ctxs, bool check_time, char *err,
+                      size_t errlen, unsigned *line);
 
 /*
  * Parses the value of a return line, "PATH = STATUS CONTENT-TYPE [BODY]" (the

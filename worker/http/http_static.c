@@ -493,7 +493,7 @@ static int respond(struct http_conn *c, struct http_txn *t, const struct file_me
         return rc;
     off_t off = (off_t)start;
     o->queued += count;
-    ssize_t n = sp_stream_sendfile(&c->stream, fd, &off, (size_t)count, o->send_timeout_ms);
+    ssize_t n = sp_stream_sendfile(c->stream, fd, &off, (size_t)count, o->send_timeout_ms);
     /* The offset has advanced by what the socket took, even on failure. */
     o->sent += (uint64_t)(off - (off_t)start);
     o->written += (uint64_t)(off - (off_t)start);

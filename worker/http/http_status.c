@@ -5,12 +5,15 @@
  *    "connections":..., "accepted":..., "requests":..., "bytes_in":...,
  *    "bytes_out":..., "fibers_live":..., "fibers_pooled":...,
  *    "idle_connections":..., "uptime":..., "draining":false,
+ *    "tls":{"handshakes":..., "handshake_failures":..., "renegotiations_refused":...,
+ *           "ktls_handshakes":...},
  *    "upstreams":{"app":{"requests":..., "bad_gateway":..., "gateway_timeout":...,
  *                        "idle":..., "servers":[{"server":"127.0.0.1:9001", "weight":2,
  *                        "requests":..., "fails":..., "down_threads":0}, ...]}}}
  *
  * uptime is in seconds (with milliseconds); idle_connections are those
- * waiting through a watch, holding no fiber.  upstreams, for a service with
+ * waiting through a watch, holding no fiber.  The tls counters are the
+ * worker's, for every [http] section together.  upstreams, for a service with
  * proxy lines: each upstream they name (http_proxy.c).  Each request is
  * answered by whichever worker accepted the connection.
  */
@@ -20,6 +23,7 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "http_tls.h"
 #include "spindle/timer.h"
 
 /* Written against spindle/http_handler.h, as a module's handler would be,
@@ -30,7 +34,7 @@ static int status_handle(struct sp_http_req *req, struct sp_http_resp *resp, voi
     struct worker *w = hs->svc->worker;
     struct worker_counters *wc = worker_counters(w);
     struct sp_iom_stats st;
-    size_t cap = 768 + 32;
+    size_t cap = 1024 + 32;
     int rc = 0;
 
     (void)req;
@@ -41,11 +45,13 @@ static int status_handle(struct sp_http_req *req, struct sp_http_resp *resp, voi
         return 0; /* not answered: 500 */
     sp_iom_stats(worker_iom(w), &st);
     uint64_t up_ms = (sp_now_ns() - worker_started_ns(w)) / 1000000ull;
-    int n = snprintf(body, 768,
+    int n = snprintf(body, 1024,
                      "{\"pid\":%ld,\"master_pid\":%ld,\"generation\":%u,\"index\":%u,"
                      "\"connections\":%lu,\"accepted\":%llu,\"requests\":%llu,\"bytes_in\":%llu,"
                      "\"bytes_out\":%llu,\"fibers_live\":%u,\"fibers_pooled\":%u,"
-                     "\"idle_connections\":%u,\"uptime\":%llu.%03llu,\"draining\":%s",
+                     "\"idle_connections\":%u,\"uptime\":%llu.%03llu,\"draining\":%s,"
+                     "\"tls\":{\"handshakes\":%llu,\"handshake_failures\":%llu,"
+                     "\"renegotiations_refused\":%llu,\"ktls_handshakes\":%llu}",
                      (long)getpid(), (long)getppid(), worker_generation(w), worker_index(w),
                      (unsigned long)atomic_load(&wc->connections),
                      (unsigned long long)atomic_load(&wc->accepted),
@@ -53,8 +59,12 @@ static int status_handle(struct sp_http_req *req, struct sp_http_resp *resp, voi
                      (unsigned long long)atomic_load(&wc->bytes_in),
                      (unsigned long long)atomic_load(&wc->bytes_out), st.fibers_live,
                      st.fibers_pooled, st.watches, (unsigned long long)(up_ms / 1000),
-                     (unsigned long long)(up_ms % 1000), worker_draining(w) ? "true" : "false");
-    if (n < 0 || n >= 768)
+                     (unsigned long long)(up_ms % 1000), worker_draining(w) ? "true" : "false",
+                     (unsigned long long)atomic_load(&http_tls_handshakes),
+                     (unsigned long long)atomic_load(&http_tls_failures),
+                     (unsigned long long)atomic_load(&http_tls_renegotiations),
+                     (unsigned long long)atomic_load(&http_tls_ktls_handshakes));
+    if (n < 0 || n >= 1024)
         goto out; /* not answered: 500 */
     size_t len = (size_t)n;
     if (hs->nproxies) {

@@ -2,7 +2,8 @@
 # its configuration keys (the half the config fuzzer links alone).
 
 SP_SERVICES += http
-SP_SERVICES_CONF_SOURCES += worker/http/http_conf.h worker/http/http_conf.c
+SP_SERVICES_CONF_SOURCES += worker/http/http_conf.h worker/http/http_conf.c \
+	worker/http/http_tls_conf.c
 worker_libspindle_worker_a_SOURCES += \
 	worker/http/http.h \
 	worker/http/http.c \
@@ -15,7 +16,9 @@ worker_libspindle_worker_a_SOURCES += \
 	worker/http/http_proxy.c \
 	worker/http/http_upstream.c \
 	worker/http/http_status.c \
-	worker/http/http_access_log.c
+	worker/http/http_access_log.c \
+	worker/http/http_tls.h \
+	worker/http/http_tls.c
 
 # The request body reader, tested against real sockets.
 CMOCKA_TESTS += tests/unit/test_http_body
@@ -39,6 +42,7 @@ tests_unit_test_http_handler_SOURCES = tests/unit/test_http_handler.c \
 	worker/http/http_status.c \
 	worker/http/http_static.c \
 	worker/http/http_mime.c worker/http/http_access_log.c worker/http/http_conf.c \
+	worker/http/http_tls_conf.c worker/http/http_tls.c \
 	worker/module.c
 tests_unit_test_http_handler_CFLAGS = $(UNIT_CFLAGS) -I$(top_srcdir)/worker/http \
 	-DHELLO_SO='"$(abs_top_builddir)/examples/hello/hello.so"'

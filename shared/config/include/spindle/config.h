@@ -55,6 +55,7 @@ struct sp_listen_conf {
     socklen_t addrlen;
     unsigned service; /* index into sp_config.services */
     unsigned line;
+    bool tls;      /* "listen = ADDR tls": the service speaks TLS on it */
     char text[64]; /* normalised for logs: "127.0.0.1:8080", "[::1]:8080", "*:80" */
 };
 

@@ -82,6 +82,9 @@ bool sp_conf_valid_url_path(const char *s, size_t n);
 bool sp_conf_has_module(const struct sp_conf_ctx *ctx, const char *name);
 /* True when the configuration has an [upstream NAME] section (for resolve()). */
 bool sp_conf_has_upstream(const struct sp_conf_ctx *ctx, const char *name);
+/* True when the section being read has a listen address flagged tls (for
+ * check(): such a section needs its certificates). */
+bool sp_conf_section_tls(const struct sp_conf_ctx *ctx);
 /* The line being read (1-based). */
 unsigned sp_conf_line(const struct sp_conf_ctx *ctx);
 /* "[TYPE NAME]" of the section being read, for messages. */
@@ -111,6 +114,7 @@ struct sp_service_def {
      * is every service's key and handled by the loader. */
     size_t conf_size;
     const struct sp_conf_key *keys; /* ends with a NULL name; at most SP_SERVICE_MAX_KEYS */
+    bool tls;                       /* takes "listen = ADDR tls"; other services refuse the flag */
     void (*defaults)(struct sp_conf_ctx *ctx, void *conf);
     /* The section is complete: report what only the whole section shows
      * (sp_conf_error_at).  May be NULL. */
