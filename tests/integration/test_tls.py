@@ -569,4 +569,34 @@ def ktls_when_the_kernel_offers_it():
          "space")
 
 
+@tap.case
+def proxy_over_tls_says_https_to_the_upstream():
+    """A proxy line behind a tls listen: the upstream gets X-Forwarded-Proto
+    https (http on the plain address of the same section)."""
+    from upstream import Upstream
+    up = Upstream()
+    sp = None
+    try:
+        port, plain = free_port(), free_port()
+        sp = Spindle("")
+        make_cert(sp.dir, "site")
+        sp.write_conf("[upstream app]\nserver = 127.0.0.1:%d\n\n" % up.port +
+                      section(port, plain, extra="proxy /api = app\n"))
+        sp.start(ports=[port, plain])
+        sp.wait_ready(1)
+        for p, tls, want in ((port, True, "https"), (plain, False, "http")):
+            s = tls_connect(sp, p) if tls else socket.create_connection(("127.0.0.1", p),
+                                                                         timeout=5)
+            with s:
+                s.sendall(b"GET /api/x HTTP/1.1\r\nHost: h\r\n\r\n")
+                status_code, body = read_response(s)
+            eq(status_code, 200, "proxied over %s" % want)
+            headers = {k.lower(): v for k, v in json.loads(body)["headers"]}
+            eq(headers.get("x-forwarded-proto"), want, "X-Forwarded-Proto")
+    finally:
+        if sp:
+            sp.stop()
+        up.stop()
+
+
 tap.run()

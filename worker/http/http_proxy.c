@@ -10,10 +10,9 @@
  * Transfer-Encoding, Upgrade) and those spindle rewrites (Content-Length,
  * Expect, X-Forwarded-For, X-Forwarded-Proto); Host as received;
  * X-Forwarded-For with the client's address appended; X-Forwarded-Proto:
- * http.  The body is re-framed: Content-Length when the client sent one,
- * else chunked, as spindle decoded it, never in the client's framing.  An
- * "Expect: 100-continue" is answered by the body reader when it first waits
- * for the body.
+ * https for a connection over TLS, else http.  The body is re-framed: Content-Length when the
+ * client sent one, else chunked, as spindle decoded it, never in the client's framing.  An "Expect:
+ * 100-continue" is answered by the body reader when it first waits for the body.
  *
  * Buffers are bounded: the request body passes through one buffer of
  * PROXY_BUF bytes, the answer through another, whatever their lengths.  The
@@ -179,7 +178,8 @@ static size_t head_write(struct proxy_req *r, char *d)
             o += 2;
         }
     }
-    o += (size_t)sprintf(d + o, "%.63s\r\nX-Forwarded-Proto: http\r\n", r->c->peer);
+    o += (size_t)sprintf(d + o, "%.63s\r\nX-Forwarded-Proto: %s\r\n", r->c->peer,
+                         r->c->stream->ops == &sp_socket_stream_ops ? "http" : "https");
     if (!(q->flags & SP_HTTP_F_HOST)) {
         /* HTTP/1.0 without Host: HTTP/1.1 needs one. */
         const char *host = r->up->servers[r->peer].text;
@@ -486,14 +486,15 @@ static int answer_body(struct proxy_req *r, bool chunked)
 /* One direction of a tunnel; the upstream-to-client one runs on a fiber of
  * its own, beside the request's. */
 struct pump {
-    int from, to;
+    struct sp_stream *from, *to; /* the client's may be TLS */
     char *buf;
     size_t cap;
     struct tunnel *tn;
 };
 
 struct tunnel {
-    struct pump up, down; /* client to upstream, upstream to client */
+    struct pump up, down;   /* client to upstream, upstream to client */
+    struct sp_stream upstr; /* the upstream connection, as a stream */
     int64_t idle_ms;
     uint64_t last; /* sp_now_ns() of the last bytes either way */
     bool down_done;
@@ -509,19 +510,19 @@ static void pump_run(struct pump *p)
     struct tunnel *tn = p->tn;
     for (;;) {
         int64_t left = tn->idle_ms - (int64_t)((sp_now_ns() - tn->last) / 1000000ull);
-        ssize_t n = left > 0 ? sp_read(p->from, p->buf, p->cap, left) : -ETIMEDOUT;
+        ssize_t n = left > 0 ? sp_stream_read(p->from, p->buf, p->cap, left) : -ETIMEDOUT;
         if (n == -ETIMEDOUT && sp_now_ns() - tn->last < ms_ns(tn->idle_ms))
             continue; /* the other direction moved meanwhile */
         if (n == 0) {
-            shutdown(p->to, SHUT_WR);
+            sp_stream_shutdown(p->to, SHUT_WR);
             return;
         }
-        if (n < 0 || sp_write(p->to, p->buf, (size_t)n, tn->idle_ms) < 0)
+        if (n < 0 || sp_stream_write(p->to, p->buf, (size_t)n, tn->idle_ms) < 0)
             break;
         tn->last = sp_now_ns();
     }
-    shutdown(p->from, SHUT_RDWR);
-    shutdown(p->to, SHUT_RDWR);
+    sp_stream_shutdown(p->from, SHUT_RDWR);
+    sp_stream_shutdown(p->to, SHUT_RDWR);
 }
 
 static void pump_down(void *arg)
@@ -545,17 +546,20 @@ static int tunnel(struct proxy_req *r)
     size_t at = (size_t)(q->method_str - c->in) + q->head_len;
     size_t extra = r->rlen - r->resp.head_len;
     struct tunnel tn = {
-        .up = {.from = c->stream.fd, .to = r->fd, .buf = r->body, .cap = sizeof(r->body)},
-        .down = {.from = r->fd, .to = c->stream.fd, .buf = r->buf, .cap = sizeof(r->buf)},
         .idle_ms = r->up->read_timeout_ms,
         .last = sp_now_ns(),
     };
+    sp_stream_socket(&tn.upstr, r->fd);
+    tn.up =
+        (struct pump){.from = c->stream, .to = &tn.upstr, .buf = r->body, .cap = sizeof(r->body)};
+    tn.down =
+        (struct pump){.from = &tn.upstr, .to = c->stream, .buf = r->buf, .cap = sizeof(r->buf)};
 
     tn.up.tn = tn.down.tn = &tn;
     sp_waitq_init(&tn.done);
     if (http_out_flush(&c->out) != 0)
         return -ECONNABORTED;
-    if (extra > 0 && sp_write(c->stream.fd, r->buf + r->resp.head_len, extra, tn.idle_ms) < 0)
+    if (extra > 0 && sp_stream_write(c->stream, r->buf + r->resp.head_len, extra, tn.idle_ms) < 0)
         return -ECONNABORTED;
     if (at < c->len && sp_write(r->fd, c->in + at, c->len - at, tn.idle_ms) < 0)
         return -ECONNABORTED;
