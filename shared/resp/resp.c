@@ -104,6 +104,39 @@ static bool parse_int(const char *s, size_t n, int64_t *out)
 }
 
 /*
+ * The fast path of a header line's number: what every client sends, 1 to 18
+ * digits without a leading zero (or "0" alone) followed by \r\n, all in
+ * buf[pos..len).  Returns the number and the index after the \n in *next,
+ * or -1 for anything else: then the general path (find_cr, parse_int) reads
+ * the line, so that a partial or unusual line gets the same answer, or the
+ * same error, as before.
+ */
+static inline int64_t short_number(const char *buf, size_t pos, size_t len, size_t *next)
+{
+    size_t end = len < pos + 18 ? len : pos + 18, i = pos;
+    int64_t v = 0;
+
+    if (i >= len)
+        return -1;
+    if (buf[i] == '0') {
+        i++;
+    } else {
+        for (; i < end; i++) {
+            unsigned d = (unsigned char)buf[i] - '0';
+            if (d > 9)
+                break;
+            v = v * 10 + (int64_t)d;
+        }
+        if (i == pos)
+            return -1;
+    }
+    if (i + 1 >= len || buf[i] != '\r' || buf[i + 1] != '\n')
+        return -1;
+    *next = i + 2;
+    return v;
+}
+
+/*
  * Finds the \r\n that ends the header line starting at p->mark, searching
  * from p->pos (where the last search stopped).  The line, its '*' or '$'
  * included, may hold SP_RESP_INLINE_MAX bytes before the \r.  On LINE_FOUND
@@ -137,10 +170,18 @@ static enum sp_resp_status bulk_header(struct sp_resp_parser *p, const char *buf
     int64_t ll;
 
     if (p->pos == p->mark) {
+        size_t next;
         if (p->pos >= len)
             return SP_RESP_MORE;
         if (buf[p->pos] != '$')
             return fail(p, expected_dollar[(unsigned char)buf[p->pos]]);
+        ll = short_number(buf, p->pos + 1, len, &next);
+        if (ll >= 0 && (uint64_t)ll <= lim->max_arg_size) {
+            p->bulk_len = ll;
+            p->pos = next;
+            p->state = ST_PAYLOAD;
+            return SP_RESP_DONE;
+        }
     }
     if ((r = find_cr(p, buf, len, &cr)) != LINE_FOUND)
         return r == LINE_MORE ? SP_RESP_MORE : fail(p, "too big bulk count string");
@@ -163,6 +204,14 @@ static enum sp_resp_status multibulk(struct sp_resp_parser *p, const char *buf, 
     int64_t ll;
 
     if (p->state == ST_COUNT) {
+        size_t next;
+        ll = p->pos == 1 ? short_number(buf, 1, len, &next) : -1;
+        if (ll > 0 && (uint64_t)ll <= lim->max_args) {
+            p->want_args = ll;
+            p->pos = p->mark = next;
+            p->state = ST_HEADER;
+            goto args;
+        }
         if ((r = find_cr(p, buf, len, &cr)) != LINE_FOUND)
             return r == LINE_MORE ? SP_RESP_MORE : fail(p, "too big mbulk count string");
         if (buf[cr + 1] != '\n' || !parse_int(buf + 1, cr - 1, &ll) ||
@@ -175,6 +224,7 @@ static enum sp_resp_status multibulk(struct sp_resp_parser *p, const char *buf, 
         p->pos = p->mark = cr + 2;
         p->state = ST_HEADER;
     }
+args:
     while ((int64_t)p->nargs < p->want_args) {
         if (p->state == ST_HEADER && (st = bulk_header(p, buf, len, lim)) != SP_RESP_DONE)
             return st;

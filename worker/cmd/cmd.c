@@ -73,23 +73,19 @@ struct cmd_conn {
 
 /* ---- the command table ------------------------------------------------------ */
 
-/* 64-bit FNV-1a of the lower-cased name. */
-static uint64_t name_hash(const char *lower, size_t n)
+/* Lower-cases name[0..n) into dst (NUL-terminated) and returns its 64-bit
+ * FNV-1a hash, in one pass. */
+static uint64_t name_fold(char *dst, const char *name, size_t n)
 {
     uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)lower[i]) * 0x100000001b3ull;
-    return h;
-}
-
-static size_t name_lower(char *dst, const char *src, size_t n)
-{
     for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)src[i];
-        dst[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+        unsigned char ch = (unsigned char)name[i];
+        ch = ch >= 'A' && ch <= 'Z' ? (unsigned char)(ch + 32) : ch;
+        dst[i] = (char)ch;
+        h = (h ^ ch) * 0x100000001b3ull;
     }
     dst[n] = '\0';
-    return n;
+    return h;
 }
 
 const struct cmd_entry *cmd_find(const struct cmd_svc *cs, const char *name, size_t n)
@@ -97,8 +93,7 @@ const struct cmd_entry *cmd_find(const struct cmd_svc *cs, const char *name, siz
     char lower[SP_CMD_NAME_MAX + 1];
     if (n == 0 || n > SP_CMD_NAME_MAX)
         return NULL;
-    name_lower(lower, name, n);
-    for (size_t i = name_hash(lower, n) & cs->mask;; i = (i + 1) & cs->mask) {
+    for (size_t i = name_fold(lower, name, n) & cs->mask;; i = (i + 1) & cs->mask) {
         const struct cmd_entry *e = &cs->table[i];
         if (e->name_len == 0)
             return NULL;
@@ -123,8 +118,7 @@ int cmd_add(struct cmd_svc *cs, const struct sp_cmd_def *def, void *state, const
     if (cs->count + 1 > (cs->mask + 1) / 2)
         return -ENOSPC;
     char lower[SP_CMD_NAME_MAX + 1];
-    name_lower(lower, def->name, n);
-    for (size_t i = name_hash(lower, n) & cs->mask;; i = (i + 1) & cs->mask) {
+    for (size_t i = name_fold(lower, def->name, n) & cs->mask;; i = (i + 1) & cs->mask) {
         struct cmd_entry *e = &cs->table[i];
         if (e->name_len == 0) {
             memcpy(e->name, lower, n + 1);
