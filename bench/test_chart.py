@@ -49,7 +49,9 @@ def result(wl, server, value, cpu=None, other=0.0, pct=100.0):
 # One round, as --quick makes.  plaintext: spindle/libevent 1.25, spindle/nginx 2.5,
 # spindle/epoll 0.5; json ran while something else took 35 % of the CPUs; idle:
 # spindle 400 B per connection, libevent 1600, nginx 800 (the table's ratios 0.25, 0.5);
-# ping (the command service): spindle/redis 1.5, CPU per command 3.5 and 4.5 us.
+# ping (the command service): spindle/redis 1.5, CPU per command 3.5 and 4.5 us;
+# proxy: spindle/nginx 1.6, CPU per request 15.5 and 24.5 us; tlsnew: spindle/nginx 1.2,
+# CPU per handshake 310 and 370 us.
 RESULTS = [
     result("plaintext", "spindle", 100000, 10.0), result("plaintext", "libevent", 80000, 12.5),
     result("plaintext", "nginx", 40000, 20.0), result("plaintext", "epoll", 200000, 5.0),
@@ -58,8 +60,11 @@ RESULTS = [
     result("idle", "spindle", 400), result("idle", "libevent", 1600),
     result("idle", "nginx", 800),
     result("ping", "spindle", 30000, 3.5, pct=60.0), result("ping", "redis", 20000, 4.5, pct=60.0),
+    result("proxy", "spindle", 48000, 15.5), result("proxy", "nginx", 30000, 24.5),
+    result("tlsnew", "spindle", 1200, 310.0), result("tlsnew", "nginx", 1000, 370.0),
 ]
-WORKLOADS = [("plaintext", 1), ("json", 1), ("idle", 1), ("ping", 1)]
+WORKLOADS = [("plaintext", 1), ("json", 1), ("idle", 1), ("ping", 1), ("proxy", 1),
+             ("tlsnew", 1)]
 
 
 class Programs:
@@ -81,7 +86,8 @@ def make_chart(tmp):
     os.environ["CHART_KEEP"] = keep
     servers = {"plaintext": ["spindle", "libevent", "nginx", "epoll"],
                "json": ["spindle", "libevent"], "idle": ["spindle", "libevent", "nginx"],
-               "ping": ["spindle", "redis"]}
+               "ping": ["spindle", "redis"], "proxy": ["spindle", "nginx"],
+               "tlsnew": ["spindle", "nginx"]}
     saved = sys.stdout
     sys.stdout = open(os.devnull, "w")
     try:
@@ -142,6 +148,36 @@ def main():
         text = files.get("varsfile", "")
         assert re.search(r"client-bound.*ping \(all\)", text), \
             "redis below 90%% CPU not warned about:\n%s" % text
+
+    @case
+    def chart_shows_the_proxy_and_tls_rows_against_nginx():
+        got = numbers(files.get("thrfile", ""))
+        assert {1.6, 1.2} <= got, "spindle/nginx of proxy and tlsnew not plotted:\n%s" % files
+        got = numbers(files.get("cpufile", ""))
+        assert {15.5, 24.5, 310.0, 370.0} <= got, "CPU per request not plotted:\n%s" % files
+
+    @case
+    def proxy_and_tls_configurations_are_alike_on_both_servers():
+        # What the comparison rests on: both proxies keep 32 idle upstream connections
+        # over HTTP/1.1, both TLS servers use one certificate and resume no session.
+        run = load_run()
+        lab = run.Lab.__new__(run.Lab)
+        lab.upstream, lab.cert = (None, 9001), ("/c.pem", "/k.pem")
+        sp, ng = lab.extra("proxy", 9002)
+        assert "server = 127.0.0.1:9001" in sp and "keepalive = 32" in sp, sp
+        assert "listen = 127.0.0.1:9002" in sp and "proxy /plaintext = app" in sp, sp
+        for want in ("server 127.0.0.1:9001", "keepalive 32", "proxy_http_version 1.1",
+                     'proxy_set_header Connection ""', "listen 127.0.0.1:9002"):
+            assert want in ng, "%s not in nginx's proxy configuration:\n%s" % (want, ng)
+        sp, ng = lab.extra("tls", 9003)
+        assert "listen = 127.0.0.1:9003 tls" in sp and "tls_certificate = /c.pem" in sp, sp
+        assert "tls_certificate_key = /k.pem" in sp and "tls_session_tickets = off" in sp, sp
+        for want in ("listen 127.0.0.1:9003 ssl", "ssl_certificate /c.pem;",
+                     "ssl_certificate_key /k.pem;", "ssl_session_tickets off;",
+                     "ssl_session_cache off;", "NumTickets 0"):
+            assert want in ng, "%s not in nginx's tls configuration:\n%s" % (want, ng)
+        conf = run.nginx_conf("/tmp/x", 1, 9000, "/www", 1024, ng)
+        assert "@EXTRA@" not in conf and ng.strip() in conf, conf
 
     @case
     def redis_benchmark_output_is_read_and_its_errors_counted():
