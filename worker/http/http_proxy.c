@@ -351,22 +351,35 @@ static enum attempt forward(struct proxy_req *r)
 
 static const char *const resp_own[] = {NULL};
 
+/* Room in the client's output for a head made of the upstream's headers
+ * and extra bytes of our own, after noting the tokens of its Connection
+ * headers (hop_by_hop() drops them).  Returns the room, or NULL with *rc
+ * set (-E2BIG: larger than the buffer; else the output's error). */
+static char *head_space(struct proxy_req *r, size_t extra, int *rc)
+{
+    struct http_out *o = &r->c->out;
+    const struct sp_http_response *rs = &r->resp;
+    size_t need = SP_HTTP_STATUS_LINE_MAX + extra;
+
+    conn_tokens(r, rs->headers, rs->num_headers);
+    for (size_t i = 0; i < rs->num_headers; i++)
+        need += rs->headers[i].name_len + rs->headers[i].value_len + 4;
+    char *d = need > o->cap ? NULL : http_out_space(o, need);
+    if (!d)
+        *rc = need > o->cap ? -E2BIG : o->error;
+    return d;
+}
+
 /* Sends the answer's head to the client; chunked says the body is re-chunked. */
 static int answer_head(struct proxy_req *r, bool chunked)
 {
     struct http_out *o = &r->c->out;
     struct http_txn *t = r->t;
     const struct sp_http_response *rs = &r->resp;
-    size_t need = SP_HTTP_STATUS_LINE_MAX + rs->reason_len + 64 + SP_HTTP_CONNECTION_MAX;
-
-    conn_tokens(r, rs->headers, rs->num_headers);
-    for (size_t i = 0; i < rs->num_headers; i++)
-        need += rs->headers[i].name_len + rs->headers[i].value_len + 4;
-    if (need > o->cap)
-        return -E2BIG;
-    char *d = http_out_space(o, need), *s = d;
+    int rc;
+    char *d = head_space(r, rs->reason_len + 64 + SP_HTTP_CONNECTION_MAX, &rc), *s = d;
     if (!d)
-        return o->error;
+        return rc;
     if (rs->reason_len > 0) {
         /* The upstream's reason phrase, which the parser checked. */
         d += sprintf(d, "HTTP/1.1 %03u ", rs->status);
@@ -578,16 +591,10 @@ static int tunnel_head(struct proxy_req *r)
 {
     struct http_out *o = &r->c->out;
     const struct sp_http_response *rs = &r->resp;
-    size_t need = SP_HTTP_STATUS_LINE_MAX + r->upgrade_len + 64;
-
-    conn_tokens(r, rs->headers, rs->num_headers);
-    for (size_t i = 0; i < rs->num_headers; i++)
-        need += rs->headers[i].name_len + rs->headers[i].value_len + 4;
-    if (need > o->cap)
-        return -E2BIG;
-    char *d = http_out_space(o, need), *s = d;
+    int rc;
+    char *d = head_space(r, r->upgrade_len + 64, &rc), *s = d;
     if (!d)
-        return o->error;
+        return rc;
     d += sp_http_put_status_line(d, 101);
     for (size_t i = 0; i < rs->num_headers; i++)
         if (!hop_by_hop(r, &rs->headers[i], resp_own))
