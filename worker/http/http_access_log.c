@@ -210,6 +210,20 @@ static size_t quoted(char *d, const char *v, size_t vl, size_t max)
     return n;
 }
 
+/* Writes v in decimal at d (at most 20 bytes).  Returns the length.  By
+ * hand: snprintf's machinery cost a third of a combined line. */
+static size_t decimal(char *d, uint64_t v)
+{
+    char b[20];
+    size_t i = sizeof(b);
+    do {
+        b[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    memcpy(d, b + i, sizeof(b) - i);
+    return sizeof(b) - i;
+}
+
 /* Appends one line for e, whose body_sent bytes went out. */
 static void log_line(struct http_log *log, struct http_conn *c, const struct http_log_entry *e,
                      uint64_t body_sent)
@@ -228,7 +242,10 @@ static void log_line(struct http_log *log, struct http_conn *c, const struct htt
     /* The request line as received, like nginx's $request: a 414 keeps its
      * (cut) target, an "HTTP/2.0" line its version. */
     n += quoted(line + n, e->line, e->line_len, LOG_FIELD_MAX * 2 + 64);
-    n += (size_t)snprintf(line + n, 48, " %u %llu", e->status, (unsigned long long)body_sent);
+    line[n++] = ' ';
+    n += decimal(line + n, e->status);
+    line[n++] = ' ';
+    n += decimal(line + n, body_sent);
     n += quoted(line + n, e->referer, e->referer_len, LOG_FIELD_MAX / 2);
     n += quoted(line + n, e->agent, e->agent_len, LOG_FIELD_MAX / 2);
     line[n++] = '\n';
