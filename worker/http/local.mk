@@ -3,7 +3,7 @@
 
 SP_SERVICES += http
 SP_SERVICES_CONF_SOURCES += worker/http/http_conf.h worker/http/http_conf.c \
-	worker/http/http_tls_conf.c
+	worker/http/http_tls_conf.c worker/http/http_log_format.h worker/http/http_log_format.c
 worker_libspindle_worker_a_SOURCES += \
 	worker/http/http.h \
 	worker/http/http.c \
@@ -42,7 +42,7 @@ tests_unit_test_http_handler_SOURCES = tests/unit/test_http_handler.c \
 	worker/http/http_status.c \
 	worker/http/http_static.c \
 	worker/http/http_mime.c worker/http/http_access_log.c worker/http/http_conf.c \
-	worker/http/http_tls_conf.c worker/http/http_tls.c \
+	worker/http/http_tls_conf.c worker/http/http_log_format.c worker/http/http_tls.c \
 	worker/module.c
 tests_unit_test_http_handler_CFLAGS = $(UNIT_CFLAGS) -I$(top_srcdir)/worker/http \
 	-DHELLO_SO='"$(abs_top_builddir)/examples/hello/hello.so"'
@@ -50,3 +50,12 @@ tests_unit_test_http_handler_CFLAGS = $(UNIT_CFLAGS) -I$(top_srcdir)/worker/http
 tests_unit_test_http_handler_LDFLAGS = $(AM_LDFLAGS) -rdynamic
 tests_unit_test_http_handler_LDADD = $(UNIT_LDADD) -ldl
 EXTRA_tests_unit_test_http_handler_DEPENDENCIES = examples/hello/hello.so
+
+# access_log_format: templates and JSON, compiled and written.
+CMOCKA_TESTS += tests/unit/test_http_logfmt
+if HAVE_CMOCKA
+check_PROGRAMS += tests/unit/test_http_logfmt
+endif
+tests_unit_test_http_logfmt_SOURCES = tests/unit/test_http_logfmt.c worker/http/http_log_format.c
+tests_unit_test_http_logfmt_CFLAGS = $(UNIT_CFLAGS) -I$(top_srcdir)/worker/http
+tests_unit_test_http_logfmt_LDADD = $(CMOCKA_LIBS)
