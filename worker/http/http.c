@@ -49,6 +49,7 @@
 #include "http.h"
 #include "spindle/config.h"
 #include "http_tls.h"
+#include "spindle/clock.h"
 #include "spindle/io.h"
 #include "spindle/log.h"
 #include "spindle/module.h"
@@ -333,6 +334,13 @@ static void txn_line(struct http_txn *t, const struct http_conn *c, const char *
         len--;
     t->line = p;
     t->line_len = len;
+    if (!c->hs->log_full)
+        return; /* combined needs nothing more */
+    t->start_ns = c->hs->conf->access_log_format->need & HTTP_LOGFMT_NEED_TIME ? sp_now_ns() : 0;
+    t->head_at = c->out.queued;
+    t->request_length = n + t->req->content_length;
+    t->upstream_ns = 0;
+    t->upstream_addr = NULL;
 }
 
 /* Answers an error that ends the connection.  A HEAD (when the request line
@@ -886,8 +894,10 @@ static int http_init(struct service *svc, char *err, size_t errlen)
     if (conf->root && !(hs->st = http_static_new(conf, threads, err, errlen)))
         return -1;
     if (conf->access_log) {
-        if (!(hs->log = http_log_open(conf->access_log, svc->log_fd, threads, err, errlen)))
+        if (!(hs->log = http_log_open(conf->access_log, conf->access_log_format, svc->log_fd,
+                                      threads, err, errlen)))
             return -1;
+        hs->log_full = conf->access_log_format->kind != HTTP_LOGFMT_COMBINED;
     }
     return 0;
 

@@ -103,6 +103,7 @@ struct http_svc {
     struct http_handler status; /* the status page's route */
     struct http_static *st;     /* NULL: no root */
     struct http_log *log;       /* NULL: access_log off */
+    bool log_full;              /* its format is not combined: txns record more for it */
     bool bufs_on_stack;         /* the fiber stack is deep enough for both buffers */
     struct http_tls *tls;       /* NULL: no listen address flagged tls */
     bool tls_only;              /* every listen address is flagged tls */
@@ -141,15 +142,25 @@ struct http_txn {
     size_t line_len;
     const char *path; /* the clean path, set for handler routes only */
     size_t path_len;
+    /* For the access log in a format other than combined only, set with
+     * line (txn_line): */
+    uint64_t start_ns;         /* when the head was parsed, if the format needs it */
+    uint64_t head_at;          /* out.queued where the answer begins */
+    uint64_t request_length;   /* the head's bytes and the Content-Length */
+    uint64_t upstream_ns;      /* a proxied request: the upstream's time, */
+    const char *upstream_addr; /* and the last server tried (NULL: not proxied) */
 };
 
 /* An answered request waiting for its bytes to be written before it is
  * logged.  The slices point into the connection's input. */
 struct http_log_entry {
-    const char *line, *referer, *agent;
-    size_t line_len, referer_len, agent_len;
+    const char *line;
+    size_t line_len;
+    struct http_log_slice hdr[HTTP_LOGFMT_HDRS]; /* the format's headers */
     unsigned status;
     uint64_t body_at, body_len;
+    uint64_t start_ns, head_at, request_length, upstream_ns;
+    const char *upstream_addr;
 };
 
 #define HTTP_LOG_QUEUE 8 /* requests of one batch logged together */
@@ -387,10 +398,11 @@ extern const struct sp_http_handler_def http_status_handler;
 /* ---- http_access_log.c ---------------------------------------------------- */
 
 /* Starts the access log on fd, path opened for appending by the master
- * (fd < 0: -errno of that open, reported in err).  Takes ownership of fd.
+ * (fd < 0: -errno of that open, reported in err), with lines in fmt
+ * (borrowed from the configuration).  Takes ownership of fd.
  * Returns NULL with a message in err. */
-struct http_log *http_log_open(const char *path, int fd, unsigned threads, char *err,
-                               size_t errlen);
+struct http_log *http_log_open(const char *path, const struct http_logfmt *fmt, int fd,
+                               unsigned threads, char *err, size_t errlen);
 
 /* Queues the access log line of the answered request t (nothing when the
  * service has no log or t was not answered).  Its slices must stay valid

@@ -19,6 +19,12 @@
  * whole lines to one file or the other; lines other threads had buffered go
  * to the new file.  Bytes outside printable ASCII, '"' and '\' are written
  * as \xHH.
+ *
+ * access_log_format picks another form (http_log_format.c): "json" or a
+ * template.  Combined, the default, keeps the hand-written path below; the
+ * others are written by the compiled format straight into the thread's
+ * buffer.  Either way an entry captures the request headers its format
+ * names when the request is answered.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -45,17 +51,22 @@ struct log_buf {
     size_t len;
     time_t tsec; /* second of tstr */
     char tstr[40];
+    time_t isec; /* second of tiso */
+    char tiso[32];
     bool flusher; /* the thread's flushing fiber runs */
 } __attribute__((aligned(64)));
 
 struct http_log {
+    const struct http_logfmt *fmt; /* borrowed from the configuration */
+    long pid;
     char *path;
     int fd; /* the number stays; reopen puts the new file under it */
     unsigned nbufs;
     struct log_buf *bufs; /* one per scheduler thread */
 };
 
-struct http_log *http_log_open(const char *path, int fd, unsigned threads, char *err, size_t errlen)
+struct http_log *http_log_open(const char *path, const struct http_logfmt *fmt, int fd,
+                               unsigned threads, char *err, size_t errlen)
 {
     struct http_log *log = NULL;
     if (fd < 0) {
@@ -74,6 +85,8 @@ struct http_log *http_log_open(const char *path, int fd, unsigned threads, char 
         if (!(log->bufs[i].buf = malloc(LOG_BUF_SIZE)))
             goto nomem;
     log->fd = fd;
+    log->fmt = fmt;
+    log->pid = (long)getpid();
     return log;
 nomem:
     snprintf(err, errlen, "out of memory");
@@ -224,6 +237,34 @@ static size_t decimal(char *d, uint64_t v)
     return sizeof(b) - i;
 }
 
+/* "[dd/Mon/yyyy:hh:mm:ss +0000]" (28 bytes) of the thread's second. */
+static const char *time_local(struct log_buf *b)
+{
+    time_t now = sp_wall_sec();
+    if (now != b->tsec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(b->tstr, sizeof(b->tstr), "[%d/%b/%Y:%H:%M:%S +0000]", &tm);
+        b->tsec = now;
+    }
+    return b->tstr;
+}
+
+/* "yyyy-mm-ddThh:mm:ss+00:00" (25 bytes), nginx's $time_iso8601. */
+static const char *time_iso(struct log_buf *b)
+{
+    time_t now = sp_wall_sec();
+    if (now != b->isec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(b->tiso, sizeof(b->tiso), "%Y-%m-%dT%H:%M:%S+00:00", &tm);
+        b->isec = now;
+    }
+    return b->tiso;
+}
+
+static void start_flusher(struct http_log *log, struct log_buf *b);
+
 /* Appends one line for e, whose body_sent bytes went out. */
 static void log_line(struct http_log *log, struct http_conn *c, const struct http_log_entry *e,
                      uint64_t body_sent)
@@ -246,23 +287,58 @@ static void log_line(struct http_log *log, struct http_conn *c, const struct htt
     n += decimal(line + n, e->status);
     line[n++] = ' ';
     n += decimal(line + n, body_sent);
-    n += quoted(line + n, e->referer, e->referer_len, LOG_FIELD_MAX / 2);
-    n += quoted(line + n, e->agent, e->agent_len, LOG_FIELD_MAX / 2);
+    n += quoted(line + n, e->hdr[0].p, e->hdr[0].n, LOG_FIELD_MAX / 2); /* Referer */
+    n += quoted(line + n, e->hdr[1].p, e->hdr[1].n, LOG_FIELD_MAX / 2); /* User-Agent */
     line[n++] = '\n';
 
     struct log_buf *b = my_buf(log);
-    time_t now = sp_wall_sec();
-    if (now != b->tsec) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(b->tstr, sizeof(b->tstr), "[%d/%b/%Y:%H:%M:%S +0000]", &tm);
-        b->tsec = now;
-    }
-    memcpy(line + time_at, b->tstr, 28);
+    memcpy(line + time_at, time_local(b), 28);
     if (LOG_BUF_SIZE - b->len < n)
         flush_buf(log, b);
     memcpy(b->buf + b->len, line, n);
     b->len += n;
+    start_flusher(log, b);
+}
+
+/* Appends the line of e in a compiled format (JSON, a template); now_ns is
+ * when its last byte went out. */
+static void log_line_fmt(struct http_log *log, struct http_conn *c, const struct http_log_entry *e,
+                         uint64_t body_sent, uint64_t now_ns)
+{
+    const struct http_logfmt *f = log->fmt;
+    struct log_buf *b = my_buf(log);
+    struct http_log_rec r = {
+        .line = {e->line, e->line_len},
+        .status = e->status,
+        .body_bytes_sent = body_sent,
+        .bytes_sent = body_sent + (e->body_at > e->head_at ? e->body_at - e->head_at : 0),
+        .request_length = e->request_length,
+        .request_ns = now_ns > e->start_ns ? now_ns - e->start_ns : 0,
+        .upstream_ns = e->upstream_ns,
+        .upstream_addr = e->upstream_addr,
+        .pid = log->pid,
+        .https = c->stream != &c->sock,
+    };
+
+    if (!c->peer[0])
+        http_peer_name(c);
+    r.remote_addr = c->peer;
+    memcpy(r.hdr, e->hdr, sizeof(r.hdr));
+    if (f->need & HTTP_LOGFMT_NEED_LOCAL)
+        r.time_local = time_local(b) + 1;
+    if (f->need & HTTP_LOGFMT_NEED_ISO)
+        r.time_iso8601 = time_iso(b);
+    if (f->need & HTTP_LOGFMT_NEED_MSEC)
+        r.msec = sp_wall_ns() / 1000000u;
+    if (LOG_BUF_SIZE - b->len < HTTP_LOGFMT_LINE_MAX)
+        flush_buf(log, b);
+    b->len += http_logfmt_write(f, &r, b->buf + b->len, HTTP_LOGFMT_LINE_MAX);
+    start_flusher(log, b);
+}
+
+/* Starts the thread's flushing fiber with its first line. */
+static void start_flusher(struct http_log *log, struct log_buf *b)
+{
     if (!b->flusher) {
         struct sp_iom *iom = sp_iom_current();
         if (iom && sp_iom_spawn(iom, log_flusher, log) == 0)
@@ -275,25 +351,32 @@ static void log_line(struct http_log *log, struct http_conn *c, const struct htt
 void http_log_add(struct http_conn *c, const struct http_txn *t)
 {
     const struct sp_http_request *req = t->req;
+    const struct http_logfmt *f;
     const struct sp_http_header *h;
 
     if (!c->hs->log || !t->status)
         return;
+    f = c->hs->log->fmt;
     if (c->nlogq == HTTP_LOG_QUEUE)
         http_log_commit(c);
     struct http_log_entry *e = &c->logq[c->nlogq++];
-    *e = (struct http_log_entry){.line = t->line,
-                                 .line_len = t->line_len,
-                                 .status = t->status,
-                                 .body_at = t->body_at,
-                                 .body_len = t->body_len};
-    if ((h = find_header(req, "Referer", 7)) != NULL) {
-        e->referer = h->value;
-        e->referer_len = h->value_len;
+    /* Field by field: combined, on the hot path, fills only its own. */
+    e->line = t->line;
+    e->line_len = t->line_len;
+    e->status = t->status;
+    e->body_at = t->body_at;
+    e->body_len = t->body_len;
+    if (c->hs->log_full) {
+        e->start_ns = t->start_ns;
+        e->head_at = t->head_at;
+        e->request_length = t->request_length;
+        e->upstream_ns = t->upstream_ns;
+        e->upstream_addr = t->upstream_addr;
     }
-    if ((h = find_header(req, "User-Agent", 10)) != NULL) {
-        e->agent = h->value;
-        e->agent_len = h->value_len;
+    for (unsigned i = 0; i < f->nhdrs; i++) {
+        h = find_header(req, f->hdrs[i], f->hdr_lens[i]);
+        e->hdr[i] =
+            h ? (struct http_log_slice){h->value, h->value_len} : (struct http_log_slice){NULL, 0};
     }
 }
 
@@ -304,10 +387,16 @@ void http_log_commit(struct http_conn *c)
     if (c->nlogq == 0)
         return;
     http_out_flush(o);
+    struct http_log *log = c->hs->log;
+    uint64_t now = log->fmt->need & HTTP_LOGFMT_NEED_TIME ? sp_now_ns() : 0;
     for (unsigned i = 0; i < c->nlogq; i++) {
         const struct http_log_entry *e = &c->logq[i];
         uint64_t sent = o->written > e->body_at ? o->written - e->body_at : 0;
-        log_line(c->hs->log, c, e, sent < e->body_len ? sent : e->body_len);
+        sent = sent < e->body_len ? sent : e->body_len;
+        if (log->fmt->kind == HTTP_LOGFMT_COMBINED)
+            log_line(log, c, e, sent);
+        else
+            log_line_fmt(log, c, e, sent, now);
     }
     c->nlogq = 0;
 }

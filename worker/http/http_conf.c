@@ -236,6 +236,24 @@ static void set_status(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, v
         sp_conf_set_string(ctx, key, conf, v);
 }
 
+/* "combined", "json" or a template, compiled here so that an unknown
+ * variable fails the load at its line. */
+static void set_log_format(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
+                           const char *v)
+{
+    struct sp_http_conf *h = conf;
+    char err[160];
+    const struct http_logfmt *f = http_logfmt_compile(v, err, sizeof(err));
+
+    (void)key;
+    if (!f) {
+        sp_conf_error(ctx, "invalid access_log_format: %s", err);
+        return;
+    }
+    http_logfmt_free(h->access_log_format);
+    h->access_log_format = f;
+}
+
 const struct sp_conf_key http_conf_keys[] = {
     {"root", sp_conf_set_path, H(root), 0, 0, NULL, 0},
     {"index", set_index, H(index), 0, 0, NULL, 0},
@@ -250,6 +268,7 @@ const struct sp_conf_key http_conf_keys[] = {
     {"max_header_size", sp_conf_set_size, H(max_header_size), 1 << 10, 1 << 20, "1k..1m", 0},
     {"max_body_size", sp_conf_set_size, H(max_body_size), 0, 1 << 30, "0..1g", 0},
     {"access_log", sp_conf_set_path, H(access_log), 0, 0, "off", 0},
+    {"access_log_format", set_log_format, 0, 0, 0, NULL, 0},
     {"tls_certificate", http_tls_conf_set_file, H(tls_certs), 0, 0, NULL, SP_CONF_REPEAT},
     {"tls_certificate_key", http_tls_conf_set_file, H(tls_keys), 0, 0, NULL, SP_CONF_REPEAT},
     {"tls_protocols", http_tls_conf_set_protocols, H(tls_protocols), 0, 0, NULL, 0},
@@ -273,6 +292,7 @@ void http_conf_defaults(struct sp_conf_ctx *ctx, void *conf)
     h->send_timeout_ms = 60 * 1000;
     h->max_header_size = 8 * 1024;
     h->max_body_size = 1024 * 1024;
+    h->access_log_format = &http_logfmt_combined;
     http_tls_conf_defaults(ctx, h);
 }
 
@@ -317,6 +337,7 @@ void http_conf_free(void *conf)
     free(h->returns);
     free(h->handles);
     free(h->proxies);
+    http_logfmt_free(h->access_log_format);
     http_tls_conf_free(h);
 }
 

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http_log_format.h"
 #include "spindle/service.h"
 
 #define SP_CONFIG_MAX_RETURNS 1024 /* per [http] section */
@@ -74,6 +75,7 @@ struct sp_http_conf {
     size_t max_header_size;       /* request line + headers, bytes */
     size_t max_body_size;         /* 0: no request body accepted */
     const char *access_log;       /* absolute path; NULL: off */
+    const struct http_logfmt *access_log_format; /* owned (http_logfmt_free) */
     /* TLS, for the listen addresses flagged tls (http_tls_conf.c): the
      * i-th certificate goes with the i-th key. */
     struct sp_http_tls_file tls_certs[SP_HTTP_TLS_MAX_PAIRS];

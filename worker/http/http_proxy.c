@@ -323,6 +323,7 @@ static enum attempt forward(struct proxy_req *r)
         if (peer < 0)
             return a == ATTEMPT_NEXT ? ATTEMPT_502 : a;
         r->peer = (unsigned)peer;
+        r->t->upstream_addr = r->up->servers[peer].text;
         tried |= 1ull << peer;
         http_upstream_release(r);
         http_upstream_hold(r, r->peer);
@@ -699,6 +700,7 @@ int http_proxy_run(struct http_conn *c, struct http_txn *t, struct http_proxy *p
     upgrade_find(r);
 
     COUNT(r->th->requests);
+    uint64_t start = sp_now_ns();
     switch (forward(r)) {
     case ATTEMPT_OK:
         http_upstream_ok(r, r->peer);
@@ -716,6 +718,7 @@ int http_proxy_run(struct http_conn *c, struct http_txn *t, struct http_proxy *p
         rc = http_error(&c->out, t, 502, NULL);
         break;
     }
+    t->upstream_ns = sp_now_ns() - start; /* the access log's $upstream_response_time */
     http_upstream_close(r);
     http_upstream_release(r);
     free(r);
