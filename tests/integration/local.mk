@@ -10,6 +10,7 @@ EXTRA_DIST += $(INTEGRATION_TESTS) \
 # The http and echo services.
 INTEGRATION_TESTS += \
 	tests/integration/test_http.py \
+	tests/integration/test_access_log_format.py \
 	tests/integration/test_tls.py \
 	tests/integration/test_http_errors.py \
 	tests/integration/test_http_static.py \
