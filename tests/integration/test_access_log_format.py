@@ -2,16 +2,20 @@
 """access_log_format against the real binary: "json" lines that json.loads
 reads whatever bytes the client sent, a template with nginx's variables
 (a proxied request's $upstream_response_time among them), an unknown
-variable refused at FILE:LINE, and rotation (mv, then `spindle -s reopen`)
-under a steady trickle of requests losing no line."""
+variable refused at FILE:LINE, rotation (mv, then `spindle -s reopen`)
+under a steady trickle of requests losing no line, and the default,
+combined, byte for byte what nginx writes for the same requests."""
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
+import tempfile
 import threading
 import time
 
-from harness import BIN, Spindle, Tap, check, eq, free_port, wait_for
+from harness import BIN, Spindle, Tap, check, eq, free_port, skip, wait_for, wait_port
 from httpclient import Conn
 from upstream import Upstream
 
@@ -200,6 +204,64 @@ def rotation_under_a_trickle_loses_no_line():
     check(len(old) > 0 and len(new) > 0, "lines in both files: %d old, %d new" %
           (len(old), len(new)))
     eq(sorted(seqs), sorted(sent), "every request logged exactly once across the rotation")
+
+
+NGINX_CONF = """daemon off;
+worker_processes 1;
+error_log %(d)s/error.log;
+pid %(d)s/nginx.pid;
+events {}
+http {
+    access_log %(d)s/access.log combined;
+    client_body_temp_path %(d)s; proxy_temp_path %(d)s; fastcgi_temp_path %(d)s;
+    uwsgi_temp_path %(d)s; scgi_temp_path %(d)s;
+    server {
+        listen 127.0.0.1:%(port)d;
+        location = /a { return 200 "AAA"; }
+    }
+}
+"""
+
+
+@tap.case
+def combined_is_nginx_combined_byte_for_byte():
+    """The same requests to spindle (the default format) and to nginx: the
+    lines differ in nothing but the time."""
+    if not shutil.which("nginx"):
+        skip("nginx is not installed")
+    reqs = [b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: " + AGENT +
+            b"\r\nReferer: http://r/x\r\nConnection: close\r\n\r\n",
+            b"GET /a HTTP/1.0\r\nUser-Agent:\r\nReferer:  \r\n\r\n",
+            b"HEAD /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            b'GET /a?q="x"&\xc3\xa9 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n']
+    port, nport = free_port(), free_port()
+    s = Spindle(conf(port, free_port(), "combined"))
+    d = tempfile.mkdtemp(prefix="spindle-test-nginx-")
+    with open(os.path.join(d, "nginx.conf"), "w") as f:
+        f.write(NGINX_CONF % {"d": d, "port": nport})
+    ngx = subprocess.Popen(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        s.start(ports=[port])
+        check(wait_port(nport), "nginx listens")
+        for p in (port, nport):
+            for r in reqs:
+                with socket.create_connection(("127.0.0.1", p)) as c:
+                    c.sendall(r)
+                    while c.recv(65536):
+                        pass
+        ours = log_lines(s, len(reqs))
+        check(wait_for(lambda: len(open(os.path.join(d, "access.log"), "rb").readlines()) ==
+                       len(reqs), timeout=5), "nginx logged")
+        theirs = open(os.path.join(d, "access.log"), "rb").read().splitlines()
+        stamp = re.compile(rb"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]")
+        eq([stamp.sub(b"[T]", l) for l in ours], [stamp.sub(b"[T]", l) for l in theirs],
+           "spindle's lines and nginx's")
+    finally:
+        ngx.terminate()
+        ngx.wait(timeout=10)
+        s.stop()
+        shutil.rmtree(d, ignore_errors=True)
 
 
 tap.run()

@@ -215,7 +215,8 @@ static size_t quoted(char *d, const char *v, size_t vl, size_t max)
     size_t n = 0;
     d[n++] = ' ';
     d[n++] = '"';
-    if (vl)
+    /* As nginx: "-" for a header that is absent, "" for an empty one. */
+    if (v)
         n += escape(d + n, v, vl, max);
     else
         d[n++] = '-';
