@@ -105,6 +105,33 @@ static void test_upstream(void **state)
     http_logfmt_free(f);
 }
 
+/* As nginx: an absent value is "-" (null in JSON), an empty one empty. */
+static void test_empty_values(void **state)
+{
+    (void)state;
+    char b[HTTP_LOGFMT_LINE_MAX], err[160];
+    const char *spec = "\"$http_user_agent\" \"$http_referer\" \"$args\"";
+    const struct http_logfmt *f = http_logfmt_compile(spec, err, sizeof(err));
+    assert_non_null(f);
+    struct http_log_rec r = rec(f);
+    r.hdr[0] = (struct http_log_slice){"", 0}; /* User-Agent: (empty) */
+    r.line = (struct http_log_slice){"GET /a? HTTP/1.1", 16};
+    assert_string_equal(line_of(spec, &r, b, sizeof(b)), "\"\" \"-\" \"\"");
+    r.line = (struct http_log_slice){"GET /a HTTP/1.1", 15};
+    assert_string_equal(line_of(spec, &r, b, sizeof(b)), "\"\" \"-\" \"-\"");
+    http_logfmt_free(f);
+
+    f = http_logfmt_compile("json", err, sizeof(err));
+    assert_non_null(f);
+    r = rec(f);
+    for (unsigned i = 0; i < f->nhdrs; i++)
+        if (strcmp(f->hdrs[i], "user-agent") == 0)
+            r.hdr[i] = (struct http_log_slice){"", 0};
+    line_of("json", &r, b, sizeof(b));
+    assert_non_null(strstr(b, "\"referer\":null,\"user_agent\":\"\","));
+    http_logfmt_free(f);
+}
+
 /* One header slot per distinct name, whatever its case or spelling. */
 static void test_header_slots(void **state)
 {
@@ -239,6 +266,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_template_variables),
         cmocka_unit_test(test_upstream),
+        cmocka_unit_test(test_empty_values),
         cmocka_unit_test(test_header_slots),
         cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_json),

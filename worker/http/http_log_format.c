@@ -410,16 +410,14 @@ static struct http_log_slice line_piece(struct http_log_slice line, int which)
     return (struct http_log_slice){q + 1, (size_t)(w[1].p + w[1].n - q - 1)};
 }
 
-/* A value that is text, or absent (p NULL or empty): "-" in a template,
- * null in JSON. */
+/* A value that is text, or absent (p NULL): "-" in a template, null in
+ * JSON.  An empty one is written empty, as nginx does. */
 static void put_text(struct out *o, bool json, const char *p, size_t n, size_t max)
 {
-    if (json && (!p || !n))
-        put(o, "null", 4);
+    if (!p)
+        put(o, json ? "null" : "-", json ? 4 : 1);
     else if (json)
         put_json(o, p, n, max);
-    else if (!p || !n)
-        put(o, "-", 1);
     else
         put_nginx(o, p, n, max);
 }
