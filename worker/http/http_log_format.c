@@ -298,25 +298,44 @@ static void put_secs(struct out *o, uint64_t ns)
 
 static const char hex[] = "0123456789abcdef";
 
+/* The length of the run of bytes at s[0..n) that both escapes leave as
+ * they are (printable ASCII but '"' and '\'): most of a value, copied at
+ * once. */
+static size_t plain_run(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && s[i] - 0x20u < 0x5fu && s[i] != '"' && s[i] != '\\')
+        i++;
+    return i;
+}
+
+/* Copies the plain run at s[*i..n) to o, up to lim.  Returns false when
+ * lim stopped it. */
+static bool put_run(struct out *o, const unsigned char *s, size_t *i, size_t n, size_t lim)
+{
+    size_t run = plain_run(s + *i, n - *i);
+    bool all = run <= lim - o->n;
+    if (!all)
+        run = lim - o->n;
+    memcpy(o->d + o->n, s + *i, run);
+    o->n += run;
+    *i += run;
+    return all;
+}
+
 /* s[0..n) as nginx escapes a log value, at most max bytes of output, cut
  * at a whole character. */
 static void put_nginx(struct out *o, const char *s, size_t n, size_t max)
 {
+    const unsigned char *u = (const unsigned char *)s;
     size_t lim = o->n + max < o->cap ? o->n + max : o->cap;
     for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') {
-            if (o->n + 1 > lim)
-                return;
-            o->d[o->n++] = (char)ch;
-        } else {
-            if (o->n + 4 > lim)
-                return;
-            o->d[o->n++] = '\\';
-            o->d[o->n++] = 'x';
-            o->d[o->n++] = "0123456789ABCDEF"[ch >> 4];
-            o->d[o->n++] = "0123456789ABCDEF"[ch & 15];
-        }
+        if (!put_run(o, u, &i, n, lim) || i == n || o->n + 4 > lim)
+            return;
+        o->d[o->n++] = '\\';
+        o->d[o->n++] = 'x';
+        o->d[o->n++] = "0123456789ABCDEF"[u[i] >> 4];
+        o->d[o->n++] = "0123456789ABCDEF"[u[i] & 15];
     }
 }
 
@@ -357,14 +376,11 @@ static void put_json(struct out *o, const char *s, size_t n, size_t max)
     size_t lim = o->n + max < o->cap - 1 ? o->n + max : o->cap - 1;
     o->d[o->n++] = '"';
     for (size_t i = 0; i < n;) {
+        if (!put_run(o, u, &i, n, lim) || i == n)
+            break;
         unsigned char ch = u[i];
         size_t k;
-        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') {
-            if (o->n + 1 > lim)
-                break;
-            o->d[o->n++] = (char)ch;
-            i++;
-        } else if (ch == '"' || ch == '\\') {
+        if (ch == '"' || ch == '\\') {
             if (o->n + 2 > lim)
                 break;
             o->d[o->n++] = '\\';
