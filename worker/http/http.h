@@ -21,6 +21,8 @@
  *   http_upstream.c   their [upstream]s: balance, health, keep-alive pools
  *   http_status.c     the JSON status page, a handler
  *   http_access_log.c the buffered access log
+ *   http_log_format.c access_log_format: json and templates, compiled once
+ *                     (http_log_format.h; libc only, linked by http_conf.c)
  *   http_tls.c        HTTPS: the TLS stream a connection runs over (http_tls.h)
  *   http_tls_conf.c   the tls_* keys, the contexts and ticket keys built from them
  */
