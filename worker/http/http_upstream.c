@@ -321,11 +321,12 @@ static void pool_expire(struct proxy_thread *th, const struct sp_upstream_conf *
 
 /* An idle connection to server peer, newest first, or -1.  One that has
  * anything to read (an end of stream, stray bytes, an error) is closed:
- * the upstream is done with it. */
+ * the upstream is done with it.  Most often the scheduler knows without a
+ * system call that nothing came (sp_idle_quiet), as nginx's keep-alive
+ * pool learns it from a read event. */
 int http_upstream_take(struct proxy_req *r, unsigned peer)
 {
     struct proxy_thread *th = r->th;
-    char b;
 
     pool_expire(th, r->up, sp_now_ns());
     for (unsigned k = th->nidle; k-- > 0;) {
@@ -333,7 +334,7 @@ int http_upstream_take(struct proxy_req *r, unsigned peer)
             continue;
         int fd = th->idle[k].fd;
         pool_drop(th, k);
-        if (recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN)
+        if (sp_idle_quiet(fd) == 1)
             return fd;
         sp_close(fd);
     }
