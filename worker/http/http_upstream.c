@@ -7,9 +7,12 @@
  * per upstream (a socket belongs to the thread that first waits on it), the
  * newest reused first, and closes one found idle for keepalive_timeout, or
  * one with bytes or an end of stream pending when it is taken (the upstream
- * closed it).  A reused connection that the upstream closes before any byte
- * of the answer (the upstream closed it just as it was reused) is retried
- * at once on another connection for an idempotent request.  A connection is
+ * closed it).  A burst may leave up to keepalive more idle for keepalive_burst:
+ * under a steady load with more requests in flight than keepalive, the next
+ * burst reuses them instead of connecting again (nginx closes them at once
+ * and reconnects a moment later; haproxy too purges its idle pools by age).  A reused connection
+ * that the upstream closes before any byte of the answer (the upstream closed it just as it was
+ * reused) is retried at once on another connection for an idempotent request.  A connection is
  * pooled again only after a complete answer whose framing allows it, with
  * nothing beyond the answer read.
  *
@@ -63,7 +66,7 @@ struct http_proxy *http_proxy_new(const struct sp_upstream_conf *up, struct work
     for (unsigned i = 0; i < threads; i++) {
         struct proxy_thread *th = &px->threads[i];
         th->peers = calloc(up->nservers, sizeof(*th->peers));
-        th->idle = calloc(up->keepalive ? up->keepalive : 1, sizeof(*th->idle));
+        th->idle = calloc(up->keepalive ? 2 * (size_t)up->keepalive : 1, sizeof(*th->idle));
         if (!th->peers || !th->idle)
             goto nomem;
     }
@@ -304,13 +307,16 @@ static void pool_drop(struct proxy_thread *th, unsigned k)
     atomic_store_explicit(&th->pooled, th->nidle, memory_order_relaxed);
 }
 
-/* Closes the idle connections older than keepalive_timeout (the oldest
- * come first). */
+/* Closes the idle connections older than keepalive_timeout, and those
+ * beyond keepalive older than keepalive_burst (the oldest come first). */
 static void pool_expire(struct proxy_thread *th, const struct sp_upstream_conf *up, uint64_t now)
 {
     uint64_t age = ms_ns(up->keepalive_timeout_ms);
+    uint64_t burst = ms_ns(up->keepalive_burst_ms);
     unsigned k = 0;
     while (k < th->nidle && now - th->idle[k].since >= age)
+        sp_close(th->idle[k++].fd);
+    while (th->nidle - k > up->keepalive && now - th->idle[k].since >= burst)
         sp_close(th->idle[k++].fd);
     if (k > 0) {
         memmove(th->idle, th->idle + k, (th->nidle - k) * sizeof(th->idle[0]));
@@ -350,7 +356,8 @@ void http_upstream_put(struct proxy_req *r)
     if (r->up->keepalive == 0) {
         sp_close(r->fd);
     } else {
-        if (th->nidle == r->up->keepalive) {
+        unsigned cap = r->up->keepalive_burst_ms ? 2 * r->up->keepalive : r->up->keepalive;
+        if (th->nidle == cap) {
             sp_close(th->idle[0].fd);
             pool_drop(th, 0);
         }
