@@ -5,6 +5,7 @@
  *   server = 127.0.0.1:9001 weight=2 max_fails=3 fail_timeout=10s
  *   server = unix:/run/app.sock
  *   keepalive = 32
+ *   keepalive_burst = 100ms
  *
  * The section is the loader's own (like [module NAME]): it has no listen
  * address and no worker callbacks; the HTTP service finds it by name
@@ -207,6 +208,7 @@ static const struct sp_conf_key upstream_keys[] = {
     {"keepalive", set_keepalive, 0, 0, 0, NULL, 0},
     {"keepalive_timeout", sp_conf_set_duration, U(keepalive_timeout_ms), 1, HOURS(24), "1ms..24h",
      0},
+    {"keepalive_burst", sp_conf_set_duration, U(keepalive_burst_ms), 0, HOURS(1), "0..1h", 0},
     {"connect_timeout", sp_conf_set_duration, U(connect_timeout_ms), 1, HOURS(24), "1ms..24h", 0},
     {"read_timeout", sp_conf_set_duration, U(read_timeout_ms), 1, HOURS(24), "1ms..24h", 0},
     {"send_timeout", sp_conf_set_duration, U(send_timeout_ms), 1, HOURS(24), "1ms..24h", 0},
@@ -246,6 +248,7 @@ void sp__config_upstream_begin(struct sp_conf_ctx *L, const char *name)
         .line = L->lineno,
         .keepalive = 32,
         .keepalive_timeout_ms = 60 * 1000,
+        .keepalive_burst_ms = 100,
         .connect_timeout_ms = 1000,
         .read_timeout_ms = 30 * 1000,
         .send_timeout_ms = 30 * 1000,

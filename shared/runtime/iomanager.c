@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "poller.h"
@@ -742,6 +743,34 @@ void sp__iom_clear_ready(int fd, unsigned dir)
     struct fdctx *ctx = fdctx_get(iom, fd, 0);
     if (ctx)
         ctx->ready &= (unsigned char)~dir;
+}
+
+int sp_idle_quiet(int fd)
+{
+    struct sp_iom *iom = current_iom();
+    struct fdctx *ctx = iom ? fdctx_get(iom, fd, 1) : NULL;
+    if (ctx) {
+        owner_check(iom, fd);
+        if (ctx->hup & SP_IO_READ)
+            return 0;
+        /* Registered and nothing seen since readiness was last cleared: the
+         * poller would have told us of any byte or FIN that came since. */
+        if (ctx->registered && !(ctx->ready & SP_IO_READ))
+            return 1;
+        /* Forget first: what arrives after the look marks it again. */
+        ctx->ready &= (unsigned char)~SP_IO_READ;
+    }
+    char b;
+    ssize_t n;
+    do
+        n = sp__libc.recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n >= 0 || errno != EAGAIN)
+        return 0;
+    /* Registering reports what arrived between the look and now. */
+    if (ctx && arm(iom, fd, ctx) < 0)
+        return -errno;
+    return 1;
 }
 
 static unsigned expire_local(struct sp_iom *iom, int64_t timeout_ms)

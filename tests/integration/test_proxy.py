@@ -235,6 +235,47 @@ def idle_pooled_connection_closed_by_upstream_is_not_used():
         eq(x.ups[0].conns, 4, "one connection per request")
 
 
+def bursts(burst, pause):
+    """Three bursts of six requests at once through a proxy with keepalive = 3
+    (so up to 6 idle within keepalive_burst) and the given keepalive_burst, pause seconds before the third; returns
+    the upstream's connection count after each and its open connections at
+    the end."""
+    def slow(req, n, k, s):
+        time.sleep(0.1)  # six requests at once overlap at the upstream
+        return echo(req)
+    extra = "keepalive = 3\nkeepalive_burst = %s\n" % burst
+    with Setup([Upstream(slow)], upstream_extra=extra) as x:
+        conns = [Conn(x.port) for _ in range(6)]
+        counts = []
+        try:
+            for pause_before in (0, 0, pause):
+                time.sleep(pause_before)
+                for c in conns:
+                    c.send(b"GET /api/b HTTP/1.1\r\nHost: h\r\n\r\n")
+                for c in conns:
+                    eq(c.response().status, 200, "burst answer")
+                counts.append(x.ups[0].conns)
+            wait_for(lambda: len(x.ups[0].open) == counts[-1] - 3, 2)
+            return counts, len(x.ups[0].open)
+        finally:
+            for c in conns:
+                c.close()
+
+
+@tap.case
+def a_burst_beyond_keepalive_is_reused_then_trimmed():
+    counts, still_open = bursts("3s", 3.5)
+    eq(counts[:2], [6, 6], "the next burst within keepalive_burst reuses all six")
+    eq(counts[2], 9, "after keepalive_burst only keepalive (3) were kept")
+    eq(still_open, 6, "the three trimmed are closed")
+
+
+@tap.case
+def keepalive_burst_0_closes_beyond_keepalive_at_once():
+    counts, _ = bursts("0", 0)
+    eq(counts, [6, 9, 12], "each burst reconnects all but keepalive (3)")
+
+
 @tap.case
 def refused_server_then_next_then_502():
     dead = free_port()

@@ -503,6 +503,8 @@ static void test_errors(void **state)
          "conf/bad.conf:3: invalid balance 'random': expected round_robin, least_conn or hash"},
         {"[upstream app]\nserver = 127.0.0.1:80\nkeepalive = 5000\n",
          "conf/bad.conf:3: invalid keepalive '5000': expected 0..4096 (idle connections)"},
+        {"[upstream app]\nserver = 127.0.0.1:80\nkeepalive_burst = 2h\n",
+         "conf/bad.conf:3: keepalive_burst '2h' out of range (0..1h)"},
         {"[upstream app]\nserver = 127.0.0.1:80\nread_timeout = 0\n",
          "conf/bad.conf:3: read_timeout '0' out of range (1ms..24h)"},
         {"[upstream app]\nserver = 127.0.0.1:80\nhealth_check = /healthz\n",
@@ -699,6 +701,7 @@ static void test_upstream(void **state)
                                     "balance = round_robin\n"
                                     "keepalive = 8\n"
                                     "keepalive_timeout = 30s\n"
+                                    "keepalive_burst = 0\n"
                                     "connect_timeout = 250ms\n"
                                     "read_timeout = 5s\n"
                                     "send_timeout = 6s\n"
@@ -739,6 +742,7 @@ static void test_upstream(void **state)
     assert_int_equal(u->balance, SP_BALANCE_ROUND_ROBIN);
     assert_int_equal(u->keepalive, 8);
     assert_int_equal(u->keepalive_timeout_ms, 30000);
+    assert_int_equal(u->keepalive_burst_ms, 0);
     assert_int_equal(u->connect_timeout_ms, 250);
     assert_int_equal(u->read_timeout_ms, 5000);
     assert_int_equal(u->send_timeout_ms, 6000);
@@ -749,6 +753,7 @@ static void test_upstream(void **state)
     assert_string_equal(o->servers[0].text, "localhost:80");
     assert_int_equal(o->keepalive, 32);
     assert_int_equal(o->keepalive_timeout_ms, 60000);
+    assert_int_equal(o->keepalive_burst_ms, 100);
     assert_int_equal(o->connect_timeout_ms, 1000);
     assert_int_equal(o->read_timeout_ms, 30000);
     assert_int_equal(o->send_timeout_ms, 30000);

@@ -1,7 +1,7 @@
 /*
  * Fiber I/O: what a connection handler sees when the peer resets, goes away
  * or stops reading; large and scattered writes under a small send buffer;
- * sendfile; accept and connect.
+ * sendfile; accept and connect; whether an idle connection's peer spoke.
  *
  * sp_write() and friends use write(2), so a peer that went away raises
  * SIGPIPE: like any server built on them, this program ignores it and gets
@@ -587,6 +587,54 @@ static void test_park_after_fd_reuse(void **state)
     close(r.fresh[1]);
 }
 
+/* ---- an idle pooled connection ----------------------------------------- */
+
+struct idle {
+    int sv[2], after_read, cached, stray, eof, unregistered_eof;
+};
+
+static void idle_checker(void *arg)
+{
+    struct idle *d = arg;
+    char buf[16];
+    CHECK(write(d->sv[1], "abc", 3) == 3);
+    sp_sleep(10); /* the answer arrives before we read: readiness cached */
+    CHECK(sp_read(d->sv[0], buf, sizeof(buf), 1000) == 3);
+    d->after_read = sp_idle_quiet(d->sv[0]); /* looks: nothing more */
+    CHECK(write(d->sv[1], "x", 1) == 1);
+    /* Not looked at again: the scheduler has not seen the byte yet. */
+    d->cached = sp_idle_quiet(d->sv[0]);
+    sp_sleep(10);
+    d->stray = sp_idle_quiet(d->sv[0]); /* the event came: a stray byte */
+    CHECK(sp_read(d->sv[0], buf, sizeof(buf), 1000) == 1);
+    CHECK(shutdown(d->sv[1], SHUT_WR) == 0);
+    sp_sleep(10);
+    d->eof = sp_idle_quiet(d->sv[0]);
+    sp_close(d->sv[0]);
+    sp_close(d->sv[1]);
+
+    /* Never registered, the peer already gone: the look sees it. */
+    tcp_pair(d->sv);
+    CHECK(close(d->sv[1]) == 0);
+    sp_sleep(10);
+    d->unregistered_eof = sp_idle_quiet(d->sv[0]);
+    sp_close(d->sv[0]);
+}
+
+static void test_idle_quiet(void **state)
+{
+    (void)state;
+    struct idle d = {.after_read = -1, .cached = -1, .stray = -1, .eof = -1};
+    d.unregistered_eof = -1;
+    tcp_pair(d.sv);
+    run_fibers(1, idle_checker, NULL, &d);
+    assert_int_equal(d.after_read, 1);
+    assert_int_equal(d.cached, 1);
+    assert_int_equal(d.stray, 0);
+    assert_int_equal(d.eof, 0);
+    assert_int_equal(d.unregistered_eof, 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -605,6 +653,7 @@ int main(void)
         RT_TEST(test_accept_emfile),
         RT_TEST(test_net_helpers),
         RT_TEST(test_park_after_fd_reuse),
+        RT_TEST(test_idle_quiet),
     };
     /* clang-format on */
     return cmocka_run_group_tests(tests, NULL, NULL);

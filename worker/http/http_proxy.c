@@ -178,8 +178,14 @@ static size_t head_write(struct proxy_req *r, char *d)
             o += 2;
         }
     }
-    o += (size_t)sprintf(d + o, "%.63s\r\nX-Forwarded-Proto: %s\r\n", r->c->peer,
-                         r->c->stream->ops == &sp_socket_stream_ops ? "http" : "https");
+    size_t pl = strnlen(r->c->peer, 63);
+    memcpy(d + o, r->c->peer, pl);
+    o += pl;
+    static const char plain[] = "\r\nX-Forwarded-Proto: http\r\n";
+    static const char tls[] = "\r\nX-Forwarded-Proto: https\r\n";
+    bool is_plain = r->c->stream->ops == &sp_socket_stream_ops;
+    memcpy(d + o, is_plain ? plain : tls, is_plain ? sizeof(plain) - 1 : sizeof(tls) - 1);
+    o += is_plain ? sizeof(plain) - 1 : sizeof(tls) - 1;
     if (!(q->flags & SP_HTTP_F_HOST)) {
         /* HTTP/1.0 without Host: HTTP/1.1 needs one. */
         const char *host = r->up->servers[r->peer].text;
@@ -258,9 +264,16 @@ static enum attempt head_read(struct proxy_req *r)
 {
     enum sp_http_method m = r->t->req->method;
     r->rlen = 0;
+    /* The answer is hardly ever there yet: wait for it rather than spend a
+     * read on EAGAIN first (a read event usually finds the fd's readiness
+     * clear, so this parks at once).  sp_read() still times the wait. */
+    int wrc = sp_wait(r->fd, SP_IO_READ, r->up->read_timeout_ms);
+    if (wrc == -ETIMEDOUT)
+        return ATTEMPT_504;
     for (;;) {
-        ssize_t n =
-            sp_read(r->fd, r->buf + r->rlen, sizeof(r->buf) - r->rlen, r->up->read_timeout_ms);
+        ssize_t n = wrc < 0 ? wrc
+                            : sp_read(r->fd, r->buf + r->rlen, sizeof(r->buf) - r->rlen,
+                                      r->up->read_timeout_ms);
         if (n == -ETIMEDOUT)
             return ATTEMPT_504;
         if (n <= 0) {

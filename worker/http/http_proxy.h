@@ -48,7 +48,7 @@ struct proxy_thread {
     _Atomic uint64_t timeouts;    /* answered 504 */
     _Atomic unsigned pooled;      /* nidle, for the status page */
     struct proxy_peer *peers;
-    struct proxy_idle *idle; /* oldest first, keepalive entries */
+    struct proxy_idle *idle; /* oldest first, 2 * keepalive entries */
     unsigned nidle;
 };
 

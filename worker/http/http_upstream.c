@@ -7,9 +7,12 @@
  * per upstream (a socket belongs to the thread that first waits on it), the
  * newest reused first, and closes one found idle for keepalive_timeout, or
  * one with bytes or an end of stream pending when it is taken (the upstream
- * closed it).  A reused connection that the upstream closes before any byte
- * of the answer (the upstream closed it just as it was reused) is retried
- * at once on another connection for an idempotent request.  A connection is
+ * closed it).  A burst may leave up to keepalive more idle for keepalive_burst:
+ * under a steady load with more requests in flight than keepalive, the next
+ * burst reuses them instead of connecting again (nginx closes them at once
+ * and reconnects a moment later; haproxy too purges its idle pools by age).  A reused connection
+ * that the upstream closes before any byte of the answer (the upstream closed it just as it was
+ * reused) is retried at once on another connection for an idempotent request.  A connection is
  * pooled again only after a complete answer whose framing allows it, with
  * nothing beyond the answer read.
  *
@@ -63,7 +66,7 @@ struct http_proxy *http_proxy_new(const struct sp_upstream_conf *up, struct work
     for (unsigned i = 0; i < threads; i++) {
         struct proxy_thread *th = &px->threads[i];
         th->peers = calloc(up->nservers, sizeof(*th->peers));
-        th->idle = calloc(up->keepalive ? up->keepalive : 1, sizeof(*th->idle));
+        th->idle = calloc(up->keepalive ? 2 * (size_t)up->keepalive : 1, sizeof(*th->idle));
         if (!th->peers || !th->idle)
             goto nomem;
     }
@@ -304,13 +307,16 @@ static void pool_drop(struct proxy_thread *th, unsigned k)
     atomic_store_explicit(&th->pooled, th->nidle, memory_order_relaxed);
 }
 
-/* Closes the idle connections older than keepalive_timeout (the oldest
- * come first). */
+/* Closes the idle connections older than keepalive_timeout, and those
+ * beyond keepalive older than keepalive_burst (the oldest come first). */
 static void pool_expire(struct proxy_thread *th, const struct sp_upstream_conf *up, uint64_t now)
 {
     uint64_t age = ms_ns(up->keepalive_timeout_ms);
+    uint64_t burst = ms_ns(up->keepalive_burst_ms);
     unsigned k = 0;
     while (k < th->nidle && now - th->idle[k].since >= age)
+        sp_close(th->idle[k++].fd);
+    while (th->nidle - k > up->keepalive && now - th->idle[k].since >= burst)
         sp_close(th->idle[k++].fd);
     if (k > 0) {
         memmove(th->idle, th->idle + k, (th->nidle - k) * sizeof(th->idle[0]));
@@ -321,11 +327,12 @@ static void pool_expire(struct proxy_thread *th, const struct sp_upstream_conf *
 
 /* An idle connection to server peer, newest first, or -1.  One that has
  * anything to read (an end of stream, stray bytes, an error) is closed:
- * the upstream is done with it. */
+ * the upstream is done with it.  Most often the scheduler knows without a
+ * system call that nothing came (sp_idle_quiet), as nginx's keep-alive
+ * pool learns it from a read event. */
 int http_upstream_take(struct proxy_req *r, unsigned peer)
 {
     struct proxy_thread *th = r->th;
-    char b;
 
     pool_expire(th, r->up, sp_now_ns());
     for (unsigned k = th->nidle; k-- > 0;) {
@@ -333,7 +340,7 @@ int http_upstream_take(struct proxy_req *r, unsigned peer)
             continue;
         int fd = th->idle[k].fd;
         pool_drop(th, k);
-        if (recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN)
+        if (sp_idle_quiet(fd) == 1)
             return fd;
         sp_close(fd);
     }
@@ -349,7 +356,8 @@ void http_upstream_put(struct proxy_req *r)
     if (r->up->keepalive == 0) {
         sp_close(r->fd);
     } else {
-        if (th->nidle == r->up->keepalive) {
+        unsigned cap = r->up->keepalive_burst_ms ? 2 * r->up->keepalive : r->up->keepalive;
+        if (th->nidle == cap) {
             sp_close(th->idle[0].fd);
             pool_drop(th, 0);
         }

@@ -130,6 +130,7 @@ struct sp_upstream_conf {
     enum sp_upstream_balance balance;
     unsigned keepalive;           /* idle connections kept per scheduler thread, 0..4096 */
     int64_t keepalive_timeout_ms; /* an idle pooled connection is closed after this */
+    int64_t keepalive_burst_ms;   /* idle connections beyond keepalive are kept this long */
     int64_t connect_timeout_ms;
     int64_t read_timeout_ms;    /* between two reads of the upstream's answer */
     int64_t send_timeout_ms;    /* a write the upstream takes nothing of this long fails */

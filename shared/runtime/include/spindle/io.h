@@ -63,6 +63,18 @@ int sp_try_accept(int fd, struct sockaddr *addr, socklen_t *addrlen);
 /* Connects a non-blocking socket.  Returns 0 or -errno. */
 int sp_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t timeout_ms);
 
+/*
+ * For a connection kept idle (a pool of upstream connections): 1 when the
+ * peer has sent nothing and not hung up, 0 when bytes, an end of stream or an
+ * error wait (the connection is of no use idle), or -errno.  The first call
+ * for an fd looks with one recv(MSG_PEEK) and registers the fd with the
+ * poller; later ones answer from the scheduler's cached readiness without a
+ * system call, unless readiness was seen while nobody waited (then they look
+ * again).  What arrives after the answer is the caller's race to handle, as
+ * with any look.
+ */
+int sp_idle_quiet(int fd);
+
 /* Parks the fiber until fd is readable or writable (dir).  Returns 0 or -errno.
  * In single-thread mode readiness seen while nobody waited is cached, so it may
  * return 0 at once: callers retry their I/O and wait again on EAGAIN. */
