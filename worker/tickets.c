@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 
@@ -34,6 +35,18 @@ static uint64_t period_now(unsigned rotation_s)
     return (uint64_t)ts.tv_sec / rotation_s;
 }
 
+/* True when no key of s opens a ticket any more: the master stopped
+ * rotating it (no configuration names its value now), so its place may
+ * hold another value's. */
+static bool expired(const struct sp_msg_tickets *s)
+{
+    uint64_t now = period_now(s->rotation_s);
+    for (int i = 0; i < SP_MSG_TICKET_KEYS_MAX; i++)
+        if (s->keys[i].period != 0 && s->keys[i].period + 1 >= now)
+            return false;
+    return true;
+}
+
 void worker_tickets_set(const struct sp_msg_tickets *k)
 {
     struct sp_msg_tickets *into = NULL;
@@ -43,7 +56,7 @@ void worker_tickets_set(const struct sp_msg_tickets *k)
         if (sets[i].rotation_s == k->rotation_s)
             into = &sets[i];
     for (int i = 0; i < TICKET_SETS && !into; i++)
-        if (sets[i].rotation_s == 0)
+        if (sets[i].rotation_s == 0 || expired(&sets[i]))
             into = &sets[i];
     if (into) {
         explicit_bzero(into, sizeof(*into));

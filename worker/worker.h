@@ -96,8 +96,9 @@ void modules_unload(void);
 /* ---- tickets.c ---------------------------------------------------------- */
 
 /* Replaces the session ticket keys held for k->rotation_s with k's (an
- * SP_MSG_TICKET_KEYS from the master).  Copies k; a worker holds keys for 8
- * rotation values at most and drops those of a ninth. */
+ * SP_MSG_TICKET_KEYS from the master).  Copies k.  A worker holds keys for
+ * 8 rotation values at most: a ninth takes the place of a set whose keys
+ * have all expired, or is dropped. */
 void worker_tickets_set(const struct sp_msg_tickets *k);
 
 /* Wipes every key held (the worker is exiting). */

@@ -96,6 +96,12 @@ static void test_eight_sets(void **state)
     for (unsigned r = 1; r <= 8; r++)
         assert_int_equal(worker_ticket_key_current(ROT * r, &k), 0);
     assert_int_equal(worker_ticket_key_current(ROT * 9, &k), -ENOENT);
+    /* A set whose keys all expired gives its place to a new value. */
+    set(ROT * 3, (uint64_t[]){period_now(ROT * 3) - 2, 0, 0}, 0x70);
+    set(ROT * 9, (uint64_t[]){period_now(ROT * 9), 0, 0}, 0x90);
+    assert_int_equal(worker_ticket_key_current(ROT * 9, &k), 0);
+    assert_int_equal(k.name[0], 0x90);
+    assert_int_equal(worker_ticket_key_current(ROT * 1, &k), 0);
     worker_tickets_clear();
 }
 
