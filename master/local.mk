@@ -14,4 +14,5 @@ spindle_SOURCES += \
 	master/notify.c \
 	master/inherit.c \
 	master/upgrade.c \
+	master/tickets.c \
 	master/modcheck.c

@@ -677,7 +677,8 @@ static int start_scheduler(struct master *m)
     m->iom = sp_iom_new(&icfg);
     if (!m->iom || sp_iom_spawn(m->iom, signal_fiber, m) != 0 ||
         sp_iom_spawn(m->iom, deadline_fiber, m) != 0 ||
-        sp_iom_spawn(m->iom, master_heartbeat_fiber, m) != 0 || control_start(m) != 0 ||
+        sp_iom_spawn(m->iom, master_heartbeat_fiber, m) != 0 ||
+        sp_iom_spawn(m->iom, master_tickets_fiber, m) != 0 || control_start(m) != 0 ||
         sp_iom_spawn(m->iom, startup_fiber, m) != 0) {
         report_fatal(m, "cannot start the scheduler: out of memory");
         return -1;
@@ -726,6 +727,7 @@ static void release_all(struct master *m)
     if (m->ready_fd >= 0)
         close(m->ready_fd);
     master_notify_close(m);
+    master_tickets_clear();
 }
 
 int master_run(struct master *m)
@@ -739,6 +741,7 @@ int master_run(struct master *m)
     m->upgrade_wfd = -1;
 
     inherit_report_fd(m);
+    master_tickets_import();
     struct sp_config *cfg = load_config(m);
     if (!cfg) {
         if (m->ready_fd >= 0) /* an upgrade's old master waits for a word */

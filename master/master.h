@@ -336,6 +336,35 @@ void master_slots_balance(struct master *m);
  * w is gone, or so is the master. */
 void master_slots_forget(struct master *m, struct master_worker *w);
 
+/* ---- tickets.c ------------------------------------------------------ */
+
+/*
+ * Makes the session ticket key sets of every rotation value a live
+ * generation names, rotates them by the wall clock (the previous, current
+ * and next periods' keys) and sends each changed set to every forked
+ * worker.  On a fiber or on the main stack (it never waits).
+ */
+void master_tickets_refresh(struct master *m);
+
+/* Queues every set on w's channel: for a worker about to be forked, whose
+ * first messages they are. */
+void master_tickets_send(struct master_worker *w);
+
+/* Rotates the sets at each period boundary (master_tickets_refresh). */
+void master_tickets_fiber(void *arg);
+
+/* For a binary upgrade, in the child about to execute the new master: a
+ * memfd holding every set (close-on-exec; the caller clears that), or
+ * -errno when there is none. */
+int master_tickets_export(void);
+
+/* At start: takes the sets an upgrading master passed (SPINDLE_TICKET_KEYS
+ * names the memfd; both are gone after). */
+void master_tickets_import(void);
+
+/* Wipes every key: the master exits, or a child no longer needs them. */
+void master_tickets_clear(void);
+
 /* ---- reload.c ------------------------------------------------------- */
 
 /*

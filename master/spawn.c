@@ -338,6 +338,7 @@ static void child_main(struct master *m, struct master_worker *w)
     sigprocmask(SIG_SETMASK, &none, NULL);
     for (int sig = 1; sig < NSIG; sig++)
         signal(sig, SIG_DFL);
+    master_tickets_clear(); /* the worker's copies came over its channel */
 
     unsigned max = 0;
     for (struct master_listener *l = m->listeners; l; l = l->next)
@@ -404,6 +405,10 @@ void master_serve_forks(struct master *m)
     }
     for (struct master_worker *w = q; w; w = w->fork_next) {
         int rc = logs_open(w->gen);
+        /* The ticket keys go first on the channel, before the child exists:
+         * it takes them before it serves (worker.c). */
+        master_tickets_refresh(m);
+        master_tickets_send(w);
         pid_t pid = rc == 0 ? fork() : -1;
         if (pid == 0)
             child_main(m, w);

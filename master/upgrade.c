@@ -94,7 +94,7 @@ static int move_files(struct master *m, bool away)
  * Never returns. */
 static void exec_new_master(struct master *m)
 {
-    unsigned max = 8, n = 0;
+    unsigned max = 9, n = 0;
     for (struct master_listener *l = m->listeners; l; l = l->next)
         max += l->nfds;
     int *keep = calloc(max, sizeof(*keep));
@@ -113,6 +113,9 @@ static void exec_new_master(struct master *m)
     keep[n++] = STDOUT_FILENO;
     keep[n++] = STDERR_FILENO;
     keep[n++] = m->upgrade_wfd;
+    int tickets = master_tickets_export();
+    if (tickets >= 0)
+        keep[n++] = tickets;
     size_t used = 0;
     for (struct master_listener *l = m->listeners; l; l = l->next)
         for (unsigned i = 0; i < l->nfds; i++) {
@@ -126,6 +129,10 @@ static void exec_new_master(struct master *m)
     snprintf(fdtext, sizeof(fdtext), "%d", m->upgrade_wfd);
     setenv("SPINDLE_INHERIT", list, 1);
     setenv("SPINDLE_UPGRADE_FD", fdtext, 1);
+    if (tickets >= 0) { /* the number only: the keys stay out of the environment */
+        snprintf(fdtext, sizeof(fdtext), "%d", tickets);
+        setenv("SPINDLE_TICKET_KEYS", fdtext, 1);
+    }
     char *args[] = {upgrade_exe, "-c", m->conf_path, NULL};
     execvp(upgrade_exe, args);
     dprintf(m->upgrade_wfd, "cannot execute %s: %s", upgrade_exe, strerror(errno));

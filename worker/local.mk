@@ -15,6 +15,7 @@ noinst_LIBRARIES += worker/libspindle-worker.a
 worker_libspindle_worker_a_SOURCES = \
 	worker/worker.h \
 	worker/worker.c \
+	worker/tickets.c \
 	worker/include/spindle/module.h \
 	worker/include/spindle/worker.h \
 	worker/module.c
@@ -53,3 +54,12 @@ CLEANFILES += worker/services.c worker/services_conf.c
 
 # The example site served by spindle.conf.example.
 EXTRA_DIST += www/index.html
+
+# The session ticket keys a worker holds, by the wall clock's period.
+CMOCKA_TESTS += tests/unit/test_tickets
+if HAVE_CMOCKA
+check_PROGRAMS += tests/unit/test_tickets
+endif
+tests_unit_test_tickets_SOURCES = tests/unit/test_tickets.c worker/tickets.c
+tests_unit_test_tickets_CFLAGS = $(UNIT_CFLAGS) -I$(top_srcdir)/worker
+tests_unit_test_tickets_LDADD = $(CMOCKA_LIBS) $(PTHREAD_LIBS)

@@ -390,6 +390,7 @@ static ssize_t channel_recv(struct worker *w, struct sp_msg *m, int *fds, unsign
     if (msg.msg_flags & MSG_CTRUNC)
         sp_log_warn("control message carried more fds than expected; some were dropped");
     bool bad = n > 0 && sp_msg_decode(buf, (size_t)n, m) != 0;
+    explicit_bzero(buf, sizeof(buf)); /* it may have held ticket keys */
     if (n == 0 || bad || (m->type != SP_MSG_REOPEN && m->type != SP_MSG_ADOPT))
         while (*nfds > 0)
             close(fds[--*nfds]);
@@ -498,6 +499,10 @@ static void channel_fiber(void *arg)
         case SP_MSG_RELEASE:
             release_slot(w, m.slot.key);
             break;
+        case SP_MSG_TICKET_KEYS:
+            worker_tickets_set(&m.tickets);
+            explicit_bzero(&m, sizeof(m));
+            break;
         default:
             sp_log_error("unexpected control message type %u ignored", (unsigned)m.type);
             break;
@@ -579,9 +584,38 @@ static void worker_free(struct worker *w)
     w->services = NULL;
     w->nservices = 0;
     modules_unload(); /* after the services: a module's service may use its state */
+    worker_tickets_clear();
     free(w->acceptors);
     w->acceptors = NULL;
     w->nacceptors = 0;
+}
+
+/*
+ * The master queued the session ticket keys on the channel before it forked
+ * us, ahead of any other message: take them before anything serves, so
+ * that the first connection gets a ticket every other worker can open.
+ * Reads only SP_MSG_TICKET_KEYS packets at the head of the queue (MSG_PEEK
+ * shows the type); whatever follows is the channel fiber's.
+ */
+static void take_queued_tickets(struct worker *w)
+{
+    unsigned char head[SP_MSG_HEADER];
+    struct sp_msg m;
+
+    for (;;) {
+        ssize_t n = recv(w->channel_fd, head, sizeof(head), MSG_PEEK | MSG_DONTWAIT);
+        if (n != (ssize_t)sizeof(head) || (head[2] | head[3] << 8) != SP_MSG_TICKET_KEYS)
+            return;
+        ssize_t rc = sp_msg_recv(w->channel_fd, &m);
+        if (rc == -EBADMSG) {
+            sp_log_error("bad control message ignored");
+            continue;
+        }
+        if (rc <= 0)
+            return;
+        worker_tickets_set(&m.tickets);
+        explicit_bzero(&m, sizeof(m));
+    }
 }
 
 /* Stage 1: the worker's own state, its signals and its scheduler.  Returns
@@ -599,8 +633,10 @@ static int worker_setup(struct worker *w, const struct worker_args *args)
     w->generation = args->generation;
     w->index = args->index;
     w->channel_fd = args->channel_fd;
-    if (w->channel_fd >= 0)
+    if (w->channel_fd >= 0) {
         sp_net_set_nonblock(w->channel_fd, 1);
+        take_queued_tickets(w);
+    }
     w->started_ns = sp_now_ns();
     the_worker = w;
 

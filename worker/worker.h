@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "spindle/channel.h"
 #include "spindle/config.h"
 #include "spindle/iomanager.h"
 #include "spindle/service.h"
@@ -91,5 +92,16 @@ int modules_load(const struct sp_config *cfg, int channel_fd, char *err, size_t 
 /* Runs each loaded module's fini(), then closes it: at worker exit, after
  * the services' fini. */
 void modules_unload(void);
+
+/* ---- tickets.c ---------------------------------------------------------- */
+
+/* Replaces the session ticket keys held for k->rotation_s with k's (an
+ * SP_MSG_TICKET_KEYS from the master).  Copies k.  A worker holds keys for
+ * 8 rotation values at most: a ninth takes the place of a set whose keys
+ * have all expired, or is dropped. */
+void worker_tickets_set(const struct sp_msg_tickets *k);
+
+/* Wipes every key held (the worker is exiting). */
+void worker_tickets_clear(void);
 
 #endif

@@ -4,6 +4,7 @@
  * ever read through a misaligned pointer.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,6 +15,8 @@
 #define STATUS_SIZE  60
 #define SLOT_SIZE    8
 #define EXITING_BASE 6 /* code + reason_len, then the reason */
+#define TICKET_KEY   88
+#define TICKETS_SIZE (4 + SP_MSG_TICKET_KEYS_MAX * TICKET_KEY)
 
 /* A cursor over a packet: writes past end are counted, not done. */
 struct cursor {
@@ -40,6 +43,18 @@ static uint64_t get(struct cursor *c, size_t n)
     return v;
 }
 
+static void put_bytes(struct cursor *c, const unsigned char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        put(c, b[i], 1);
+}
+
+static void get_bytes(struct cursor *c, unsigned char *b, size_t n)
+{
+    memcpy(b, c->rp + c->off, n);
+    c->off += n;
+}
+
 /* Payload size of each type with a fixed payload, -1 for EXITING (variable)
  * and -2 for unknown types. */
 static long payload_size(unsigned type)
@@ -60,6 +75,8 @@ static long payload_size(unsigned type)
         return READY_SIZE;
     case SP_MSG_STATUS:
         return STATUS_SIZE;
+    case SP_MSG_TICKET_KEYS:
+        return TICKETS_SIZE;
     case SP_MSG_EXITING:
         return -1;
     }
@@ -110,6 +127,16 @@ ssize_t sp_msg_encode(const struct sp_msg *m, void *buf, size_t size)
     case SP_MSG_RELEASE:
         put(&c, m->slot.key, 4);
         put(&c, m->slot.service, 4);
+        break;
+    case SP_MSG_TICKET_KEYS:
+        put(&c, m->tickets.rotation_s, 4);
+        for (int i = 0; i < SP_MSG_TICKET_KEYS_MAX; i++) {
+            const struct sp_msg_ticket_key *k = &m->tickets.keys[i];
+            put(&c, k->period, 8);
+            put_bytes(&c, k->name, sizeof(k->name));
+            put_bytes(&c, k->aes, sizeof(k->aes));
+            put_bytes(&c, k->hmac, sizeof(k->hmac));
+        }
         break;
     case SP_MSG_EXITING:
         put(&c, (uint32_t)m->exiting.code, 4);
@@ -168,6 +195,18 @@ int sp_msg_decode(const void *buf, size_t len, struct sp_msg *m)
         m->slot.key = (uint32_t)get(&c, 4);
         m->slot.service = (uint32_t)get(&c, 4);
         break;
+    case SP_MSG_TICKET_KEYS:
+        m->tickets.rotation_s = (uint32_t)get(&c, 4);
+        for (int i = 0; i < SP_MSG_TICKET_KEYS_MAX; i++) {
+            struct sp_msg_ticket_key *k = &m->tickets.keys[i];
+            k->period = get(&c, 8);
+            get_bytes(&c, k->name, sizeof(k->name));
+            get_bytes(&c, k->aes, sizeof(k->aes));
+            get_bytes(&c, k->hmac, sizeof(k->hmac));
+        }
+        if (m->tickets.rotation_s == 0)
+            return -1;
+        break;
     case SP_MSG_EXITING: {
         size_t rlen;
         if (plen < EXITING_BASE)
@@ -214,6 +253,8 @@ const char *sp_msg_type_name(unsigned type)
         return "DRAINING";
     case SP_MSG_EXITING:
         return "EXITING";
+    case SP_MSG_TICKET_KEYS:
+        return "TICKET_KEYS";
     }
     return "UNKNOWN";
 }
@@ -237,9 +278,9 @@ ssize_t sp_msg_recv(int fd, struct sp_msg *m)
             return -errno;
         if (n == 0)
             return 0;
-        if ((size_t)n > sizeof(buf) || sp_msg_decode(buf, (size_t)n, m) < 0)
-            return -EBADMSG;
-        return n;
+        bool bad = (size_t)n > sizeof(buf) || sp_msg_decode(buf, (size_t)n, m) < 0;
+        explicit_bzero(buf, sizeof(buf));
+        return bad ? -EBADMSG : n;
     }
 }
 
@@ -268,15 +309,15 @@ int sp_msg_send_fds(int fd, const struct sp_msg *m, const int *fds, unsigned nfd
         c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
         memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
     }
+    int rc;
     for (;;) {
         ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL);
-        if (w == n)
-            return 0;
-        if (w >= 0)
-            return -EMSGSIZE;
-        if (errno != EINTR)
-            return -errno;
+        rc = w == n ? 0 : w >= 0 ? -EMSGSIZE : -errno;
+        if (rc != -EINTR)
+            break;
     }
+    explicit_bzero(buf, sizeof(buf));
+    return rc;
 }
 
 unsigned sp_msg_take_fds(struct msghdr *msg, int *fds, unsigned max)

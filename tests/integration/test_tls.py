@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -518,11 +519,45 @@ def session_resumes_on_another_worker_and_after_reload():
                 others.add(pid)
                 break
         check(others, "every connection landed on worker %d" % first)
+        # A worker forked later (a crash respawned) got the keys too.
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: len(sp.workers()) == 2 and first not in sp.workers(), 10)
+        respawned = (set(sp.workers()) - others).pop()
+        for _ in range(40):
+            reused, pid = s_client_resume(port, sess, True)
+            check(reused, "the session was not resumed (worker %d)" % pid)
+            if pid == respawned:
+                break
+        eq(pid, respawned, "no connection landed on the respawned worker")
+        before = set(sp.workers())
         rc, out = sp.ctl("reload")
         eq(rc, 0, "reload: " + out)
-        wait_for(lambda: first not in sp.workers(), 10)
+        wait_for(lambda: not before & set(sp.workers()), 10)
         reused, pid = s_client_resume(port, sess, True)
-        check(pid not in (first,) and reused, "not resumed after the reload (worker %d)" % pid)
+        check(pid not in before and reused, "not resumed after the reload (worker %d)" % pid)
+    finally:
+        sp.stop()
+
+
+@tap.case
+def session_resumes_after_a_binary_upgrade():
+    """USR2 hands the ticket keys to the new master (a memfd), whose
+    workers open the tickets the old ones sealed."""
+    sp, port, _ = start(workers=2)
+    try:
+        sess = os.path.join(sp.dir, "session.pem")
+        reused, _ = s_client_resume(port, sess, False)
+        old = set(sp.workers())
+        sp.signal(signal.SIGUSR2)
+        check(sp.wait_log(r"binary upgrade: the new master \(pid \d+\) is ready", 1, 10),
+              "the new master never became ready:\n" + sp.logs())
+        os.kill(sp.pid, signal.SIGQUIT)
+        check(sp.wait_exit(10) is not None, "the old master did not exit on QUIT")
+        reused, pid = s_client_resume(port, sess, True)
+        check(pid not in old, "served by an old worker %d" % pid)
+        check(reused, "not resumed after the binary upgrade (worker %d)" % pid)
+        check("SPINDLE_TICKET_KEYS" not in open("/proc/%d/environ" % pid, "rb").read().decode(
+            errors="replace"), "the worker sees SPINDLE_TICKET_KEYS")
     finally:
         sp.stop()
 

@@ -85,9 +85,8 @@ struct sp_http_conf {
     const char *tls_ciphers;          /* TLS 1.2 cipher list, OpenSSL syntax */
     int64_t tls_handshake_timeout_ms; /* > 0 */
     bool tls_session_tickets;
-    int64_t tls_ticket_rotation_ms;   /* each ticket key's period, whole seconds */
-    bool tls;                         /* a listen address is flagged tls */
-    unsigned char tls_ticket_key[80]; /* the master's session ticket key */
+    int64_t tls_ticket_rotation_ms; /* each ticket key's period, whole seconds */
+    bool tls;                       /* a listen address is flagged tls */
 };
 
 /* The configuration half of the service's definition: the fields of struct
@@ -98,7 +97,8 @@ struct sp_http_conf {
 #define HTTP_CONF_DEF                                                                              \
     .name = "http", .tls = true, .conf_size = sizeof(struct sp_http_conf), .keys = http_conf_keys, \
     .defaults = http_conf_defaults, .check = http_conf_check, .resolve = http_conf_resolve,        \
-    .free_conf = http_conf_free, .paths = http_conf_paths
+    .free_conf = http_conf_free, .paths = http_conf_paths,                                         \
+    .ticket_rotation = http_conf_ticket_rotation
 
 extern const struct sp_conf_key http_conf_keys[];
 void http_conf_defaults(struct sp_conf_ctx *ctx, void *conf);
@@ -106,6 +106,7 @@ void http_conf_check(struct sp_conf_ctx *ctx, void *conf);
 void http_conf_resolve(struct sp_conf_ctx *ctx, void *conf);
 void http_conf_free(void *conf);
 unsigned http_conf_paths(const void *conf, struct sp_service_path *out, unsigned max);
+unsigned http_conf_ticket_rotation(const void *conf);
 extern const struct sp_service_def sp_service_http_conf;
 
 /* http_tls_conf.c: the tls_* keys' setters, defaults and checks. */

@@ -25,13 +25,17 @@
 #include <unistd.h>
 
 #include <openssl/bio.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include "spindle/clock.h"
 #include "spindle/io.h"
 #include "spindle/log.h"
+#include "spindle/worker.h"
 #include "http.h"
 #include "http_tls.h"
 
@@ -49,6 +53,7 @@ struct tls_stream {
 struct http_tls {
     SSL_CTX *ctxs[SP_HTTP_TLS_MAX_PAIRS];
     int nctxs;
+    unsigned ticket_rotation_s; /* which of the master's ticket key sets */
 };
 
 static BIO_METHOD *sock_method;
@@ -363,6 +368,47 @@ static int sni_cb(SSL *ssl, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
+/*
+ * OpenSSL's ticket key callback, with the keys the master sent
+ * (worker_ticket_key_*): seals with the current period's key, or issues no
+ * ticket when there is none; opens with the previous, current or next
+ * period's, and asks for a new ticket unless it was the current one.
+ */
+static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
+                     EVP_MAC_CTX *hctx, int enc)
+{
+    const struct http_tls *tl = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    struct worker_ticket_key k;
+    int rc;
+
+    if (enc) {
+        if (worker_ticket_key_current(tl->ticket_rotation_s, &k) != 0)
+            return 0;
+        memcpy(key_name, k.name, sizeof(k.name));
+        rc = RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) == 1 &&
+                     EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) == 1
+                 ? 1
+                 : -1;
+    } else {
+        rc = worker_ticket_key_find(tl->ticket_rotation_s, key_name, &k);
+        if (rc < 0)
+            return 0;
+        if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1)
+            rc = -1;
+    }
+    if (rc > 0) {
+        OSSL_PARAM params[] = {
+            OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, k.hmac, sizeof(k.hmac)),
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+            OSSL_PARAM_construct_end(),
+        };
+        if (EVP_MAC_CTX_set_params(hctx, params) != 1)
+            rc = -1;
+    }
+    OPENSSL_cleanse(&k, sizeof(k));
+    return rc;
+}
+
 struct http_tls *http_tls_new(const struct sp_http_conf *conf, char *err, size_t errlen)
 {
     unsigned line;
@@ -389,10 +435,15 @@ struct http_tls *http_tls_new(const struct sp_http_conf *conf, char *err, size_t
         return NULL;
     }
     tl->nctxs = n;
+    tl->ticket_rotation_s = (unsigned)(conf->tls_ticket_rotation_ms / 1000);
     for (int i = 0; i < n; i++) {
         SSL_CTX_set_info_callback(tl->ctxs[i], info_cb);
         SSL_CTX_set_tlsext_servername_callback(tl->ctxs[i], sni_cb);
         SSL_CTX_set_tlsext_servername_arg(tl->ctxs[i], tl);
+        if (conf->tls_session_tickets) {
+            SSL_CTX_set_app_data(tl->ctxs[i], tl);
+            SSL_CTX_set_tlsext_ticket_key_evp_cb(tl->ctxs[i], ticket_cb);
+        }
     }
     return tl;
 }

@@ -15,14 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
-#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -36,18 +32,6 @@
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 #define TLS_MAX_FILE (1 << 20)
-
-/*
- * The session ticket secret.  Made once per master process, at its first
- * load, and kept through reloads: every worker of every generation inherits
- * it, so a session resumes on any of them.  The keys tickets are sealed
- * with are derived from it and the wall clock's period number
- * (tls_session_ticket_rotation): each period has its own, and the previous
- * period's still opens a ticket (which is then renewed), so keys rotate on
- * a schedule in every worker at once with no message between them.
- */
-static unsigned char ticket_key[32];
-static bool ticket_key_made;
 
 void http_tls_conf_set_file(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
                             const char *value)
@@ -181,14 +165,12 @@ void http_tls_conf_check(struct sp_conf_ctx *ctx, struct sp_http_conf *h)
     }
     for (int i = 0; i < n; i++)
         SSL_CTX_free(ctxs[i]);
-    if (!ticket_key_made) {
-        if (RAND_bytes(ticket_key, sizeof(ticket_key)) != 1) {
-            sp_conf_error(ctx, "cannot make a session ticket key: RAND_bytes failed");
-            return;
-        }
-        ticket_key_made = true;
-    }
-    memcpy(h->tls_ticket_key, ticket_key, sizeof(ticket_key));
+}
+
+unsigned http_conf_ticket_rotation(const void *conf)
+{
+    const struct sp_http_conf *h = conf;
+    return h->tls && h->tls_session_tickets ? (unsigned)(h->tls_ticket_rotation_ms / 1000) : 0;
 }
 
 void http_tls_conf_free(struct sp_http_conf *h)
@@ -227,70 +209,6 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* The ticket key of period n: its 16-byte name, AES-256 and HMAC keys. */
-static int ticket_keys(const struct sp_http_conf *h, uint64_t n, unsigned char name[16],
-                       unsigned char aes[32], unsigned char mac[32])
-{
-    unsigned char in[9], out[EVP_MAX_MD_SIZE];
-    unsigned int len;
-    for (int i = 0; i < 8; i++)
-        in[1 + i] = (unsigned char)(n >> (8 * i));
-    const char what[3] = {'n', 'a', 'm'};
-    unsigned char *dst[3] = {name, aes, mac};
-    size_t want[3] = {16, 32, 32};
-    for (int k = 0; k < 3; k++) {
-        in[0] = (unsigned char)what[k];
-        if (HMAC(EVP_sha256(), h->tls_ticket_key, 32, in, sizeof(in), out, &len) == NULL)
-            return -1;
-        memcpy(dst[k], out, want[k]);
-    }
-    return 0;
-}
-
-/* OpenSSL's ticket key callback: seals with this period's key, opens with
- * this period's or the previous one's (then asks for a renewed ticket). */
-static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
-                     EVP_MAC_CTX *hctx, int enc)
-{
-    const struct sp_http_conf *h = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
-    uint64_t period = (uint64_t)h->tls_ticket_rotation_ms / 1000;
-    uint64_t now = (uint64_t)time(NULL) / (period ? period : 1);
-    unsigned char name[16], aes[32], mac[32];
-    int rc = 0;
-
-    for (uint64_t back = 0; back < 2 && back <= now; back++) {
-        uint64_t n = now - back;
-        if (ticket_keys(h, n, name, aes, mac) != 0)
-            return -1;
-        if (enc) {
-            memcpy(key_name, name, 16);
-            if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) != 1 ||
-                EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, aes, iv) != 1)
-                return -1;
-            rc = 1;
-            break;
-        }
-        if (CRYPTO_memcmp(key_name, name, 16) == 0) {
-            if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, aes, iv) != 1)
-                return -1;
-            rc = back == 0 ? 1 : 2;
-            break;
-        }
-    }
-    if (rc > 0) {
-        OSSL_PARAM params[] = {
-            OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, mac, sizeof(mac)),
-            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-            OSSL_PARAM_construct_end(),
-        };
-        if (EVP_MAC_CTX_set_params(hctx, params) != 1)
-            return -1;
-    }
-    OPENSSL_cleanse(aes, sizeof(aes));
-    OPENSSL_cleanse(mac, sizeof(mac));
-    return rc;
-}
-
 static SSL_CTX *ctx_new(const struct sp_http_conf *h, char *err, size_t errlen)
 {
     char why[256];
@@ -324,9 +242,8 @@ static SSL_CTX *ctx_new(const struct sp_http_conf *h, char *err, size_t errlen)
     if (!h->tls_session_tickets)
         SSL_CTX_set_num_tickets(c, 0);
     else {
-        SSL_CTX_set_app_data(c, (void *)h);
-        SSL_CTX_set_tlsext_ticket_key_evp_cb(c, ticket_cb);
-        /* A session lives no longer than its ticket's key: two periods. */
+        /* The worker seals tickets with the master's keys (http_tls.c).
+         * A session lives no longer than its ticket's key: two periods. */
         long life = (long)(h->tls_ticket_rotation_ms / 1000) * 2;
         if (life < SSL_CTX_get_timeout(c))
             SSL_CTX_set_timeout(c, life);

@@ -43,7 +43,7 @@ tests_unit_test_http_handler_SOURCES = tests/unit/test_http_handler.c \
 	worker/http/http_static.c \
 	worker/http/http_mime.c worker/http/http_access_log.c worker/http/http_conf.c \
 	worker/http/http_tls_conf.c worker/http/http_log_format.c worker/http/http_tls.c \
-	worker/module.c
+	worker/module.c worker/tickets.c
 tests_unit_test_http_handler_CFLAGS = $(UNIT_CFLAGS) -I$(top_srcdir)/worker/http \
 	-DHELLO_SO='"$(abs_top_builddir)/examples/hello/hello.so"'
 # The example module it loads finds the handler API in the program.

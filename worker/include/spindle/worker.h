@@ -68,4 +68,30 @@ int worker_draining(struct worker *w);
  * connection, after sp_close() of its fd. */
 void worker_conn_closed(struct worker *w);
 
+/*
+ * Session ticket keys (docs/tls.md): the master makes them, one set per
+ * rotation period length, and sends them to every worker, so that a ticket
+ * one worker seals opens on every other, of any generation.  A TLS service
+ * seals new tickets with worker_ticket_key_current() and opens them with
+ * worker_ticket_key_find(), from OpenSSL's ticket key callback.  Both are
+ * safe on any scheduler thread.
+ */
+struct worker_ticket_key {
+    unsigned char name[16]; /* in the ticket, in clear */
+    unsigned char aes[32];  /* AES-256-CBC */
+    unsigned char hmac[32]; /* HMAC-SHA256 */
+};
+
+/* Copies into *k the key that seals tickets now for periods of rotation_s
+ * seconds.  Returns 0, or -ENOENT when the master sent none for the
+ * current period: then issue no ticket (another worker could not open
+ * it).  The caller wipes *k after use. */
+int worker_ticket_key_current(unsigned rotation_s, struct worker_ticket_key *k);
+
+/* Copies into *k the key named name if it is of the current period
+ * (returns 1), or of the previous or next one (returns 2: open the ticket,
+ * then replace it); -ENOENT for any other name. */
+int worker_ticket_key_find(unsigned rotation_s, const unsigned char name[16],
+                           struct worker_ticket_key *k);
+
 #endif

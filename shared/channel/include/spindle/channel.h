@@ -14,6 +14,8 @@
  * given, whatever they are.
  * sp_msg_send() and sp_msg_recv() are thin wrappers over send()/recv();
  * sp_msg_send_fds() and sp_msg_take_fds() pass fds along (SCM_RIGHTS).
+ * The packet buffers these use are wiped before they return: a packet may
+ * hold session ticket keys.
  */
 #ifndef SPINDLE_CHANNEL_H
 #define SPINDLE_CHANNEL_H
@@ -46,6 +48,10 @@ enum sp_msg_type {
     SP_MSG_DRAINING = 18, /* no payload: accepting no more connections */
     SP_MSG_EXITING = 19,  /* struct sp_msg_exiting: about to exit */
     SP_MSG_PONG = 20,     /* no payload: the answer to SP_MSG_PING */
+
+    /* master -> worker, struct sp_msg_tickets: the session ticket keys
+     * of one tls_session_ticket_rotation value (docs/tls.md) */
+    SP_MSG_TICKET_KEYS = 32,
 };
 
 /* Payload of SP_MSG_READY: 12 bytes. */
@@ -86,6 +92,27 @@ struct sp_msg_exiting {
     char reason[SP_MSG_REASON_MAX + 1]; /* NUL-terminated, may be "" */
 };
 
+/*
+ * One session ticket key: it seals the tickets of one period of its rotation
+ * value (period = seconds since the epoch / rotation).  OpenSSL's ticket
+ * format names the key in each ticket, then AES-256-CBC and HMAC-SHA256.
+ */
+struct sp_msg_ticket_key {
+    uint64_t period; /* 0: no key in this place */
+    unsigned char name[16];
+    unsigned char aes[32];
+    unsigned char hmac[32];
+};
+
+#define SP_MSG_TICKET_KEYS_MAX 3 /* the previous period's, the current, the next */
+
+/* Payload of SP_MSG_TICKET_KEYS: 4 + 3 * 88 = 268 bytes.  It replaces every
+ * key the worker holds for rotation_s. */
+struct sp_msg_tickets {
+    uint32_t rotation_s; /* the period's length, seconds (> 0) */
+    struct sp_msg_ticket_key keys[SP_MSG_TICKET_KEYS_MAX];
+};
+
 struct sp_msg {
     uint16_t type; /* enum sp_msg_type */
     union {
@@ -93,6 +120,7 @@ struct sp_msg {
         struct sp_msg_status status;   /* SP_MSG_STATUS */
         struct sp_msg_exiting exiting; /* SP_MSG_EXITING */
         struct sp_msg_slot slot;       /* SP_MSG_ADOPT, SP_MSG_RELEASE */
+        struct sp_msg_tickets tickets; /* SP_MSG_TICKET_KEYS */
     };
 };
 

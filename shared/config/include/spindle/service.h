@@ -128,6 +128,11 @@ struct sp_service_def {
     /* The files the service uses (paths that are NULL are left out): fills
      * out[0..max) and returns the count.  May be NULL. */
     unsigned (*paths)(const void *conf, struct sp_service_path *out, unsigned max);
+    /* The length in seconds of the periods of the section's TLS session
+     * ticket keys, 0 when it seals no tickets: the master makes and
+     * rotates the keys of every length its configurations name and sends
+     * them to every worker (docs/tls.md).  May be NULL. */
+    unsigned (*ticket_rotation)(const void *conf);
 
     /* In a worker, after fork, before it reports ready: build the service's
      * state in svc->state.  Returns 0, or -1 with a message in err (the worker
