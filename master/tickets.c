@@ -30,6 +30,7 @@
 #include "master.h"
 #include "spindle/io.h"
 #include "spindle/log.h"
+#include "spindle/waitq.h"
 
 #define TICKET_SETS  8 /* distinct rotation values (the workers hold as many) */
 #define TICKET_PKT   (SP_MSG_HEADER + 4 + SP_MSG_TICKET_KEYS_MAX * 88)
@@ -38,6 +39,9 @@
 
 static struct sp_msg_tickets sets[TICKET_SETS];
 static bool full_warned;
+/* The rotation fiber sleeps here until the next period boundary of any set;
+ * a set that a reload adds wakes it. */
+static struct sp_waitq rotation_wake = SP_WAITQ_INIT;
 
 static uint64_t now_s(void)
 {
@@ -161,6 +165,7 @@ void master_tickets_refresh(struct master *m)
                 continue;
             }
             s->rotation_s = r;
+            sp_waitq_signal(&rotation_wake);
         }
     for (int i = 0; i < TICKET_SETS; i++) {
         if (sets[i].rotation_s == 0 || !rotate(&sets[i], now))
@@ -184,21 +189,21 @@ void master_tickets_fiber(void *arg)
 
     while (!m->done) {
         master_tickets_refresh(m);
-        /* Wake just after the next boundary of any set, and at least once
-         * a second, for a set a reload adds. */
+        /* Wake just after the next boundary of any set (with none, when
+         * a reload adds one). */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         uint64_t ms_now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-        int64_t wait = 1000;
+        int64_t wait = -1;
         for (int i = 0; i < TICKET_SETS; i++) {
             uint64_t len = (uint64_t)sets[i].rotation_s * 1000;
             if (len == 0)
                 continue;
             int64_t left = (int64_t)(len - ms_now % len) + TICKET_SLACK;
-            if (left < wait)
+            if (wait < 0 || left < wait)
                 wait = left;
         }
-        sp_sleep(wait);
+        sp_waitq_wait(&rotation_wake, wait);
     }
 }
 
