@@ -96,8 +96,12 @@ int sp__iom_park(int fd, unsigned dir, uint64_t deadline, int retry, uint32_t ge
 /* Counts one successful I/O call against the fiber's budget; yields when spent. */
 void sp__iom_io_done(void);
 
-/* Forgets cached readiness of fd for dir (a non-parking read saw EAGAIN). */
-void sp__iom_clear_ready(int fd, unsigned dir);
+/* sp_try_read()'s two halves around its read: begin answers true when fd is
+ * known to hold nothing (drained by the last sp_try_read, no read event
+ * since), else forgets fd's cached read readiness; end records whether the
+ * read came back short (drained). */
+bool sp__iom_read_begin(int fd);
+void sp__iom_read_end(int fd, bool drained);
 
 /* Set once the process has started scheduler threads (and stays set: so
  * does libc's own notion).  See sys_read() in io.c. */

@@ -143,11 +143,16 @@ ssize_t sp_try_read(int fd, void *buf, size_t len)
     ssize_t n;
     /* Forget the cached readiness first: an event that arrives from here on
      * marks the fd ready again, so a caller that saw a short read may hand the
-     * fd to sp_iom_watch() at once without losing a wake-up. */
-    sp__iom_clear_ready(fd, SP_IO_READ);
+     * fd to sp_iom_watch() at once without losing a wake-up.  The same
+     * promise lets the next call skip its read while no event came: a short
+     * read drained the socket, and any byte since would have been an event
+     * (nginx's ready flag, cleared on a short read). */
+    if (sp__iom_read_begin(fd))
+        return -EAGAIN;
     do
         n = sys_read(fd, buf, len);
     while (n == -EINTR);
+    sp__iom_read_end(fd, n == -EAGAIN || (n > 0 && (size_t)n < len));
     return n;
 }
 

@@ -22,9 +22,10 @@
  * poller event's data next to the fd, so an event queued for an fd that has
  * been closed (and perhaps reused) since is recognised and dropped.
  *
- * Two arming policies: a thread's own fds are registered once,
- * edge-triggered, for everything, with readiness cached; listeners are armed
- * one-shot and re-armed after each accept batch.
+ * Two arming policies: a thread's own fds are registered edge-triggered,
+ * once for reading and once more for writing the first time a writer waits,
+ * with readiness cached; listeners are armed one-shot and re-armed after each
+ * accept batch.
  *
  * A hang-up (SP_POLL_RDHUP, SP_POLL_HUP, SP_POLL_ERR) is remembered in the entry until
  * sp_close(): edge-triggered mode reports it once, and a connection that read
@@ -66,10 +67,13 @@
 struct fdctx {
     int fd;
     uint32_t gen;
-    unsigned char registered;   /* added to the poller */
+    unsigned char registered;   /* added to the poller: SP_IO_READ, | SP_IO_WRITE once a
+                                   writer waited (see arm()) */
     unsigned char ready;        /* cached readiness (single-thread mode): SP_IO_READ|SP_IO_WRITE */
     unsigned char hup;          /* the peer hung up or the fd failed: the directions (SP_IO_*)
                                    that will never block again; kept until sp_close() */
+    unsigned char drained;      /* sp_try_read() came back short, and no read event since:
+                                   with ready clear, nothing to read (see read_begin) */
     struct sp_fiber *waiter[2]; /* parked reader, writer */
     sp_watch_fn *watch_fn;
     void *watch_arg;
@@ -440,21 +444,28 @@ static void watch_entry(void *arg)
 /* ---- poller registration ---------------------------------------------- */
 
 /*
- * An fd of a scheduler thread is registered once, edge-triggered, for
- * everything; readiness is cached, so a blocking call costs no system call
- * beyond its own.  (Listeners, the fds every thread may be woken for, are
- * armed one-shot in the group's listener poller instead: see sp_iom_listen.)
+ * An fd of a scheduler thread is registered edge-triggered: for reading when
+ * anything first waits on it, for writing too once a writer waits (dir).
+ * Most sockets never wait to write, and one registered for writing from the
+ * start reports at once that it can, a wake-up for nothing per connection.
+ * Readiness is cached, so a blocking call costs no system call beyond its
+ * own, and a registration changes at most once.  (Listeners, the fds every
+ * thread may be woken for, are armed one-shot in the group's listener
+ * poller instead: see sp_iom_listen.)
  */
-static int arm(struct sp_iom *iom, int fd, struct fdctx *ctx)
+static int arm(struct sp_iom *iom, int fd, struct fdctx *ctx, unsigned dir)
 {
-    if (ctx->registered)
+    unsigned want = ctx->registered | SP_IO_READ | dir;
+    if (want == ctx->registered)
         return 0;
+    uint32_t ev =
+        SP_POLL_IN | SP_POLL_RDHUP | SP_POLL_EDGE | (want & SP_IO_WRITE ? SP_POLL_OUT : 0);
     uint64_t data = (uint32_t)fd | ((uint64_t)ctx->gen << 32);
-    int rc = sp__poller_add(iom->poller, fd,
-                            SP_POLL_IN | SP_POLL_OUT | SP_POLL_RDHUP | SP_POLL_EDGE, data);
+    int rc = ctx->registered ? sp__poller_mod(iom->poller, fd, ev, data)
+                             : sp__poller_add(iom->poller, fd, ev, data);
     if (rc < 0)
         return rc;
-    ctx->registered = 1;
+    ctx->registered = (unsigned char)want;
     return 0;
 }
 
@@ -566,7 +577,7 @@ int sp_iom_watch(struct sp_iom *iom, int fd, int64_t timeout_ms, sp_watch_fn *fn
         watch_fire(iom, ctx, 0);
         goto out;
     }
-    rc = arm(iom, fd, ctx);
+    rc = arm(iom, fd, ctx, SP_IO_READ);
     if (rc == 0)
         goto out;
 undo:
@@ -705,7 +716,7 @@ static void commit_park(struct sp_iom *iom, struct sp_fiber *f)
             return;
         }
         ctx->waiter[d - 1] = f;
-        int rc = arm(iom, fd, ctx);
+        int rc = arm(iom, fd, ctx, d);
         if (rc < 0) {
             ctx->waiter[d - 1] = NULL;
             f->wait_fd = -1;
@@ -735,14 +746,27 @@ void sp_yield(void)
     sp_fiber_yield(); /* not parking: the scheduler queues it again */
 }
 
-void sp__iom_clear_ready(int fd, unsigned dir)
+bool sp__iom_read_begin(int fd)
 {
     struct sp_iom *iom = current_iom();
-    if (!iom)
-        return;
-    struct fdctx *ctx = fdctx_get(iom, fd, 0);
+    struct fdctx *ctx = iom ? fdctx_get(iom, fd, 0) : NULL;
+    if (!ctx)
+        return false;
+    /* Drained by the last sp_try_read() and no event since: the poller
+     * would have told of any byte or hang-up that came. */
+    if (ctx->drained && (ctx->registered & SP_IO_READ) && !(ctx->ready & SP_IO_READ) &&
+        !(ctx->hup & SP_IO_READ))
+        return true;
+    ctx->ready &= (unsigned char)~SP_IO_READ;
+    return false;
+}
+
+void sp__iom_read_end(int fd, bool drained)
+{
+    struct sp_iom *iom = current_iom();
+    struct fdctx *ctx = iom ? fdctx_get(iom, fd, 0) : NULL;
     if (ctx)
-        ctx->ready &= (unsigned char)~dir;
+        ctx->drained = drained;
 }
 
 int sp_idle_quiet(int fd)
@@ -768,7 +792,7 @@ int sp_idle_quiet(int fd)
     if (n >= 0 || errno != EAGAIN)
         return 0;
     /* Registering reports what arrived between the look and now. */
-    if (ctx && arm(iom, fd, ctx) < 0)
+    if (ctx && arm(iom, fd, ctx, SP_IO_READ) < 0)
         return -errno;
     return 1;
 }
@@ -834,6 +858,7 @@ static int forget_fd(struct sp_iom *iom, int fd)
     ctx->registered = 0;
     ctx->ready = 0;
     ctx->hup = 0;
+    ctx->drained = 0;
     __atomic_store_n(&ctx->gen, ctx->gen + 1, __ATOMIC_RELAXED);
     return queued;
 }
@@ -1079,6 +1104,7 @@ static void handle_event(struct sp_iom *iom, const struct sp_poll_event *ev)
     if (e & (SP_POLL_HUP | SP_POLL_ERR))
         ctx->hup |= SP_IO_WRITE;
     if (readable) {
+        ctx->drained = 0;
         if (ctx->waiter[0])
             wake(iom, ctx->waiter[0], 0);
         else if (ctx->watch_fn)

@@ -635,6 +635,54 @@ static void test_idle_quiet(void **state)
     assert_int_equal(d.unregistered_eof, 0);
 }
 
+/* ---- sp_try_read: a short read drains -------------------------------- */
+
+struct drain {
+    int sv[2];
+    ssize_t first, unseen, seen, full, after_full, eof, eof_again;
+};
+
+static void drainer(void *arg)
+{
+    struct drain *d = arg;
+    char buf[16];
+    CHECK(write(d->sv[1], "abc", 3) == 3);
+    CHECK(sp_wait(d->sv[0], SP_IO_READ, 1000) == 0);    /* registered, the event seen */
+    d->first = sp_try_read(d->sv[0], buf, sizeof(buf)); /* short: drained */
+    CHECK(write(d->sv[1], "d", 1) == 1);
+    /* No event handled since: answered without a read. */
+    d->unseen = sp_try_read(d->sv[0], buf, sizeof(buf));
+    sp_sleep(10);
+    d->seen = sp_try_read(d->sv[0], buf, sizeof(buf));
+    /* A read that fills the buffer proves nothing: the next one reads. */
+    CHECK(write(d->sv[1], "efgh", 4) == 4);
+    sp_sleep(10);
+    d->full = sp_try_read(d->sv[0], buf, 4);
+    CHECK(write(d->sv[1], "i", 1) == 1);
+    d->after_full = sp_try_read(d->sv[0], buf, sizeof(buf));
+    CHECK(shutdown(d->sv[1], SHUT_WR) == 0);
+    sp_sleep(10);
+    d->eof = sp_try_read(d->sv[0], buf, sizeof(buf));
+    d->eof_again = sp_try_read(d->sv[0], buf, sizeof(buf));
+    sp_close(d->sv[0]);
+    sp_close(d->sv[1]);
+}
+
+static void test_try_read_after_a_short_read(void **state)
+{
+    (void)state;
+    struct drain d = {.first = -1};
+    tcp_pair(d.sv);
+    run_fibers(1, drainer, NULL, &d);
+    assert_int_equal(d.first, 3);
+    assert_int_equal(d.unseen, -EAGAIN);
+    assert_int_equal(d.seen, 1);
+    assert_int_equal(d.full, 4);
+    assert_int_equal(d.after_full, 1);
+    assert_int_equal(d.eof, 0);
+    assert_int_equal(d.eof_again, 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -654,6 +702,7 @@ int main(void)
         RT_TEST(test_net_helpers),
         RT_TEST(test_park_after_fd_reuse),
         RT_TEST(test_idle_quiet),
+        RT_TEST(test_try_read_after_a_short_read),
     };
     /* clang-format on */
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -37,7 +37,9 @@ ssize_t sp_recvmsg(int fd, struct msghdr *msg, int flags, int64_t timeout_ms);
  * Made for handing an idle connection to sp_iom_watch(): after -EAGAIN, or
  * after a short read (fewer bytes than len), the caller may watch the fd at
  * once; bytes that arrive in between still wake the watch.  Callable off a
- * fiber.
+ * fiber.  For stream sockets and pipes, where a short read means nothing was
+ * left: until a read event comes, the next call answers -EAGAIN without a
+ * system call.
  */
 ssize_t sp_try_read(int fd, void *buf, size_t len);
 
