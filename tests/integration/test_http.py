@@ -347,6 +347,21 @@ def status_page_reports_the_worker():
 
 
 @tap.case
+def status_page_has_every_workers_counters():
+    st = status()
+    for k in ("generation", "reloads_ok", "reloads_failed", "respawns", "connections", "accepted",
+              "requests", "bytes_in", "bytes_out"):
+        check(k in st["totals"], "totals.%s in %r" % (k, st["totals"]))
+    eq([w["index"] for w in st["workers"]], [0], "one worker record")
+    w = st["workers"][0]
+    eq(w["pid"], st["pid"], "its pid")
+    eq(w["generation"], st["generation"], "its generation")
+    check(w["requests"] >= st["requests"], "the index counts at least this process")
+    eq(st["totals"]["requests"], w["requests"], "totals of one worker")
+    eq(st["reloads"], [], "no reloads")
+
+
+@tap.case
 def idle_keep_alive_connections_hold_no_fiber():
     conns = []
     try:

@@ -19,7 +19,6 @@ worker_libspindle_worker_a_SOURCES += \
 	worker/http/http_access_log.c \
 	worker/http/http_tls.h \
 	worker/http/http_tls.c
-
 # The request body reader, tested against real sockets.
 CMOCKA_TESTS += tests/unit/test_http_body
 if HAVE_CMOCKA
@@ -43,7 +42,7 @@ tests_unit_test_http_handler_SOURCES = tests/unit/test_http_handler.c \
 	worker/http/http_static.c \
 	worker/http/http_mime.c worker/http/http_access_log.c worker/http/http_conf.c \
 	worker/http/http_tls_conf.c worker/http/http_tls.c \
-	worker/module.c
+	worker/module.c worker/metrics.c
 tests_unit_test_http_handler_CFLAGS = $(UNIT_CFLAGS) -I$(top_srcdir)/worker/http \
 	-DHELLO_SO='"$(abs_top_builddir)/examples/hello/hello.so"'
 # The example module it loads finds the handler API in the program.
