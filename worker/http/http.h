@@ -388,6 +388,10 @@ void http_mime_free(void);
 extern const struct sp_http_handler_def http_status_handler;
 extern const struct sp_http_handler_def http_metrics_handler;
 
+/* worker/http/status.html, made a C string by the build (status_html.c). */
+extern const char http_status_html[];
+extern const size_t http_status_html_len;
+
 /* ---- http_access_log.c ---------------------------------------------------- */
 
 /* Starts the access log on fd, path opened for appending by the master

@@ -1,6 +1,7 @@
 /*
  * The status page: one JSON object describing this worker, with the
  * counters of every worker from the memory the master shares (metrics.h);
+ * the live HTML page (status.html) to a client that prefers text/html;
  * and the metrics page in Prometheus's text format.
  *
  *   {"pid":..., "master_pid":..., "generation":..., "index":...,
@@ -32,11 +33,67 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "http.h"
 #include "http_tls.h"
 #include "spindle/timer.h"
+
+/* The quality a client's Accept gives media type type ("text/html"): 0..1000,
+ * -1 when the header does not name it. */
+static int accept_q(const char *a, size_t n, const char *type)
+{
+    size_t tl = strlen(type);
+    for (size_t i = 0; i < n;) {
+        while (i < n && (a[i] == ' ' || a[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < n && a[i] != ',' && a[i] != ';' && a[i] != ' ')
+            i++;
+        bool match = i - start == tl && strncasecmp(a + start, type, tl) == 0;
+        int q = 1000;
+        /* Parameters up to the next element: only q matters. */
+        while (i < n && a[i] != ',') {
+            if ((a[i] == 'q' || a[i] == 'Q') && i + 1 < n && a[i + 1] == '=' &&
+                (a[i - 1] == ';' || a[i - 1] == ' ')) {
+                i += 2;
+                q = 0;
+                int scale = 1000;
+                if (i < n && a[i] == '1')
+                    q = 1000;
+                for (i++; i < n && (a[i] == '.' || (a[i] >= '0' && a[i] <= '9')); i++)
+                    if (a[i] != '.' && (scale /= 10) > 0)
+                        q += (a[i] - '0') * scale;
+                continue;
+            }
+            i++;
+        }
+        if (match)
+            return q;
+    }
+    return -1;
+}
+
+/* A browser: text/html named, and preferred to application/json. */
+static bool wants_html(struct sp_http_req *req)
+{
+    size_t n;
+    const char *a = sp_http_req_header(req, "Accept", &n);
+    if (!a)
+        return false;
+    int html = accept_q(a, n, "text/html");
+    return html > 0 && html > accept_q(a, n, "application/json");
+}
+
+static int html_handle(struct sp_http_resp *resp)
+{
+    if (sp_http_resp_header(resp, "Content-Type", "text/html; charset=utf-8") != 0 ||
+        sp_http_resp_header(resp, "Cache-Control", "no-store") != 0 ||
+        sp_http_resp_header(resp, "Vary", "Accept") != 0)
+        return -1;
+    return sp_http_resp_body(resp, http_status_html, http_status_html_len) == 0 ? 0 : -1;
+}
 
 /* Written against spindle/http_handler.h, as a module's handler would be,
  * with the proxy's counters besides; state is the service. */
@@ -50,7 +107,8 @@ static int status_handle(struct sp_http_req *req, struct sp_http_resp *resp, voi
     char *shared = NULL;
     int rc = 0;
 
-    (void)req;
+    if (wants_html(req))
+        return html_handle(resp);
     struct metrics_view *v = malloc(sizeof(*v));
     if (v && metrics_read(v) == 0)
         shared = metrics_json(v, &shared_len);
