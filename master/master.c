@@ -20,6 +20,7 @@
 #include "spindle/iomanager.h"
 #include "spindle/log.h"
 #include "spindle/timer.h"
+#include "../worker/metrics.h"
 #include "../worker/worker.h"
 
 #define MS (UINT64_C(1000000))
@@ -56,6 +57,7 @@ int master_wait(struct master *m, uint64_t deadline_ns)
 void master_make_current(struct master *m, struct master_gen *gen)
 {
     m->cur = gen;
+    metrics_set_generation(gen->id);
     for (unsigned i = 0; i < SP_CONFIG_MAX_WORKERS; i++)
         m->index[i].delay_ms = 0;
     master_slots_balance(m);
@@ -159,6 +161,7 @@ struct master_worker *master_fork_worker(struct master *m, struct master_gen *ge
     }
     w->gen = gen;
     w->index = index;
+    w->metrics_proc = metrics_proc_take(gen->id, index);
     w->channel_fd = sv[0];
     w->child_fd = sv[1];
     w->state = MASTER_WORKER_STARTING;
@@ -176,9 +179,11 @@ struct master_worker *master_fork_worker(struct master *m, struct master_gen *ge
         unlink_worker(m, w);
         gen->live--;
         sp_close(w->channel_fd);
+        metrics_proc_fold(w->metrics_proc);
         free(w);
         return NULL;
     }
+    metrics_proc_pid(w->metrics_proc, w->pid);
     w->started_ns = sp_now_ns();
     if (sp_iom_spawn(m->iom, channel_fiber, w) != 0) {
         /* Without a reader the worker could not be told anything: end it. */
@@ -271,12 +276,15 @@ static void worker_gone(struct master *m, struct master_worker *w)
                        : (delay * 2 > MASTER_RESPAWN_MAX_MS ? MASTER_RESPAWN_MAX_MS : delay * 2);
         ix->respawn_gen = gen->id;
         ix->respawn_ms = delay;
+        metrics_respawned(w->index);
         sp_log_error("worker %u (pid %d, generation %u) died: %s%s; respawning in %llu ms",
                      w->index, (int)w->pid, gen->id, st, reason, (unsigned long long)delay);
         if (sp_iom_spawn(m->iom, respawn_fiber, (void *)(uintptr_t)w->index) != 0)
             sp_log_error("cannot respawn worker %u: out of memory", w->index);
     }
     master_slots_forget(m, w);
+    /* Reaped: the record is final and its counts join the index's. */
+    metrics_proc_fold(w->metrics_proc);
     free(w);
     master_gen_prune(m);
     master_slots_balance(m);
@@ -674,6 +682,14 @@ static int become_master(struct master *m)
 static int start_scheduler(struct master *m)
 {
     struct sp_iom_config icfg = {.threads = 1, .pool = {.stack_size = 128 * 1024}};
+    /* Mapped once, before the first worker, for the master's whole life. */
+    int rc = metrics_map();
+    if (rc < 0) {
+        char err[128];
+        snprintf(err, sizeof(err), "cannot map the shared counters: %s", strerror(-rc));
+        report_fatal(m, err);
+        return -1;
+    }
     m->iom = sp_iom_new(&icfg);
     if (!m->iom || sp_iom_spawn(m->iom, signal_fiber, m) != 0 ||
         sp_iom_spawn(m->iom, deadline_fiber, m) != 0 ||

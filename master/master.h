@@ -68,9 +68,10 @@ struct master_gen {
 struct master_worker {
     pid_t pid; /* 0 until forked */
     struct master_gen *gen;
-    unsigned index; /* within its generation */
-    int channel_fd; /* the master's end; -1 once closed */
-    int child_fd;   /* the worker's end, until the fork */
+    unsigned index;   /* within its generation */
+    int metrics_proc; /* its record in the shared counters (worker/metrics.h); -1: none */
+    int channel_fd;   /* the master's end; -1 once closed */
+    int child_fd;     /* the worker's end, until the fork */
     enum master_worker_state state;
     uint64_t started_ns;
     uint64_t kill_at_ns; /* SIGKILL deadline while draining or stopping; 0: none */

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "master.h"
+#include "../worker/metrics.h"
 #include "spindle/io.h"
 #include "spindle/log.h"
 #include "spindle/timer.h"
@@ -63,6 +64,7 @@ int master_start_generation(struct master *m, struct master_gen *gen, char *err,
     uint64_t deadline;
 
     gen->failed[0] = '\0';
+    metrics_add_names(gen->cfg);
     for (unsigned i = 0; i < n; i++) {
         if (m->stopping) {
             snprintf(err, errlen, "shutting down");
@@ -285,5 +287,6 @@ int master_reload(struct master *m, char *msg, size_t len)
     m->reload_ok = rc == 0;
     m->reload_ns = sp_now_ns();
     snprintf(m->reload_result, sizeof(m->reload_result), "%s", msg);
+    metrics_reload_done(m->cur->id, rc == 0, msg);
     return rc;
 }

@@ -377,6 +377,7 @@ static void child_main(struct master *m, struct master_worker *w)
         .cfg = cfg,
         .generation = w->gen->id,
         .index = w->index,
+        .metrics_proc = w->metrics_proc,
         .channel_fd = w->child_fd,
         .listeners = ls,
         .nlisteners = n,

@@ -16,6 +16,8 @@ worker_libspindle_worker_a_SOURCES = \
 	worker/worker.h \
 	worker/worker.c \
 	worker/tickets.c \
+	worker/metrics.h \
+	worker/metrics.c \
 	worker/include/spindle/module.h \
 	worker/include/spindle/worker.h \
 	worker/module.c

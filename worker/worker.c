@@ -15,6 +15,7 @@
  * own until RELEASE or the drain closes our copy.
  */
 #include "worker.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -63,7 +64,10 @@ struct worker {
     unsigned generation, index;
     int channel_fd;
     uint64_t started_ns;
-    struct worker_counters counters;
+    /* The record the master shares (metrics.h), else own_counters. */
+    struct worker_counters *counters;
+    struct worker_counters own_counters;
+    int metrics_proc;
     atomic_int draining;
     atomic_int exiting;
     struct service *services;
@@ -84,7 +88,12 @@ struct sp_iom *worker_iom(struct worker *w)
 
 struct worker_counters *worker_counters(struct worker *w)
 {
-    return &w->counters;
+    return w->counters;
+}
+
+int worker_metrics_proc(struct worker *w)
+{
+    return w->metrics_proc;
 }
 
 const struct sp_config *worker_config(struct worker *w)
@@ -116,7 +125,7 @@ static void maybe_finish(struct worker *w)
 {
     /* An accept batch that is still running may hold a connection it has
      * accepted and not yet counted (threads > 1): its listener ends last. */
-    if (atomic_load(&w->draining) && atomic_load(&w->counters.connections) == 0 &&
+    if (atomic_load(&w->draining) && atomic_load(&w->counters->connections) == 0 &&
         atomic_load(&w->accepting) == 0 && !atomic_exchange(&w->exiting, 1)) {
         snprintf(w->exit_reason, sizeof(w->exit_reason), "drained");
         sp_iom_stop(w->iom);
@@ -125,7 +134,7 @@ static void maybe_finish(struct worker *w)
 
 void worker_conn_closed(struct worker *w)
 {
-    atomic_fetch_sub(&w->counters.connections, 1);
+    atomic_fetch_sub(&w->counters->connections, 1);
     maybe_finish(w);
 }
 
@@ -161,8 +170,8 @@ static void accept_batch(int lfd, int status, void *arg)
         if (fd >= 0) {
             a->backoff = ACCEPT_BACKOFF_MIN_MS;
             sp_net_set_nodelay(fd);
-            atomic_fetch_add(&w->counters.connections, 1);
-            atomic_fetch_add(&w->counters.accepted, 1);
+            atomic_fetch_add(&w->counters->connections, 1);
+            atomic_fetch_add(&w->counters->accepted, 1);
             if (sp_iom_spawn(w->iom, connection_fiber, (void *)(svc_bits | (uint32_t)fd)) != 0) {
                 sp_close(fd);
                 worker_conn_closed(w);
@@ -296,7 +305,7 @@ static void drain_deadline_fiber(void *arg)
     struct worker *w = arg;
     sp_sleep(w->cfg->shutdown_timeout_ms);
     if (!atomic_exchange(&w->exiting, 1)) {
-        unsigned long n = (unsigned long)atomic_load(&w->counters.connections);
+        unsigned long n = (unsigned long)atomic_load(&w->counters->connections);
         snprintf(w->exit_reason, sizeof(w->exit_reason),
                  "shutdown_timeout with %lu connection%s open", n, n == 1 ? "" : "s");
         sp_log_warn("drain deadline reached with %lu connection%s open; exiting", n,
@@ -309,7 +318,7 @@ static void worker_drain(struct worker *w, const char *why)
 {
     if (atomic_exchange(&w->draining, 1))
         return;
-    unsigned long nconn = (unsigned long)atomic_load(&w->counters.connections);
+    unsigned long nconn = (unsigned long)atomic_load(&w->counters->connections);
     sp_log_info("draining (%s), %lu connection%s open", why, nconn, nconn == 1 ? "" : "s");
     /* Closing our copies ends each listener with a -ECANCELED batch call
      * (once a running batch has returned).  The master still holds every
@@ -433,10 +442,10 @@ static void fill_status(struct worker *w, struct sp_msg *m)
     m->status.pid = (uint32_t)getpid();
     m->status.generation = w->generation;
     m->status.index = w->index;
-    m->status.connections = atomic_load(&w->counters.connections);
-    m->status.requests = atomic_load(&w->counters.requests);
-    m->status.bytes_in = atomic_load(&w->counters.bytes_in);
-    m->status.bytes_out = atomic_load(&w->counters.bytes_out);
+    m->status.connections = atomic_load(&w->counters->connections);
+    m->status.requests = atomic_load(&w->counters->requests);
+    m->status.bytes_in = atomic_load(&w->counters->bytes_in);
+    m->status.bytes_out = atomic_load(&w->counters->bytes_out);
     m->status.fibers_live = st.fibers_live;
     m->status.fibers_pooled = st.fibers_pooled;
     m->status.uptime_ms = (sp_now_ns() - w->started_ns) / 1000000;
@@ -632,6 +641,10 @@ static int worker_setup(struct worker *w, const struct worker_args *args)
     w->cfg = cfg;
     w->generation = args->generation;
     w->index = args->index;
+    w->metrics_proc = args->metrics_proc;
+    w->counters = metrics_proc_counters(args->metrics_proc);
+    if (!w->counters)
+        w->counters = &w->own_counters;
     w->channel_fd = args->channel_fd;
     if (w->channel_fd >= 0) {
         sp_net_set_nonblock(w->channel_fd, 1);

@@ -36,6 +36,8 @@ INTEGRATION_TESTS += \
 	tests/integration/test_privileges.py \
 	tests/integration/test_reload.py \
 	tests/integration/test_reload_threads.py \
+	tests/integration/test_metrics.py \
+	tests/integration/test_status_page.py \
 	tests/integration/test_signals.py \
 	tests/integration/test_supervision.py \
 	tests/integration/test_notify.py \

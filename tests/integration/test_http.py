@@ -347,6 +347,45 @@ def status_page_reports_the_worker():
 
 
 @tap.case
+def status_page_has_every_workers_counters():
+    st = status()
+    for k in ("generation", "reloads_ok", "reloads_failed", "respawns", "connections", "accepted",
+              "requests", "bytes_in", "bytes_out"):
+        check(k in st["totals"], "totals.%s in %r" % (k, st["totals"]))
+    eq([w["index"] for w in st["workers"]], [0], "one worker record")
+    w = st["workers"][0]
+    eq(w["pid"], st["pid"], "its pid")
+    eq(w["generation"], st["generation"], "its generation")
+    check(w["requests"] >= st["requests"], "the index counts at least this process")
+    eq(st["totals"]["requests"], w["requests"], "totals of one worker")
+    eq(st["reloads"], [], "no reloads")
+
+
+@tap.case
+def status_page_is_html_for_browsers_only():
+    browser = ("text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"
+               "*/*;q=0.8")
+    for accept, html in ((browser, True), ("text/html", True),
+                         ("application/json;q=0.5, text/html", True),
+                         (None, False), ("*/*", False), ("application/json", False),
+                         ("application/json, text/html", False),
+                         ("text/html;q=0.5, application/json", False),
+                         ("text/html;q=0", False)):
+        with Conn(PORT) as c:
+            r = get(c, "/status", headers={"Accept": accept} if accept else {})
+        eq(r.status, 200, "status for %r" % accept)
+        eq(r.header("vary"), "Accept", "Vary for %r" % accept)
+        if html:
+            eq(r.header("content-type"), "text/html; charset=utf-8", "type for %r" % accept)
+            check(r.body.startswith(b"<!DOCTYPE html>") and b"<script>" in r.body and
+                  b"http://" not in r.body and b"https://" not in r.body,
+                  "the page, self-contained, for %r" % accept)
+        else:
+            eq(r.header("content-type"), "application/json", "type for %r" % accept)
+            check("totals" in json.loads(r.body), "the JSON for %r" % accept)
+
+
+@tap.case
 def idle_keep_alive_connections_hold_no_fiber():
     conns = []
     try:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A whole worker under valgrind memcheck: start, serve every kind of answer
-(static files, return routes, the status page, echo, the command service),
+(static files, return routes, the status and metrics pages, echo, the command service),
 drain on QUIT and exit.
 Every service frees what it allocated at the worker's exit, so memcheck must
 report no error and no definitely or indirectly lost byte in the worker.
@@ -84,6 +84,7 @@ def serve_and_exit(threads):
 listen = 127.0.0.1:%d
 root = www
 status = /_status
+metrics = /_metrics
 return /plaintext = 200 text/plain Hello, World!
 return /json = 200 application/json {"message":"Hello, World!"}
 access_log = access.log
@@ -125,6 +126,9 @@ listen = 127.0.0.1:%d
         eq(c.request("GET", "/plaintext").body, b"Hello, World!", "return")
         eq(c.request("POST", "/json", body=b"x" * 100).status, 200, "POST to a return path")
         eq(c.request("GET", "/_status").status, 200, "status page")
+        eq(c.request("GET", "/_status", headers={"Accept": "text/html"}).status, 200,
+           "HTML status page")
+        eq(c.request("GET", "/_metrics").status, 200, "metrics page")
         eq(c.request("GET", "/missing").status, 404, "404")
         eq(c.request("DELETE", "/").status, 405, "405")
         # Through the proxy to the second service: an upstream connection

@@ -42,6 +42,11 @@ struct worker_counters *worker_counters(struct worker *w)
 {
     return &w->wc;
 }
+int worker_metrics_proc(struct worker *w)
+{
+    (void)w;
+    return -1;
+}
 const struct sp_config *worker_config(struct worker *w)
 {
     return &w->cfg;

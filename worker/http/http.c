@@ -53,6 +53,7 @@
 #include "spindle/io.h"
 #include "spindle/log.h"
 #include "spindle/module.h"
+#include "spindle/clock.h"
 #include "spindle/timer.h"
 
 /* How long a connection that ends after an error still reads (and drops)
@@ -343,13 +344,26 @@ static void txn_line(struct http_txn *t, const struct http_conn *c, const char *
     t->upstream_addr = NULL;
 }
 
+/* A request is answered: counted by its status for the metrics page, then
+ * logged.  Every answer passes here once. */
+static inline void txn_done(struct http_conn *c, const struct http_txn *t)
+{
+    if (__builtin_expect(t->status >= 400, 0)) {
+        struct metrics_svc *m = c->hs->metrics;
+        if (m)
+            atomic_fetch_add_explicit(t->status >= 500 ? &m->status_5xx : &m->status_4xx, 1,
+                                      memory_order_relaxed);
+    }
+    http_log_add(c, t);
+}
+
 /* Answers an error that ends the connection.  A HEAD (when the request line
  * was read) gets the head of the answer only, as for any other status. */
 static enum conn_end fail_request(struct http_conn *c, struct http_txn *t, unsigned status)
 {
     t->close = true;
     http_error(&c->out, t, status, NULL);
-    http_log_add(c, t);
+    txn_done(c, t);
     return END_LINGER;
 }
 
@@ -375,7 +389,7 @@ static __attribute__((noinline)) enum conn_end dispatch_end(struct http_conn *c,
 {
     if (rc == DISPATCH_BODY && t->status == 0 && c->body.status != 0)
         return fail_request(c, t, c->body.status);
-    http_log_add(c, t);
+    txn_done(c, t);
     return rc == DISPATCH_LINGER ? END_LINGER : END_DROP;
 }
 
@@ -459,7 +473,7 @@ static enum conn_end process(struct http_conn *c, unsigned *served, uint64_t *by
         int rc = dispatch(c, &t);
         if (rc != 0)
             return dispatch_end(c, &t, rc);
-        http_log_add(c, &t);
+        txn_done(c, &t);
         if (t.close) {
             /* Only whether input is left matters now (see conn_run). */
             c->len -= body_at;
@@ -586,6 +600,10 @@ static void conn_run(struct http_conn *c, bool fresh)
         }
         uint64_t bytes_in = (uint64_t)n;
         unsigned served = 0;
+        /* A request's time counts from the start of the scheduler pass
+         * that read it (the thread's clock reading, no system call) to a
+         * fresh reading once its answer is written. */
+        uint64_t t0 = sp_clock_pass_ns();
         c->len += (size_t)n;
         http_date_now(c->date);
         end = process(c, &served, &bytes_in);
@@ -594,6 +612,8 @@ static void conn_run(struct http_conn *c, bool fresh)
             end = END_DROP;
         atomic_fetch_add(&wc->bytes_in, bytes_in);
         if (served) {
+            if (hs->metrics)
+                metrics_observe(hs->metrics, sp_now_ns() - t0, served);
             atomic_fetch_add(&wc->requests, served);
             atomic_fetch_add(&wc->bytes_out, c->out.sent);
             c->out.sent = 0;
@@ -854,13 +874,15 @@ static int http_init(struct service *svc, char *err, size_t errlen)
     http_live++;
     hs->svc = svc;
     hs->conf = conf;
+    if (svc->section) /* a test's service may have none */
+        hs->metrics = metrics_proc_svc(worker_metrics_proc(svc->worker), svc->section->name);
     unsigned threads = cfg->threads > 1 ? cfg->threads : 1;
     hs->bufs_on_stack = cfg->stack_size >= 64 * 1024;
     hs->limits.max_head = conf->max_header_size;
     /* Below the head limit, so that a long target is 414 rather than 431. */
     hs->limits.max_target = conf->max_header_size - 32;
 
-    size_t nroutes = conf->nreturns + 1, slots = 8;
+    size_t nroutes = conf->nreturns + 2, slots = 8;
     while (slots < nroutes * 2)
         slots *= 2;
     hs->routes = calloc(slots, sizeof(*hs->routes));
@@ -885,6 +907,14 @@ static int http_init(struct service *svc, char *err, size_t errlen)
                                            .state = hs};
         struct http_route r = {.answer = answer_handler, .arg = &hs->status};
         route_add(hs, conf->status_path, &r);
+    }
+    if (conf->metrics_path) {
+        hs->metrics_page = (struct http_handler){.prefix = conf->metrics_path,
+                                                 .prefix_len = strlen(conf->metrics_path),
+                                                 .def = &http_metrics_handler,
+                                                 .state = hs};
+        struct http_route r = {.answer = answer_handler, .arg = &hs->metrics_page};
+        route_add(hs, conf->metrics_path, &r);
     }
     if (handlers_init(hs, threads, err, errlen) != 0)
         return -1;

@@ -40,6 +40,7 @@
 #include "http_conf.h"
 #include "spindle/http_parser.h"
 #include "spindle/stream.h"
+#include "../metrics.h"
 #include "../worker.h"
 
 #define HTTP_IN_SIZE   16384 /* input buffer on the fiber stack */
@@ -102,13 +103,15 @@ struct http_svc {
     struct http_proxy **proxies;               /* one per upstream the proxy lines name */
     const struct sp_upstream_conf **upstreams; /* proxies[i]'s */
     size_t nproxies;
-    struct http_handler status; /* the status page's route */
-    struct http_static *st;     /* NULL: no root */
-    struct http_log *log;       /* NULL: access_log off */
-    bool log_full;              /* its format is not combined: txns record more for it */
-    bool bufs_on_stack;         /* the fiber stack is deep enough for both buffers */
-    struct http_tls *tls;       /* NULL: no listen address flagged tls */
-    bool tls_only;              /* every listen address is flagged tls */
+    struct http_handler status;       /* the status page's route */
+    struct http_handler metrics_page; /* the metrics page's route */
+    struct http_static *st;           /* NULL: no root */
+    struct http_log *log;             /* NULL: access_log off */
+    bool log_full;                    /* its format is not combined: txns record more for it */
+    bool bufs_on_stack;               /* the fiber stack is deep enough for both buffers */
+    struct http_tls *tls;             /* NULL: no listen address flagged tls */
+    bool tls_only;                    /* every listen address is flagged tls */
+    struct metrics_svc *metrics;      /* this service's histogram in the shared counters, or NULL */
 };
 
 /*
@@ -396,6 +399,11 @@ void http_mime_free(void);
 /* The JSON status page, a handler written against spindle/http_handler.h;
  * its state is the struct worker. */
 extern const struct sp_http_handler_def http_status_handler;
+extern const struct sp_http_handler_def http_metrics_handler;
+
+/* worker/http/status.html, made a C string by the build (status_html.c). */
+extern const char http_status_html[];
+extern const size_t http_status_html_len;
 
 /* ---- http_access_log.c ---------------------------------------------------- */
 

@@ -227,11 +227,12 @@ static void set_index(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, vo
         sp_conf_set_string(ctx, key, conf, v);
 }
 
-static void set_status(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
-                       const char *v)
+/* status = PATH, metrics = PATH */
+static void set_page(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
+                     const char *v)
 {
     if (!sp_conf_valid_url_path(v, strlen(v)))
-        sp_conf_error(ctx, "invalid status '%s': expected a path starting with '/'", v);
+        sp_conf_error(ctx, "invalid %s '%s': expected a path starting with '/'", key->name, v);
     else
         sp_conf_set_string(ctx, key, conf, v);
 }
@@ -257,7 +258,8 @@ static void set_log_format(struct sp_conf_ctx *ctx, const struct sp_conf_key *ke
 const struct sp_conf_key http_conf_keys[] = {
     {"root", sp_conf_set_path, H(root), 0, 0, NULL, 0},
     {"index", set_index, H(index), 0, 0, NULL, 0},
-    {"status", set_status, H(status_path), 0, 0, NULL, 0},
+    {"status", set_page, H(status_path), 0, 0, NULL, 0},
+    {"metrics", set_page, H(metrics_path), 0, 0, NULL, 0},
     {"return", set_return, 0, 0, 0, NULL, SP_CONF_LINE | SP_CONF_REPEAT},
     {"handle", set_handle, 0, 0, 0, NULL, SP_CONF_LINE | SP_CONF_REPEAT},
     {"proxy", set_proxy, 0, 0, 0, NULL, SP_CONF_LINE | SP_CONF_REPEAT},
@@ -320,12 +322,19 @@ void http_conf_check(struct sp_conf_ctx *ctx, void *conf)
     struct sp_http_conf *h = conf;
 
     http_tls_conf_check(ctx, h);
-    if (h->status_path == NULL)
+    if (h->status_path && h->metrics_path && strcmp(h->status_path, h->metrics_path) == 0) {
+        sp_conf_error(ctx, "the status and metrics pages have one path '%s'", h->status_path);
         return;
+    }
     for (unsigned i = 0; i < h->nreturns; i++) {
         const struct sp_http_return *r = &h->returns[i];
-        if (strcmp(r->path, h->status_path) == 0) {
-            sp_conf_error_at(ctx, r->line, "return path '%s' is also the status path", r->path);
+        const char *page = NULL;
+        if (h->status_path && strcmp(r->path, h->status_path) == 0)
+            page = "status";
+        else if (h->metrics_path && strcmp(r->path, h->metrics_path) == 0)
+            page = "metrics";
+        if (page) {
+            sp_conf_error_at(ctx, r->line, "return path '%s' is also the %s path", r->path, page);
             return;
         }
     }

@@ -59,9 +59,10 @@ struct sp_http_tls_file {
 #define SP_HTTP_TLS_V13 0x2u
 
 struct sp_http_conf {
-    const char *root;        /* absolute, no trailing '/'; NULL: serve no files */
-    const char *index;       /* file name served for a directory, default "index.html" */
-    const char *status_path; /* JSON status page; NULL: disabled */
+    const char *root;         /* absolute, no trailing '/'; NULL: serve no files */
+    const char *index;        /* file name served for a directory, default "index.html" */
+    const char *status_path;  /* JSON status page; NULL: disabled */
+    const char *metrics_path; /* Prometheus metrics page; NULL: disabled */
     struct sp_http_return *returns;
     unsigned nreturns;
     struct sp_http_handle *handles;
