@@ -52,6 +52,7 @@ static long payload_size(unsigned type)
     case SP_MSG_PING:
     case SP_MSG_DRAINING:
     case SP_MSG_PONG:
+    case SP_MSG_DRAIN_SOON:
         return 0;
     case SP_MSG_ADOPT:
     case SP_MSG_RELEASE:
@@ -214,6 +215,8 @@ const char *sp_msg_type_name(unsigned type)
         return "DRAINING";
     case SP_MSG_EXITING:
         return "EXITING";
+    case SP_MSG_DRAIN_SOON:
+        return "DRAIN_SOON";
     }
     return "UNKNOWN";
 }
