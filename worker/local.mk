@@ -15,6 +15,7 @@ noinst_LIBRARIES += worker/libspindle-worker.a
 worker_libspindle_worker_a_SOURCES = \
 	worker/worker.h \
 	worker/worker.c \
+	worker/client_addr.c \
 	worker/include/spindle/module.h \
 	worker/include/spindle/worker.h \
 	worker/module.c
