@@ -236,10 +236,20 @@ static void set_status(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, v
         sp_conf_set_string(ctx, key, conf, v);
 }
 
+static void set_health(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
+                       const char *v)
+{
+    if (!sp_conf_valid_url_path(v, strlen(v)))
+        sp_conf_error(ctx, "invalid health '%s': expected a path starting with '/'", v);
+    else
+        sp_conf_set_string(ctx, key, conf, v);
+}
+
 const struct sp_conf_key http_conf_keys[] = {
     {"root", sp_conf_set_path, H(root), 0, 0, NULL, 0},
     {"index", set_index, H(index), 0, 0, NULL, 0},
     {"status", set_status, H(status_path), 0, 0, NULL, 0},
+    {"health", set_health, H(health_path), 0, 0, NULL, 0},
     {"return", set_return, 0, 0, 0, NULL, SP_CONF_LINE | SP_CONF_REPEAT},
     {"handle", set_handle, 0, 0, 0, NULL, SP_CONF_LINE | SP_CONF_REPEAT},
     {"proxy", set_proxy, 0, 0, 0, NULL, SP_CONF_LINE | SP_CONF_REPEAT},
@@ -300,12 +310,18 @@ void http_conf_check(struct sp_conf_ctx *ctx, void *conf)
     struct sp_http_conf *h = conf;
 
     http_tls_conf_check(ctx, h);
-    if (h->status_path == NULL)
+    if (h->status_path && h->health_path && strcmp(h->status_path, h->health_path) == 0) {
+        sp_conf_error(ctx, "health path '%s' is also the status path", h->health_path);
         return;
+    }
     for (unsigned i = 0; i < h->nreturns; i++) {
         const struct sp_http_return *r = &h->returns[i];
-        if (strcmp(r->path, h->status_path) == 0) {
+        if (h->status_path && strcmp(r->path, h->status_path) == 0) {
             sp_conf_error_at(ctx, r->line, "return path '%s' is also the status path", r->path);
+            return;
+        }
+        if (h->health_path && strcmp(r->path, h->health_path) == 0) {
+            sp_conf_error_at(ctx, r->line, "return path '%s' is also the health path", r->path);
             return;
         }
     }

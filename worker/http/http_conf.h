@@ -61,6 +61,7 @@ struct sp_http_conf {
     const char *root;        /* absolute, no trailing '/'; NULL: serve no files */
     const char *index;       /* file name served for a directory, default "index.html" */
     const char *status_path; /* JSON status page; NULL: disabled */
+    const char *health_path; /* 200 "ok", 503 once a graceful stop begins; NULL: disabled */
     struct sp_http_return *returns;
     unsigned nreturns;
     struct sp_http_handle *handles;
