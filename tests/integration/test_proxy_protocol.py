@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import struct
 import subprocess
 import time
@@ -206,6 +207,23 @@ def missing_or_malformed_header_closes_and_serving_goes_on():
 
 
 @tap.case
+def a_header_not_done_in_10_s_closes():
+    with Setup() as x:
+        t0 = time.monotonic()
+        s = socket.create_connection(("127.0.0.1", x.port), timeout=15)
+        s.sendall(b"PROXY TCP4 203.0.113.7 ")
+        # Meanwhile other connections are served.
+        c = socket.create_connection(("127.0.0.1", x.port), timeout=5)
+        c.sendall(v1() + REQ)
+        eq(recv_response(c)[0], 200, "served while another header is pending")
+        c.close()
+        check(closed_without_answer(s, timeout=15), "answered")
+        waited = time.monotonic() - t0
+        check(9.5 < waited < 12, "closed after %.1f s" % waited)
+        check(x.sp.wait_log(r"no PROXY header in time", timeout=2), x.sp.logs())
+
+
+@tap.case
 def threads_and_many_connections_keep_their_own_addresses():
     with Setup(threads=2) as x:
         socks = []
@@ -221,6 +239,47 @@ def threads_and_many_connections_keep_their_own_addresses():
             s.close()
         addrs = sorted(l.split(" ", 1)[0] for l in x.access_lines(40))
         eq(addrs, sorted("10.0.%d.%d" % (i // 10, i) for i in range(40)), "addresses")
+
+
+@tap.case
+def header_before_the_tls_handshake():
+    port = free_port()
+    sp = Spindle("")
+    try:
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:P-256", "-nodes", "-keyout", "site.key", "-out",
+                            "site.pem", "-days", "30", "-subj", "/CN=localhost"],
+                           cwd=sp.dir, capture_output=True, text=True)
+        check(r.returncode == 0, "openssl: " + r.stderr)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        log = os.path.join(sp.dir, "access.log")
+        sp.write_conf("[http main]\nlisten = 127.0.0.1:%d proxy_protocol tls\n"
+                      "tls_certificate = site.pem\ntls_certificate_key = site.key\n"
+                      "access_log = %s\nreturn /hello = 200 text/plain Hello, TLS!\n"
+                      % (port, log))
+        sp.start(ports=[port])
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        raw.sendall(v2(src="198.51.100.77"))
+        s = ctx.wrap_socket(raw, server_hostname="localhost")
+        s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        st, _, body = recv_response(s)
+        eq((st, body), (200, b"Hello, TLS!"), "answer over TLS after the header")
+        s.close()
+        # A handshake without the header first is refused.
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:
+            ctx.wrap_socket(raw, server_hostname="localhost")
+            check(False, "handshake without a PROXY header succeeded")
+        except (ssl.SSLError, OSError):
+            pass
+        raw.close()
+        lines = wait_for(lambda: open(log).read().splitlines() if os.path.exists(log)
+                         and open(log).read() else None, 5) or []
+        eq([l.split(" ", 1)[0] for l in lines], ["198.51.100.77"], "access log")
+    finally:
+        sp.stop()
 
 
 @tap.case
