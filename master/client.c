@@ -131,7 +131,7 @@ static int find_socket(const char *conf_path, char *path, size_t len, int64_t *s
 
     struct sp_config *cfg = sp_config_load(conf_path, err, sizeof(err));
     if (cfg) {
-        *shutdown_timeout_ms = cfg->shutdown_timeout_ms;
+        *shutdown_timeout_ms = cfg->shutdown_timeout_ms + cfg->drain_delay_ms;
         snprintf(path, len, "%s", cfg->control_socket);
         sp_config_free(cfg);
     } else if (access(conf_path, R_OK) != 0) {

@@ -485,11 +485,34 @@ static void deadline_fiber(void *arg)
     }
 }
 
+/*
+ * The first stage of a graceful stop with [master] drain_delay: the workers
+ * fail their health checks (DRAIN_SOON) while serving everything and
+ * accepting as before, so that a balancer stops sending before anything is
+ * refused.  Cut short by a fast stop.  Skipped while a binary upgrade's new
+ * master serves on the same sockets: its workers' checks must stay good.
+ */
+static void shutdown_delay(struct master *m)
+{
+    int64_t delay = m->cur ? m->cur->cfg->drain_delay_ms : 0;
+    if (delay <= 0 || m->upgrading)
+        return;
+    sp_log_info("draining in %lld ms: health checks fail until then", (long long)delay);
+    for (struct master_worker *w = m->workers; w; w = w->next)
+        if (!w->reaped && w->pid > 0 && w->state <= MASTER_WORKER_READY)
+            master_send(w, SP_MSG_DRAIN_SOON);
+    uint64_t until = sp_now_ns() + (uint64_t)delay * MS;
+    while (m->graceful && sp_now_ns() < until)
+        master_wait(m, until);
+}
+
 static void shutdown_fiber(void *arg)
 {
     struct master *m = arg;
     while (m->reloading)
         master_wait(m, 0);
+    if (m->graceful)
+        shutdown_delay(m);
     for (struct master_worker *w = m->workers; w; w = w->next)
         master_retire(m, w, m->graceful);
     /* Nobody will accept on the listeners again.  Closed now, they make the

@@ -35,6 +35,7 @@ spindleinclude_HEADERS = \
 	shared/runtime/include/spindle/iomanager.h \
 	shared/runtime/include/spindle/log.h \
 	shared/runtime/include/spindle/net.h \
+	shared/runtime/include/spindle/proxy_proto.h \
 	shared/runtime/include/spindle/stream.h \
 	shared/runtime/include/spindle/timer.h \
 	shared/runtime/include/spindle/waitq.h \

@@ -18,6 +18,7 @@ worker_libspindle_worker_a_SOURCES = \
 	worker/tickets.c \
 	worker/metrics.h \
 	worker/metrics.c \
+	worker/client_addr.c \
 	worker/include/spindle/module.h \
 	worker/include/spindle/worker.h \
 	worker/module.c

@@ -43,6 +43,7 @@ struct acceptor {
     struct worker *w;
     atomic_int fd; /* -1 once a drain has closed it */
     struct service *svc;
+    bool proxy; /* its listen address is flagged proxy_protocol */
     /* Touched by one batch at a time (the listener's one-shot guard). */
     int backoff;
     uint64_t last_warn;
@@ -69,6 +70,7 @@ struct worker {
     struct worker_counters own_counters;
     int metrics_proc;
     atomic_int draining;
+    atomic_int drain_soon; /* DRAIN_SOON came: health checks fail from now on */
     atomic_int exiting;
     struct service *services;
     unsigned nservices;
@@ -121,6 +123,11 @@ int worker_draining(struct worker *w)
     return atomic_load(&w->draining);
 }
 
+int worker_drain_soon(struct worker *w)
+{
+    return atomic_load(&w->drain_soon);
+}
+
 static void maybe_finish(struct worker *w)
 {
     /* An accept batch that is still running may hold a connection it has
@@ -143,13 +150,31 @@ void worker_conn_closed(struct worker *w)
 /* One worker per process: connection fibers find it here. */
 static struct worker *the_worker;
 
-/* A new connection travels packed in the fiber's argument, service index in
- * the high half and fd in the low half: no allocation per accept. */
+/* A new connection travels packed in the fiber's argument: service index
+ * from bit 33, whether its listener is flagged proxy_protocol in bit 32 and
+ * fd in the low half: no allocation per accept. */
 static void connection_fiber(void *arg)
 {
     uintptr_t v = (uintptr_t)arg;
-    struct service *svc = &the_worker->services[v >> 32];
-    svc->def->handle(svc, (int)(uint32_t)v);
+    struct service *svc = &the_worker->services[v >> 33];
+    int fd = (int)(uint32_t)v;
+    if (!worker_conn_begin(fd, (v >> 32) & 1)) {
+        sp_close(fd);
+        worker_conn_closed(the_worker);
+        return;
+    }
+    svc->def->handle(svc, fd);
+}
+
+/* Whether the listener lfd is on a listen address flagged proxy_protocol. */
+static bool listener_proxy(struct worker *w, int lfd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(lfd, (struct sockaddr *)&ss, &len) != 0)
+        return false;
+    const struct sp_listen_conf *l = sp_config_find_conflict(w->cfg, (struct sockaddr *)&ss);
+    return l != NULL && l->proxy_protocol;
 }
 
 /* One accept batch, on the thread the listener woke; the listener is not
@@ -158,7 +183,7 @@ static void accept_batch(int lfd, int status, void *arg)
 {
     struct acceptor *a = arg;
     struct worker *w = a->w;
-    uintptr_t svc_bits = (uintptr_t)(a->svc - w->services) << 32;
+    uintptr_t svc_bits = (uintptr_t)(a->svc - w->services) << 33 | (uintptr_t)a->proxy << 32;
 
     if (status < 0) { /* our copy of the listener was closed: draining */
         atomic_fetch_sub(&w->accepting, 1);
@@ -257,6 +282,7 @@ static void adopt_slot(struct worker *w, const struct sp_msg_slot *slot, int fd)
     a->a.w = w;
     atomic_init(&a->a.fd, fd);
     a->a.svc = &w->services[slot->service];
+    a->a.proxy = listener_proxy(w, fd);
     a->a.backoff = ACCEPT_BACKOFF_MIN_MS;
     a->key = slot->key;
     pthread_mutex_lock(&w->adopt_lock);
@@ -512,6 +538,10 @@ static void channel_fiber(void *arg)
             worker_tickets_set(&m.tickets);
             explicit_bzero(&m, sizeof(m));
             break;
+        case SP_MSG_DRAIN_SOON:
+            if (!atomic_exchange(&w->drain_soon, 1))
+                sp_log_info("draining soon: health checks fail from now on");
+            break;
         default:
             sp_log_error("unexpected control message type %u ignored", (unsigned)m.type);
             break;
@@ -597,6 +627,7 @@ static void worker_free(struct worker *w)
     free(w->acceptors);
     w->acceptors = NULL;
     w->nacceptors = 0;
+    worker_peers_free();
 }
 
 /*
@@ -727,6 +758,7 @@ static int worker_start_acceptors(struct worker *w, const struct worker_args *ar
         a->w = w;
         atomic_init(&a->fd, args->listeners[i].fd);
         a->svc = &w->services[args->listeners[i].service];
+        a->proxy = listener_proxy(w, args->listeners[i].fd);
         a->backoff = ACCEPT_BACKOFF_MIN_MS;
         atomic_fetch_add(&w->accepting, 1); /* before it can end */
         int rc = sp_iom_listen(w->iom, args->listeners[i].fd, accept_batch, a);

@@ -10,6 +10,7 @@
 #define SPINDLE_WORKER_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -66,6 +67,23 @@ void services_register_conf(void);
  * exit status (0 after a clean stop or drain).
  */
 int worker_main(const struct worker_args *args);
+
+/* ---- client addresses (client_addr.c) -------------------------------------- */
+
+/* How long a connection on a proxy_protocol listen address has to send its
+ * whole PROXY header. */
+#define WORKER_PROXY_TIMEOUT_MS 10000
+
+/*
+ * Starts the connection on fd, on its own fiber: with proxy set, reads its
+ * PROXY header and records the client's address it carries.  Returns true
+ * to go on to the service, false when the header is missing, malformed or
+ * late (counted and logged): the caller closes the connection then.
+ */
+bool worker_conn_begin(int fd, bool proxy);
+
+/* Frees the address table once the scheduler has stopped. */
+void worker_peers_free(void);
 
 /* ---- modules (module.c) ---------------------------------------------------- */
 

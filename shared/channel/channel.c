@@ -67,6 +67,7 @@ static long payload_size(unsigned type)
     case SP_MSG_PING:
     case SP_MSG_DRAINING:
     case SP_MSG_PONG:
+    case SP_MSG_DRAIN_SOON:
         return 0;
     case SP_MSG_ADOPT:
     case SP_MSG_RELEASE:
@@ -255,6 +256,8 @@ const char *sp_msg_type_name(unsigned type)
         return "EXITING";
     case SP_MSG_TICKET_KEYS:
         return "TICKET_KEYS";
+    case SP_MSG_DRAIN_SOON:
+        return "DRAIN_SOON";
     }
     return "UNKNOWN";
 }

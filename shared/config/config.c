@@ -438,10 +438,41 @@ static const struct sp_conf_key master_keys[] = {
     [K_USER] = {"user", sp_conf_set_string, M(user), 0, 0, NULL, 0},
     [K_GROUP] = {"group", sp_conf_set_string, M(group), 0, 0, NULL, 0},
     {"hooks", set_hooks, 0, 0, 0, NULL, 0},
+    {"drain_delay", sp_conf_set_duration, M(drain_delay_ms), 0, HOURS(1), "0..1h", 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
 /* ---- listen --------------------------------------------------------------- */
+
+/* The flags a listen address may carry after it. */
+static const struct {
+    const char *name;
+    size_t offset; /* of its bool in struct sp_listen_conf */
+} listen_flags[] = {
+    {"tls", offsetof(struct sp_listen_conf, tls)},
+    {"proxy_protocol", offsetof(struct sp_listen_conf, proxy_protocol)},
+};
+
+/* Sets the flag flag[0..flen) of the listen line v on ln.  Returns 0, or -1
+ * after reporting an unknown flag or tls on a service without TLS. */
+static int listen_flag(struct sp_conf_ctx *L, struct sp_listen_conf *ln, const char *v,
+                       const char *flag, size_t flen)
+{
+    for (size_t i = 0; i < sizeof(listen_flags) / sizeof(listen_flags[0]); i++) {
+        if (strlen(listen_flags[i].name) != flen || strncasecmp(flag, listen_flags[i].name, flen))
+            continue;
+        if (listen_flags[i].offset == offsetof(struct sp_listen_conf, tls) &&
+            !L->cfg->services[L->svc].def->tls) {
+            fail(L, L->lineno, "invalid listen '%s': %s does not speak TLS", v, L->label);
+            return -1;
+        }
+        *(bool *)((char *)ln + listen_flags[i].offset) = true;
+        return 0;
+    }
+    fail(L, L->lineno, "invalid listen '%s': unknown flag '%.*s' (expected: tls, proxy_protocol)",
+         v, (int)flen, flag);
+    return -1;
+}
 
 static void add_listen(struct sp_conf_ctx *L, const char *v)
 {
@@ -460,29 +491,20 @@ static void add_listen(struct sp_conf_ctx *L, const char *v)
     cfg->listens = all;
     ln = &all[cfg->nlistens];
     memset(ln, 0, sizeof(*ln));
-    /* "ADDR [tls]": flags follow the address after white space. */
+    /* "ADDR [FLAG]...": flags follow the address after white space, in any order. */
     char addr[128];
     size_t alen = strcspn(v, " \t");
-    const char *flag = v + alen + strspn(v + alen, " \t");
     if (alen >= sizeof(addr)) {
         fail(L, L->lineno, "invalid listen '%s': expected HOST:PORT, [IPV6]:PORT or *:PORT", v);
         return;
     }
     memcpy(addr, v, alen);
     addr[alen] = '\0';
-    if (*flag != '\0') {
+    for (const char *flag = v + alen + strspn(v + alen, " \t"); *flag != '\0';) {
         size_t flen = strcspn(flag, " \t");
-        if (flen != 3 || strncasecmp(flag, "tls", 3) != 0 ||
-            flag[flen + strspn(flag + flen, " \t")]) {
-            fail(L, L->lineno, "invalid listen '%s': unknown flag '%.*s' (expected: tls)", v,
-                 (int)flen, flag);
+        if (listen_flag(L, ln, v, flag, flen) != 0)
             return;
-        }
-        if (!L->cfg->services[L->svc].def->tls) {
-            fail(L, L->lineno, "invalid listen '%s': %s does not speak TLS", v, L->label);
-            return;
-        }
-        ln->tls = true;
+        flag += flen + strspn(flag + flen, " \t");
     }
     v = addr;
     int rc = sp_parse_listen(v, &ln->addr, &ln->addrlen);

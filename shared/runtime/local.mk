@@ -17,6 +17,7 @@ shared_runtime_libspindle_runtime_a_SOURCES = \
 	shared/runtime/include/spindle/net.h \
 	shared/runtime/include/spindle/log.h \
 	shared/runtime/include/spindle/hook.h \
+	shared/runtime/include/spindle/proxy_proto.h \
 	shared/runtime/clock.c \
 	shared/runtime/fiber.c \
 	shared/runtime/timer.c \
@@ -27,7 +28,8 @@ shared_runtime_libspindle_runtime_a_SOURCES = \
 	shared/runtime/hook_libc.c \
 	shared/runtime/stream.c \
 	shared/runtime/net.c \
-	shared/runtime/log.c
+	shared/runtime/log.c \
+	shared/runtime/proxy_proto.c
 
 # The poller backend is compiled as part of iomanager.c (see there).
 EXTRA_DIST += shared/runtime/poller_epoll.c
@@ -48,7 +50,8 @@ CMOCKA_TESTS += \
 	tests/unit/test_io \
 	tests/unit/test_stream \
 	tests/unit/test_waitq \
-	tests/unit/test_hook
+	tests/unit/test_hook \
+	tests/unit/test_proxy_proto
 if HAVE_CMOCKA
 check_PROGRAMS += \
 	tests/unit/test_clock \
@@ -59,7 +62,8 @@ check_PROGRAMS += \
 	tests/unit/test_io \
 	tests/unit/test_stream \
 	tests/unit/test_waitq \
-	tests/unit/test_hook
+	tests/unit/test_hook \
+	tests/unit/test_proxy_proto
 endif
 EXTRA_DIST += tests/unit/runtime_test.h
 tests_unit_test_clock_CFLAGS = $(UNIT_CFLAGS)
@@ -80,6 +84,8 @@ tests_unit_test_waitq_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_waitq_LDADD = $(UNIT_LDADD)
 tests_unit_test_hook_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_hook_LDADD = $(UNIT_LDADD)
+tests_unit_test_proxy_proto_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_proxy_proto_LDADD = $(UNIT_LDADD)
 
 # The scheduler reaches epoll only through the poller backend.
 INTEGRATION_TESTS += tests/integration/test_poller_seam.py

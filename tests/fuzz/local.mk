@@ -8,7 +8,7 @@
 # A crash found by `make fuzz` lands in tests/fuzz/artifacts/TARGET/ of the
 # build tree; copy it to tests/fuzz/regressions/TARGET/ once fixed.
 
-FUZZ_TARGETS = http_request http_response chunked config channel resp
+FUZZ_TARGETS = http_request http_response chunked config channel resp proxy_proto
 EXTRA_DIST += tests/fuzz/corpus tests/fuzz/regressions
 
 FUZZ_REPLAYS = \
@@ -17,7 +17,8 @@ FUZZ_REPLAYS = \
 	tests/fuzz/fuzz_chunked_replay \
 	tests/fuzz/fuzz_config_replay \
 	tests/fuzz/fuzz_channel_replay \
-	tests/fuzz/fuzz_resp_replay
+	tests/fuzz/fuzz_resp_replay \
+	tests/fuzz/fuzz_proxy_proto_replay
 UNIT_TESTS += $(FUZZ_REPLAYS)
 check_PROGRAMS += $(FUZZ_REPLAYS)
 FUZZ_REPLAY_CFLAGS = $(AM_CFLAGS) -DSP_FUZZ_SRCDIR='"$(abs_top_srcdir)"'
@@ -42,12 +43,15 @@ tests_fuzz_fuzz_channel_replay_LDADD = shared/channel/libspindle-channel.a
 tests_fuzz_fuzz_resp_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_resp.c
 tests_fuzz_fuzz_resp_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"resp"'
 tests_fuzz_fuzz_resp_replay_LDADD = shared/resp/libspindle-resp.a
+tests_fuzz_fuzz_proxy_proto_replay_SOURCES = tests/fuzz/replay.c tests/fuzz/fuzz_proxy_proto.c
+tests_fuzz_fuzz_proxy_proto_replay_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DSP_FUZZ_TARGET='"proxy_proto"'
+tests_fuzz_fuzz_proxy_proto_replay_LDADD = shared/runtime/libspindle-runtime.a
 
 if ENABLE_FUZZ
 # The parser sources are compiled into each fuzzer with its instrumentation.
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZERS = tests/fuzz/fuzz_http_request tests/fuzz/fuzz_http_response tests/fuzz/fuzz_chunked tests/fuzz/fuzz_config \
-	tests/fuzz/fuzz_channel tests/fuzz/fuzz_resp
+	tests/fuzz/fuzz_channel tests/fuzz/fuzz_resp tests/fuzz/fuzz_proxy_proto
 check_PROGRAMS += $(FUZZERS)
 tests_fuzz_fuzz_http_request_SOURCES = tests/fuzz/fuzz_http_request.c \
 	shared/http/http_parser.c shared/http/http_path.c
@@ -76,6 +80,9 @@ tests_fuzz_fuzz_channel_LDFLAGS = $(FUZZ_FLAGS)
 tests_fuzz_fuzz_resp_SOURCES = tests/fuzz/fuzz_resp.c $(shared_resp_libspindle_resp_a_SOURCES)
 tests_fuzz_fuzz_resp_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
 tests_fuzz_fuzz_resp_LDFLAGS = $(FUZZ_FLAGS)
+tests_fuzz_fuzz_proxy_proto_SOURCES = tests/fuzz/fuzz_proxy_proto.c shared/runtime/proxy_proto.c
+tests_fuzz_fuzz_proxy_proto_CFLAGS = $(AM_CFLAGS) $(FUZZ_FLAGS)
+tests_fuzz_fuzz_proxy_proto_LDFLAGS = $(FUZZ_FLAGS)
 
 FUZZ_SECONDS = 60
 # Runs every fuzzer named in FUZZ_TARGETS for FUZZ_SECONDS, growing a corpus

@@ -21,7 +21,13 @@ INTEGRATION_TESTS += \
 	tests/integration/test_proxy.py \
 	tests/integration/test_proxy_large.py \
 	tests/integration/test_proxy_apps.py \
-	tests/integration/test_proxy_ws.py
+	tests/integration/test_proxy_ws.py \
+	tests/integration/test_proxy_protocol.py \
+	tests/integration/test_health.py
+
+# Two instances behind Debian's haproxy (PROXY protocol v2, health checks):
+# one stopped gracefully and one reloaded under load; SKIP without haproxy.
+INTEGRATION_TESTS += tests/integration/test_haproxy.py
 
 # A whole worker under valgrind: every service frees what it allocated.  Runs in
 # `make check` and `make check-valgrind` of a --without-jemalloc build; SKIP

@@ -79,6 +79,7 @@ def serve_and_exit(threads):
     if reason:
         skip(reason)
     http, echo, cmd, back = free_port(), free_port(), free_port(), free_port()
+    echo_px = free_port()
     S = Spindle("""
 [http main]
 listen = 127.0.0.1:%d
@@ -101,10 +102,11 @@ return /api/health = 200 text/plain ok
 
 [echo e]
 listen = 127.0.0.1:%d
+listen = 127.0.0.1:%d proxy_protocol
 
 [cmd c]
 listen = 127.0.0.1:%d
-""" % (http, back, back, echo, cmd), workers=1, threads=threads, shutdown_timeout="30s")
+""" % (http, back, back, echo, echo_px, cmd), workers=1, threads=threads, shutdown_timeout="30s")
     www = os.path.join(S.dir, "www")
     os.mkdir(www)
     write_file(os.path.join(www, "index.html"), b"<h1>hello</h1>\n")
@@ -141,6 +143,18 @@ listen = 127.0.0.1:%d
         while len(got) < 5000:
             got += s.recv(65536)
         eq(got, b"ping " * 1000, "echo")
+    # A PROXY header (the address table the worker allocates for it), and a
+    # malformed one.
+    with connect(echo_px, timeout=SLOW) as s:
+        s.sendall(b"PROXY TCP4 203.0.113.7 127.0.0.1 1234 80\r\nping")
+        eq(s.recv(100), b"ping", "echo after a PROXY header")
+    with connect(echo_px, timeout=SLOW) as s:
+        s.sendall(b"PROXY TCP4 nonsense\r\nping")
+        try:
+            got = s.recv(100)
+        except ConnectionResetError:  # closed with "ping" unread
+            got = b""
+        eq(got, b"", "a malformed PROXY header closes")
     with connect(cmd, timeout=SLOW) as s:
         # A pipeline, an argument past the stack buffer (input and output
         # move to the heap), then a protocol error that closes.

@@ -32,8 +32,9 @@ static size_t round_trip(const struct sp_msg *m, struct sp_msg *out, size_t payl
 
 static void test_empty_types(void **state)
 {
-    static const uint16_t types[] = {SP_MSG_DRAIN,    SP_MSG_STOP, SP_MSG_REOPEN, SP_MSG_STATUS_REQ,
-                                     SP_MSG_DRAINING, SP_MSG_PING, SP_MSG_PONG};
+    static const uint16_t types[] = {SP_MSG_DRAIN,      SP_MSG_STOP,      SP_MSG_REOPEN,
+                                     SP_MSG_STATUS_REQ, SP_MSG_DRAINING,  SP_MSG_PING,
+                                     SP_MSG_PONG,       SP_MSG_DRAIN_SOON};
     (void)state;
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         struct sp_msg m = {.type = types[i]}, out;
@@ -68,6 +69,7 @@ static void test_slot(void **state)
     }
     assert_string_equal(sp_msg_type_name(SP_MSG_ADOPT), "ADOPT");
     assert_string_equal(sp_msg_type_name(SP_MSG_PONG), "PONG");
+    assert_string_equal(sp_msg_type_name(SP_MSG_DRAIN_SOON), "DRAIN_SOON");
 }
 
 static void test_status(void **state)
@@ -254,7 +256,7 @@ static void test_unknown_type_and_magic(void **state)
         buf[2] = (unsigned char)t;
         int known = t == SP_MSG_DRAIN || t == SP_MSG_STOP || t == SP_MSG_REOPEN ||
                     t == SP_MSG_STATUS_REQ || t == SP_MSG_DRAINING || t == SP_MSG_PING ||
-                    t == SP_MSG_PONG;
+                    t == SP_MSG_PONG || t == SP_MSG_DRAIN_SOON;
         assert_int_equal(sp_msg_decode(buf, (size_t)n, &out), known ? 0 : -1);
     }
     buf[2] = SP_MSG_DRAIN;

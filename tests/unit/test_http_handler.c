@@ -11,10 +11,12 @@
 #include "config.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #include "runtime_test.h"
 #include "http.h"
@@ -69,6 +71,21 @@ uint64_t worker_started_ns(struct worker *w)
 int worker_draining(struct worker *w)
 {
     return w->draining;
+}
+int worker_drain_soon(struct worker *w)
+{
+    return w->draining;
+}
+int worker_conn_peer(struct worker *w, int fd, struct sockaddr_storage *ss)
+{
+    socklen_t len = sizeof(*ss);
+    (void)w;
+    return getpeername(fd, (struct sockaddr *)ss, &len) == 0 ? 0 : -errno;
+}
+unsigned long long worker_proxy_refused(struct worker *w)
+{
+    (void)w;
+    return 0;
 }
 void worker_conn_closed(struct worker *w)
 {

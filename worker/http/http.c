@@ -138,6 +138,23 @@ static int answer_return_body(struct http_conn *c, struct http_txn *t, const voi
     return http_prebuilt_send(&c->out, t, pb);
 }
 
+/* The health path: 200 while serving, 503 from the start of a graceful stop
+ * (drain_delay) on, so that a balancer stops sending here first. */
+static int answer_health(struct http_conn *c, struct http_txn *t, const void *arg)
+{
+    static const char nocache[] = "Cache-Control: no-store\r\n";
+    bool soon = worker_drain_soon(c->hs->svc->worker);
+    const char *body = soon ? "draining\n" : "ok\n";
+    size_t n = strlen(body);
+    (void)arg;
+    if (body_skip(c))
+        return DISPATCH_BODY;
+    int rc = http_head(&c->out, t, soon ? 503 : 200, "text/plain", n, nocache, sizeof(nocache) - 1);
+    if (rc == 0 && !t->head)
+        rc = http_out_text(&c->out, body, n);
+    return rc;
+}
+
 /* An exact route's handler (the status page): its path is the request's
  * clean path.  It reads no body. */
 static int answer_handler(struct http_conn *c, struct http_txn *t, const void *arg)
@@ -915,6 +932,10 @@ static int http_init(struct service *svc, char *err, size_t errlen)
                                                  .state = hs};
         struct http_route r = {.answer = answer_handler, .arg = &hs->metrics_page};
         route_add(hs, conf->metrics_path, &r);
+    }
+    if (conf->health_path) {
+        struct http_route r = {.answer = answer_health};
+        route_add(hs, conf->health_path, &r);
     }
     if (handlers_init(hs, threads, err, errlen) != 0)
         return -1;

@@ -191,9 +191,8 @@ static size_t escape(char *d, const char *s, size_t n, size_t max)
 void http_peer_name(struct http_conn *c)
 {
     struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
     strcpy(c->peer, "-");
-    if (getpeername(c->stream->fd, (struct sockaddr *)&ss, &len) != 0)
+    if (worker_conn_peer(c->hs->svc->worker, c->stream->fd, &ss) != 0)
         return;
     if (ss.ss_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof(c->peer));

@@ -260,6 +260,7 @@ const struct sp_conf_key http_conf_keys[] = {
     {"index", set_index, H(index), 0, 0, NULL, 0},
     {"status", set_page, H(status_path), 0, 0, NULL, 0},
     {"metrics", set_page, H(metrics_path), 0, 0, NULL, 0},
+    {"health", set_page, H(health_path), 0, 0, NULL, 0},
     {"return", set_return, 0, 0, 0, NULL, SP_CONF_LINE | SP_CONF_REPEAT},
     {"handle", set_handle, 0, 0, 0, NULL, SP_CONF_LINE | SP_CONF_REPEAT},
     {"proxy", set_proxy, 0, 0, 0, NULL, SP_CONF_LINE | SP_CONF_REPEAT},
@@ -322,21 +323,24 @@ void http_conf_check(struct sp_conf_ctx *ctx, void *conf)
     struct sp_http_conf *h = conf;
 
     http_tls_conf_check(ctx, h);
-    if (h->status_path && h->metrics_path && strcmp(h->status_path, h->metrics_path) == 0) {
-        sp_conf_error(ctx, "the status and metrics pages have one path '%s'", h->status_path);
-        return;
-    }
+    /* The pages are exact routes: no two on one path, nor on a return's. */
+    static const char *const page_names[] = {"status", "metrics", "health"};
+    const char *pages[] = {h->status_path, h->metrics_path, h->health_path};
+    for (unsigned i = 0; i < 3; i++)
+        for (unsigned j = i + 1; j < 3; j++)
+            if (pages[i] && pages[j] && strcmp(pages[i], pages[j]) == 0) {
+                sp_conf_error(ctx, "the %s and %s pages have one path '%s'", page_names[i],
+                              page_names[j], pages[i]);
+                return;
+            }
     for (unsigned i = 0; i < h->nreturns; i++) {
         const struct sp_http_return *r = &h->returns[i];
-        const char *page = NULL;
-        if (h->status_path && strcmp(r->path, h->status_path) == 0)
-            page = "status";
-        else if (h->metrics_path && strcmp(r->path, h->metrics_path) == 0)
-            page = "metrics";
-        if (page) {
-            sp_conf_error_at(ctx, r->line, "return path '%s' is also the %s path", r->path, page);
-            return;
-        }
+        for (unsigned k = 0; k < 3; k++)
+            if (pages[k] && strcmp(r->path, pages[k]) == 0) {
+                sp_conf_error_at(ctx, r->line, "return path '%s' is also the %s path", r->path,
+                                 page_names[k]);
+                return;
+            }
     }
 }
 

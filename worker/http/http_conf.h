@@ -63,6 +63,7 @@ struct sp_http_conf {
     const char *index;        /* file name served for a directory, default "index.html" */
     const char *status_path;  /* JSON status page; NULL: disabled */
     const char *metrics_path; /* Prometheus metrics page; NULL: disabled */
+    const char *health_path;  /* 200 "ok", 503 once a graceful stop begins; NULL: disabled */
     struct sp_http_return *returns;
     unsigned nreturns;
     struct sp_http_handle *handles;

@@ -125,9 +125,8 @@ bool sp_http_req_keep_alive(const struct sp_http_req *req)
 const struct sockaddr_storage *sp_http_req_peer(struct sp_http_req *req)
 {
     if (!req->peer_known) {
-        socklen_t len = sizeof(req->peer);
         req->peer_known = true;
-        if (getpeername(req->c->stream->fd, (struct sockaddr *)&req->peer, &len) != 0)
+        if (worker_conn_peer(req->c->hs->svc->worker, req->c->stream->fd, &req->peer) != 0)
             req->peer.ss_family = AF_UNSPEC;
     }
     return req->peer.ss_family == AF_INET || req->peer.ss_family == AF_INET6 ? &req->peer : NULL;

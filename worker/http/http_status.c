@@ -7,7 +7,7 @@
  *   {"pid":..., "master_pid":..., "generation":..., "index":...,
  *    "connections":..., "accepted":..., "requests":..., "bytes_in":...,
  *    "bytes_out":..., "fibers_live":..., "fibers_pooled":...,
- *    "idle_connections":..., "uptime":..., "draining":false,
+ *    "idle_connections":..., "uptime":..., "draining":false, "proxy_protocol_refused":...,
  *    "tls":{"handshakes":..., "handshake_failures":..., "renegotiations_refused":...,
  *           "ktls_handshakes":...},
  *    "upstreams":{"app":{"requests":..., "bad_gateway":..., "gateway_timeout":...,
@@ -128,6 +128,7 @@ static int status_handle(struct sp_http_req *req, struct sp_http_resp *resp, voi
                      "\"connections\":%lu,\"accepted\":%llu,\"requests\":%llu,\"bytes_in\":%llu,"
                      "\"bytes_out\":%llu,\"fibers_live\":%u,\"fibers_pooled\":%u,"
                      "\"idle_connections\":%u,\"uptime\":%llu.%03llu,\"draining\":%s,"
+                     "\"proxy_protocol_refused\":%llu,"
                      "\"tls\":{\"handshakes\":%llu,\"handshake_failures\":%llu,"
                      "\"renegotiations_refused\":%llu,\"ktls_handshakes\":%llu}",
                      (long)getpid(), (long)getppid(), worker_generation(w), worker_index(w),
@@ -138,7 +139,7 @@ static int status_handle(struct sp_http_req *req, struct sp_http_resp *resp, voi
                      (unsigned long long)atomic_load(&wc->bytes_out), st.fibers_live,
                      st.fibers_pooled, st.watches, (unsigned long long)(up_ms / 1000),
                      (unsigned long long)(up_ms % 1000), worker_draining(w) ? "true" : "false",
-                     (unsigned long long)atomic_load(&http_tls_handshakes),
+                     worker_proxy_refused(w), (unsigned long long)atomic_load(&http_tls_handshakes),
                      (unsigned long long)atomic_load(&http_tls_failures),
                      (unsigned long long)atomic_load(&http_tls_renegotiations),
                      (unsigned long long)atomic_load(&http_tls_ktls_handshakes));

@@ -22,6 +22,7 @@
 struct worker;
 struct sp_iom;
 struct sp_config;
+struct sockaddr_storage;
 
 /* The worker's counters, shown by `spindle -s status`: a service adds what
  * it reads, writes and answers. */
@@ -63,6 +64,21 @@ uint64_t worker_started_ns(struct worker *w);
 /* True once the worker drains: finish the request at hand with
  * "Connection: close" and accept nothing new. */
 int worker_draining(struct worker *w);
+
+/* The client's address of the connection on fd: the address its PROXY
+ * protocol header carried when it came through a listen address flagged
+ * proxy_protocol, else the socket's peer (getpeername).  Returns 0, or
+ * -errno from getpeername.  Valid until the connection ends. */
+int worker_conn_peer(struct worker *w, int fd, struct sockaddr_storage *ss);
+
+/* The connections closed for a missing, malformed or late PROXY header. */
+unsigned long long worker_proxy_refused(struct worker *w);
+
+/* True once the master has said that a graceful stop with [master]
+ * drain_delay has begun, until the worker exits: a health check should fail
+ * while everything else is served.  A drain for a reload, or a stop without
+ * drain_delay, never sets it. */
+int worker_drain_soon(struct worker *w);
 
 /* A connection handed to service->handle() has ended: call exactly once per
  * connection, after sp_close() of its fd. */

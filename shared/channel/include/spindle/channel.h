@@ -49,6 +49,10 @@ enum sp_msg_type {
     SP_MSG_EXITING = 19,  /* struct sp_msg_exiting: about to exit */
     SP_MSG_PONG = 20,     /* no payload: the answer to SP_MSG_PING */
 
+    /* master -> worker, no payload: a graceful stop ([master] drain_delay)
+     * begins; health checks fail from now on while everything is served,
+     * until SP_MSG_DRAIN follows. */
+    SP_MSG_DRAIN_SOON = 21,
     /* master -> worker, struct sp_msg_tickets: the session ticket keys
      * of one tls_session_ticket_rotation value (docs/tls.md) */
     SP_MSG_TICKET_KEYS = 32,

@@ -55,7 +55,10 @@ struct sp_listen_conf {
     socklen_t addrlen;
     unsigned service; /* index into sp_config.services */
     unsigned line;
-    bool tls;      /* "listen = ADDR tls": the service speaks TLS on it */
+    bool tls; /* "listen = ADDR tls": the service speaks TLS on it */
+    /* "listen = ADDR proxy_protocol": each connection starts with a PROXY
+     * protocol header (v1 or v2), read by the worker before the service. */
+    bool proxy_protocol;
     char text[64]; /* normalised for logs: "127.0.0.1:8080", "[::1]:8080", "*:80" */
 };
 
@@ -150,6 +153,7 @@ struct sp_config {
     bool hooks;                  /* workers turn the system call hooks on (spindle/hook.h) */
     size_t stack_size;           /* fiber stack, bytes, a multiple of 4096 */
     int64_t shutdown_timeout_ms; /* drain deadline before the master forces it */
+    int64_t drain_delay_ms;      /* graceful stop: health checks fail this long first */
     const char *pid_file;        /* absolute */
     const char *control_socket;  /* absolute, fits in sockaddr_un.sun_path */
     const char *error_log;       /* absolute path; NULL: stderr */
