@@ -10,9 +10,12 @@ set -e
 # libhiredis-dev, redis-server, redis-tools: the RESP tests.  libssl-dev: HTTPS (and
 # the openssl command the TLS tests make certificates with).
 # nginx-light, gunicorn, python3-websockets: upstreams and clients of the reverse proxy's tests.
+# haproxy: the PROXY protocol and drain test in front of two instances; prometheus: the
+# metrics page scraped; chromium, chromium-driver, python3-selenium: the live status page.
 pkgs="build-essential autoconf automake libtool pkg-config libjemalloc-dev libcmocka-dev
       python3 curl procps iproute2 media-types groff-base libcurl4-openssl-dev libhiredis-dev
-      redis-server redis-tools libssl-dev openssl nginx-light gunicorn python3-websockets"
+      redis-server redis-tools libssl-dev openssl nginx-light gunicorn python3-websockets
+      haproxy prometheus chromium chromium-driver python3-selenium"
 case "${1:-}" in
 --bench) pkgs="$pkgs libevent-dev wrk gnuplot-nox" ;;
 --all) pkgs="$pkgs libevent-dev wrk gnuplot-nox clang libclang-rt-14-dev valgrind clang-format git" ;;

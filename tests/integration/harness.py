@@ -41,6 +41,14 @@ def need(cond, why):
     skip(why)
 
 
+def sanitized():
+    """Whether the spindle under test is built with ASan/UBSan (CI's second
+    pass), where long tests shrink or run once, in the plain build."""
+    libs = subprocess.run(["ldd", os.environ.get("SPINDLE_BIN") or os.path.abspath("spindle")],
+                          capture_output=True, text=True).stdout
+    return "libasan" in libs or "libubsan" in libs
+
+
 class Tap:
     """Minimal TAP producer.  Each case is a function; an exception fails it,
     Skip (skip()) skips it."""

@@ -14,19 +14,14 @@ import tempfile
 import threading
 import time
 
-from harness import (Spindle, Tap, check, eq, free_port, need, rss_kb, wait_port, _running)
+from harness import (Spindle, Tap, check, eq, free_port, need, rss_kb, sanitized, wait_port,
+                     _running)
 from httpclient import Conn, build
 from upstream import Upstream
 
 tap = Tap()
 MB = 1 << 20
 RSS_GROWTH_KB = 16 * 1024
-
-
-def sanitized():
-    libs = subprocess.run(["ldd", os.environ.get("SPINDLE_BIN") or os.path.abspath("spindle")],
-                          capture_output=True, text=True).stdout
-    return "libasan" in libs or "libubsan" in libs
 
 
 SIZE = (64 if sanitized() else 256) * MB  # uploads

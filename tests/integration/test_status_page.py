@@ -11,7 +11,7 @@ import signal
 import sys
 import time
 
-from harness import Spindle, Tap, check, eq, free_port, need, wait_for
+from harness import Spindle, Tap, check, eq, free_port, need, sanitized, skip, wait_for
 from httpclient import Conn
 
 tap = Tap()
@@ -47,6 +47,8 @@ def webdriver():
 
 
 def browser():
+    if sanitized():
+        skip("a browser test runs once, in the plain build, not again under the sanitizers")
     chromium = shutil.which("chromium")
     driver = shutil.which("chromedriver")
     need(chromium, "chromium is not installed (Debian package chromium)")
