@@ -11,17 +11,19 @@
  * and the next peek parks the fiber until more arrive, all within
  * WORKER_PROXY_TIMEOUT_MS.
  *
- * The address a header carries is kept by fd number in a table of chunks
- * allocated the first time one of their fds needs a slot.  A connection's
- * slot is written when it starts, on its thread, and read only by its own
- * fibers, which stay on that thread: no lock.  Every connection accepted in
- * a worker with a proxy_protocol listener writes its slot (a connection
- * without a header clears it), so a number reused by the next connection
+ * A connection's address is kept by fd number in a table of chunks
+ * allocated the first time one of their fds needs a slot: the address
+ * accept4() gave (free: no getpeername per request), replaced by the one a
+ * PROXY header carries, and its text, made on first use.  A connection's
+ * slot is written when it is accepted, on its thread, and read only by its
+ * own fibers, which stay on that thread: no lock.  Every connection the
+ * worker accepts writes its slot, so a number reused by the next connection
  * never shows the previous one's address.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -42,11 +44,11 @@ struct peer_slot {
         struct sockaddr_in in;
         struct sockaddr_in6 in6;
     } addr;
-    bool set; /* the connection's PROXY header carried addr */
+    bool set;                    /* addr is the connection's */
+    char name[INET6_ADDRSTRLEN]; /* addr as text, "" until asked for */
 };
 
 static struct peer_slot *_Atomic peer_chunks[PEER_CHUNKS];
-static atomic_bool peers_used;
 static atomic_ullong refused;
 static _Atomic uint64_t last_log_ns;
 
@@ -131,27 +133,28 @@ static void refused_log(int fd, int err)
                 n);
 }
 
+void worker_conn_accepted(int fd, const struct sockaddr_storage *ss)
+{
+    struct peer_slot *s = peer_slot(fd, true);
+    if (!s)
+        return; /* worker_conn_peer() asks the socket */
+    s->set = ss->ss_family == AF_INET || ss->ss_family == AF_INET6;
+    if (s->set)
+        memcpy(&s->addr, ss, sizeof(s->addr));
+    s->name[0] = '\0';
+}
+
 bool worker_conn_begin(int fd, bool proxy)
 {
-    if (!proxy) {
-        struct peer_slot *s = atomic_load(&peers_used) ? peer_slot(fd, false) : NULL;
-        if (s)
-            s->set = false;
+    if (!proxy)
         return true;
-    }
-    atomic_store(&peers_used, true);
     struct sp_proxy_info info;
     int rc = header_read(fd, &info);
-    if (rc == 0 && !info.has_addr) {
-        /* LOCAL or UNKNOWN: the balancer's own connection.  Its address is
-         * kept too, so that it is known after the peer has gone (a check
-         * closes as soon as it has its answer, before the access log line). */
-        socklen_t len = sizeof(info.src);
-        info.has_addr = getpeername(fd, (struct sockaddr *)&info.src, &len) == 0 &&
-                        (info.src.ss_family == AF_INET || info.src.ss_family == AF_INET6);
-    }
-    struct peer_slot *s = rc == 0 ? peer_slot(fd, true) : NULL;
-    if (rc == 0 && s == NULL)
+    /* LOCAL or UNKNOWN: the balancer's own connection keeps the address
+     * accept4() gave, so that it is known after the peer has gone (a check
+     * closes as soon as it has its answer, before the access log line). */
+    struct peer_slot *s = rc == 0 && info.has_addr ? peer_slot(fd, true) : NULL;
+    if (rc == 0 && info.has_addr && s == NULL)
         rc = -ENOMEM;
     if (rc != 0) {
         /* A connection closed before its first byte is a port probe (a
@@ -160,16 +163,18 @@ bool worker_conn_begin(int fd, bool proxy)
             refused_log(fd, rc);
         return false;
     }
-    s->set = info.has_addr;
-    if (info.has_addr)
+    if (s) {
+        s->set = true;
         memcpy(&s->addr, &info.src, sizeof(s->addr));
+        s->name[0] = '\0';
+    }
     return true;
 }
 
 int worker_conn_peer(struct worker *w, int fd, struct sockaddr_storage *ss)
 {
     (void)w;
-    struct peer_slot *s = atomic_load(&peers_used) ? peer_slot(fd, false) : NULL;
+    struct peer_slot *s = peer_slot(fd, false);
     if (s && s->set) {
         memset(ss, 0, sizeof(*ss));
         memcpy(ss, &s->addr, sizeof(s->addr));
@@ -177,6 +182,29 @@ int worker_conn_peer(struct worker *w, int fd, struct sockaddr_storage *ss)
     }
     socklen_t len = sizeof(*ss);
     return getpeername(fd, (struct sockaddr *)ss, &len) == 0 ? 0 : -errno;
+}
+
+const char *worker_conn_peer_name(struct worker *w, int fd, char *buf, size_t size)
+{
+    struct peer_slot *s = peer_slot(fd, false);
+    if (s && s->set && s->name[0])
+        return s->name;
+    struct sockaddr_storage ss;
+    const void *a = NULL;
+    if (worker_conn_peer(w, fd, &ss) == 0) {
+        if (ss.ss_family == AF_INET)
+            a = &((struct sockaddr_in *)&ss)->sin_addr;
+        else if (ss.ss_family == AF_INET6)
+            a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+    }
+    if (!a || !inet_ntop(ss.ss_family, a, buf, (socklen_t)size)) {
+        snprintf(buf, size, "-");
+        return buf;
+    }
+    if (!s || !s->set)
+        return buf;
+    memcpy(s->name, buf, strlen(buf) + 1); /* inet_ntop writes at most INET6_ADDRSTRLEN */
+    return s->name;
 }
 
 unsigned long long worker_proxy_refused(struct worker *w)

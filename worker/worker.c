@@ -191,9 +191,12 @@ static void accept_batch(int lfd, int status, void *arg)
         return;
     }
     while (!atomic_load(&w->draining) && atomic_load(&a->fd) >= 0) { /* closed: ends at once */
-        int fd = sp_try_accept(lfd, NULL, NULL);
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof(peer);
+        int fd = sp_try_accept(lfd, (struct sockaddr *)&peer, &peer_len);
         if (fd >= 0) {
             a->backoff = ACCEPT_BACKOFF_MIN_MS;
+            worker_conn_accepted(fd, &peer);
             sp_net_set_nodelay(fd);
             atomic_fetch_add(&w->counters->connections, 1);
             atomic_fetch_add(&w->counters->accepted, 1);

@@ -82,6 +82,10 @@ int worker_main(const struct worker_args *args);
  */
 bool worker_conn_begin(int fd, bool proxy);
 
+/* Records the address accept4() gave for a connection the worker accepted
+ * (worker_conn_peer() answers from it), on the accepting thread. */
+void worker_conn_accepted(int fd, const struct sockaddr_storage *ss);
+
 /* Frees the address table once the scheduler has stopped. */
 void worker_peers_free(void);
 

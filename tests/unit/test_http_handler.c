@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <dlfcn.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -81,6 +82,16 @@ int worker_conn_peer(struct worker *w, int fd, struct sockaddr_storage *ss)
     socklen_t len = sizeof(*ss);
     (void)w;
     return getpeername(fd, (struct sockaddr *)ss, &len) == 0 ? 0 : -errno;
+}
+const char *worker_conn_peer_name(struct worker *w, int fd, char *buf, size_t size)
+{
+    struct sockaddr_storage ss;
+    const void *a = NULL;
+    if (worker_conn_peer(w, fd, &ss) == 0 && ss.ss_family == AF_INET)
+        a = &((struct sockaddr_in *)&ss)->sin_addr;
+    if (!a || !inet_ntop(AF_INET, a, buf, (socklen_t)size))
+        snprintf(buf, size, "-");
+    return buf;
 }
 unsigned long long worker_proxy_refused(struct worker *w)
 {

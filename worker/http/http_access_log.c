@@ -190,14 +190,10 @@ static size_t escape(char *d, const char *s, size_t n, size_t max)
 
 void http_peer_name(struct http_conn *c)
 {
-    struct sockaddr_storage ss;
-    strcpy(c->peer, "-");
-    if (worker_conn_peer(c->hs->svc->worker, c->stream->fd, &ss) != 0)
-        return;
-    if (ss.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->peer, sizeof(c->peer));
-    else if (ss.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->peer, sizeof(c->peer));
+    const char *name =
+        worker_conn_peer_name(c->hs->svc->worker, c->stream->fd, c->peer, sizeof(c->peer));
+    if (name != c->peer)
+        strcpy(c->peer, name);
 }
 
 static const struct sp_http_header *find_header(const struct sp_http_request *req, const char *name,

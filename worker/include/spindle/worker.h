@@ -71,6 +71,12 @@ int worker_draining(struct worker *w);
  * -errno from getpeername.  Valid until the connection ends. */
 int worker_conn_peer(struct worker *w, int fd, struct sockaddr_storage *ss);
 
+/* The same address as text ("192.0.2.7", "2001:db8::1"), or "-" when none is
+ * known: the slot's copy, made on the connection's first call, or buf
+ * (size bytes, INET6_ADDRSTRLEN is enough).  Valid until the connection
+ * ends. */
+const char *worker_conn_peer_name(struct worker *w, int fd, char *buf, size_t size);
+
 /* The connections closed for a missing, malformed or late PROXY header. */
 unsigned long long worker_proxy_refused(struct worker *w);
 
