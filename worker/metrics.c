@@ -439,16 +439,18 @@ char *metrics_format(const struct metrics_view *v, size_t *len)
     family(&o, "spindle_reloads_total", "counter", "Reloads, by outcome.");
     put(&o, "spindle_reloads_total{result=\"ok\"} %" PRIu64 "\n", v->reloads_ok);
     put(&o, "spindle_reloads_total{result=\"failed\"} %" PRIu64 "\n", v->reloads_failed);
+    /* A family's lines stay together (the text format's rule). */
     family(&o, "spindle_worker_generation", "gauge",
            "The generation of the worker's newest process.");
+    for (unsigned i = 0; i < v->nworkers; i++)
+        if (v->workers[i].seen && v->workers[i].pid > 0)
+            put(&o, "spindle_worker_generation{worker=\"%u\"} %u\n", i, v->workers[i].generation);
     family(&o, "spindle_worker_start_time_seconds", "gauge",
            "When the worker's newest process started, in unix seconds.");
     for (unsigned i = 0; i < v->nworkers; i++)
         if (v->workers[i].seen && v->workers[i].pid > 0)
-            put(&o,
-                "spindle_worker_generation{worker=\"%u\"} %u\n"
-                "spindle_worker_start_time_seconds{worker=\"%u\"} %" PRId64 "\n",
-                i, v->workers[i].generation, i, v->workers[i].started);
+            put(&o, "spindle_worker_start_time_seconds{worker=\"%u\"} %" PRId64 "\n", i,
+                v->workers[i].started);
     per_worker(&o, v, "spindle_worker_respawns_total", "counter",
                "Times the worker died and was started again.", W(respawns));
     per_worker(&o, v, "spindle_connections", "gauge", "Connections open now.", W(connections));

@@ -43,8 +43,10 @@ LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
 def parse(text):
     """Every line of the page: returns {(name, frozenset(labels)): value}
     and {family: type}, failing on any line that is not HELP, TYPE or a
-    sample of a family declared before it."""
+    sample of the family declared just before it (a family's lines stay
+    together, as the text format requires)."""
     samples, types, helps = {}, {}, set()
+    current = None
     check(text.endswith("\n"), "page ends with a newline")
     for line in text.splitlines():
         if line.startswith("# HELP "):
@@ -56,7 +58,9 @@ def parse(text):
             parts = line.split(" ")
             eq(len(parts), 4, "TYPE line %r" % line)
             check(parts[3] in ("counter", "gauge", "histogram"), "type in %r" % line)
+            check(parts[2] not in types, "one TYPE for %s" % parts[2])
             types[parts[2]] = parts[3]
+            current = parts[2]
             continue
         m = SAMPLE.match(line)
         check(m, "sample line %r" % line)
@@ -65,6 +69,7 @@ def parse(text):
         eq(",".join('%s="%s"' % (k, v) for k, v, _ in pairs), labels, "labels of %r" % line)
         fam = re.sub(r"_(bucket|sum|count)$", "", name) if name not in types else name
         check(fam in types, "TYPE before %r" % line)
+        eq(fam, current, "family of %r (its lines together)" % line)
         if types[fam] == "counter":
             check(name.endswith("_total"), "counter %s ends in _total" % name)
         key = (name, frozenset((k, v) for k, v, _ in pairs))
