@@ -9,7 +9,7 @@
 # build tree; copy it to tests/fuzz/regressions/TARGET/ once fixed.
 
 FUZZ_TARGETS = http_request http_response chunked config channel resp proxy_proto
-EXTRA_DIST += tests/fuzz/corpus tests/fuzz/regressions
+EXTRA_DIST += tests/fuzz/corpus tests/fuzz/regressions tests/fuzz/fuzz.h
 
 FUZZ_REPLAYS = \
 	tests/fuzz/fuzz_http_request_replay \
