@@ -62,15 +62,9 @@ atomic_ullong http_tls_handshakes, http_tls_failures, http_tls_renegotiations,
 
 /* ---- the BIO: the socket, never waiting ------------------------------------ */
 
-/* Whether this thread's last socket read came back short: the socket was
- * drained then (a TCP receive queue gives all it holds).  Read right after
- * the SSL call that made the read, before the fiber can park. */
-static __thread bool bio_drained;
-
 static int bio_read(BIO *b, char *buf, int len)
 {
     ssize_t n = sp_try_read((int)BIO_get_fd(b, NULL), buf, (size_t)len);
-    bio_drained = n >= 0 && n < len;
     BIO_clear_retry_flags(b);
     if (n == -EAGAIN) {
         BIO_set_retry_read(b);
@@ -174,14 +168,13 @@ static ssize_t tls_read(struct sp_stream *s, void *buf, size_t len, int64_t time
 }
 
 /* Reads records until buf is full or OpenSSL finds the socket empty, so
- * that a short count means the socket is drained (stream.h).  A record
- * that came from a short read, with nothing more buffered, is known to be
- * the last: no read is spent on EAGAIN to learn it. */
+ * that a short count means the socket is drained (stream.h).  After a
+ * record that came from a short read, the BIO's sp_try_read answers EAGAIN
+ * without a system call (io.h), so learning it costs no read. */
 static ssize_t tls_try_read(struct sp_stream *s, void *buf, size_t len)
 {
     struct tls_stream *t = (struct tls_stream *)s;
     size_t got = 0;
-    bio_drained = false;
     while (got < len) {
         size_t n;
         int r = SSL_read_ex(t->ssl, (char *)buf + got, len - got, &n);
@@ -189,8 +182,6 @@ static ssize_t tls_try_read(struct sp_stream *s, void *buf, size_t len)
             return -EPROTO;
         if (r == 1) {
             got += n;
-            if (bio_drained && !SSL_has_pending(t->ssl))
-                break;
             continue;
         }
         int e = SSL_get_error(t->ssl, r);
