@@ -410,36 +410,52 @@ def http_get(port, path="/", host="127.0.0.1", headers=None, method="GET"):
         return recv_response(s, head_only=(method == "HEAD"))
 
 
-class RedisServer:
-    """Debian's redis-server on a free 127.0.0.1 port, no persistence, in a
-    private directory; stopped by pid when the test ends, even when it fails.
-    start() returns None where redis-server is not installed."""
+class Daemon:
+    """A program a test runs beside spindle (an upstream, a balancer, a
+    client), in its own session and folder: stop() ends it and its children
+    by process group, TERM then KILL, and removes the folder; it is stopped
+    when the test ends, even when it fails."""
 
-    def __init__(self):
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="spindle-test-redis-")
+    def __init__(self, prefix):
+        self.dir = tempfile.mkdtemp(prefix="spindle-test-%s-" % prefix)
         self.proc = None
 
-    def start(self):
-        if shutil.which("redis-server") is None:
-            return None
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--maxclients", "4000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    def spawn(self, argv, port=None, what=None, **popen):
+        """Starts argv (output discarded unless popen says otherwise); with
+        port, waits until it listens there or raises, naming what."""
+        popen.setdefault("stdout", subprocess.DEVNULL)
+        popen.setdefault("stderr", subprocess.DEVNULL)
+        self.proc = subprocess.Popen(argv, start_new_session=True, **popen)
         _running.append(self)
-        if not wait_port(self.port):
-            raise AssertionError("redis-server did not listen on %d" % self.port)
+        if port is not None and not wait_port(port, timeout=10):
+            raise AssertionError("%s did not listen on %d" % (what or argv[0], port))
         return self
 
     def stop(self):
         if self in _running:
             _running.remove(self)
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisServer(Daemon):
+    """Debian's redis-server on a free 127.0.0.1 port, no persistence, in a
+    private directory.  start() returns None where redis-server is not
+    installed."""
+
+    def __init__(self):
+        super().__init__("redis")
+        self.port = free_port()
+
+    def start(self):
+        if shutil.which("redis-server") is None:
+            return None
+        return self.spawn(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                           "--save", "", "--appendonly", "no", "--dir", self.dir,
+                           "--maxclients", "4000"], port=self.port)

@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 
-from harness import Spindle, Tap, check, eq, free_port, need, wait_for, wait_port
+from harness import Daemon, Spindle, Tap, check, eq, free_port, need, wait_for, wait_port
 
 tap = Tap()
 
@@ -52,11 +52,12 @@ class Instance:
         return seen
 
 
-class Haproxy:
-    def __init__(self, d, servers):
+class Haproxy(Daemon):
+    def __init__(self, servers):
+        super().__init__("haproxy")
         self.port = free_port()
-        self.cfg = os.path.join(d, "haproxy.cfg")
-        self.log = os.path.join(d, "haproxy.out")
+        self.cfg = os.path.join(self.dir, "haproxy.cfg")
+        self.log = os.path.join(self.dir, "haproxy.out")
         lines = "".join(
             "    server %s 127.0.0.1:%d send-proxy-v2 check inter 100ms fall 1 rise 2\n"
             % (s.name, s.port) for s in servers)
@@ -81,25 +82,14 @@ backend be
     option httpchk GET /healthz
     http-check expect status 200
 %s""" % (self.port, lines))
-        out = open(self.log, "wb")
-        self.proc = subprocess.Popen([HAPROXY, "-f", self.cfg, "-db"], stdout=out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        out.close()
+        with open(self.log, "wb") as out:
+            self.spawn([HAPROXY, "-f", self.cfg, "-db"], stdout=out, stderr=subprocess.STDOUT)
         if not wait_port(self.port, timeout=5):
             raise AssertionError("haproxy did not start:\n" + self.output())
 
     def output(self):
         with open(self.log, errors="replace") as f:
             return f.read()[-4000:]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
 
 
 class Load:
@@ -179,7 +169,7 @@ def drain_one_and_reload_the_other_under_load_without_a_failure():
     ha = None
     load = None
     try:
-        ha = Haproxy(a.sp.dir, [a, b])
+        ha = Haproxy([a, b])
         check(wait_for(lambda: both_up(ha), 10), "servers not up:\n" + ha.output())
         load = Load(ha.port).start()
         t_start = time.monotonic()

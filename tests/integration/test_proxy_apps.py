@@ -5,12 +5,10 @@ query, Host, X-Forwarded-For, the body), chunked answers of unknown length,
 and an application killed mid-answer."""
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 
-from harness import Spindle, Tap, check, eq, free_port, need, wait_for, wait_port, _running
+from harness import Daemon, Spindle, Tap, check, eq, free_port, need, wait_for, wait_port
 from httpclient import Conn, build, read_all
 
 tap = Tap()
@@ -43,38 +41,20 @@ def app(environ, start_response):
 '''
 
 
-class Gunicorn:
+class Gunicorn(Daemon):
     """Debian's gunicorn running APP, bound to bind (a unix: path or
-    HOST:PORT); stopped by pid, even when the test fails."""
+    HOST:PORT)."""
 
     def __init__(self, bind, workers=2):
-        self.dir = tempfile.mkdtemp(prefix="spindle-test-gunicorn-")
+        super().__init__("gunicorn")
         with open(os.path.join(self.dir, "wsgiapp.py"), "w") as f:
             f.write(APP)
         self.bind = bind
         self.workers = workers
-        self.proc = None
 
     def start(self):
-        self.proc = subprocess.Popen(["gunicorn", "--chdir", self.dir, "-w", str(self.workers),
-                                      "-b", self.bind, "--log-level", "warning",
-                                      "wsgiapp:app"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, cwd=self.dir)
-        _running.append(self)
-        return self
-
-    def stop(self):
-        if self in _running:
-            _running.remove(self)
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        return self.spawn(["gunicorn", "--chdir", self.dir, "-w", str(self.workers), "-b",
+                           self.bind, "--log-level", "warning", "wsgiapp:app"], cwd=self.dir)
 
 
 def proxy(server):

@@ -8,14 +8,12 @@ sanitizer build, where this test runs once more, moves 64 MB each way."""
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
 import time
 
-from harness import (Spindle, Tap, check, eq, free_port, need, rss_kb, sanitized, wait_port,
-                     _running)
+from harness import Daemon, Spindle, Tap, check, eq, free_port, need, rss_kb, sanitized
 from httpclient import Conn, build
 from upstream import Upstream
 
@@ -28,13 +26,12 @@ SIZE = (64 if sanitized() else 256) * MB  # uploads
 DOWN = (64 if sanitized() else 1024) * MB  # the download
 
 
-class Nginx:
-    """Debian's nginx on a free port serving root, in a private prefix;
-    stopped by pid, even when the test fails."""
+class Nginx(Daemon):
+    """Debian's nginx on a free port serving root, in a private prefix."""
 
     def __init__(self, root):
+        super().__init__("nginx")
         self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="spindle-test-nginx-")
         self.conf = os.path.join(self.dir, "nginx.conf")
         with open(self.conf, "w") as f:
             f.write("""
@@ -57,29 +54,10 @@ http {
     }
 }
 """ % {"d": self.dir, "p": self.port, "r": root})
-        self.proc = None
 
     def start(self):
-        self.proc = subprocess.Popen(["nginx", "-p", self.dir, "-c", self.conf, "-g",
-                                      "daemon off; master_process off;"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        _running.append(self)
-        if not wait_port(self.port):
-            raise AssertionError("nginx did not listen on %d" % self.port)
-        return self
-
-    def stop(self):
-        if self in _running:
-            _running.remove(self)
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        return self.spawn(["nginx", "-p", self.dir, "-c", self.conf, "-g",
+                           "daemon off; master_process off;"], port=self.port)
 
 
 def proxy(servers, extra=""):

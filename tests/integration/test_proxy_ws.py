@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 
-from harness import Spindle, Tap, check, eq, free_port, need, wait_port, _running
+from harness import Daemon, Spindle, Tap, check, eq, free_port, need, wait_port
 from httpclient import Conn, build
 
 tap = Tap()
@@ -22,23 +22,9 @@ def have_websockets():
         [PY, "-c", "import websockets"], capture_output=True).returncode == 0
 
 
-class Proc:
-    def __init__(self, args):
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     start_new_session=True, text=True)
-        _running.append(self)
-
-    def stop(self):
-        if self in _running:
-            _running.remove(self)
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-
 def setup(extra=""):
     wport, port = free_port(), free_port()
-    server = Proc([PY, PEER, "server", str(wport)])
+    server = Daemon("ws").spawn([PY, PEER, "server", str(wport)])
     check(wait_port(wport, timeout=10), "websocket server did not start")
     s = Spindle("""
 [upstream ws]
