@@ -45,15 +45,18 @@
 #define LOG_LINE_MAX  4096 /* longer lines are cut (the target, then the agent) */
 #define LOG_FIELD_MAX 1024
 
+/* A time string and the second it was made for. */
+struct stamp {
+    time_t sec;
+    char str[40];
+};
+
 /* One scheduler thread's lines, touched only by that thread (and at exit). */
 struct log_buf {
     char *buf;
     size_t len;
-    time_t tsec; /* second of tstr */
-    char tstr[40];
-    time_t isec; /* second of tiso */
-    char tiso[32];
-    bool flusher; /* the thread's flushing fiber runs */
+    struct stamp tlocal, tiso; /* the two forms of the time, per second */
+    bool flusher;              /* the thread's flushing fiber runs */
 } __attribute__((aligned(64)));
 
 struct http_log {
@@ -233,30 +236,29 @@ static size_t decimal(char *d, uint64_t v)
     return sizeof(b) - i;
 }
 
-/* "[dd/Mon/yyyy:hh:mm:ss +0000]" (28 bytes) of the thread's second. */
-static const char *time_local(struct log_buf *b)
+/* The thread's second in strftime's fmt, made once a second. */
+static const char *stamp(struct stamp *st, const char *fmt)
 {
     time_t now = sp_wall_sec();
-    if (now != b->tsec) {
+    if (now != st->sec) {
         struct tm tm;
         gmtime_r(&now, &tm);
-        strftime(b->tstr, sizeof(b->tstr), "[%d/%b/%Y:%H:%M:%S +0000]", &tm);
-        b->tsec = now;
+        strftime(st->str, sizeof(st->str), fmt, &tm);
+        st->sec = now;
     }
-    return b->tstr;
+    return st->str;
+}
+
+/* "[dd/Mon/yyyy:hh:mm:ss +0000]" (28 bytes). */
+static const char *time_local(struct log_buf *b)
+{
+    return stamp(&b->tlocal, "[%d/%b/%Y:%H:%M:%S +0000]");
 }
 
 /* "yyyy-mm-ddThh:mm:ss+00:00" (25 bytes), nginx's $time_iso8601. */
 static const char *time_iso(struct log_buf *b)
 {
-    time_t now = sp_wall_sec();
-    if (now != b->isec) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(b->tiso, sizeof(b->tiso), "%Y-%m-%dT%H:%M:%S+00:00", &tm);
-        b->isec = now;
-    }
-    return b->tiso;
+    return stamp(&b->tiso, "%Y-%m-%dT%H:%M:%S+00:00");
 }
 
 static void start_flusher(struct http_log *log, struct log_buf *b);
