@@ -42,12 +42,15 @@
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -912,4 +915,54 @@ int nanosleep(const struct timespec *req, struct timespec *rem)
     }
     park_ns((uint64_t)req->tv_sec * 1000000000 + (uint64_t)req->tv_nsec);
     return 0;
+}
+
+/* ---- getpid -------------------------------------------------------------- */
+
+/*
+ * getpid() with one system call per process instead of one per call.  glibc
+ * stopped caching the pid in 2.25, and OpenSSL asks for it on every use of
+ * its random generator, to notice a fork: three times per TLS handshake.
+ * The answer is kept in a page the kernel hands every child of a fork, or of
+ * a clone() without CLONE_VM, zeroed (MADV_WIPEONFORK, Linux 4.14), so a
+ * child asks again however it was made.  Where no such page can be had,
+ * every call asks the kernel, as glibc's does.
+ */
+static _Atomic(pid_t) *pid_page;
+static atomic_bool pid_page_none;
+
+static _Atomic(pid_t) *pid_page_get(void)
+{
+    _Atomic(pid_t) *p = atomic_load_explicit(&pid_page, memory_order_acquire);
+    if (p || atomic_load_explicit(&pid_page_none, memory_order_relaxed))
+        return p;
+    size_t len = (size_t)sysconf(_SC_PAGESIZE);
+    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        atomic_store(&pid_page_none, true);
+        return NULL;
+    }
+    if (madvise(m, len, MADV_WIPEONFORK) != 0) {
+        munmap(m, len);
+        atomic_store(&pid_page_none, true);
+        return NULL;
+    }
+    _Atomic(pid_t) *none = NULL;
+    if (!atomic_compare_exchange_strong(&pid_page, &none, (_Atomic(pid_t) *)m)) {
+        munmap(m, len); /* another thread's came first */
+        return none;
+    }
+    return (_Atomic(pid_t) *)m;
+}
+
+pid_t getpid(void)
+{
+    _Atomic(pid_t) *p = pid_page_get();
+    pid_t pid = p ? atomic_load_explicit(p, memory_order_relaxed) : 0;
+    if (pid == 0) {
+        pid = (pid_t)syscall(SYS_getpid);
+        if (p)
+            atomic_store_explicit(p, pid, memory_order_relaxed);
+    }
+    return pid;
 }

@@ -21,6 +21,7 @@
 #include <sys/select.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "runtime_test.h"
@@ -902,6 +903,61 @@ static void test_two_scheduler_threads(void **state)
         close_pair(m.sv[i]);
 }
 
+/* Reports getpid() and the kernel's answer from a child through a pipe. */
+static int child_pids(void *arg)
+{
+    int fd = *(int *)arg;
+    pid_t got[2] = {getpid(), (pid_t)syscall(SYS_getpid)};
+    _exit(write(fd, got, sizeof(got)) == (ssize_t)sizeof(got) ? 0 : 1);
+}
+
+static void check_child(int (*make)(int fd))
+{
+    int p[2];
+    pid_t got[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t child = make(p[1]);
+    assert_true(child > 0);
+    assert_int_equal(read(p[0], got, sizeof(got)), (ssize_t)sizeof(got));
+    assert_int_equal(got[1], child);
+    assert_int_equal(got[0], child); /* its own pid, not the parent's answer kept */
+    int st;
+    assert_int_equal(waitpid(child, &st, 0), child);
+    close(p[0]);
+    close(p[1]);
+}
+
+static int by_fork(int fd)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        child_pids(&fd);
+    return pid;
+}
+
+/* A raw clone(), without CLONE_VM, skips every atfork handler: the kept
+ * answer must be gone all the same. */
+static int by_raw_clone(int fd)
+{
+    long pid = syscall(SYS_clone, SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid == 0)
+        child_pids(&fd);
+    return (int)pid;
+}
+
+/* getpid() (OpenSSL's fork check, three times per TLS handshake) asks the
+ * kernel once per process, and a child of either kind gets its own. */
+static void test_getpid_kept_and_right_after_fork(void **state)
+{
+    (void)state;
+    pid_t self = (pid_t)syscall(SYS_getpid);
+    assert_int_equal(getpid(), self);
+    assert_int_equal(getpid(), self);
+    check_child(by_fork);
+    check_child(by_raw_clone);
+    assert_int_equal(getpid(), self);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -928,6 +984,7 @@ int main(void)
         RT_TEST(test_close_under_a_waiting_fiber),
         RT_TEST(test_dup2_over_a_parked_fd),
         RT_TEST(test_two_scheduler_threads),
+        RT_TEST(test_getpid_kept_and_right_after_fork),
     };
     /* clang-format on */
     return cmocka_run_group_tests(tests, NULL, NULL);

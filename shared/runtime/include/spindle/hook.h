@@ -18,6 +18,10 @@
  * each call is libc's.  The runtime's own fiber I/O (io.h) calls libc
  * directly and never passes through them.
  *
+ * getpid() is defined here too, enabled or not: it asks the kernel once per
+ * process (a forked or cloned child asks again; hook.c says how), where
+ * glibc asks on every call and OpenSSL calls it three times per handshake.
+ *
  * Not hooked (they still block the thread): name resolution (getaddrinfo,
  * gethostbyname), file I/O and pipes, stdio, calls made through syscall(),
  * and the calls libc makes internally.  docs/modules.md says more.
