@@ -837,8 +837,8 @@ unsigned sp_iom_expire_watches(struct sp_iom *iom, int64_t timeout_ms)
 static void wake_all_threads(struct sp_iom *iom);
 
 /* Wakes whoever waits on fd, ends its watch and forgets its state.
- * Returns whether a fiber was queued. */
-static int forget_fd(struct sp_iom *iom, int fd)
+ * closing: the caller closes fd next.  Returns whether a fiber was queued. */
+static int forget_fd(struct sp_iom *iom, int fd, bool closing)
 {
     /* Created if need be: a call that began on fd took generation 0 and must
      * see it change. */
@@ -851,9 +851,14 @@ static int forget_fd(struct sp_iom *iom, int fd)
             wake(iom, ctx->waiter[d], -ECANCELED);
     if (ctx->watch_fn)
         watch_fire(iom, ctx, -ECANCELED);
-    /* The listening sockets are shared with other processes: closing our
-     * fd alone would leave the registration alive. */
-    if (ctx->registered)
+    /* Closing the fd ends its registration when it was the file's last
+     * descriptor, as it nearly always is, and saves a system call per
+     * connection (nginx relies on the same).  When a copy lives on (a dup,
+     * a child's), the registration does too, edge-triggered, and whatever
+     * it still reports carries the old generation and is dropped by
+     * handle_event.  (The listening sockets, which other processes share,
+     * never come here: listener_close.) */
+    if (ctx->registered && !closing)
         sp__poller_del(iom->poller, fd);
     ctx->registered = 0;
     ctx->ready = 0;
@@ -895,7 +900,7 @@ int sp__iom_park_poll(const struct pollfd *fds, unsigned long n, uint64_t deadli
     if (rc == 0) {
         int pfd = sp__poller_fd(p);
         rc = sp__iom_park(pfd, SP_IO_READ, deadline, 1, sp__iom_fd_gen(pfd));
-        forget_fd(f->iom, pfd);
+        forget_fd(f->iom, pfd, true); /* sp__poller_free closes it */
         owner_release(f->iom, pfd);
     }
     sp__poller_free(p);
@@ -1045,7 +1050,7 @@ static int close_local(struct sp_iom *iom, int fd)
      * by that thread. */
     if (slot && !atomic_compare_exchange_strong(slot, &o, iom->owner_id) && o != iom->owner_id)
         return post_new(g->members[o - 1], REQ_CLOSE, NULL, NULL, fd, 0);
-    forget_fd(iom, fd);
+    forget_fd(iom, fd, true);
     owner_release(iom, fd);
     return close_fd(fd) == 0 ? 0 : -errno;
 }
@@ -1073,7 +1078,7 @@ int sp__iom_close(int fd)
             }
             continue;
         }
-        forget_fd(iom, fd);
+        forget_fd(iom, fd, false);
         owner_release(iom, fd);
     }
     rc = close_fd(fd) == 0 ? 0 : -errno;
@@ -1174,7 +1179,7 @@ static void take_inbox(struct sp_iom *iom)
             }
             break;
         case REQ_CLOSE:
-            forget_fd(iom, r->fd);
+            forget_fd(iom, r->fd, true);
             owner_release(iom, r->fd);
             close_fd(r->fd);
             break;

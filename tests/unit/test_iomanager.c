@@ -339,6 +339,51 @@ static void test_fd_reuse_after_close(void **state)
     close(r.new_fd[1]);
 }
 
+/* sp_close() leaves the poller registration to the close, which ends it
+ * unless another descriptor keeps the file open.  Here one does (a dup): what
+ * the old file reports afterwards must reach nobody, not even the new socket
+ * that got its number. */
+static void dup_fn(void *arg)
+{
+    struct reuse *r = arg;
+    int a[2];
+    char c;
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, a) == 0);
+    CHECK(sp_read(a[0], &c, 1, 10) == -ETIMEDOUT); /* registered */
+    int copy = dup(a[0]);
+    CHECK(copy >= 0);
+    r->old_fd = a[0];
+    CHECK(sp_close(a[0]) == 0);
+
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, r->new_fd) == 0);
+    CHECK(r->new_fd[0] == r->old_fd);
+    CHECK(sp_read(r->new_fd[0], &c, 1, 10) == -ETIMEDOUT); /* registered in turn */
+    CHECK(write(a[1], "old", 3) == 3);                     /* the old file turns readable */
+    int64_t t0 = now_ms();
+    r->wait_rc = sp_wait(r->new_fd[0], SP_IO_READ, 40);
+    WITHIN(t0, 40);
+    CHECK(sp_iom_spawn(sp_iom_current(), reuse_writer, r) == 0);
+    r->t0 = now_ms();
+    r->read_rc = sp_read(r->new_fd[0], r->buf, sizeof(r->buf), 2000);
+    r->read_at = now_ms();
+    CHECK(read(copy, &c, 1) == 1 && c == 'o'); /* the old bytes stayed with the old file */
+    close(copy);
+    close(a[1]);
+}
+
+static void test_close_with_a_dup_alive(void **state)
+{
+    (void)state;
+    struct reuse r = {.wait_rc = 1};
+    run_fibers(1, dup_fn, NULL, &r);
+    assert_int_equal(r.wait_rc, -ETIMEDOUT);
+    assert_int_equal(r.read_rc, 3);
+    assert_memory_equal(r.buf, "new", 3);
+    assert_true(r.read_at - r.t0 >= 60);
+    close(r.new_fd[0]);
+    close(r.new_fd[1]);
+}
+
 struct between {
     int fd[2], parked[2];
     ssize_t rc, parked_rc;
@@ -991,6 +1036,7 @@ int main(void)
         RT_TEST(test_sleep_order),
         RT_TEST(test_close_wakes_reader_and_writer),
         RT_TEST(test_fd_reuse_after_close),
+        RT_TEST(test_close_with_a_dup_alive),
         RT_TEST(test_close_between_runs),
         RT_TEST(test_watch_fires_on_data),
         RT_TEST(test_watch_times_out),
