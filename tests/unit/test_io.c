@@ -10,6 +10,7 @@
 #include "config.h" /* first: it selects the system extensions (accept4) */
 
 #include <fcntl.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -514,6 +515,22 @@ static void test_net_helpers(void **state)
     assert_true(fcntl(l1, F_GETFD) & FD_CLOEXEC);
     close(l1);
     close(l2);
+
+    /* TCP_NODELAY set on a listener comes with every socket it accepts: the
+     * worker sets it once per listener instead of once per connection. */
+    l1 = loopback_listener(&a4);
+    assert_int_equal(sp_net_set_nodelay(l1), 0);
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(c, (struct sockaddr *)&a4, sizeof(a4)), 0);
+    int s = accept4(l1, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(s >= 0);
+    int nodelay = 0;
+    socklen_t optlen = sizeof(nodelay);
+    assert_int_equal(getsockopt(s, IPPROTO_TCP, TCP_NODELAY, &nodelay, &optlen), 0);
+    assert_int_equal(nodelay, 1);
+    close(s);
+    close(c);
+    close(l1);
 
     /* IPv6 listeners take IPv6 only. */
     struct sockaddr_in6 any6 = {.sin6_family = AF_INET6};
