@@ -477,10 +477,13 @@ struct sp_stream *http_tls_accept(struct http_svc *hs, struct http_tls *tl, int 
     SSL_set_accept_state(t->ssl);
 
     uint64_t deadline = deadline_of(hs->conf->tls_handshake_timeout_ms);
-    for (;;) {
-        int r = SSL_do_handshake(t->ssl);
-        if (r == 1)
-            break;
+    /* The ClientHello seldom arrives before accept() returns: wait for it
+     * rather than read EAGAIN first (nginx waits too).  When it is there
+     * already, the wait returns at the scheduler's next look. */
+    int r = sp_wait(fd, SP_IO_READ, hs->conf->tls_handshake_timeout_ms);
+    if (r < 0)
+        goto fail;
+    while ((r = SSL_do_handshake(t->ssl)) != 1) {
         bool eof = false;
         errno = 0;
         int rc = tls_wait(t, r, deadline, &eof);
