@@ -140,6 +140,13 @@ static int absolute(const char *path, char *out, size_t len)
     return sp_config_join_path(out, len, cwd, path);
 }
 
+#ifdef HAVE_JEMALLOC
+/* jemalloc reads this before the first allocation; MALLOC_CONF in the
+ * environment still has the last word.  No purging of freed pages as they
+ * age: each worker returns them every ten seconds instead (worker.c). */
+const char *malloc_conf = "dirty_decay_ms:-1,muzzy_decay_ms:-1";
+#endif
+
 int main(int argc, char **argv)
 {
     static struct master m;

@@ -25,7 +25,7 @@ worker_libspindle_worker_a_SOURCES = \
 nodist_worker_libspindle_worker_a_SOURCES = worker/services.c worker/services_conf.c
 SP_SERVICES =
 SP_SERVICES_CONF_SOURCES =
-WORKER_LIBS = worker/libspindle-worker.a $(SPINDLE_LIBS) $(OPENSSL_LIBS)
+WORKER_LIBS = worker/libspindle-worker.a $(SPINDLE_LIBS) $(OPENSSL_LIBS) $(JEMALLOC_LIBS)
 
 include $(top_srcdir)/worker/services.mk
 EXTRA_DIST += worker/services.mk

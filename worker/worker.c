@@ -14,10 +14,17 @@
  * answer (ADOPT, with the socket attached): each gets an acceptor like our
  * own until RELEASE or the drain closes our copy.
  */
+#include "config.h"
+
 #include "worker.h"
 #include "metrics.h"
 
 #include <errno.h>
+#ifdef HAVE_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#else
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -144,6 +151,34 @@ void worker_conn_closed(struct worker *w)
 {
     atomic_fetch_sub(&w->counters->connections, 1);
     maybe_finish(w);
+}
+
+/* ---- memory -------------------------------------------------------------- */
+
+/*
+ * Memory a burst of connections freed goes back to the kernel once per
+ * MEMORY_RELEASE_MS, in one call, and not while requests are served: the
+ * program's malloc_conf (master/main.c) turns off jemalloc's own purging,
+ * which returns pages a little at a time as they age, with an madvise() and
+ * page faults to get them back as the next connections come, a few percent
+ * of a worker's CPU per TLS handshake.  The C library's malloc, where spindle
+ * is built without jemalloc, is trimmed on the same schedule.
+ */
+#define MEMORY_RELEASE_MS 10000
+#define STR_(x)           #x
+#define STR(x)            STR_(x)
+
+static void memory_fiber(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        sp_sleep(MEMORY_RELEASE_MS);
+#ifdef HAVE_JEMALLOC
+        mallctl("arena." STR(MALLCTL_ARENAS_ALL) ".purge", NULL, NULL, NULL, 0);
+#else
+        malloc_trim(0);
+#endif
+    }
 }
 
 /* ---- acceptors --------------------------------------------------------- */
@@ -786,7 +821,8 @@ static int worker_start_acceptors(struct worker *w, const struct worker_args *ar
         }
     }
     if ((w->channel_fd >= 0 && sp_iom_spawn(w->iom, channel_fiber, w) != 0) ||
-        (w->sigfd >= 0 && sp_iom_spawn(w->iom, signal_fiber, w) != 0)) {
+        (w->sigfd >= 0 && sp_iom_spawn(w->iom, signal_fiber, w) != 0) ||
+        sp_iom_spawn(w->iom, memory_fiber, NULL) != 0) {
         snprintf(w->exit_reason, sizeof(w->exit_reason), "out of memory");
         return -1;
     }

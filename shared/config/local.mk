@@ -20,4 +20,4 @@ check_PROGRAMS += tests/unit/test_config
 endif
 # The services' keys are tested too: link the services.
 tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS) -I$(top_srcdir)/worker
-tests_unit_test_config_LDADD = worker/libspindle-worker.a $(UNIT_LDADD)
+tests_unit_test_config_LDADD = worker/libspindle-worker.a $(UNIT_LDADD) $(JEMALLOC_LIBS)

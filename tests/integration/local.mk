@@ -66,7 +66,8 @@ INTEGRATION_TESTS += \
 	tests/integration/test_hostile_halfclose.py \
 	tests/integration/test_hostile_fds.py \
 	tests/integration/test_hostile_20k.py \
-	tests/integration/test_hostile_kill.py
+	tests/integration/test_hostile_kill.py \
+	tests/integration/test_memory.py
 
 # make install: the server, the SDK (a program built against it out of tree),
 # the man pages and examples; make uninstall removes every file.  The test
