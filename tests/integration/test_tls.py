@@ -127,10 +127,9 @@ def assert_closed(s, timeout=5.0, what="connection"):
     check(not got or got[0] == 0x15, "%s got something else than an alert: %r" % (what, got[:20]))
 
 
-@tap.case
-def curl_keepalive_and_files():
+def curl_keepalive_and_files(extra=""):
     need(shutil.which("curl"), "curl not installed")
-    sp, port, _ = start(extra="root = %s\n" % "www")
+    sp, port, _ = start(extra="root = %s\n" % "www" + extra)
     try:
         www = os.path.join(sp.dir, "www")
         big = os.urandom(3 << 20)
@@ -149,13 +148,13 @@ def curl_keepalive_and_files():
         check(b"small file\n0\n" in out, "second answer on the same connection: %r" % out[:80])
         check(big + b"0\n" in out, "the 3 MB file over TLS, on the same connection")
         check(out.endswith(BODY + b"0\n"), "last answer: %r" % out[-40:])
+        return status(sp, port)["tls"]
     finally:
         sp.stop()
 
 
-@tap.case
-def python_ssl_pipelined_and_idle_parked():
-    sp, port, plain = start()
+def python_ssl_pipelined_and_idle_parked(extra=""):
+    sp, port, plain = start(extra=extra)
     try:
         def page():
             return json.loads(subprocess.run(["curl", "-s", "http://127.0.0.1:%d/status" % plain],
@@ -176,6 +175,29 @@ def python_ssl_pipelined_and_idle_parked():
             eq(read_response(s), (200, BODY), "answer after the idle stretch")
     finally:
         sp.stop()
+
+
+@tap.case
+def curl_keepalive_and_files_own_bio():
+    curl_keepalive_and_files("tls_ktls = off\n")
+
+
+@tap.case
+def python_ssl_pipelined_and_idle_parked_own_bio():
+    python_ssl_pipelined_and_idle_parked("tls_ktls = off\n")
+
+
+# tls_ktls = on: OpenSSL's socket BIO, the kernel TLS path, whether or not
+# this kernel then takes the records over (here, without its tls module,
+# OpenSSL's setsockopt fails and the records stay in user space).
+@tap.case
+def curl_keepalive_and_files_socket_bio():
+    curl_keepalive_and_files("tls_ktls = on\n")
+
+
+@tap.case
+def python_ssl_pipelined_and_idle_parked_socket_bio():
+    python_ssl_pipelined_and_idle_parked("tls_ktls = on\n")
 
 
 @tap.case
@@ -218,8 +240,9 @@ def tls_protocols_and_ciphers_applied():
         sp.stop()
 
 
-def hostile_input(threads):
-    sp, port, plain = start(workers=2, threads=threads, extra="tls_handshake_timeout = 1s\n")
+def hostile_input(threads, extra=""):
+    sp, port, plain = start(workers=2, threads=threads,
+                            extra="tls_handshake_timeout = 1s\n" + extra)
     try:
         workers = sorted(sp.workers())
         before = status(sp, port)
@@ -285,6 +308,11 @@ def hostile_input_closes_cleanly():
 @tap.case
 def hostile_input_closes_cleanly_threads_2():
     hostile_input(threads=2)
+
+
+@tap.case
+def hostile_input_closes_cleanly_socket_bio():
+    hostile_input(threads=1, extra="tls_ktls = on\n")
 
 
 @tap.case
@@ -393,6 +421,8 @@ def config_errors_name_file_line_and_reason():
                r"invalid tls_ciphers 'NOTHING-AT-ALL'")
     check_conf(sp, section(port, extra="tls_session_tickets = maybe\n"),
                r"invalid tls_session_tickets 'maybe'")
+    check_conf(sp, section(port, extra="tls_ktls = always\n"),
+               conf + r":\d+: invalid tls_ktls 'always': expected auto, on or off")
     check_conf(sp, "[http main]\nlisten = 127.0.0.1:%d tsl\n" % port,
                conf + r":\d+: invalid listen .*unknown flag 'tsl'")
     check_conf(sp, "[echo main]\nlisten = 127.0.0.1:%d tls\n" % port,
@@ -600,8 +630,9 @@ def ktls_when_the_kernel_offers_it():
     if not os.path.exists("/sys/module/tls"):
         skip("no kernel TLS here (the tls module is not loaded): records are encrypted in "
              "user space")
-    skip("kernel TLS is not used yet: the stream's own socket BIO keeps the records in user "
-         "space")
+    # tls_ktls = auto: the kernel encrypts, and the 3 MB file goes out with sendfile.
+    tls = curl_keepalive_and_files()
+    check(tls["ktls_handshakes"] >= 1, "no connection used kernel TLS: %r" % tls)
 
 
 @tap.case

@@ -279,6 +279,7 @@ const struct sp_conf_key http_conf_keys[] = {
     {"tls_handshake_timeout", sp_conf_set_duration, H(tls_handshake_timeout_ms), 1, HOURS(1),
      "1ms..1h", 0},
     {"tls_session_tickets", http_tls_conf_set_onoff, H(tls_session_tickets), 0, 0, NULL, 0},
+    {"tls_ktls", http_tls_conf_set_ktls, H(tls_ktls), 0, 0, NULL, 0},
     {"tls_session_ticket_rotation", sp_conf_set_duration, H(tls_ticket_rotation_ms), 1000,
      HOURS(24 * 7), "1s..7d", 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},

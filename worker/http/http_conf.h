@@ -58,6 +58,10 @@ struct sp_http_tls_file {
 #define SP_HTTP_TLS_V12 0x1u
 #define SP_HTTP_TLS_V13 0x2u
 
+/* tls_ktls: whether a connection goes through OpenSSL's own socket BIO,
+ * which hands the records to the kernel where it can (kernel TLS). */
+enum sp_http_ktls { SP_HTTP_KTLS_OFF, SP_HTTP_KTLS_AUTO, SP_HTTP_KTLS_ON };
+
 struct sp_http_conf {
     const char *root;         /* absolute, no trailing '/'; NULL: serve no files */
     const char *index;        /* file name served for a directory, default "index.html" */
@@ -87,6 +91,7 @@ struct sp_http_conf {
     const char *tls_ciphers;          /* TLS 1.2 cipher list, OpenSSL syntax */
     int64_t tls_handshake_timeout_ms; /* > 0 */
     bool tls_session_tickets;
+    unsigned char tls_ktls;         /* enum sp_http_ktls */
     int64_t tls_ticket_rotation_ms; /* each ticket key's period, whole seconds */
     bool tls;                       /* a listen address is flagged tls */
 };
@@ -118,6 +123,8 @@ void http_tls_conf_set_protocols(struct sp_conf_ctx *ctx, const struct sp_conf_k
                                  const char *value);
 void http_tls_conf_set_onoff(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
                              const char *value);
+void http_tls_conf_set_ktls(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
+                            const char *value);
 void http_tls_conf_defaults(struct sp_conf_ctx *ctx, struct sp_http_conf *h);
 void http_tls_conf_check(struct sp_conf_ctx *ctx, struct sp_http_conf *h);
 void http_tls_conf_free(struct sp_http_conf *h);

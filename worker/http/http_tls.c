@@ -5,7 +5,13 @@
  * OpenSSL reads and writes the socket itself through a BIO of our own
  * whose calls never wait: a read or write that would block leaves
  * SSL_ERROR_WANT_READ or WANT_WRITE, and the operation parks the fiber with
- * sp_wait() and tries again.  A fiber never changes threads, so OpenSSL's
+ * sp_wait() and tries again.  Kernel TLS needs OpenSSL's own socket BIO
+ * instead (it moves the keys into the socket and sends its alerts through
+ * it): with tls_ktls = on, or auto where the kernel's tls module is loaded,
+ * a connection gets that one, on the same non-blocking socket (its read()
+ * and write() pass through the hooks to libc's, the fd being non-blocking
+ * already), and once the handshake is over the kernel encrypts what is
+ * written and sendfile() sends a file as it is.  A fiber never changes threads, so OpenSSL's
  * per-thread error queue stays the fiber's across a park.
  *
  * The session lives on the heap (struct tls_stream) for the connection's
@@ -54,6 +60,7 @@ struct http_tls {
     SSL_CTX *ctxs[SP_HTTP_TLS_MAX_PAIRS];
     int nctxs;
     unsigned ticket_rotation_s; /* which of the master's ticket key sets */
+    bool socket_bio;            /* OpenSSL's socket BIO, for kernel TLS (tls_ktls) */
 };
 
 static BIO_METHOD *sock_method;
@@ -438,6 +445,12 @@ struct http_tls *http_tls_new(const struct sp_http_conf *conf, char *err, size_t
     }
     tl->nctxs = n;
     tl->ticket_rotation_s = (unsigned)(conf->tls_ticket_rotation_ms / 1000);
+#ifdef SSL_OP_ENABLE_KTLS
+    /* auto: where the kernel can take the records over; its tls module is
+     * loaded by modprobe, or by the first socket that asks for it. */
+    tl->socket_bio = conf->tls_ktls == SP_HTTP_KTLS_ON ||
+                     (conf->tls_ktls == SP_HTTP_KTLS_AUTO && access("/sys/module/tls", F_OK) == 0);
+#endif
     for (int i = 0; i < n; i++) {
         SSL_CTX_set_info_callback(tl->ctxs[i], info_cb);
         SSL_CTX_set_tlsext_servername_callback(tl->ctxs[i], sni_cb);
@@ -469,9 +482,14 @@ struct sp_stream *http_tls_accept(struct http_svc *hs, struct http_tls *tl, int 
     t->s.ops = &tls_ops;
     t->s.fd = fd;
     t->hs = hs;
-    if ((t->ssl = SSL_new(tl->ctxs[0])) == NULL || (b = BIO_new(sock_method)) == NULL)
+    if ((t->ssl = SSL_new(tl->ctxs[0])) == NULL)
         goto fail;
-    BIO_set_fd(b, fd, BIO_NOCLOSE);
+    if (tl->socket_bio)
+        b = BIO_new_socket(fd, BIO_NOCLOSE);
+    else if ((b = BIO_new(sock_method)) != NULL)
+        BIO_set_fd(b, fd, BIO_NOCLOSE);
+    if (b == NULL)
+        goto fail;
     SSL_set_bio(t->ssl, b, b);
     SSL_set_app_data(t->ssl, t);
     SSL_set_accept_state(t->ssl);

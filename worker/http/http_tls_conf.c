@@ -91,12 +91,27 @@ void http_tls_conf_set_onoff(struct sp_conf_ctx *ctx, const struct sp_conf_key *
         sp_conf_error(ctx, "invalid %s '%s': expected on or off", key->name, value);
 }
 
+void http_tls_conf_set_ktls(struct sp_conf_ctx *ctx, const struct sp_conf_key *key, void *conf,
+                            const char *value)
+{
+    unsigned char *k = (unsigned char *)conf + key->offset;
+    if (strcasecmp(value, "auto") == 0)
+        *k = SP_HTTP_KTLS_AUTO;
+    else if (strcasecmp(value, "on") == 0)
+        *k = SP_HTTP_KTLS_ON;
+    else if (strcasecmp(value, "off") == 0)
+        *k = SP_HTTP_KTLS_OFF;
+    else
+        sp_conf_error(ctx, "invalid %s '%s': expected auto, on or off", key->name, value);
+}
+
 void http_tls_conf_defaults(struct sp_conf_ctx *ctx, struct sp_http_conf *h)
 {
     h->tls_protocols = SP_HTTP_TLS_V12 | SP_HTTP_TLS_V13;
     h->tls_ciphers = sp_conf_strdup(ctx, TLS_DEFAULT_CIPHERS, strlen(TLS_DEFAULT_CIPHERS));
     h->tls_handshake_timeout_ms = 10 * 1000;
     h->tls_session_tickets = true;
+    h->tls_ktls = SP_HTTP_KTLS_AUTO;
     h->tls_ticket_rotation_ms = 12 * 3600 * INT64_C(1000);
 }
 
@@ -233,7 +248,8 @@ static SSL_CTX *ctx_new(const struct sp_http_conf *h, char *err, size_t errlen)
     uint64_t opts =
         SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION;
 #ifdef SSL_OP_ENABLE_KTLS
-    opts |= SSL_OP_ENABLE_KTLS;
+    if (h->tls_ktls != SP_HTTP_KTLS_OFF)
+        opts |= SSL_OP_ENABLE_KTLS;
 #endif
     if (!h->tls_session_tickets)
         opts |= SSL_OP_NO_TICKET;
