@@ -299,6 +299,19 @@ static void reuse_writer(void *arg)
     CHECK(sp_write(r->new_fd[1], "new", 3, 1000) == 3);
 }
 
+/* On the new socket that got the old one's number: a wait that sees nothing
+ * for 40 ms, then the writer's bytes 60 ms later (checked by run_reuse). */
+static void reuse_read_new(struct reuse *r)
+{
+    int64_t t0 = now_ms();
+    r->wait_rc = sp_wait(r->new_fd[0], SP_IO_READ, 40);
+    WITHIN(t0, 40);
+    CHECK(sp_iom_spawn(sp_iom_current(), reuse_writer, r) == 0);
+    r->t0 = now_ms();
+    r->read_rc = sp_read(r->new_fd[0], r->buf, sizeof(r->buf), 2000);
+    r->read_at = now_ms();
+}
+
 static void reuse_fn(void *arg)
 {
     struct reuse *r = arg;
@@ -317,26 +330,25 @@ static void reuse_fn(void *arg)
     CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, r->new_fd) == 0);
     CHECK(r->new_fd[0] == r->old_fd); /* the number came back */
     /* Nothing was ever written to the new socket: the old readiness must not show. */
-    int64_t t0 = now_ms();
-    r->wait_rc = sp_wait(r->new_fd[0], SP_IO_READ, 40);
-    WITHIN(t0, 40);
-    CHECK(sp_iom_spawn(sp_iom_current(), reuse_writer, r) == 0);
-    r->t0 = now_ms();
-    r->read_rc = sp_read(r->new_fd[0], r->buf, sizeof(r->buf), 2000);
-    r->read_at = now_ms();
+    reuse_read_new(r);
 }
 
-static void test_fd_reuse_after_close(void **state)
+static void run_reuse(sp_fiber_fn *fn)
 {
-    (void)state;
     struct reuse r = {.wait_rc = 1};
-    run_fibers(1, reuse_fn, NULL, &r);
+    run_fibers(1, fn, NULL, &r);
     assert_int_equal(r.wait_rc, -ETIMEDOUT);
     assert_int_equal(r.read_rc, 3);
     assert_memory_equal(r.buf, "new", 3);
     assert_true(r.read_at - r.t0 >= 60);
     close(r.new_fd[0]);
     close(r.new_fd[1]);
+}
+
+static void test_fd_reuse_after_close(void **state)
+{
+    (void)state;
+    run_reuse(reuse_fn);
 }
 
 /* sp_close() leaves the poller registration to the close, which ends it
@@ -359,13 +371,7 @@ static void dup_fn(void *arg)
     CHECK(r->new_fd[0] == r->old_fd);
     CHECK(sp_read(r->new_fd[0], &c, 1, 10) == -ETIMEDOUT); /* registered in turn */
     CHECK(write(a[1], "old", 3) == 3);                     /* the old file turns readable */
-    int64_t t0 = now_ms();
-    r->wait_rc = sp_wait(r->new_fd[0], SP_IO_READ, 40);
-    WITHIN(t0, 40);
-    CHECK(sp_iom_spawn(sp_iom_current(), reuse_writer, r) == 0);
-    r->t0 = now_ms();
-    r->read_rc = sp_read(r->new_fd[0], r->buf, sizeof(r->buf), 2000);
-    r->read_at = now_ms();
+    reuse_read_new(r);
     CHECK(read(copy, &c, 1) == 1 && c == 'o'); /* the old bytes stayed with the old file */
     close(copy);
     close(a[1]);
@@ -374,14 +380,7 @@ static void dup_fn(void *arg)
 static void test_close_with_a_dup_alive(void **state)
 {
     (void)state;
-    struct reuse r = {.wait_rc = 1};
-    run_fibers(1, dup_fn, NULL, &r);
-    assert_int_equal(r.wait_rc, -ETIMEDOUT);
-    assert_int_equal(r.read_rc, 3);
-    assert_memory_equal(r.buf, "new", 3);
-    assert_true(r.read_at - r.t0 >= 60);
-    close(r.new_fd[0]);
-    close(r.new_fd[1]);
+    run_reuse(dup_fn);
 }
 
 struct between {
