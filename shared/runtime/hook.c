@@ -928,7 +928,7 @@ int nanosleep(const struct timespec *req, struct timespec *rem)
  * child asks again however it was made.  Where no such page can be had,
  * every call asks the kernel, as glibc's does.
  */
-static _Atomic(pid_t) *pid_page;
+static _Atomic(_Atomic(pid_t) *) pid_page; /* the page, once mapped */
 static atomic_bool pid_page_none;
 
 static _Atomic(pid_t) *pid_page_get(void)
