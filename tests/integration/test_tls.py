@@ -551,8 +551,9 @@ def session_resumes_on_another_worker_and_after_reload():
         check(others, "every connection landed on worker %d" % first)
         # A worker forked later (a crash respawned) got the keys too.
         os.kill(first, signal.SIGKILL)
-        wait_for(lambda: len(sp.workers()) == 2 and first not in sp.workers(), 10)
-        respawned = (set(sp.workers()) - others).pop()
+        # One look at the workers: two looks could see the killed one not yet
+        # reaped, then gone, and no replacement yet.
+        respawned = (set(sp.wait_workers(2, timeout=10, exclude=[first])) - others).pop()
         for _ in range(40):
             reused, pid = s_client_resume(port, sess, True)
             check(reused, "the session was not resumed (worker %d)" % pid)
