@@ -50,8 +50,7 @@ struct acceptor {
     struct worker *w;
     atomic_int fd; /* -1 once a drain has closed it */
     struct service *svc;
-    bool proxy;   /* its listen address is flagged proxy_protocol */
-    bool nodelay; /* the listener has TCP_NODELAY, which accepted sockets inherit */
+    bool proxy; /* its listen address is flagged proxy_protocol */
     /* Touched by one batch at a time (the listener's one-shot guard). */
     int backoff;
     uint64_t last_warn;
@@ -213,15 +212,6 @@ static bool listener_proxy(struct worker *w, int lfd)
     return l != NULL && l->proxy_protocol;
 }
 
-/* Sets TCP_NODELAY on a listening socket, so that every connection it
- * accepts has it from the start (Linux copies it to the accepted socket),
- * instead of a setsockopt() per connection; false where it cannot be set (a
- * Unix socket), and each connection is asked then. */
-static bool listener_nodelay(int lfd)
-{
-    return sp_net_set_nodelay(lfd) == 0;
-}
-
 /* One accept batch, on the thread the listener woke; the listener is not
  * armed again until it returns. */
 static void accept_batch(int lfd, int status, void *arg)
@@ -242,8 +232,6 @@ static void accept_batch(int lfd, int status, void *arg)
         if (fd >= 0) {
             a->backoff = ACCEPT_BACKOFF_MIN_MS;
             worker_conn_accepted(fd, &peer);
-            if (!a->nodelay)
-                sp_net_set_nodelay(fd);
             atomic_fetch_add(&w->counters->connections, 1);
             atomic_fetch_add(&w->counters->accepted, 1);
             if (sp_iom_spawn(w->iom, connection_fiber, (void *)(svc_bits | (uint32_t)fd)) != 0) {
@@ -332,7 +320,7 @@ static void adopt_slot(struct worker *w, const struct sp_msg_slot *slot, int fd)
     atomic_init(&a->a.fd, fd);
     a->a.svc = &w->services[slot->service];
     a->a.proxy = listener_proxy(w, fd);
-    a->a.nodelay = listener_nodelay(fd);
+    sp_net_set_nodelay(fd); /* see worker_start_acceptors */
     a->a.backoff = ACCEPT_BACKOFF_MIN_MS;
     a->key = slot->key;
     pthread_mutex_lock(&w->adopt_lock);
@@ -809,7 +797,10 @@ static int worker_start_acceptors(struct worker *w, const struct worker_args *ar
         atomic_init(&a->fd, args->listeners[i].fd);
         a->svc = &w->services[args->listeners[i].service];
         a->proxy = listener_proxy(w, args->listeners[i].fd);
-        a->nodelay = listener_nodelay(args->listeners[i].fd);
+        /* Linux copies TCP_NODELAY from a listener to the sockets it
+         * accepts: set once here, not once per connection.  (A Unix socket
+         * refuses it, and so would its connections.) */
+        sp_net_set_nodelay(args->listeners[i].fd);
         a->backoff = ACCEPT_BACKOFF_MIN_MS;
         atomic_fetch_add(&w->accepting, 1); /* before it can end */
         int rc = sp_iom_listen(w->iom, args->listeners[i].fd, accept_batch, a);

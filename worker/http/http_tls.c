@@ -11,8 +11,9 @@
  * a connection gets that one, on the same non-blocking socket (its read()
  * and write() pass through the hooks to libc's, the fd being non-blocking
  * already), and once the handshake is over the kernel encrypts what is
- * written and sendfile() sends a file as it is.  A fiber never changes threads, so OpenSSL's
- * per-thread error queue stays the fiber's across a park.
+ * written and sendfile() sends a file as it is.  A fiber never changes
+ * threads, so OpenSSL's per-thread error queue stays the fiber's across a
+ * park.
  *
  * The session lives on the heap (struct tls_stream) for the connection's
  * whole life: while the connection is idle its fd sits in a watch with the
@@ -446,8 +447,9 @@ struct http_tls *http_tls_new(const struct sp_http_conf *conf, char *err, size_t
     tl->nctxs = n;
     tl->ticket_rotation_s = (unsigned)(conf->tls_ticket_rotation_ms / 1000);
 #ifdef SSL_OP_ENABLE_KTLS
-    /* auto: where the kernel can take the records over; its tls module is
-     * loaded by modprobe, or by the first socket that asks for it. */
+    /* auto: where the kernel's tls module is loaded (modprobe tls) when the
+     * worker starts; on: always, and the first socket that asks loads it
+     * where the kernel can. */
     tl->socket_bio = conf->tls_ktls == SP_HTTP_KTLS_ON ||
                      (conf->tls_ktls == SP_HTTP_KTLS_AUTO && access("/sys/module/tls", F_OK) == 0);
 #endif
